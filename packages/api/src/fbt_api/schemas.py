@@ -1,0 +1,64 @@
+"""Request and response models: the same for every backend."""
+
+from typing import Annotated
+
+from pydantic import BaseModel, EmailStr, Field, StringConstraints, model_validator
+
+from fbt_tasks.images import MAX_SIDE
+from fbt_tasks.jobs import JobState
+from fbt_tasks.settings import BackendName
+
+MAX_MESSAGE_CHARS = 2000
+
+Message = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_MESSAGE_CHARS)]
+Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+
+
+class LogIn(BaseModel):
+    msg: Message
+
+
+class EmailIn(BaseModel):
+    email: EmailStr
+    subject: Subject = "Welcome!"
+    body: Body = "Thanks for joining 🎉"
+
+
+class ResizeIn(BaseModel):
+    """Resize a generated test image of ``width`` x ``height`` down to ``target_width`` x ``target_height``."""
+
+    width: Side = 1920
+    height: Side = 1080
+    target_width: Side = 320
+    target_height: Side = 180
+    seed: Annotated[int, Field(ge=0, le=2**31)] = 0
+
+    @model_validator(mode="after")
+    def _not_absurd(self) -> "ResizeIn":
+        if self.width * self.height > 40_000_000:
+            raise ValueError(f"source image of {self.width}x{self.height} exceeds the 40-megapixel limit")
+        return self
+
+
+class Enqueued(BaseModel):
+    status: str
+    job_id: str
+    backend: BackendName
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    backend: BackendName
+    state: JobState
+
+
+class Health(BaseModel):
+    status: str
+    backend: BackendName
+    broker: str
+
+
+class ErrorOut(BaseModel):
+    detail: str | list[dict[str, object]]

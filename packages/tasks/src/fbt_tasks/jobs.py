@@ -1,0 +1,76 @@
+"""The job envelope every runner carries, and ``run_job``, the one place a task is executed.
+
+Runners call ``run_job`` from their task/actor/job function; it dispatches to the plain task
+function and records a completion event. No runner contains task logic of its own.
+"""
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from fbt_tasks import ledger
+from fbt_tasks.mailer import send_email
+from fbt_tasks.images import resize_image
+from fbt_tasks.logfile import notify, write_log
+from fbt_tasks.settings import get_settings
+
+TASKS: dict[str, Callable[..., Any]] = {
+    "send_email": send_email,
+    "write_log": write_log,
+    "notify": notify,
+    "resize_image": resize_image,
+}
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    started = "started"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    kind: str
+    payload: dict[str, Any]
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    enqueued_at: float = field(default_factory=time.time)
+
+    def to_message(self) -> dict[str, Any]:
+        """The JSON-safe form sent through every broker (no pickle anywhere)."""
+        return asdict(self)
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> "Job":
+        return cls(**message)
+
+
+def run_job(message: dict[str, Any], attempt: int = 1) -> Any:
+    """Execute one job and record its completion; exceptions propagate so the runner can retry."""
+    job = Job.from_message(message)
+    started = time.time()
+    ok, error = False, None
+    try:
+        result = TASKS[job.kind](**job.payload)
+        ok = True
+        return result
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        event = ledger.CompletionEvent(
+            id=job.id,
+            kind=job.kind,
+            enqueued_at=job.enqueued_at,
+            started_at=started,
+            finished_at=time.time(),
+            pid=os.getpid(),
+            attempt=attempt,
+            ok=ok,
+            error=error,
+        )
+        ledger.record(get_settings().ledger_file, event)

@@ -1,0 +1,65 @@
+"""One typed settings object, read from the environment, shared by the API, the workers and the harness."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BackendName = Literal["inprocess", "celery", "rq", "dramatiq"]
+BACKENDS: tuple[BackendName, ...] = ("inprocess", "celery", "rq", "dramatiq")
+
+# Printed by `make run` when API_KEY is unset; the API refuses a non-loopback bind while it is in use.
+DEV_API_KEY = "dev-only-key-do-not-deploy"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    backend: BackendName = "inprocess"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Fail fast when Redis is gone so the API can answer 503 instead of hanging.
+    redis_socket_timeout_s: float = Field(1.0, gt=0, le=30)
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(1025, ge=1, le=65535)
+    # A real provider answers in well under this; a hung SMTP server must not hold a worker slot forever.
+    smtp_timeout_s: float = Field(10.0, gt=0, le=120)
+    mail_from: str = "noreply@fbt.localhost"
+
+    log_file: Path = Path("var/log.txt")
+    ledger_file: Path = Path("var/ledger.jsonl")
+    media_dir: Path = Path("var/media")
+
+    api_key: str = ""
+    host: str = "127.0.0.1"
+    # Starlette's threadpool runs sync routes *and* sync BackgroundTasks; 0 keeps anyio's default of 40.
+    api_threadpool: int = Field(0, ge=0, le=1024)
+    # uvicorn's per-request access log; the benchmark turns it off for every runner alike.
+    access_log: bool = True
+    port: int = Field(8000, ge=1, le=65535)
+
+    # Worker slots (processes x threads) each runner gets; the benchmark keeps this equal across runners.
+    worker_processes: int = Field(2, ge=1, le=64)
+    worker_threads: int = Field(4, ge=1, le=256)
+
+    # RQ's default Worker forks a work-horse per job (isolation, ~ms per job); SimpleWorker runs jobs in-process.
+    rq_worker_class: Literal["fork", "simple"] = "fork"
+
+    # Reliability profile for broker runners: "safe" is what make run and compose ship, "defaults" is each
+    # library's out-of-the-box behaviour, kept so the fault benchmark can show the difference.
+    queue_config: Literal["safe", "defaults"] = "safe"
+
+    @property
+    def slots(self) -> int:
+        return self.worker_processes * self.worker_threads
+
+    @property
+    def effective_api_key(self) -> str:
+        return self.api_key or DEV_API_KEY
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
