@@ -4,7 +4,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Annotated, TypeVar
 
 import anyio.to_thread
@@ -114,7 +113,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return submit(backend, background_tasks, "notify", {"user": user["username"]}, "Notification scheduled")
 
     @app.post("/resize", response_model=Enqueued, dependencies=guarded, responses=ERRORS)
-    def resize(background_tasks: BackgroundTasks, backend: BackendDep, spec: ResizeIn) -> Enqueued:
+    def resize(
+        background_tasks: BackgroundTasks,
+        backend: BackendDep,
+        settings: Annotated[Settings, Depends(get_settings_dep)],
+        spec: ResizeIn,
+    ) -> Enqueued:
+        _check_pixels(spec.width, spec.height, settings)
         payload = spec.model_dump()
         payload["output"] = f"{uuid.uuid4().hex}.jpg"
         return submit(backend, background_tasks, "resize_image", payload, "Image resize scheduled")
@@ -128,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         target_width: Annotated[Side, Form()] = 320,
         target_height: Annotated[Side, Form()] = 180,
     ) -> Enqueued:
-        source = _store_upload(file, settings.media_dir)
+        source = _store_upload(file, settings)
         payload = {"source": source, "target_width": target_width, "target_height": target_height}
         payload["output"] = f"{uuid.uuid4().hex}.jpg"
         return submit(backend, background_tasks, "resize_image", payload, "Image resize scheduled")
@@ -157,7 +162,13 @@ def _one_of(query: T | None, body: T | None, name: str) -> T:
     return query if query is not None else body  # type: ignore[return-value]
 
 
-def _store_upload(file: UploadFile, media_dir: Path) -> str:
+def _check_pixels(width: int, height: int, settings: Settings) -> None:
+    if width * height > settings.max_image_pixels:
+        limit = settings.max_image_pixels / 1e6
+        raise HTTPException(422, detail=f"Image of {width}x{height} exceeds the {limit:g}-megapixel limit")
+
+
+def _store_upload(file: UploadFile, settings: Settings) -> str:
     """Check the upload is a real, sane image before anything is enqueued; return its path under media_dir."""
     try:
         with Image.open(file.file) as probe:
@@ -167,8 +178,9 @@ def _store_upload(file: UploadFile, media_dir: Path) -> str:
         raise HTTPException(422, detail="Upload is not a readable PNG or JPEG image") from exc
     if width > MAX_SIDE or height > MAX_SIDE:
         raise HTTPException(422, detail=f"Uploaded image {width}x{height} exceeds {MAX_SIDE} px per side")
+    _check_pixels(width, height, settings)
     name = f"in/{uuid.uuid4().hex}"
-    target = media_dir / name
+    target = settings.media_dir / name
     target.parent.mkdir(parents=True, exist_ok=True)
     file.file.seek(0)
     target.write_bytes(file.file.read())

@@ -5,10 +5,6 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
     """Pure ASGI middleware: checks Content-Length up front and counts streamed bytes for chunked bodies."""
 
@@ -28,27 +24,25 @@ class BodySizeLimit:
             await _reject(send, limit)
             return
         seen = 0
-        response_started = False
+        rejected = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, rejected
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge
+                if seen > limit and not rejected:
+                    # Answer 413 ourselves, then tell the app the client left, so it stops reading.
+                    rejected = True
+                    await _reject(send, limit)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not rejected:  # the 413 is already on the wire; drop whatever the app answers
+                await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not response_started:
-                await _reject(send, limit)
+        await self.app(scope, counting_receive, guarded_send)
 
 
 async def _reject(send: Send, limit: int) -> None:

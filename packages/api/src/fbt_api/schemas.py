@@ -36,9 +36,9 @@ class ResizeIn(BaseModel):
     seed: Annotated[int, Field(ge=0, le=2**31)] = 0
 
     @model_validator(mode="after")
-    def _not_absurd(self) -> "ResizeIn":
-        if self.width * self.height > 40_000_000:
-            raise ValueError(f"source image of {self.width}x{self.height} exceeds the 40-megapixel limit")
+    def _downscale_only(self) -> "ResizeIn":
+        if self.target_width > self.width or self.target_height > self.height:
+            raise ValueError("target size must not exceed the source size: this endpoint only downscales")
         return self
 
 

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     # A real provider answers in well under this; a hung SMTP server must not hold a worker slot forever.
     smtp_timeout_s: float = Field(10.0, gt=0, le=120)
     mail_from: str = "noreply@fbt.localhost"
+    # At-most-once email under at-least-once delivery (lease + sent record in Redis, see fbt_tasks.once).
+    email_send_once: bool = True
+
+    # Decoding and resampling cost grows with pixels; beyond this a resize request is refused with 422.
+    max_image_pixels: int = Field(40_000_000, ge=1)
 
     log_file: Path = Path("var/log.txt")
     ledger_file: Path = Path("var/ledger.jsonl")

@@ -1,0 +1,58 @@
+"""Shared fixtures: real services only (embedded Redis, a real SMTP sink), started per session."""
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fbt_devstack.ports import free_port, wait_for_port
+from fbt_devstack.redis_server import RedisServer
+from fbt_tasks.settings import get_settings
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(workdir=tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def smtp_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """A real SMTP server process (the project's aiosmtpd sink); yields (port, mailbox path)."""
+    mailbox = tmp_path_factory.mktemp("smtp") / "mailbox.jsonl"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fbt_devstack.smtp_sink", "--port", str(port), "--mailbox", str(mailbox)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout_s=20)
+        yield port, mailbox
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def task_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer, smtp_sink: tuple[int, Path]
+) -> Iterator[Path]:
+    """Point the shared settings at real services and a private temp dir, for in-process task calls."""
+    port, _ = smtp_sink
+    env = {
+        "REDIS_URL": redis_server.url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "LOG_FILE": str(tmp_path / "log.txt"),
+        "LEDGER_FILE": str(tmp_path / "ledger.jsonl"),
+        "MEDIA_DIR": str(tmp_path / "media"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
