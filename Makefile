@@ -4,7 +4,8 @@ SHELL := /bin/bash
 
 BACKEND ?= inprocess
 PROFILE ?= default
-UV ?= uv
+# pip may put uv where PATH does not look (e.g. ~/.local/bin); `python3 -m uv` works wherever pip put it.
+UV ?= $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 RUN := $(UV) run --frozen
 
 .PHONY: help setup run api worker test lint format compare
@@ -13,7 +14,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: ## Install uv if missing, then the locked workspace (idempotent)
-	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet
 
 run: setup ## Start Redis, an SMTP sink, the API and BACKEND's workers; Ctrl-C stops them all
@@ -36,3 +37,6 @@ lint: setup ## ruff check and format check
 format: setup ## Apply ruff's fixes and formatting
 	@$(RUN) ruff check --fix .
 	@$(RUN) ruff format .
+
+compare: setup ## Benchmark the four runners side by side (PROFILE=quick|default); writes results/latest/
+	@$(RUN) fbt-bench compare --profile $(PROFILE)

@@ -43,7 +43,8 @@ class Settings(BaseSettings):
     api_threadpool: int = Field(0, ge=0, le=1024)
     # uvicorn's per-request access log; the benchmark turns it off for every runner alike.
     access_log: bool = True
-    port: int = Field(8000, ge=1, le=65535)
+    # 0 asks the devstack (tests, the harness) to pick a free port.
+    port: int = Field(8000, ge=0, le=65535)
 
     # Worker slots (processes x threads) each runner gets; the benchmark keeps this equal across runners.
     worker_processes: int = Field(2, ge=1, le=64)
