@@ -1,0 +1,362 @@
+"""The whole topology in one object: Redis, the SMTP sink, the API and the backend's workers.
+
+``fbt-run``, the end-to-end tests and the benchmark harness all start it this way, so they measure and test
+exactly what a developer runs. Commands come only from the console scripts (``fbt-api``,
+``fbt-worker-<backend>``), the same ones compose calls. Configuration travels only through the environment:
+every ``Settings`` field is exported as its upper-case variable, which pydantic-settings reads back.
+
+Ready means proven end to end: ``GET /health`` answers 200, then a warm-up job posted to ``/log/`` shows up
+as completed in the ledger, which only happens once the API, the broker and a worker all work.
+"""
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from shutil import which
+from types import TracebackType
+
+from fbt_tasks.ledger import read_events
+from fbt_tasks.settings import Settings
+
+from fbt_devstack.ports import free_port, http_status, port_is_open
+from fbt_devstack.processes import ProcessGroup, log_tail
+from fbt_devstack.redis_server import RedisServer
+
+WARMUP_MESSAGE = "stack-warmup"
+POLL_S = 0.1
+# Worker readiness is probed by a fresh interpreter (the runner's health module), so poll it gently.
+HEALTH_POLL_S = 0.5
+PORT_ATTEMPTS = 3
+WORKDIR_FILES = {"log_file": "log.txt", "ledger_file": "ledger.jsonl", "media_dir": "media"}
+
+
+class StackError(RuntimeError):
+    """The stack could not start or recover; the message carries the tail of the relevant log."""
+
+
+def console_script(name: str) -> str:
+    """The path of an installed console script, preferring the one beside this interpreter (the venv's)."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = which(name)
+    if found is None:
+        raise StackError(
+            f"console script {name!r} is not installed; is its package a member of the workspace?"
+        )
+    return found
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Every Settings field as its upper-case environment variable."""
+    env = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if isinstance(value, bool):
+            env[name.upper()] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            env[name.upper()] = str(value)
+        else:
+            env[name.upper()] = json.dumps(value)  # pydantic-settings parses complex fields from JSON
+    return env
+
+
+def _loopback_for(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+class Stack:
+    """``with Stack(settings, workdir=tmp) as stack: stack.api_url`` — a running, proven-ready stack."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workdir: Path,
+        start_redis: bool = True,
+        start_smtp: bool = True,
+        smtp_delay_ms: int = 0,
+        redis_appendonly: bool = False,
+        extra_env: dict[str, str] | None = None,
+        ready_timeout_s: float = 90.0,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
+        self.requested = settings
+        self.workdir = Path(workdir).resolve()
+        self.start_redis = start_redis
+        self.start_smtp = start_smtp
+        self.smtp_delay_ms = smtp_delay_ms
+        self.redis_appendonly = redis_appendonly
+        self.extra_env = dict(extra_env or {})
+        self.ready_timeout_s = ready_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.logs_dir = self.workdir / "logs"
+        self.redis: RedisServer | None = None
+        self._settings: Settings | None = None
+        self.warmup_job_ids: list[str] = []
+        self._group = ProcessGroup()
+        self._env: dict[str, str] = {}
+
+    # -- what callers read -------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return self.requested.backend
+
+    @property
+    def worker_name(self) -> str:
+        """The process that runs tasks: the API itself for in-process BackgroundTasks."""
+        return "api" if self.backend == "inprocess" else "worker"
+
+    @property
+    def settings(self) -> Settings:
+        """The settings actually in force (real ports, URLs and paths); raises before ``start()``."""
+        if self._settings is None:
+            raise StackError("the stack has not been started")
+        return self._settings
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{_loopback_for(self.settings.host)}:{self.settings.port}"
+
+    @property
+    def redis_url(self) -> str:
+        return self.settings.redis_url
+
+    @property
+    def api_key(self) -> str:
+        return self.settings.effective_api_key
+
+    @property
+    def mailbox_path(self) -> Path:
+        """Where the sink records mail; only meaningful when this stack started the sink."""
+        return self.workdir / "mailbox.jsonl"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.settings.ledger_file
+
+    @property
+    def log_path(self) -> Path:
+        """The tasks' log file (write_log / notify), not a process log; those are in ``logs_dir``."""
+        return self.settings.log_file
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The configuration every child gets (on top of this process's environment)."""
+        return dict(self._env)
+
+    def process_log(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def groups(self) -> dict[str, list[int]]:
+        """PIDs per role for a resource sampler. In-process tasks run inside "api", so "workers" is empty."""
+        return {
+            "api": self._group.pids("api"),
+            "workers": self._group.pids("worker"),
+            "broker": [pid] if self.redis is not None and (pid := self.redis.pid) is not None else [],
+            "smtp": self._group.pids("smtp"),
+        }
+
+    def failed(self) -> dict[str, int]:
+        """Children that died without being stopped, with their exit status (negative: by that signal)."""
+        dead = self._group.exited()
+        if self.redis is not None and (code := self.redis.returncode) is not None:
+            dead["redis"] = code
+        return dead
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> "Stack":
+        if self._settings is not None:
+            return self
+        try:
+            self._start_processes()
+            self._wait_ready(time.monotonic() + self.ready_timeout_s)
+        except BaseException:
+            self.stop()
+            self._settings = None  # so a later start() really starts
+            raise
+        return self
+
+    def _start_processes(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        overrides: dict[str, object] = {}
+        for field, filename in WORKDIR_FILES.items():
+            given = getattr(self.requested, field)
+            overrides[field] = (
+                given.resolve() if field in self.requested.model_fields_set else self.workdir / filename
+            )
+        if self.start_redis:
+            self.redis = RedisServer(
+                workdir=self.workdir / "redis",
+                appendonly=self.redis_appendonly,
+                log_path=self.process_log("redis"),
+            ).start()
+            overrides["redis_url"] = self.redis.url
+        if self.start_smtp:
+            overrides["smtp_host"], overrides["smtp_port"] = "127.0.0.1", self._start_smtp()
+        overrides["port"] = self.requested.port or free_port()
+        # PORT=0 means "pick a free one"; the API itself always gets a real port.
+        self._settings = self.requested.model_copy(update=overrides)
+        self._env = {**settings_env(self._settings), **self.extra_env}
+        self._spawn("api", [console_script("fbt-api")])
+        if self.backend != "inprocess":
+            self._spawn("worker", [console_script(f"fbt-worker-{self.backend}")])
+
+    def _start_smtp(self) -> int:
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            port = free_port()
+            argv = [sys.executable, "-m", "fbt_devstack.smtp_sink", "--host=127.0.0.1", f"--port={port}"]
+            argv += [f"--mailbox={self.mailbox_path}", f"--delay-ms={self.smtp_delay_ms}"]
+            self._spawn("smtp", argv, with_settings=False)
+            listening = functools.partial(port_is_open, "127.0.0.1", port)
+            try:
+                self._wait(listening, f"the SMTP sink on {port}", "smtp", 20)
+                return port
+            except StackError:
+                # Most likely another process took the port between our probe and the sink's bind.
+                self._group.stop("smtp", timeout_s=2)
+                if attempt == PORT_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _spawn(self, name: str, argv: list[str], *, with_settings: bool = True) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self._env if with_settings else {})}
+        self._group.spawn(name, argv, env=env, log_path=self.process_log(name))
+
+    def _wait(self, ready: Callable[[], bool], what: str, blame: str, timeout_s: float) -> None:
+        """Poll ``ready`` until true; fail at once if a child dies, or at the deadline with a log tail."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if dead := self.failed():
+                name, code = next(iter(dead.items()))
+                raise StackError(
+                    f"{name} exited with status {code} while waiting for {what}; "
+                    f"{self.process_log(name)}:\n{log_tail(self.process_log(name))}"
+                )
+            if ready():
+                return
+            if time.monotonic() >= deadline:
+                raise StackError(
+                    f"timed out after {timeout_s:.0f} s waiting for {what}; "
+                    f"{self.process_log(blame)}:\n{log_tail(self.process_log(blame))}"
+                )
+            time.sleep(POLL_S)
+
+    def _wait_ready(self, deadline: float) -> None:
+        self._wait_healthy(deadline)
+        job_id = self._submit_probe(deadline)
+        self._wait(
+            lambda: self._ledger_says(job_id),
+            f"the warm-up job {job_id} to complete (API -> broker -> worker -> ledger {self.ledger_path})",
+            self.worker_name,
+            max(deadline - time.monotonic(), 0.0),
+        )
+
+    def _wait_healthy(self, deadline: float) -> None:
+        self._wait(
+            lambda: http_status(f"{self.api_url}/health", timeout_s=2) == 200,
+            f"GET {self.api_url}/health to answer 200",
+            "api",
+            max(deadline - time.monotonic(), 0.0),
+        )
+
+    def _submit_probe(self, deadline: float) -> str:
+        accepted: list[str] = []
+
+        def post() -> bool:
+            request = urllib.request.Request(  # noqa: S310 - our own API on loopback
+                f"{self.api_url}/log/?msg={WARMUP_MESSAGE}",
+                method="POST",
+                headers={"X-API-Key": self.api_key},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                    accepted.append(json.loads(response.read())["job_id"])
+                    return True
+            except urllib.error.HTTPError as exc:
+                if exc.code == 503:
+                    return False  # the broker is not reachable yet; nothing was enqueued, so retry
+                raise StackError(f"warm-up POST /log/ answered {exc.code}: {exc.read()[:500]!r}") from exc
+            except OSError:
+                return False
+
+        self._wait(post, "POST /log/ to accept the warm-up job", "api", max(deadline - time.monotonic(), 0.0))
+        self.warmup_job_ids.append(accepted[0])
+        return accepted[0]
+
+    def _ledger_says(self, job_id: str) -> bool:
+        for event in read_events(self.ledger_path):
+            if event.id == job_id:
+                if not event.ok:
+                    raise StackError(f"the warm-up job {job_id} failed in the worker: {event.error}")
+                return True
+        return False
+
+    # -- faults and recovery ------------------------------------------------------------------------------
+
+    def kill_workers(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the task runners (SIGKILL: the whole tree; else the root). For in-process: the API."""
+        self._group.kill(self.worker_name, sig)
+
+    def restart_workers(self) -> None:
+        """Start the task runners again (stopping what is left of them first) and wait until they serve.
+
+        No warm-up job here: after a crash the queue may hold a backlog, and a probe would wait behind it.
+        Broker runners are ready when their ``python -m fbt_<backend>.health`` exits 0. Those read heartbeats
+        in Redis, so right after a SIGKILL the dead worker's last heartbeat may still count for the health
+        module's freshness window: measure recovery from the ledger, not from when this returns.
+        """
+        self._group.stop(self.worker_name, timeout_s=self.stop_timeout_s)
+        if self.backend == "inprocess":
+            self._spawn("api", [console_script("fbt-api")])
+            self._wait_healthy(time.monotonic() + self.ready_timeout_s)
+            return
+        self._spawn("worker", [console_script(f"fbt-worker-{self.backend}")])
+        self._wait(
+            self._worker_healthy, f"the {self.backend} worker to report ready", "worker", self.ready_timeout_s
+        )
+
+    def _worker_healthy(self) -> bool:
+        check = subprocess.run(
+            [sys.executable, "-m", f"fbt_{self.backend}.health"],  # the compose healthcheck, too
+            env={**os.environ, **self._env},
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        module = f"fbt_{self.backend}.health"
+        if check.returncode != 0 and f"No module named '{module}'".encode() in check.stderr:
+            raise StackError(f"{module} is missing; every broker runner must provide it (docs/CONTRACTS.md)")
+        time.sleep(HEALTH_POLL_S if check.returncode else 0)
+        return check.returncode == 0
+
+    def restart_redis(self) -> None:
+        """Stop and start the embedded Redis on the same port and data dir (data survives with appendonly)."""
+        if self.redis is None:
+            raise StackError("this stack uses an external Redis (start_redis=False); it cannot restart it")
+        self.redis.restart()
+
+    def stop(self) -> None:
+        """Workers first (they finish in-hand jobs while the broker is still up), then API, SMTP, Redis."""
+        for name in ("worker", "api", "smtp"):
+            self._group.stop(name, timeout_s=self.stop_timeout_s)
+        self._group.stop_all(timeout_s=self.stop_timeout_s)
+        if self.redis is not None:
+            self.redis.stop()
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
