@@ -1,0 +1,42 @@
+"""One Dramatiq actor per task kind, ``fbt.<kind>``, all running the shared ``run_job``."""
+
+from typing import Any
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+from fbt_tasks.jobs import TASKS, run_job
+
+# Dramatiq's default queue; every actor shares it so the slots are shared the same way as in other runners.
+QUEUE_NAME = "default"
+# Results and "started" marks live this long, so /jobs/{id} answers for a day (Celery's result_expires
+# default) rather than Dramatiq's 10 minutes; each costs ~100 bytes of Redis memory per job.
+RESULT_TTL_MS = 24 * 60 * 60 * 1000
+
+
+def actor_name(kind: str) -> str:
+    return f"fbt.{kind}"
+
+
+def perform(message: dict[str, Any]) -> Any:
+    """The body of every actor: the job envelope in, ``run_job`` with Dramatiq's attempt number."""
+    current = CurrentMessage.get_current_message()
+    # The Retries middleware counts retries in the message options; a redelivery after a crash is not one.
+    retries = current.options.get("retries", 0) if current is not None else 0
+    return run_job(message, attempt=retries + 1)
+
+
+def declare_actors(broker: dramatiq.Broker, options: dict[str, Any]) -> dict[str, dramatiq.Actor]:
+    """Declare ``fbt.<kind>`` for every kind on ``broker`` (which needs the Results middleware)."""
+    return {
+        kind: dramatiq.actor(
+            perform,
+            broker=broker,
+            actor_name=actor_name(kind),
+            queue_name=QUEUE_NAME,
+            # Lets /jobs/{id} tell succeeded from failed; Results stores a failure only once retries ran out.
+            store_results=True,
+            result_ttl=RESULT_TTL_MS,
+            **options,
+        )
+        for kind in TASKS
+    }

@@ -1,0 +1,123 @@
+"""Dramatiq on Redis: the API enqueues a message, ``fbt-worker-dramatiq`` processes run the actors.
+
+Messages are acked late, so a killed worker's jobs are requeued once its heartbeat expires (see
+``profiles``). Job states come from Dramatiq's Results middleware plus a "started" mark (see ``middleware``).
+"""
+
+from typing import Any, TypeVar
+
+import dramatiq
+import redis
+from dramatiq.middleware import Retries, TimeLimit
+from dramatiq.results import ResultFailure
+from dramatiq.worker import QUEUE_PREFETCH
+from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.jobs import TASKS, Job, JobState
+from fbt_tasks.settings import Settings
+
+from fbt_dramatiq.actors import QUEUE_NAME, actor_name
+from fbt_dramatiq.broker import build_broker
+from fbt_dramatiq.middleware import started_key
+from fbt_dramatiq.profiles import profile_for
+
+M = TypeVar("M", bound=dramatiq.Middleware)
+
+
+class DramatiqBackend:
+    name = "dramatiq"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._profile = profile_for(settings)
+        self._broker = build_broker(settings)
+        self._client: redis.Redis = self._broker.client
+        self._results = self._broker.get_results_backend()
+
+    def enqueue(self, job: Job, background: BackgroundScheduler) -> None:
+        actor = self._broker.get_actor(actor_name(job.kind))
+        # The job id becomes Dramatiq's message id, so /jobs/{id}, the ledger and Redis name the same thing.
+        message = actor.message(job.to_message()).copy(
+            message_id=job.id, message_timestamp=int(job.enqueued_at * 1000)
+        )
+        try:
+            # Atomic: the broker sends one EVALSHA of dispatch.lua, whose HSET (body) and RPUSH (id) Redis
+            # runs as a single script, so a job is either fully queued or absent. The one ambiguity is a reply
+            # lost after Redis ran it: the job is queued yet we answer 503. We never replay it (no retries),
+            # so this call cannot enqueue a job twice.
+            self._broker.enqueue(message)
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"Redis did not take the message ({type(exc).__name__}: {exc})") from exc
+
+    def status(self, job_id: str) -> JobState | None:
+        # Results keys are derived from queue, actor and message id, and only the id is known: probe every
+        # actor's key and the "started" mark in one round trip.
+        keys = [self._results.build_message_key(_probe(actor_name(kind), job_id)) for kind in TASKS]
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.exists(started_key(job_id))
+                for key in keys:
+                    pipe.lindex(key, 0)
+                started, *stored = pipe.execute()
+        except redis.RedisError as exc:
+            raise BrokerUnavailable(f"Redis did not answer ({type(exc).__name__}: {exc})") from exc
+        for data in stored:
+            if data is not None:
+                try:
+                    self._results.unwrap_result(self._results.encoder.decode(data))
+                except ResultFailure:
+                    return JobState.failed
+                return JobState.succeeded
+        # "started" covers a job waiting between retries and one requeued after its worker died, too.
+        if started:
+            return JobState.started
+        # Dramatiq keeps no record of a message until a worker takes it (and enqueue stays one Lua call), so
+        # it cannot tell a queued job from an id it never saw: both read "queued", like Celery's PENDING.
+        return JobState.queued
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except redis.RedisError:
+            return False
+
+    def describe(self) -> dict[str, Any]:
+        retries = _middleware(self._broker, Retries)
+        time_limit = _middleware(self._broker, TimeLimit)
+        options = self._profile.actor_options
+        threads = self._settings.worker_threads
+        return {
+            "runner": "Dramatiq",
+            "library_version": dramatiq.__version__,
+            "broker": f"RedisBroker, redis-py {redis.__version__}",
+            "serializer": "JSON (dramatiq.JSONEncoder: Dramatiq's default, also set explicitly; no pickle)",
+            "queue_config": self._profile.name,
+            "reliability": {
+                "acks": "late: a message leaves Redis only after its actor finished",
+                "heartbeat_timeout_ms": self._broker.heartbeat_timeout,
+                "maintenance_chance_per_million": self._broker.maintenance_chance,
+                "max_retries": options.get("max_retries", retries.max_retries),
+                "min_backoff_ms": options.get("min_backoff", retries.min_backoff),
+                "max_backoff_ms": options.get("max_backoff", retries.max_backoff),
+                "time_limit_ms": options.get("time_limit", time_limit.time_limit),
+            },
+            "concurrency_model": (
+                f"dramatiq CLI: {self._settings.worker_processes} processes x {threads} threads, "
+                f"each process prefetching up to {QUEUE_PREFETCH or threads * 2} messages"
+            ),
+            "slots": self._settings.slots,
+            "job_status": "Results middleware (succeeded/failed) + a started mark; unknown ids read queued",
+        }
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _probe(name: str, job_id: str) -> dramatiq.Message[Any]:
+    """A message with just the fields the results key is derived from."""
+    return dramatiq.Message(
+        queue_name=QUEUE_NAME, actor_name=name, args=(), kwargs={}, options={}, message_id=job_id
+    )
+
+
+def _middleware(broker: dramatiq.Broker, kind: type[M]) -> M:
+    return next(m for m in broker.middleware if isinstance(m, kind))

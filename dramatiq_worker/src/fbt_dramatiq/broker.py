@@ -1,0 +1,52 @@
+"""The Dramatiq broker, configured from Settings: Redis, JSON only, one profile, the ``fbt.<kind>`` actors.
+
+The API and the workers both build it here, each from their own Settings; nothing is global except
+Dramatiq's encoder (see ``global_broker`` for the module the ``dramatiq`` CLI loads).
+"""
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage
+from dramatiq.results import Results
+from dramatiq.results.backends import RedisBackend
+from fbt_tasks.settings import Settings
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from fbt_dramatiq.actors import RESULT_TTL_MS, declare_actors
+from fbt_dramatiq.middleware import MarkStarted, WorkerHeartbeats
+from fbt_dramatiq.profiles import profile_for
+
+
+def redis_client(settings: Settings) -> Redis:
+    """A client that fails within the socket timeout instead of hanging or retrying."""
+    return Redis.from_url(
+        settings.redis_url,
+        # Bounds the TCP connect, so a broker that is down or unreachable fails fast (API answers 503).
+        socket_connect_timeout=settings.redis_socket_timeout_s,
+        # Bounds every reply; Dramatiq never blocks on Redis (fetches are short Lua calls), so this is safe.
+        socket_timeout=settings.redis_socket_timeout_s,
+        # redis-py 8 retries 10 times with backoff by default, stretching a failure to seconds, and replaying
+        # an enqueue whose reply was lost would enqueue the job twice. Fail once; callers decide.
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def build_broker(settings: Settings) -> RedisBroker:
+    profile = profile_for(settings)
+    client = redis_client(settings)
+    # JSONEncoder is Dramatiq's default already; set it anyway so no import order can swap in pickle.
+    dramatiq.set_encoder(dramatiq.JSONEncoder())
+    # Passing the client (not url=) is what makes the timeouts apply: with url= the broker builds its own
+    # connection pool and ignores extra connection parameters.
+    broker = RedisBroker(client=client, **profile.broker_options)
+    # Dramatiq has no status store of its own; Results (its documented way to keep outcomes) stores each
+    # actor's return value or final exception, JSON-encoded, under a key derived from the message id.
+    broker.add_middleware(Results(backend=RedisBackend(client=client, encoder=dramatiq.JSONEncoder())))
+    # Exposes the message being processed, whose options carry the retry count the actors report.
+    broker.add_middleware(CurrentMessage())
+    broker.add_middleware(MarkStarted(client, ttl_s=RESULT_TTL_MS // 1000))
+    broker.add_middleware(WorkerHeartbeats())
+    declare_actors(broker, profile.actor_options)
+    return broker

@@ -1,0 +1,13 @@
+"""The module the ``dramatiq`` CLI loads: ``dramatiq fbt_dramatiq.global_broker --processes N --threads M``.
+
+Importing it builds the broker from the environment and installs it as Dramatiq's global broker, which is
+what the CLI looks for. Only worker processes import this module; the API builds its own broker.
+"""
+
+import dramatiq
+from fbt_tasks.settings import get_settings
+
+from fbt_dramatiq.broker import build_broker
+
+broker = build_broker(get_settings())
+dramatiq.set_broker(broker)
