@@ -1,0 +1,114 @@
+"""Celery on Redis, as the API sees it: publish a task message, read its state from the result backend.
+
+The job id is the Celery task id, so ``/jobs/{id}`` reads Celery's own record of the task.
+"""
+
+from typing import Any
+
+import celery
+import kombu
+from celery import states
+from celery.result import AsyncResult
+from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.settings import Settings
+from kombu.transport.redis import Channel as RedisChannel
+
+from fbt_celery.app import BROKER_ERRORS, create_app
+from fbt_celery.tasks import MAX_RETRIES, RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S, task_name
+
+STATE_OF: dict[str, JobState] = {
+    # Celery reports PENDING both for a task waiting in the queue and for an id it has never seen
+    # ("any task id that's not known is implied to be in the pending state"), so this backend can never
+    # tell an unknown id apart from a queued job: status() never returns None.
+    states.PENDING: JobState.queued,
+    # RECEIVED only exists as a monitoring event, never in the result backend; listed for completeness.
+    states.RECEIVED: JobState.queued,
+    # A failed attempt waiting out its retry countdown: queued again until the next attempt starts.
+    states.RETRY: JobState.queued,
+    states.STARTED: JobState.started,
+    states.SUCCESS: JobState.succeeded,
+    states.FAILURE: JobState.failed,
+    states.REVOKED: JobState.failed,
+    states.REJECTED: JobState.failed,
+}
+
+
+class CeleryBackend:
+    name = "celery"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._app = create_app(settings)
+        broker = self._app.connection_for_write()
+        self._broker = f"Redis at {broker.hostname}:{broker.port}"  # for messages: no password
+
+    def enqueue(self, job: Job, background: BackgroundScheduler) -> None:
+        # Atomic by construction: kombu's Redis transport publishes a message with one LPUSH of the whole
+        # JSON message onto the queue list, and publish retries are off (see app.py), so either that one
+        # command took effect or nothing did. (If Redis applied it but its reply timed out, the job still
+        # runs despite the 503: the one ambiguity no client can remove.)
+        task = self._app.tasks[task_name(job.kind)]
+        try:
+            task.apply_async(args=[job.to_message()], task_id=job.id)
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"{self._broker} did not take the task: {exc}") from exc
+        except RuntimeError as exc:
+            # Before publishing, the Redis result backend subscribes to the task's result channel; when it
+            # cannot reconnect it raises RuntimeError("Retry limit exceeded ... must be restarted") from
+            # the connection error. Nothing was published, and it does reconnect once Redis is back.
+            if not isinstance(exc.__cause__, BROKER_ERRORS):
+                raise
+            raise BrokerUnavailable(f"{self._broker} did not answer: {exc.__cause__}") from exc
+
+    def status(self, job_id: str) -> JobState | None:
+        try:
+            state = AsyncResult(job_id, app=self._app).state
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"{self._broker} did not answer: {exc}") from exc
+        return STATE_OF.get(state, JobState.queued)
+
+    def ping(self) -> bool:
+        try:
+            with self._app.connection_or_acquire() as conn:
+                # One PING on a pooled broker connection, bounded by the transport's socket timeouts.
+                conn.default_channel.client.ping()
+        except BROKER_ERRORS:
+            return False
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        conf = self._app.conf
+        transport = conf.broker_transport_options
+
+        def option(name: str) -> Any:
+            return transport.get(name, getattr(RedisChannel, name))  # else kombu's default
+
+        safe = self._settings.queue_config == "safe"
+        return {
+            "runner": "Celery",
+            "library_version": celery.__version__,
+            "kombu_version": kombu.__version__,
+            "broker": "Redis (kombu redis transport)",
+            "result_backend": "Redis",
+            "serializer": conf.task_serializer,
+            "accept_content": list(conf.accept_content),
+            "queue_config": self._settings.queue_config,
+            "acks_late": bool(conf.task_acks_late),
+            "reject_on_worker_lost": bool(conf.task_reject_on_worker_lost),
+            "prefetch_multiplier": conf.worker_prefetch_multiplier,
+            "visibility_timeout_s": option("visibility_timeout"),
+            # kombu scans for abandoned unacked messages every interval x throttle seconds.
+            "unacked_sweep_s": option("unacked_restore_interval") * option("unacked_restore_throttle"),
+            "retries": (
+                f"{MAX_RETRIES} retries, {RETRY_BACKOFF_S} s backoff doubling, max {RETRY_BACKOFF_MAX_S} s"
+                if safe
+                else "none"
+            ),
+            "concurrency_model": "prefork pool (one process per slot)",
+            "slots": self._settings.slots,
+            "socket_timeout_s": self._settings.redis_socket_timeout_s,
+        }
+
+    def close(self) -> None:
+        self._app.close()

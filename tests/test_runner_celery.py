@@ -1,0 +1,295 @@
+"""The Celery runner end to end: a real Redis, the real ``fbt-worker-celery`` process tree, a real SMTP sink.
+
+Kept lean: one worker (safe profile, 2 prefork processes) serves the happy path, the retry path and a pool
+process killed mid-job; SIGTERM and the 503 path get their own short-lived worker or Redis. A SIGKILL of
+the *whole* worker is recovered only after the visibility timeout (~31 s), so that trial lives in the fault
+benchmark, not here.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+from celery.result import AsyncResult
+from fastapi.testclient import TestClient
+from fbt_api.app import create_app
+from fbt_celery.app import celery_config
+from fbt_celery.app import create_app as create_celery_app
+from fbt_celery.backend import CeleryBackend
+from fbt_celery.health import worker_ready
+from fbt_celery.worker import worker_argv
+from fbt_devstack.processes import is_alive, kill_tree
+from fbt_devstack.redis_server import RedisServer
+from fbt_devstack.smtp_sink import wait_for_mail
+from fbt_tasks import ledger
+from fbt_tasks.backend import BrokerUnavailable
+from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+KEY = "test-key-not-a-secret"
+AUTH = {"X-API-Key": KEY}
+WORKER = str(Path(sys.executable).parent / "fbt-worker-celery")
+SMALL_RESIZE = {"width": 64, "height": 64, "target_width": 8, "target_height": 8}
+# About a second of CPU: long enough to signal a worker while it runs, short enough for a lean suite.
+SLOW_RESIZE = {"width": 6000, "height": 4000, "target_width": 8, "target_height": 8}
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    env: dict[str, str]
+    dir: Path
+    mailbox: Path
+
+    @property
+    def ledger_file(self) -> Path:
+        return self.dir / "ledger.jsonl"
+
+
+def make_stack(tmp: Path, redis_url: str, smtp: tuple[int, Path], **extra: str) -> Stack:
+    port, mailbox = smtp
+    env = {
+        "BACKEND": "celery",
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "LOG_FILE": str(tmp / "log.txt"),
+        "LEDGER_FILE": str(tmp / "ledger.jsonl"),
+        "MEDIA_DIR": str(tmp / "media"),
+        "API_KEY": KEY,
+        "WORKER_PROCESSES": "2",
+        "WORKER_THREADS": "1",
+        "QUEUE_CONFIG": "safe",
+        **extra,
+    }
+    settings = Settings(**{key.lower(): value for key, value in env.items()})
+    return Stack(settings, env, tmp, mailbox)
+
+
+def on_db(url: str, db: int) -> str:
+    """The session Redis, another database: other runners' tests use db 0."""
+    return f"{url.rsplit('/', 1)[0]}/{db}"
+
+
+@contextmanager
+def running_worker(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``fbt-worker-celery``; on exit SIGTERM it, and SIGKILL its whole tree if anything is left."""
+    env = {**os.environ, **stack.env}
+    with open(stack.dir / "worker.log", "ab") as log:
+        proc = subprocess.Popen(
+            [WORKER], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_until(lambda: worker_ready(stack.settings), 60, "a Celery worker to answer a ping", proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_tree(proc.pid)
+        proc.wait(timeout=10)
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode} while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def events_by_id(stack: Stack) -> dict[str, list[ledger.CompletionEvent]]:
+    found: dict[str, list[ledger.CompletionEvent]] = {}
+    for event in ledger.read_events(stack.ledger_file):
+        found.setdefault(event.id, []).append(event)
+    return found
+
+
+def is_in_order(seen: list[str], order: list[str]) -> bool:
+    """True if the distinct states seen never go backwards in ``order``."""
+    ranks = [order.index(state) for state in seen]
+    return ranks == sorted(ranks)
+
+
+@pytest.fixture
+def backend_for() -> Iterator[Callable[[Stack], CeleryBackend]]:
+    made: list[CeleryBackend] = []
+
+    def make(stack: Stack) -> CeleryBackend:
+        made.append(CeleryBackend(stack.settings))
+        return made[-1]
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: tuple[int, Path]
+) -> Iterator[Stack]:
+    """One 2-process prefork worker, safe profile, on database 2 of the session Redis."""
+    built = make_stack(tmp_path_factory.mktemp("celery"), on_db(redis_server.url, 2), smtp_sink)
+    with running_worker(built):
+        yield built
+
+
+def test_worker_is_celerys_cli_with_prefork_and_one_process_per_slot() -> None:
+    argv = worker_argv(Settings(worker_processes=3, worker_threads=2))
+    assert argv[:3] == ["-A", "fbt_celery.app", "worker"]
+    assert argv[argv.index("--pool") + 1] == "prefork"
+    assert argv[argv.index("--concurrency") + 1] == "6"
+
+
+def test_profiles_are_json_only_and_safe_adds_the_documented_reliability_settings() -> None:
+    safe = celery_config(Settings(queue_config="safe"))
+    defaults = celery_config(Settings(queue_config="defaults"))
+    for config in (safe, defaults):
+        assert config["accept_content"] == config["result_accept_content"] == ["json"]
+        assert config["task_serializer"] == config["result_serializer"] == "json"
+        assert config["task_publish_retry"] is False
+        assert config["broker_transport_options"]["socket_timeout"] == 1.0
+    assert safe["task_acks_late"] and safe["task_reject_on_worker_lost"]
+    assert safe["worker_prefetch_multiplier"] == 1
+    assert safe["broker_transport_options"]["unacked_restore_throttle"] == 1
+    assert (
+        "task_acks_late" not in defaults and "visibility_timeout" not in defaults["broker_transport_options"]
+    )
+
+
+def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: Stack) -> None:
+    with TestClient(create_app(stack.settings)) as client:
+        responses = {
+            "write_log": client.post("/log/?msg=hello from celery", headers=AUTH),
+            "send_email": client.post("/send-mail/?email=celery@example.com", headers=AUTH),
+            "notify": client.post("/notify/", headers=AUTH),
+            "resize_image": client.post("/resize", json=SMALL_RESIZE, headers=AUTH),
+        }
+        assert {r.status_code for r in responses.values()} == {200}
+        assert {r.json()["backend"] for r in responses.values()} == {"celery"}
+        ids = {kind: r.json()["job_id"] for kind, r in responses.items()}
+        seen: dict[str, list[str]] = {job_id: [] for job_id in ids.values()}
+
+        def all_succeeded() -> bool:
+            for job_id, states in seen.items():
+                state = client.get(f"/jobs/{job_id}", headers=AUTH).json()["state"]
+                if not states or states[-1] != state:
+                    states.append(state)
+            return all(states[-1] == "succeeded" for states in seen.values())
+
+        wait_until(all_succeeded, 60, "every job to succeed")
+        assert client.get("/health").json() == {"status": "ok", "backend": "celery", "broker": "up"}
+
+    assert all(is_in_order(states, ["queued", "started", "succeeded"]) for states in seen.values()), seen
+    events = events_by_id(stack)
+    for kind, job_id in ids.items():
+        assert [(e.kind, e.ok, e.attempt) for e in events[job_id]] == [(kind, True, 1)]
+    mails = wait_for_mail(stack.mailbox, 1, timeout_s=10)
+    assert f"<{ids['send_email']}@fbt.localhost>" in {m.message_id for m in mails}
+    # The result backend stores plain JSON (json.loads would fail on a pickle).
+    meta = redis.Redis.from_url(stack.settings.redis_url).get(f"celery-task-meta-{ids['write_log']}")
+    assert meta is not None and json.loads(meta)["status"] == "SUCCESS"
+
+
+def test_a_failing_job_is_retried_then_failed(
+    stack: Stack, backend_for: Callable[[Stack], CeleryBackend]
+) -> None:
+    backend = backend_for(stack)
+    payload = {"source": "no-such-upload.png", "target_width": 8, "target_height": 8, "output": "x.jpg"}
+    job = Job(kind="resize_image", payload=payload)
+    backend.enqueue(job, None)
+    # Safe profile: the first run plus 2 retries, 1 s and 2 s later.
+    wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
+    events = events_by_id(stack)[job.id]
+    assert [e.attempt for e in events] == [1, 2, 3]
+    assert not any(e.ok for e in events)
+    assert all(e.error and e.error.startswith("FileNotFoundError") for e in events)
+
+
+def test_a_pool_process_killed_mid_job_has_its_job_redelivered(
+    stack: Stack, backend_for: Callable[[Stack], CeleryBackend]
+) -> None:
+    backend = backend_for(stack)
+    # The largest resize allowed (~2 s of CPU) leaves ample time to find and kill its process.
+    job = Job(
+        kind="resize_image", payload={**SLOW_RESIZE, "width": 8000, "height": 5000, "output": "killed.jpg"}
+    )
+    backend.enqueue(job, None)
+    wait_until(lambda: backend.status(job.id) == JobState.started, 30, "the slow job to start")
+    # With task_track_started the STARTED record names the pool process running the task.
+    celery_app = create_celery_app(stack.settings)
+    try:
+        child = psutil.Process(AsyncResult(job.id, app=celery_app).info["pid"])
+    finally:
+        celery_app.close()
+    child.kill()
+    # task_reject_on_worker_lost: the parent requeues the message at once, no visibility timeout involved.
+    wait_until(lambda: backend.status(job.id) == JobState.succeeded, 60, "the redelivered job to succeed")
+    events = events_by_id(stack)[job.id]
+    assert [e.ok for e in events] == [True] and events[0].pid != child.pid
+
+
+def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    smtp_sink: tuple[int, Path],
+    backend_for: Callable[[Stack], CeleryBackend],
+) -> None:
+    # Database 3: the module's worker consumes database 2 and must not take this job.
+    own = make_stack(tmp_path, on_db(redis_server.url, 3), smtp_sink, WORKER_PROCESSES="1")
+    backend = backend_for(own)
+    slow = Job(kind="resize_image", payload={**SLOW_RESIZE, "output": "slow.jpg"})
+    with running_worker(own) as worker:
+        backend.enqueue(slow, None)
+        wait_until(lambda: backend.status(slow.id) == JobState.started, 30, "the slow job to start", worker)
+        tree = [worker, *psutil.Process(worker.pid).children(recursive=True)]
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        assert not [p.pid for p in tree if isinstance(p, psutil.Process) and is_alive(p)]
+    assert backend.status(slow.id) == JobState.succeeded
+    assert [e.ok for e in events_by_id(own)[slow.id]] == [True]
+    assert not worker_ready(own.settings)
+
+
+def test_broker_down_gives_503_and_bad_health(tmp_path: Path, smtp_sink: tuple[int, Path]) -> None:
+    with RedisServer(workdir=tmp_path / "redis") as server:
+        down = make_stack(tmp_path, server.url, smtp_sink)
+        with TestClient(create_app(down.settings)) as client:
+            accepted = client.post("/log/?msg=up", headers=AUTH)
+            assert accepted.status_code == 200
+            # No worker here, so the message is still in the queue: JSON on the wire, never pickle.
+            (raw,) = redis.Redis.from_url(server.url).lrange("celery", 0, -1)
+            message = json.loads(raw)
+            assert message["content-type"] == "application/json"
+            assert message["headers"]["id"] == accepted.json()["job_id"]
+            server.stop()
+            refused = client.post("/log/?msg=down", headers=AUTH)
+            assert refused.status_code == 503
+            assert refused.json()["detail"].startswith("Broker unavailable, nothing was enqueued")
+            assert client.get(f"/jobs/{'0' * 32}", headers=AUTH).status_code == 503
+            health = client.get("/health")
+            assert health.status_code == 503 and health.json()["broker"] == "down"
+            with pytest.raises(BrokerUnavailable):
+                client.app.state.backend.enqueue(Job(kind="write_log", payload={"message": "x"}), None)
+            assert not worker_ready(down.settings)
+            server.start()
+            assert client.post("/log/?msg=back", headers=AUTH).status_code == 200
