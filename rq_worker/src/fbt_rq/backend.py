@@ -1,0 +1,129 @@
+"""RQ (Redis Queue) behind the common API: jobs are enqueued to Redis and run by ``rq worker`` processes.
+
+Enqueueing is atomic. RQ 3.0's ``Queue.enqueue_call`` writes the job hash (function, JSON arguments, status)
+and pushes the job id onto the queue list in one redis-py transactional pipeline, i.e. one MULTI/EXEC
+(rq/queue.py ``_enqueue_async_job``). Redis runs the block all or nothing and discards a MULTI whose EXEC
+never arrived, so a broker that dies mid-enqueue leaves no half-written job. (Just before, RQ adds the queue
+name to its ``rq:queues`` set in a separate, idempotent write that carries no job.) The one ambiguity no
+queue avoids: if EXEC reached Redis but the reply was lost, the API answers 503 for a job that will run.
+"""
+
+from typing import Any
+
+import redis
+import rq
+from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.settings import Settings
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+from rq.serializers import JSONSerializer
+
+from fbt_rq.jobs import JOB_FUNCTIONS, RETRY_MAX_META
+from fbt_rq.profiles import (
+    FAILURE_TTL_S,
+    QUEUE_NAME,
+    RESULT_TTL_S,
+    SERIALIZER,
+    WORKER_CLASSES,
+    job_timeout_s,
+    profile_for,
+)
+from fbt_rq.queue import connect, make_queue
+
+# RQ's states folded into the API's four. RQ cannot tell some apart:
+# - a job whose worker was SIGKILLed stays "started" until its heartbeat deadline expires and maintenance
+#   re-enqueues it (or fails it), so "started" can mean "running" or "orphaned, not yet noticed";
+# - "scheduled" is a job waiting out a retry backoff, shown as queued (it will run again);
+# - a job whose result TTL ran out is gone: Job.fetch cannot tell it from one that never existed (404).
+STATES: dict[JobStatus, JobState] = {
+    JobStatus.CREATED: JobState.queued,
+    JobStatus.QUEUED: JobState.queued,
+    JobStatus.DEFERRED: JobState.queued,
+    JobStatus.SCHEDULED: JobState.queued,
+    JobStatus.RATE_LIMITED: JobState.queued,
+    JobStatus.READY_TO_ENQUEUE: JobState.queued,
+    JobStatus.STARTED: JobState.started,
+    JobStatus.FINISHED: JobState.succeeded,
+    JobStatus.FAILED: JobState.failed,
+    JobStatus.STOPPED: JobState.failed,
+    JobStatus.CANCELED: JobState.failed,
+}
+
+
+class RQBackend:
+    name = "rq"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._profile = profile_for(settings)
+        self._job_timeout_s = job_timeout_s(settings)
+        self._connection = connect(settings)
+        self._queue = make_queue(self._connection)
+
+    def enqueue(self, job: Job, background: BackgroundScheduler) -> None:
+        # `background` is unused: an RQ worker process runs the job, not the API.
+        retry = self._profile.retry()
+        try:
+            self._queue.enqueue_call(
+                JOB_FUNCTIONS[job.kind],
+                args=(job.to_message(),),
+                # Our id is RQ's job id, so /jobs/{id} is a plain Job.fetch.
+                job_id=job.id,
+                # A fixed description: RQ's default embeds the arguments (email addresses) in logs and Redis.
+                description=f"fbt.{job.kind} {job.id}",
+                timeout=self._job_timeout_s,
+                result_ttl=RESULT_TTL_S,
+                failure_ttl=FAILURE_TTL_S,
+                retry=retry,
+                meta={RETRY_MAX_META: retry.max} if retry else None,
+            )
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis did not take the job: {exc}") from exc
+
+    def status(self, job_id: str) -> JobState | None:
+        try:
+            found = RQJob.fetch(job_id, connection=self._connection, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return None
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis did not answer: {exc}") from exc
+        state = found.get_status(refresh=False)
+        return STATES.get(state) if state is not None else None
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._connection.ping())
+        except RedisError:
+            return False
+
+    def describe(self) -> dict[str, Any]:
+        profile, fork = self._profile, self._settings.rq_worker_class == "fork"
+        return {
+            "runner": "RQ",
+            "library_version": rq.__version__,
+            "redis_py_version": redis.__version__,
+            "serializer": SERIALIZER,
+            "queue": QUEUE_NAME,
+            "queue_config": profile.name,
+            "retry": repr(profile.retry()) if profile.retry_max else "none",
+            "worker_ttl_s": profile.worker_ttl,
+            "idle_dequeue_block_s": profile.dequeue_timeout,
+            "job_monitoring_interval_s": profile.job_monitoring_interval,
+            "maintenance_interval_s": profile.maintenance_interval,
+            "with_scheduler": profile.with_scheduler,
+            "job_timeout_s": self._job_timeout_s,
+            "result_ttl_s": RESULT_TTL_S,
+            "failure_ttl_s": FAILURE_TTL_S,
+            "worker_class": WORKER_CLASSES[self._settings.rq_worker_class],
+            "concurrency_model": f"{self._settings.slots} `rq worker` processes, one job at a time each"
+            + (", a forked work-horse per job" if fork else ", in the worker process"),
+            "slots": self._settings.slots,
+            "enqueue": "one MULTI/EXEC transaction (job hash + queue push)",
+            "redis_socket_timeout_s": self._settings.redis_socket_timeout_s,
+        }
+
+    def close(self) -> None:
+        self._connection.close()

@@ -1,0 +1,48 @@
+"""Is an RQ worker alive? ``python -m fbt_rq.health`` exits 0 if so, 1 if not (the compose healthcheck).
+
+Alive means what RQ itself means by it: registered in the queue's worker registry (a worker that shut down
+cleanly unregisters) with a heartbeat younger than worker_ttl + 60 s, the TTL RQ puts on a worker's key.
+An idle worker heartbeats every worker_ttl - 15 s and a busy fork worker every job-monitoring interval, so a
+live worker never misses that window; a SIGKILLed one drops out of it within worker_ttl + 60 s
+(80 s with the safe profile, 8 minutes with RQ's defaults).
+"""
+
+import sys
+from datetime import UTC, datetime, timedelta
+
+from fbt_tasks.settings import Settings, get_settings
+from redis.exceptions import RedisError
+from rq import Worker
+from rq.serializers import JSONSerializer
+
+from fbt_rq.profiles import profile_for
+from fbt_rq.queue import connect, make_queue
+
+
+def worker_ready(settings: Settings) -> bool:
+    window = timedelta(seconds=profile_for(settings).worker_key_ttl)
+    connection = connect(settings)
+    try:
+        queue = make_queue(connection)
+        workers = Worker.all(queue=queue, serializer=JSONSerializer)
+    except RedisError:
+        return False
+    finally:
+        connection.close()
+    now = datetime.now(UTC)
+    return any(w.last_heartbeat is not None and now - _aware(w.last_heartbeat) < window for w in workers)
+
+
+def _aware(moment: datetime) -> datetime:
+    # RQ stores UTC timestamps; depending on the version they come back naive or aware.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def main() -> None:
+    ready = worker_ready(get_settings())
+    print("rq worker: alive" if ready else "rq worker: none alive")
+    sys.exit(0 if ready else 1)
+
+
+if __name__ == "__main__":
+    main()

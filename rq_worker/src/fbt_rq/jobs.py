@@ -1,0 +1,39 @@
+"""One RQ job function per task kind, ``fbt_rq.jobs.<kind>``; each only hands the message to ``run_job``.
+
+RQ names a job by its function's import path and the worker imports it by that path, so each function is
+bound as a module attribute under its kind (``fbt_rq.jobs.send_email``, ...), built in one loop.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from fbt_tasks.jobs import TASKS, run_job
+from rq import get_current_job
+
+# Stored in each job's meta at enqueue, so the attempt number does not depend on the worker's QUEUE_CONFIG.
+RETRY_MAX_META = "fbt_retry_max"
+
+
+def current_attempt() -> int:
+    """The running job's 1-based attempt; RQ counts ``retries_left`` down from ``Retry.max`` per retry."""
+    job = get_current_job()
+    if job is None:
+        return 1
+    retry_max = job.meta.get(RETRY_MAX_META)
+    if retry_max is None or job.retries_left is None:
+        return 1
+    return retry_max - job.retries_left + 1
+
+
+def _job_function(kind: str) -> Callable[[dict[str, Any]], Any]:
+    def job_function(message: dict[str, Any]) -> Any:
+        return run_job(message, attempt=current_attempt())
+
+    job_function.__name__ = job_function.__qualname__ = kind
+    job_function.__module__ = __name__
+    job_function.__doc__ = f"RQ job for fbt_tasks.jobs.TASKS[{kind!r}]."
+    return job_function
+
+
+JOB_FUNCTIONS: dict[str, Callable[[dict[str, Any]], Any]] = {kind: _job_function(kind) for kind in TASKS}
+globals().update(JOB_FUNCTIONS)

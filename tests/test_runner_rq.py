@@ -1,0 +1,243 @@
+"""The RQ runner end to end: a real Redis, the real ``fbt-worker-rq`` process tree, a real SMTP sink.
+
+Kept lean: one worker serves the happy path and the retry path; SIGTERM and the 503 path get their own
+short-lived worker or Redis. The SIGKILL-redelivery trial takes over a minute (RQ's abandoned-job deadline
+is heartbeat + 60 s), so it lives in the fault benchmark, not here.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from fbt_api.app import create_app
+from fbt_devstack.processes import is_alive, kill_tree
+from fbt_devstack.redis_server import RedisServer
+from fbt_devstack.smtp_sink import wait_for_mail
+from fbt_rq.backend import RQBackend
+from fbt_rq.health import worker_ready
+from fbt_rq.worker import worker_command
+from fbt_tasks import ledger
+from fbt_tasks.backend import BrokerUnavailable
+from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+KEY = "test-key-not-a-secret"
+AUTH = {"X-API-Key": KEY}
+WORKER = str(Path(sys.executable).parent / "fbt-worker-rq")
+SMALL_RESIZE = {"width": 64, "height": 64, "target_width": 8, "target_height": 8}
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    env: dict[str, str]
+    dir: Path
+    mailbox: Path
+
+    @property
+    def ledger_file(self) -> Path:
+        return self.dir / "ledger.jsonl"
+
+
+def make_stack(tmp: Path, redis_url: str, smtp: tuple[int, Path], **extra: str) -> Stack:
+    port, mailbox = smtp
+    env = {
+        "BACKEND": "rq",
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "LOG_FILE": str(tmp / "log.txt"),
+        "LEDGER_FILE": str(tmp / "ledger.jsonl"),
+        "MEDIA_DIR": str(tmp / "media"),
+        "API_KEY": KEY,
+        "WORKER_PROCESSES": "2",
+        "WORKER_THREADS": "1",
+        "QUEUE_CONFIG": "safe",
+        **extra,
+    }
+    settings = Settings(**{key.lower(): value for key, value in env.items()})
+    return Stack(settings, env, tmp, mailbox)
+
+
+@contextmanager
+def running_worker(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``fbt-worker-rq``; on exit SIGTERM it, and SIGKILL its whole tree if anything is left."""
+    env = {**os.environ, **stack.env}
+    with open(stack.dir / "worker.log", "ab") as log:
+        proc = subprocess.Popen(
+            [WORKER], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_until(lambda: worker_ready(stack.settings), 30, "an RQ worker to register", proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_tree(proc.pid)
+        proc.wait(timeout=10)
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode} while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def events_by_id(stack: Stack) -> dict[str, list[ledger.CompletionEvent]]:
+    found: dict[str, list[ledger.CompletionEvent]] = {}
+    for event in ledger.read_events(stack.ledger_file):
+        found.setdefault(event.id, []).append(event)
+    return found
+
+
+def is_in_order(seen: list[str], order: list[str]) -> bool:
+    """True if the distinct states seen never go backwards in ``order``."""
+    ranks = [order.index(state) for state in seen]
+    return ranks == sorted(ranks)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: tuple[int, Path]
+) -> Iterator[Stack]:
+    """One 2-process RQ worker (safe profile, fork) on the session Redis, db 0."""
+    built = make_stack(tmp_path_factory.mktemp("rq"), redis_server.url, smtp_sink)
+    with running_worker(built):
+        yield built
+
+
+def test_worker_command_is_rqs_cli_with_json_and_the_profile() -> None:
+    safe = worker_command(Settings(queue_config="safe"))
+    assert safe[-1] == "fbt" and "worker" in safe and "--with-scheduler" in safe
+    assert safe[safe.index("--serializer") + 1] == "rq.serializers.JSONSerializer"
+    assert safe[safe.index("--worker-ttl") + 1] == "20"
+    defaults = worker_command(Settings(queue_config="defaults", rq_worker_class="simple"))
+    assert defaults[defaults.index("--worker-class") + 1] == "rq.SimpleWorker"
+    assert "--worker-ttl" not in defaults and "--with-scheduler" not in defaults
+
+
+def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: Stack) -> None:
+    with TestClient(create_app(stack.settings)) as client:
+        responses = {
+            "write_log": client.post("/log/?msg=hello from rq", headers=AUTH),
+            "send_email": client.post("/send-mail/?email=rq@example.com", headers=AUTH),
+            "notify": client.post("/notify/", headers=AUTH),
+            "resize_image": client.post("/resize", json=SMALL_RESIZE, headers=AUTH),
+        }
+        assert {r.status_code for r in responses.values()} == {200}
+        assert {r.json()["backend"] for r in responses.values()} == {"rq"}
+        ids = {kind: r.json()["job_id"] for kind, r in responses.items()}
+        seen: dict[str, list[str]] = {job_id: [] for job_id in ids.values()}
+
+        def all_succeeded() -> bool:
+            for job_id, states in seen.items():
+                state = client.get(f"/jobs/{job_id}", headers=AUTH).json()["state"]
+                if not states or states[-1] != state:
+                    states.append(state)
+            return all(states[-1] == "succeeded" for states in seen.values())
+
+        wait_until(all_succeeded, 60, "every job to succeed")
+        assert client.get("/health").json() == {"status": "ok", "backend": "rq", "broker": "up"}
+
+    order = ["queued", "started", "succeeded"]
+    assert all(is_in_order(states, order) for states in seen.values()), seen
+    events = events_by_id(stack)
+    for kind, job_id in ids.items():
+        assert [(e.kind, e.ok, e.attempt) for e in events[job_id]] == [(kind, True, 1)]
+    mails = wait_for_mail(stack.mailbox, 1, timeout_s=10)
+    assert f"<{ids['send_email']}@fbt.localhost>" in {m.message_id for m in mails}
+    # JSON on the wire, never pickle: the stored call is a plain JSON array naming our job function.
+    raw = redis.Redis.from_url(stack.settings.redis_url).hget(f"rq:job:{ids['write_log']}", "data")
+    assert raw is not None
+    func, _, args, _ = json.loads(zlib.decompress(raw))
+    assert func == "fbt_rq.jobs.write_log" and args[0]["payload"] == {"message": "hello from rq"}
+
+
+def test_a_failing_job_is_retried_with_backoff_then_failed(stack: Stack) -> None:
+    backend = RQBackend(stack.settings)
+    payload = {"source": "no-such-upload.png", "target_width": 8, "target_height": 8, "output": "x.jpg"}
+    job = Job(kind="resize_image", payload=payload)
+    try:
+        backend.enqueue(job, None)
+        # Safe profile: first try plus 3 retries 1, 2 and 4 s apart, run by the worker's scheduler.
+        wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
+    finally:
+        backend.close()
+    events = events_by_id(stack)[job.id]
+    assert [e.attempt for e in events] == [1, 2, 3, 4]
+    assert not any(e.ok for e in events)
+    assert all(e.error and e.error.startswith("FileNotFoundError") for e in events)
+
+
+@pytest.mark.parametrize(("processes", "worker_class"), [("1", "simple"), ("2", "fork")])
+def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
+    tmp_path: Path, redis_server: RedisServer, smtp_sink: tuple[int, Path], processes: str, worker_class: str
+) -> None:
+    """One slot execs `rq worker` directly; two slots go through the supervisor, which forwards SIGTERM."""
+    # Database 1: the module's worker listens on database 0 and must not take this job.
+    url = redis_server.url.rsplit("/", 1)[0] + "/1"
+    own = make_stack(tmp_path, url, smtp_sink, WORKER_PROCESSES=processes, RQ_WORKER_CLASS=worker_class)
+    backend = RQBackend(own.settings)
+    # About a second of CPU: long enough to still be running when SIGTERM arrives.
+    slow = Job(
+        kind="resize_image", payload={**SMALL_RESIZE, "width": 6000, "height": 4000, "output": "slow.jpg"}
+    )
+    try:
+        with running_worker(own) as worker:
+            backend.enqueue(slow, None)
+            wait_until(
+                lambda: backend.status(slow.id) == JobState.started, 30, "the slow job to start", worker
+            )
+            root = psutil.Process(worker.pid)
+            tree = [root, *root.children(recursive=True)]
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=60) == 0
+            assert not [p.pid for p in tree if is_alive(p)]
+        assert backend.status(slow.id) == JobState.succeeded
+        assert [e.ok for e in events_by_id(own)[slow.id]] == [True]
+        # A clean shutdown unregisters the worker, so the healthcheck turns unhealthy at once.
+        assert not worker_ready(own.settings)
+    finally:
+        backend.close()
+
+
+def test_broker_down_gives_503_and_bad_health(tmp_path: Path, smtp_sink: tuple[int, Path]) -> None:
+    with RedisServer(workdir=tmp_path / "redis") as server:
+        down = make_stack(tmp_path, server.url, smtp_sink)
+        with TestClient(create_app(down.settings)) as client:
+            assert client.post("/log/?msg=up", headers=AUTH).status_code == 200
+            server.stop()
+            refused = client.post("/log/?msg=down", headers=AUTH)
+            assert refused.status_code == 503
+            assert refused.json()["detail"].startswith("Broker unavailable, nothing was enqueued")
+            assert client.get(f"/jobs/{'0' * 32}", headers=AUTH).status_code == 503
+            health = client.get("/health")
+            assert health.status_code == 503 and health.json()["broker"] == "down"
+            with pytest.raises(BrokerUnavailable):
+                client.app.state.backend.enqueue(Job(kind="write_log", payload={"message": "x"}), None)
+            server.start()
+            assert client.post("/log/?msg=back", headers=AUTH).status_code == 200
