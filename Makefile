@@ -8,7 +8,7 @@ PROFILE ?= default
 UV ?= $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help setup run api worker test lint format compare
+.PHONY: help setup run api worker test lint format compare faults report
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,3 +40,26 @@ format: setup ## Apply ruff's fixes and formatting
 
 compare: setup ## Benchmark the four runners side by side (PROFILE=quick|default); writes results/latest/
 	@$(RUN) fbt-bench compare --profile $(PROFILE)
+
+faults: setup ## Kill, deploy, restart Redis, fail tasks: every runner x queue config (<= 15 min); writes results/faults/latest/
+	@$(RUN) fbt-bench faults
+
+RESULTS ?= results/latest
+report: setup ## Re-render report.md and report.html of RESULTS (default results/latest) from its results.json
+	@$(RUN) python -m fbt_bench.report $(RESULTS)
+
+# --- docker compose: the whole comparison as one stack (docs/deploy.md) ---
+COMPOSE ?= docker compose
+
+.PHONY: up down logs
+
+up: ## docker compose: build and start the stack, wait until healthy (needs API_KEY in .env)
+	@test -f .env || { echo "no .env: cp .env.example .env and set API_KEY (docs/deploy.md)"; exit 2; }
+	@$(COMPOSE) up --build --detach --wait
+	@$(COMPOSE) ps
+
+down: ## docker compose: stop and remove the stack's containers (volumes are kept)
+	@$(COMPOSE) down
+
+logs: ## docker compose: follow the stack's logs
+	@$(COMPOSE) logs --follow --tail=100

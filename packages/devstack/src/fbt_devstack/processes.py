@@ -115,7 +115,11 @@ class ProcessTree:
         while True:
             self.refresh()
             if not self.alive():
-                return True
+                # A child forked just before its parent died (an RQ work-horse) is an orphan that only a
+                # session scan finds, and the throttled one may predate the fork: scan before declaring done.
+                self.refresh(scan_session=True)
+                if not self.alive():
+                    return True
             if time.monotonic() >= deadline:
                 return False
             self.signal(sig)

@@ -48,13 +48,30 @@ def run_once(
         if time.monotonic() > deadline:
             raise AlreadyInFlight(f"{key}: lease still held after {lease_s:.0f} s")
         time.sleep(POLL_S)
+    leased_until = time.monotonic() + lease_s
     try:
         if client.exists(done_key):
             return False
         effect()
-        client.set(done_key, "1", ex=DONE_TTL_S)
+        _record_done(client, done_key, until=leased_until)
         return True
     finally:
         # Release only our own lease: after a very slow effect it may have expired and been taken over.
         if client.get(lease_key) == token.encode():
             client.delete(lease_key)
+
+
+def _record_done(client: redis.Redis, done_key: str, *, until: float) -> None:
+    """Write the done record, retrying through a Redis blip while our lease still holds off other attempts.
+
+    The effect already happened: failing here would fail the task, and its retry would repeat the effect
+    (measured: a Redis restart right after an SMTP "250" sent that email twice). Past the lease, give up.
+    """
+    while True:
+        try:
+            client.set(done_key, "1", ex=DONE_TTL_S)
+            return
+        except redis.RedisError:
+            if time.monotonic() + POLL_S >= until:
+                raise
+            time.sleep(POLL_S)

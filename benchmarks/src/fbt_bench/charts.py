@@ -1,0 +1,265 @@
+"""The report's figures as inline SVG strings (matplotlib, Agg), so report.html is one self-contained file.
+
+Charts take plain numbers, never a results document: report.py decides what is plotted, this module only
+draws it. Text stays text in the SVG (svg.fonttype none) to keep files small and searchable, and every id is
+prefixed with the chart's id because several SVGs share one HTML document.
+"""
+
+import io
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless and deterministic; the harness runs without a display
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+Points = Sequence[Sequence[float]]
+
+# One colour per runner everywhere, so a reader can follow a runner from chart to chart.
+RUNNER_COLOURS = {
+    "BackgroundTasks": "#1f77b4",
+    "Celery": "#2ca02c",
+    "RQ": "#d62728",
+    "Dramatiq": "#9467bd",
+    "raw Redis": "#7f7f7f",
+    "direct call": "#111111",
+}
+EXTRA_COLOURS = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+GROUP_COLOURS = {"api": "#1f77b4", "workers": "#ff7f0e", "broker": "#d62728"}
+BASELINE_NAMES = ("raw Redis", "direct call")
+FIGSIZE = (7.2, 3.6)
+RC = {
+    "svg.fonttype": "none",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    median: float
+    low: float
+    high: float
+    flag: str = ""  # e.g. "partial" or "noisy", printed above the bar
+
+
+def colour(label: str, fallback_index: int = 0) -> str:
+    """The runner's colour; labels like 'Celery (defaults)' share their runner's colour."""
+    base = label.split(" (")[0].split(" [")[0]
+    return RUNNER_COLOURS.get(base, EXTRA_COLOURS[fallback_index % len(EXTRA_COLOURS)])
+
+
+def _is_baseline(label: str) -> bool:
+    return label.startswith(BASELINE_NAMES)
+
+
+def _figure() -> Figure:
+    return Figure(figsize=FIGSIZE, layout="constrained")
+
+
+def _legend(ax: Axes) -> None:
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        # Outside the plot area: inside, it hides exactly the tails a reader is looking for.
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def latency_cdf(chart_id: str, series: Mapping[str, Sequence[Points]], title: str) -> str:
+    """One line per runner and repeat (same colour per runner): [latency_ms, fraction] points, log-x."""
+    with matplotlib.rc_context(RC):
+        fig = _figure()
+        ax = fig.add_subplot()
+        for i, (label, repeats) in enumerate(series.items()):
+            style = "--" if _is_baseline(label) else "-"
+            for j, points in enumerate(repeats):
+                xs = [max(p[0], 1e-3) for p in points]  # log axis: clamp a 0 ms bucket to 1 µs
+                ys = [p[1] for p in points]
+                ax.step(
+                    xs,
+                    ys,
+                    where="post",
+                    linestyle=style,
+                    color=colour(label, i),
+                    alpha=0.85,
+                    linewidth=1.3,
+                    label=label if j == 0 else None,
+                )
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel("end-to-end latency, enqueue → finished (ms, log scale)")
+        ax.set_ylabel("fraction of tasks")
+        ax.set_title(title)
+        _legend(ax)
+        return _svg(fig, chart_id, title)
+
+
+def throughput_bars(
+    chart_id: str,
+    bars: Sequence[Bar],
+    title: str,
+    *,
+    references: Sequence[tuple[str, float]] = (),
+    unit: str = "tasks/s",
+) -> str:
+    """Median bars with min-max whiskers, optional horizontal reference lines (e.g. the ideal throughput)."""
+    with matplotlib.rc_context(RC):
+        fig = _figure()
+        ax = fig.add_subplot()
+        xs = range(len(bars))
+        medians = [b.median for b in bars]
+        errors = [[b.median - b.low for b in bars], [b.high - b.median for b in bars]]
+        colours = [colour(b.label, i) for i, b in enumerate(bars)]
+        hatches = ["//" if _is_baseline(b.label) else "" for b in bars]
+        drawn = ax.bar(xs, medians, color=colours, yerr=errors, capsize=4, ecolor="#333333", alpha=0.9)
+        for patch, hatch in zip(drawn, hatches, strict=True):
+            patch.set_hatch(hatch)
+        for x, bar in zip(xs, bars, strict=True):
+            ax.annotate(
+                f"{bar.median:,.4g}",
+                (x, bar.high),
+                textcoords="offset points",
+                xytext=(0, 3),
+                ha="center",
+                fontsize=8,
+            )
+            if bar.flag:
+                ax.annotate(
+                    bar.flag,
+                    (x, bar.high),
+                    textcoords="offset points",
+                    xytext=(0, 13),
+                    ha="center",
+                    fontsize=8,
+                    color="#b00020",
+                    fontweight="bold",
+                )
+        for k, (name, value) in enumerate(references):
+            ax.axhline(
+                value,
+                color=EXTRA_COLOURS[k % len(EXTRA_COLOURS)],
+                linestyle="--",
+                linewidth=1.2,
+                label=f"{name}: {value:,.4g} {unit}",
+            )
+        positive = [v for v in [*medians, *(v for _, v in references)] if v > 0]
+        if positive and max(positive) / min(positive) > 30:
+            ax.set_yscale("log")  # baselines can be 100x a framework; linear bars would hide the runners
+            ax.set_ylabel(f"{unit} (log scale)")
+        else:
+            ax.set_ylabel(unit)
+        ax.set_xticks(list(xs), [b.label for b in bars], rotation=15, ha="right")
+        ax.set_title(title)
+        _legend(ax)
+        return _svg(fig, chart_id, title)
+
+
+def probe_timeseries(chart_id: str, series: Mapping[str, Points], title: str) -> str:
+    """GET /health latency over time, one line per runner, log-y: stalls show up as spikes."""
+    with matplotlib.rc_context(RC):
+        fig = _figure()
+        ax = fig.add_subplot()
+        for i, (label, points) in enumerate(series.items()):
+            ax.plot(
+                [p[0] for p in points],
+                [max(p[1], 1e-3) for p in points],
+                color=colour(label, i),
+                linewidth=1.0,
+                alpha=0.85,
+                label=label,
+            )
+        ax.set_yscale("log")
+        ax.set_xlabel("seconds since the cpu-heavy load started")
+        ax.set_ylabel("GET /health latency (ms, log scale)")
+        ax.set_title(title)
+        _legend(ax)
+        return _svg(fig, chart_id, title)
+
+
+def enqueue_vs_rate(
+    chart_id: str,
+    series: Mapping[str, Sequence[tuple[float, float | None, float | None]]],
+    slo_ms: float,
+    title: str,
+) -> str:
+    """Per runner, (rate, p50, p99) enqueue latency against offered rate, with the SLO as a red line."""
+    with matplotlib.rc_context(RC):
+        fig = _figure()
+        ax = fig.add_subplot()
+        for i, (label, steps) in enumerate(series.items()):
+            c = colour(label, i)
+            p99 = [(rate, v) for rate, _, v in steps if v is not None]
+            p50 = [(rate, v) for rate, v, _ in steps if v is not None]
+            ax.plot([r for r, _ in p99], [v for _, v in p99], "o-", color=c, label=label)
+            ax.plot([r for r, _ in p50], [v for _, v in p50], "x:", color=c, alpha=0.7)
+        ax.axhline(slo_ms, color="#b00020", linestyle="--", linewidth=1.4, label=f"SLO {slo_ms:g} ms")
+        rates = sorted({rate for steps in series.values() for rate, _, _ in steps})
+        ax.set_xscale("log", base=2)  # rates usually double from step to step
+        ax.set_xticks(rates, [f"{r:g}" for r in rates])
+        ax.minorticks_off()
+        ax.set_yscale("log")
+        ax.set_xlabel("offered rate (requests/s, open loop)")
+        ax.set_ylabel("POST /log/ latency (ms, log)\nsolid p99, dotted p50")
+        ax.set_title(title)
+        _legend(ax)
+        return _svg(fig, chart_id, title)
+
+
+def memory_bars(chart_id: str, usage: Mapping[str, Mapping[str, float]], title: str) -> str:
+    """Stacked peak RSS per process group (api, workers, broker, ...) for each runner."""
+    with matplotlib.rc_context(RC):
+        fig = _figure()
+        ax = fig.add_subplot()
+        labels = list(usage)
+        groups = list(dict.fromkeys(g for per_runner in usage.values() for g in per_runner))
+        bottoms = [0.0] * len(labels)
+        for k, group in enumerate(groups):
+            heights = [usage[label].get(group, 0.0) for label in labels]
+            ax.bar(
+                labels,
+                heights,
+                bottom=bottoms,
+                label=group,
+                color=GROUP_COLOURS.get(group, EXTRA_COLOURS[k % len(EXTRA_COLOURS)]),
+            )
+            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+        ax.set_ylabel("peak RSS (MB)")
+        ax.set_title(title)
+        ax.tick_params(axis="x", rotation=15)
+        _legend(ax)
+        return _svg(fig, chart_id, title)
+
+
+def _svg(fig: Figure, chart_id: str, title: str) -> str:
+    buffer = io.BytesIO()
+    # hashsalt makes clip-path ids, and so the whole SVG, reproducible for the same numbers.
+    with matplotlib.rc_context({"svg.hashsalt": chart_id}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue().decode("utf-8")
+    text = text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE: invalid inside HTML
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.DOTALL)
+    text = _prefix_ids(text, chart_id)
+    return text.replace("<svg ", f'<svg id="{chart_id}-svg" role="img" aria-label="{_attr(title)}" ', 1)
+
+
+def _prefix_ids(svg: str, prefix: str) -> str:
+    """Make ids unique per chart: matplotlib restarts its counters for every figure."""
+    ids = set(re.findall(r'\bid="([^"]+)"', svg))
+
+    def ref(match: re.Match[str]) -> str:
+        name = match.group(2)
+        return f"{match.group(1)}{prefix}-{name}" if name in ids else match.group(0)
+
+    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', svg)
+    return re.sub(r'(url\(#|href="#)([^")]+)', ref, svg)
+
+
+def _attr(text: str) -> str:
+    return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")

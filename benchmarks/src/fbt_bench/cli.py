@@ -1,0 +1,297 @@
+"""``fbt-bench``: run the side-by-side comparison and write results.json plus the reports."""
+
+import json
+import shlex
+import signal
+import sys
+from collections import defaultdict
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fbt_bench import stats
+from fbt_bench.harness import Plan, publish, run
+from fbt_bench.profiles import BASELINES, PROFILES, RUNNERS, SCENARIOS
+from fbt_bench.progress import RichProgress
+
+EXIT_INCOMPLETE = 1
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Benchmark FastAPI BackgroundTasks against Celery, RQ and Dramatiq on one identical API.",
+)
+
+
+def parse_list(value: str | None, allowed: tuple[str, ...], what: str) -> tuple[str, ...] | None:
+    """A comma-separated CLI list, checked against ``allowed``; 'none' means an empty list."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return ()
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    unknown = [item for item in items if item not in allowed]
+    if unknown:
+        raise typer.BadParameter(f"unknown {what}: {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return items
+
+
+def parse_rates(value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        rates = tuple(int(item) for item in value.split(",") if item.strip())
+    except ValueError:
+        raise typer.BadParameter("rates are comma-separated integers, e.g. 50,100,200") from None
+    if not rates or min(rates) <= 0:
+        raise typer.BadParameter("give at least one positive rate")
+    return rates
+
+
+@app.callback()
+def root() -> None:
+    """Run `fbt-bench compare --help` for the options; `make compare PROFILE=quick` is the short way."""
+
+
+@app.command()
+def compare(
+    profile: Annotated[str, typer.Option(help=f"Parameter set: {', '.join(PROFILES)}.")] = "default",
+    runners: Annotated[
+        str | None, typer.Option(help=f"Comma-separated subset of {','.join(RUNNERS)} (default: all).")
+    ] = None,
+    scenarios: Annotated[
+        str | None, typer.Option(help=f"Comma-separated subset of {','.join(SCENARIOS)} (default: all).")
+    ] = None,
+    baselines: Annotated[
+        str | None, typer.Option(help=f"Comma-separated subset of {','.join(BASELINES)}, or 'none'.")
+    ] = None,
+    repeats: Annotated[
+        int | None, typer.Option(min=1, help="Repeats of the whole matrix (overrides profile).")
+    ] = None,
+    n: Annotated[
+        int | None, typer.Option(min=1, help="log-burst size (overrides the profile's log_burst_n).")
+    ] = None,
+    email_n: Annotated[int | None, typer.Option(min=1, help="email-io size.")] = None,
+    cpu_n: Annotated[int | None, typer.Option(min=1, help="cpu-heavy: number of resizes.")] = None,
+    rates: Annotated[
+        str | None, typer.Option(help="enqueue: comma-separated arrival rates per second.")
+    ] = None,
+    enqueue_duration: Annotated[
+        float | None, typer.Option(min=0.1, help="enqueue: seconds per rate.")
+    ] = None,
+    mixed_rate: Annotated[int | None, typer.Option(min=1, help="mixed: arrivals per second.")] = None,
+    mixed_duration: Annotated[float | None, typer.Option(min=0.1, help="mixed: seconds of load.")] = None,
+    smtp_delay_ms: Annotated[
+        int | None, typer.Option(min=1, help="SMTP sink delay per message (ms).")
+    ] = None,
+    config: Annotated[
+        str, typer.Option(help="QUEUE_CONFIG for the broker runners: safe or defaults.")
+    ] = "safe",
+    out: Annotated[Path, typer.Option(help="Results root; each run writes <out>/<UTC time>/.")] = Path(
+        "results"
+    ),
+    seed: Annotated[int, typer.Option(help="Seeds the runner order shuffle and the mixed workload.")] = 0,
+    fault_pass: Annotated[
+        bool,
+        typer.Option(
+            "--faults/--no-faults", help="Finish with a short kill-worker pass, both queue configurations."
+        ),
+    ] = True,
+) -> None:
+    """Run every runner through every scenario (plus the raw-redis and direct-call floors).
+
+    Local mode starts Redis, the SMTP sink, the API and the workers itself and stops them afterwards. Set
+    API_URL_INPROCESS / API_URL_CELERY / API_URL_RQ / API_URL_DRAMATIQ (with REDIS_URL, LEDGER_FILE and
+    API_KEY of that deployment) to measure an existing deployment instead. Ctrl-C stops everything and
+    still writes what was measured, marked partial.
+    """
+    if profile not in PROFILES:
+        raise typer.BadParameter(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+    if config not in ("safe", "defaults"):
+        raise typer.BadParameter("config is safe or defaults")
+    chosen = PROFILES[profile].with_overrides(
+        repeats=repeats,
+        log_burst_n=n,
+        email_n=email_n,
+        cpu_n=cpu_n,
+        enqueue_rates=parse_rates(rates),
+        enqueue_duration_s=enqueue_duration,
+        mixed_rate=mixed_rate,
+        mixed_duration_s=mixed_duration,
+        smtp_delay_ms=smtp_delay_ms,
+    )
+    plan = Plan(
+        profile=chosen,
+        runners=parse_list(runners, RUNNERS, "runners") or RUNNERS,  # type: ignore[arg-type]
+        scenarios=parse_list(scenarios, SCENARIOS, "scenarios") or SCENARIOS,
+        baselines=BASELINES if baselines is None else parse_list(baselines, BASELINES, "baselines") or (),
+        config=config,
+        seed=seed,
+        out_root=out,
+        command=shlex.join(["fbt-bench", *sys.argv[1:]]),
+        fault_pass=fault_pass,
+    )
+    console = Console(stderr=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    with RichProgress(console) as progress:
+        outcome = run(plan, progress)
+    reports, problems = publish(outcome)
+    console.print(summary_table(outcome.document))
+    for warning in outcome.document["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
+    for problem in problems:
+        console.print(f"[red]problem:[/] {problem}")
+    console.print(f"results: {outcome.results_path}")
+    for path in reports:
+        console.print(f"report:  {path}")
+    if outcome.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not outcome.document["complete"] or problems:
+        console.print("[bold red]INCOMPLETE RUN[/]: see the warnings above; the report says the same.")
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+@app.command()
+def faults(
+    runners: Annotated[
+        str | None, typer.Option(help=f"Comma-separated subset of {','.join(RUNNERS)} (default: all).")
+    ] = None,
+    configs: Annotated[
+        str | None, typer.Option(help="Comma-separated QUEUE_CONFIGs for the broker runners (default: both).")
+    ] = None,
+    kinds: Annotated[
+        str | None,
+        typer.Option(
+            "--faults", help="Comma-separated subset of kill-worker,deploy,broker-restart,task-error."
+        ),
+    ] = None,
+    n: Annotated[int | None, typer.Option(min=2, help="Emails per burst (default 60).")] = None,
+    parallel: Annotated[
+        int | None, typer.Option(min=1, help="Cells run at once; most of a cell is waiting (default 3).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Results root; each run writes <out>/<UTC time>/.")] = Path(
+        "results/faults"
+    ),
+) -> None:
+    """Break things on purpose: every runner, both queue configurations, four faults; count the damage.
+
+    kill-worker (SIGKILL the worker tree mid-burst), deploy (SIGTERM mid-burst), broker-restart (Redis down a
+    few seconds, AOF on) and task-error (the SMTP sink refuses each email twice). Lost, re-executed and
+    duplicated emails are counted at the SMTP sink by Message-ID; results.json holds them under "faults".
+    """
+    from fbt_bench import faults as fault_runs
+    from fbt_bench.harness import RunOutcome
+    from fbt_bench.results import write_results
+
+    chosen = parse_list(kinds, fault_runs.FAULTS, "faults") or fault_runs.FAULTS
+    cells = fault_runs.matrix(
+        parse_list(runners, RUNNERS, "runners") or RUNNERS,
+        parse_list(configs, fault_runs.CONFIGS, "configs") or fault_runs.CONFIGS,
+        chosen,  # type: ignore[arg-type]
+    )
+    params = fault_runs.FULL.with_overrides(n=n, parallel=parallel)
+    console = Console(stderr=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    interrupted, records = False, []
+    try:
+        with RichProgress(console) as progress:
+            records = fault_runs.run_faults(cells, params, progress=progress)
+    except KeyboardInterrupt:
+        interrupted = True
+    document = fault_runs.standalone_document(records, params, shlex.join(["fbt-bench", *sys.argv[1:]]))
+    path = write_results(document, out)
+    outcome = RunOutcome(document=document, results_path=path, interrupted=interrupted)
+    reports, problems = publish(outcome)
+    console.print(fault_table(document))
+    for warning in document["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
+    for problem in problems:
+        console.print(f"[red]problem:[/] {problem}")
+    console.print(f"results: {outcome.results_path}")
+    for path in reports:
+        console.print(f"report:  {path}")
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not document["complete"] or problems:
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+@app.command()
+def profiles() -> None:
+    """Print the parameters of every profile as JSON."""
+    typer.echo(json.dumps({name: p.parameters() for name, p in PROFILES.items()}, indent=2))
+
+
+def summary_table(document: dict[str, Any]) -> Table:
+    """Median over repeats per runner and scenario: throughput, e2e p50/p99, and what completed."""
+    table = Table(title=f"fbt-bench {document['profile']} ({document['created_at']})")
+    for column in ("scenario", "runner", "tasks/s", "e2e p50 ms", "e2e p99 ms", "completed", "notes"):
+        table.add_column(column, justify="left" if column in ("scenario", "runner", "notes") else "right")
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in document["records"]:
+        groups[(record["scenario"], record["runner"])].append(record)
+    order = {name: i for i, name in enumerate(SCENARIOS)}
+    for (scenario, runner), records in sorted(
+        groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])
+    ):
+        throughput = stats.spread([r["throughput_per_s"] for r in records])
+        notes = []
+        if throughput["noisy"]:
+            notes.append(f"noisy (CV {throughput['cv']:.0%})")
+        if scenario == "enqueue":
+            best = [r["extra"].get("max_rate_under_slo") for r in records]
+            notes.append(f"max rate under SLO {stats.spread([b or 0 for b in best])['median']:g}/s")
+        if scenario == "cpu-heavy":
+            ratios = [r["extra"].get("interference_ratio") or 0 for r in records]
+            notes.append(f"/health p99 x{stats.spread(ratios)['median']:.1f} under load")
+        completed = sum(r["completed"] for r in records)
+        expected = sum(r["expected"] for r in records)
+        mark = "" if completed == expected and not any(r["duplicated"] for r in records) else "[red]"
+        table.add_row(
+            scenario,
+            runner,
+            f"{throughput['median']:.1f}",
+            f"{stats.spread([r['latency_ms']['p50'] for r in records])['median']:.1f}",
+            f"{stats.spread([r['latency_ms']['p99'] for r in records])['median']:.1f}",
+            f"{mark}{completed}/{expected}",
+            "; ".join(notes),
+        )
+    return table
+
+
+def fault_table(document: dict[str, Any]) -> Table:
+    """One row per runner x config x fault: what was lost, run twice or delivered twice, and recovery."""
+    table = Table(title=f"When things break ({document['created_at']})")
+    for column in ("runner", "config", "fault", "lost", "re-executed", "dup. effects", "recovery s"):
+        table.add_column(column, justify="left" if column in ("runner", "config", "fault") else "right")
+    for f in document["faults"]:
+        recovery = "never" if f["recovery_s"] is None else f"{f['recovery_s']:.1f}"
+        mark = "[red]" if f["lost"] or f["duplicate_effects"] or f.get("error") else ""
+        table.add_row(
+            f["runner"],
+            f["config"],
+            f["fault"],
+            f"{mark}{f['lost']}/{f['expected']}",
+            str(f["reexecuted"]),
+            f"{mark if f['duplicate_effects'] else ''}{f['duplicate_effects']}",
+            recovery,
+        )
+    return table
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (e.g. CI cancelling the job) takes the same path as Ctrl-C: teardown, then a partial result.
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

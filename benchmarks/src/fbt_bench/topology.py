@@ -1,0 +1,191 @@
+"""What each runner is measured on: the same API, uvicorn settings and slot budget for all four.
+
+Local mode (the default) starts a fresh devstack ``Stack`` per runner and repeat: embedded Redis on a free
+port, the SMTP sink with the scenario's per-message delay, the API under uvicorn and the runner's workers,
+and tears it all down afterwards. External mode measures a deployment someone else runs: when any
+``API_URL_<RUNNER>`` is set, nothing is spawned and only those runners are measured, against that
+deployment's REDIS_URL and LEDGER_FILE (which must be readable from here).
+"""
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from fbt_tasks.backend import load_backend
+from fbt_tasks.settings import Settings
+
+from fbt_bench.profiles import RUNNERS, Profile, RunnerName
+from fbt_bench.sampler import Group, own_process
+
+GROUPS_TTL_S = 1.0
+EXTERNAL_URL_VARS: dict[RunnerName, str] = {runner: f"API_URL_{runner.upper()}" for runner in RUNNERS}
+
+
+class Deployment(Protocol):
+    runner: str
+    topology: str  # "local" or "external"
+    api_url: str
+    api_key: str
+    redis_url: str
+    ledger_path: Path
+    settings: Settings
+
+    def groups(self) -> list[Group]: ...
+
+
+def runner_settings(runner: RunnerName, profile: Profile, config: str) -> Settings:
+    """Identical API and uvicorn settings for every runner; only BACKEND differs."""
+    return Settings(
+        backend=runner,
+        # A free port for every stack: other engineers' APIs and test runs share this machine.
+        port=0,
+        api_key=secrets.token_hex(16),
+        worker_processes=profile.worker_processes,
+        worker_threads=profile.worker_threads,
+        # The equal budget: BackgroundTasks' slots are this threadpool's tokens (anyio's default would be 40).
+        # The broker runners' API gets the same pool, so the API itself is configured identically for all.
+        api_threadpool=profile.slots,
+        # Logging every request would cost the API the same CPU for all runners and measure nothing.
+        access_log=False,
+        queue_config=config,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class LocalDeployment:
+    runner: str
+    stack: Any  # fbt_devstack.stack.Stack, imported lazily so unit tests need no devstack
+    topology: str = "local"
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force: real ports, URLs and paths of this stack."""
+        return self.stack.settings  # type: ignore[no-any-return]
+
+    @property
+    def api_url(self) -> str:
+        return str(self.stack.api_url)
+
+    @property
+    def api_key(self) -> str:
+        return str(self.stack.api_key)
+
+    @property
+    def redis_url(self) -> str:
+        return str(self.stack.redis_url)
+
+    @property
+    def ledger_path(self) -> Path:
+        return Path(self.stack.ledger_path)
+
+    _cached: tuple[float, list[Group]] | None = None
+
+    def groups(self) -> list[Group]:
+        # Stack.groups() walks each process tree; the sampler re-expands the trees itself every sample,
+        # so knowing the roots is enough and a second-old answer saves the machine a few scans.
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > GROUPS_TTL_S:
+            found = [Group(name, list(pids)) for name, pids in self.stack.groups().items()]
+            self._cached = (now, [*found, own_process()])
+        return self._cached[1]
+
+
+@dataclass
+class ExternalDeployment:
+    runner: str
+    api_url: str
+    api_key: str
+    redis_url: str
+    ledger_path: Path
+    settings: Settings
+    topology: str = "external"
+    extra_groups: list[Group] = field(default_factory=list)
+
+    def groups(self) -> list[Group]:
+        # Someone else's processes: only the load generator here is ours to measure.
+        return [*self.extra_groups, own_process()]
+
+
+@contextmanager
+def local_deployment(
+    runner: RunnerName, profile: Profile, config: str, workdir: Path
+) -> Iterator[LocalDeployment]:
+    """Start the whole stack for ``runner``; always tear it down, even on Ctrl-C or an error."""
+    from fbt_devstack.stack import Stack
+
+    settings = runner_settings(runner, profile, config)
+    stack = Stack(
+        settings, workdir=workdir, start_redis=True, start_smtp=True, smtp_delay_ms=profile.smtp_delay_ms
+    )
+    try:
+        stack.start()
+        yield LocalDeployment(runner=runner, stack=stack)
+    finally:
+        with sigint_deferred():
+            stack.stop()
+
+
+def external_urls(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The runners whose API_URL_<RUNNER> is set; empty means local mode."""
+    return {runner: env[var].rstrip("/") for runner, var in EXTERNAL_URL_VARS.items() if env.get(var)}
+
+
+@contextmanager
+def external_deployment(
+    runner: RunnerName, profile: Profile, config: str, env: Mapping[str, str] = os.environ
+) -> Iterator[ExternalDeployment]:
+    urls = external_urls(env)
+    missing = [var for var in ("REDIS_URL", "LEDGER_FILE") if not env.get(var)]
+    if missing:
+        raise RuntimeError(f"external mode needs {' and '.join(missing)} of the deployment being measured")
+    settings = runner_settings(runner, profile, config).model_copy(
+        update={"redis_url": env["REDIS_URL"], "ledger_file": Path(env["LEDGER_FILE"])}
+    )
+    yield ExternalDeployment(
+        runner=runner,
+        api_url=urls[runner],
+        api_key=env.get("API_KEY") or settings.effective_api_key,
+        redis_url=env["REDIS_URL"],
+        ledger_path=Path(env["LEDGER_FILE"]),
+        settings=settings,
+    )
+
+
+def describe_runner(settings: Settings) -> dict[str, Any]:
+    """The adapter's own account of its configuration, from an instance built with the run's settings."""
+    backend = load_backend(settings)
+
+    async def in_loop() -> dict[str, Any]:
+        # The in-process backend asks anyio for its thread limiter, which only exists inside an event loop.
+        return backend.describe()
+
+    try:
+        return asyncio.run(in_loop())
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+
+
+@contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Let teardown finish even if Ctrl-C is pressed again: a second interrupt must not leave orphans."""
+    received: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    except ValueError:  # not the main thread: nothing to defer
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt

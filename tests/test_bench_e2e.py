@@ -1,0 +1,92 @@
+"""The harness end to end on a shrunken quick profile: real Redis, SMTP sink, API and workers for all four
+runners, every scenario, both floors. Asserts correctness only (schema, reports, exactly-once completion,
+no process left behind), never speed."""
+
+import json
+from pathlib import Path
+
+import pytest
+from fbt_bench.harness import Plan, publish, run
+from fbt_bench.profiles import BASELINES, QUICK, RUNNERS, SCENARIOS
+from fbt_bench.schema import validate_results
+from fbt_devstack.processes import descendants_of_self
+
+pytestmark = [pytest.mark.e2e, pytest.mark.bench, pytest.mark.timeout(600)]
+
+TINY = QUICK.with_overrides(
+    name="tiny",
+    repeats=1,
+    # Fewer processes start faster; the slot budget is still equal across runners.
+    worker_processes=1,
+    worker_threads=2,
+    enqueue_rates=(20,),
+    enqueue_duration_s=0.5,
+    log_burst_n=40,
+    email_n=6,
+    cpu_n=2,
+    image_width=320,
+    image_height=240,
+    probe_idle_s=0.3,
+    mixed_rate=20,
+    mixed_duration_s=0.5,
+    warmup_n=2,
+    drain_timeout_s=60.0,
+)
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("results")
+    # The fault pass has its own tests (test_faults.py); here it would only double the wall time.
+    plan = Plan(
+        profile=TINY,
+        runners=RUNNERS,
+        out_root=out,
+        command="pytest tests/test_bench_e2e.py",
+        fault_pass=False,
+    )
+    result = run(plan)
+    reports, problems = publish(result)
+    return result, reports, problems
+
+
+def test_nothing_is_left_running(outcome) -> None:
+    assert descendants_of_self() == []
+
+
+def test_results_validate_and_both_reports_exist(outcome) -> None:
+    result, reports, problems = outcome
+    assert problems == []
+    on_disk = json.loads(result.results_path.read_text())
+    validate_results(on_disk)
+    latest = result.results_path.parent.parent / "latest"
+    assert latest.resolve() == result.results_path.parent.resolve()
+    assert {path.name for path in reports} >= {"report.md", "report.html"}
+    assert all(Path(path).stat().st_size > 0 for path in reports)
+
+
+def test_every_runner_ran_every_scenario_exactly_once_per_job(outcome) -> None:
+    result, _, _ = outcome
+    doc = result.document
+    assert doc["complete"] is True, doc["warnings"]
+    assert doc["topology"] == "local"
+    seen = {(r["runner"], r["scenario"]) for r in doc["records"]}
+    expected = {(runner, scenario) for runner in RUNNERS for scenario in SCENARIOS}
+    expected |= {(floor, scenario) for floor in BASELINES for scenario in ("log-burst", "email-io")}
+    assert seen == expected
+    for record in doc["records"]:
+        where = f"{record['runner']}/{record['scenario']}"
+        assert record["expected"] > 0, where
+        assert record["completed"] == record["expected"], where
+        assert record["duplicated"] == 0, where
+        assert record["latency_ms"]["count"] == record["completed"], where
+
+
+def test_runner_configuration_and_order_are_recorded(outcome) -> None:
+    result, _, _ = outcome
+    doc = result.document
+    assert set(doc["runners"]) == set(RUNNERS) | set(BASELINES)
+    assert doc["runners"]["inprocess"]["threadpool_tokens"] == TINY.slots
+    assert sorted(doc["parameters"]["runner_order"][0]) == sorted(RUNNERS)
+    assert doc["parameters"]["slots"] == TINY.slots
+    assert doc["faults"] == []

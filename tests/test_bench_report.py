@@ -1,0 +1,251 @@
+"""The benchmark report: schema, findings from numbers, banners, self-contained HTML. No processes."""
+
+import copy
+import json
+import re
+
+import pytest
+from fbt_bench.findings import completeness, findings, how_to_choose, summarize
+from fbt_bench.fixtures import example_results
+from fbt_bench.report import main, scenario_table, write_reports
+from fbt_bench.schema import ResultsSchemaError, load_schema, validate_results
+from jsonschema import Draft202012Validator
+
+MD_SECTIONS = (
+    "## What was run",
+    "## Findings",
+    "## How to choose",
+    "## Results by scenario",
+    "## Resources",
+    "## When things break",
+    "## How to read this report",
+    "## Reproduce",
+)
+EXTERNAL = re.compile(r"""\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
+
+
+def _records(doc, runner, scenario):
+    return [r for r in doc["records"] if r["runner"] == runner and r["scenario"] == scenario]
+
+
+def _texts(doc, kind=None):
+    return [f.text for f in findings(summarize(doc)) if kind is None or f.kind == kind]
+
+
+@pytest.fixture(scope="module")
+def complete_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("complete")
+    paths = write_reports(example_results(), out)
+    return {p.name: p.read_text(encoding="utf-8") for p in paths}
+
+
+@pytest.fixture(scope="module")
+def partial_report(tmp_path_factory):
+    """Rendered through the CLI entry point, the way `make report` does it."""
+    out = tmp_path_factory.mktemp("partial")
+    (out / "results.json").write_text(json.dumps(example_results(partial=True, noisy=True)), encoding="utf-8")
+    assert main([str(out)]) == 0
+    return {name: (out / name).read_text(encoding="utf-8") for name in ("report.md", "report.html")}
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+
+def test_schema_file_is_a_valid_draft_2020_12_schema():
+    schema = load_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize("variant", [{}, {"partial": True, "noisy": True}, {"repeats": 1, "faults": False}])
+def test_schema_accepts_the_example(variant):
+    validate_results(example_results(**variant))
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        (("records",), "$"),
+        (("complete",), "$"),
+        (("environment", "cpu_model"), "$.environment"),
+        (("parameters", "slots"), "$.parameters"),
+        (("records", 0, "latency_ms", "p99"), "$.records[0].latency_ms"),
+        (("records", 0, "extra", "max_rate_under_slo"), "$.records[0].extra"),
+        (("faults", 0, "mechanism"), "$.faults[0]"),
+    ],
+)
+def test_schema_rejects_a_missing_required_field(path, where):
+    doc = example_results()
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    del parent[path[-1]]
+    with pytest.raises(ResultsSchemaError) as info:
+        validate_results(doc)
+    assert f"{where}: '{path[-1]}' is a required property" in str(info.value)
+
+
+def test_schema_rejects_wrong_types_and_unknown_scenarios():
+    doc = example_results()
+    doc["schema_version"] = 2
+    doc["records"][0]["completed"] = -1
+    doc["records"][1]["scenario"] = "made-up"
+    with pytest.raises(ResultsSchemaError) as info:
+        validate_results(doc)
+    assert len(info.value.problems) == 3
+
+
+def test_write_reports_refuses_an_invalid_document(tmp_path):
+    doc = example_results()
+    del doc["environment"]
+    with pytest.raises(ResultsSchemaError):
+        write_reports(doc, tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_reports_a_bad_file_and_exits_non_zero(tmp_path, capsys):
+    (tmp_path / "results.json").write_text("{}", encoding="utf-8")
+    assert main([str(tmp_path)]) == 1
+    assert "schema_version" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def test_writes_both_reports_with_every_section(complete_report):
+    md = complete_report["report.md"]
+    for heading in MD_SECTIONS:
+        assert heading in md, heading
+    assert "SYNTHETIC DATA" in md  # a rendered fixture can never pass for a measurement
+    assert "INCOMPLETE RUN" not in md
+
+
+def test_html_is_self_contained_with_inline_svg(complete_report):
+    html = complete_report["report.html"]
+    assert html.count("<svg") >= 5
+    assert not EXTERNAL.search(html), EXTERNAL.search(html)
+    assert "<script" not in html and "<link" not in html and "@import" not in html
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "several inline SVGs must not share element ids"
+
+
+def test_header_states_machine_versions_budget_and_threadpool(complete_report):
+    md = complete_report["report.md"]
+    assert "synthetic CPU, 2 cores, 8 GB RAM" in md
+    assert "| celery | 5.7.0 |" in md and "| Redis server | 6.2.14 |" in md
+    assert "8 slots = 2 processes × 4 threads" in md
+    assert "threadpool of 40 tokens (anyio's default)" in md
+
+
+def test_partial_run_gets_a_loud_banner_at_the_top(partial_report):
+    for text in partial_report.values():
+        banner = text.index("INCOMPLETE RUN")
+        assert banner < text.index("What was run")
+        assert "Celery, log-burst (safe): 137 of 60,000 tasks not completed" in text[banner:]
+
+
+def test_partial_throughput_is_never_shown_bare(partial_report):
+    md = partial_report["report.md"]
+    celery_row = next(line for line in md.splitlines() if line.startswith("| Celery |") and "⛔" in line)
+    assert re.search(r"\| [\d,.]+ ⛔ partial \|", celery_row), celery_row
+    burst = next(t for t in _texts(example_results(partial=True)) if t.startswith("log-burst: "))
+    assert "Celery [⛔ partial]" in burst
+
+
+def test_completed_beyond_expected_or_duplicates_are_flagged():
+    doc = example_results()
+    _records(doc, "rq", "email-io")[0]["duplicated"] = 3
+    banner = [f.text for f in completeness(summarize(doc))]
+    assert any("RQ, email-io" in t and "3 tasks completed more than once" in t for t in banner)
+
+    _records(doc, "rq", "email-io")[0]["completed"] += 5  # stray ledger ids: not a clean run either
+    assert any("5 more completions than expected" in f.text for f in completeness(summarize(doc)))
+
+
+def test_an_aborted_runner_and_the_harness_reason_reach_the_banner():
+    doc = example_results()
+    doc["records"] = [r for r in doc["records"] if r["runner"] != "dramatiq"]
+    doc["parameters"]["runners"] = ["inprocess", "celery", "rq", "dramatiq"]
+    doc["complete"] = False
+    doc["warnings"].append(
+        "PARTIAL RUN: dramatiq repeat 0 aborted: StackError\n  log line one\n  log line two"
+    )
+    banner = [f.text for f in completeness(summarize(doc))]
+    assert "Dramatiq was planned but has no records at all." in banner
+    assert any("PARTIAL RUN: dramatiq repeat 0 aborted: StackError log line one" in t for t in banner)
+
+
+# ---------------------------------------------------------------------------------------------- findings
+
+
+def test_findings_follow_the_numbers():
+    doc = example_results()
+    for record in _records(doc, "inprocess", "cpu-heavy"):
+        record["extra"]["probe_idle_ms"]["p99"] = 2.0
+        record["extra"]["probe_loaded_ms"]["p99"] = 987.0
+    before = " ".join(_texts(doc))
+    assert "BackgroundTasks' /health p99 grew from 2 ms to 987 ms (×494)" in before
+
+    for record in _records(doc, "inprocess", "cpu-heavy"):
+        record["extra"]["probe_loaded_ms"]["p99"] = 40.0
+    after = " ".join(_texts(doc))
+    assert "987 ms" not in after
+    assert "BackgroundTasks' /health p99 grew from 2 ms to 40 ms (×20)" in after
+
+
+def test_ranking_changes_with_the_numbers_and_respects_noise():
+    doc = example_results()
+    burst = next(t for t in _texts(doc) if t.startswith("log-burst: "))
+    assert burst.startswith("log-burst: Dramatiq drained")
+
+    for record in _records(doc, "dramatiq", "log-burst"):
+        record["throughput_per_s"] = 100.0
+    burst = next(t for t in _texts(doc) if t.startswith("log-burst: "))
+    assert burst.startswith("log-burst: Celery drained")
+    assert burst.endswith("Dramatiq 100/s.")
+
+    # Overlapping min-max ranges: no winner may be declared.
+    for record, value in zip(_records(doc, "dramatiq", "log-burst"), (1850.0, 1990.0, 1900.0), strict=True):
+        record["throughput_per_s"] = value
+    burst = next(t for t in _texts(doc) if t.startswith("log-burst: "))
+    assert "indistinguishable within noise" in burst
+
+
+def test_a_single_repeat_ranks_only_clear_differences():
+    doc = example_results(repeats=1)
+    _records(doc, "celery", "log-burst")[0]["throughput_per_s"] = 1000.0
+    _records(doc, "dramatiq", "log-burst")[0]["throughput_per_s"] = 1100.0  # within 15%: no spread to judge
+    burst = next(t for t in _texts(doc) if t.startswith("log-burst: "))
+    assert "within 15% of each other on a single repeat: indistinguishable within noise" in burst
+    assert any(t.startswith("Only 1 repeat") for t in _texts(doc, "noisy"))
+
+
+def test_noisy_figures_are_flagged():
+    noisy = example_results(noisy=True)
+    assert any("RQ throughput (CV" in t for t in _texts(noisy, "noisy"))
+    table = scenario_table(summarize(noisy), "log-burst")
+    rq = next(row for row in table.rows if row[0] == "RQ")
+    assert "⚠" in rq[2] and "⚠" in rq[4]
+    assert not _texts(example_results(), "noisy")
+
+
+def test_every_finding_cites_its_source():
+    for f in findings(summarize(example_results(partial=True, noisy=True))):
+        assert f.refs, f.text
+
+
+def test_how_to_choose_cites_figures_or_says_not_measured():
+    doc = example_results(faults=False)
+    rows = {row.need: row for row in how_to_choose(summarize(doc))}
+    assert all(cell == "not measured in this run" for cell in rows["must survive a crash / deploy"].cells)
+    light = rows["fire-and-forget, light tasks"]
+    assert all(re.search(r"\d", cell) for cell in light.cells)
+    assert "Dramatiq" in light.verdict
+
+
+def test_fixture_is_not_mutated_between_calls():
+    first = example_results()
+    second = copy.deepcopy(first)
+    summarize(first)
+    findings(summarize(first))
+    assert first == second == example_results()

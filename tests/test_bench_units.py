@@ -1,0 +1,430 @@
+"""Unit tests of the harness engine: percentiles, ledger counting, the open-loop scheduler, results.
+
+Nothing here asserts how fast anything ran: latencies are checked only against lower bounds the code
+guarantees by construction (a request that waited for a stalled server must show at least that wait).
+"""
+
+import asyncio
+import itertools
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import pytest
+from fbt_bench import loadgen, stats
+from fbt_bench.harness import runner_orders
+from fbt_bench.ledger_reader import LedgerFollower, read_tally
+from fbt_bench.profiles import DEFAULT, PROFILES, QUICK
+from fbt_bench.results import finalize, make_record, new_document, write_results
+from fbt_bench.sampler import Group, ResourceSampler
+from fbt_bench.scenarios import MIX, max_rate_under_slo, mixed_kinds
+from fbt_bench.schema import validate_results
+from fbt_bench.topology import external_urls
+from fbt_tasks.ledger import CompletionEvent, record
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+# HdrHistogram with 3 significant figures: a reported value is within 0.1% of the sample it stands for.
+HDR_RELATIVE_ERROR = 0.002
+
+
+# -- stats -----------------------------------------------------------------------------------------------
+
+
+def nearest_rank(sorted_values: list[float], percentile: float) -> float:
+    """The sample HdrHistogram's percentile definition points at (rank rounded half up, at least 1)."""
+    rank = max(int(percentile * len(sorted_values) / 100 + 0.5), 1)
+    return sorted_values[rank - 1]
+
+
+def test_summary_of_a_uniform_distribution() -> None:
+    values = [float(ms) for ms in range(1, 1001)]  # 1..1000 ms, once each
+    summary = stats.summarize_ms(values)
+    assert summary["count"] == 1000
+    for key, expected in (("p50", 500), ("p90", 900), ("p99", 990), ("p999", 999), ("max", 1000)):
+        assert summary[key] == pytest.approx(expected, rel=HDR_RELATIVE_ERROR), key
+    assert summary["mean"] == pytest.approx(500.5, rel=HDR_RELATIVE_ERROR)
+
+
+def test_summary_of_a_bimodal_distribution_reports_the_tail() -> None:
+    values = [1.0] * 980 + [200.0] * 20  # 2% slow: p50 and p90 fast, p99 slow
+    summary = stats.summarize_ms(values)
+    assert summary["p50"] == pytest.approx(1.0, rel=HDR_RELATIVE_ERROR)
+    assert summary["p90"] == pytest.approx(1.0, rel=HDR_RELATIVE_ERROR)
+    assert summary["p99"] == pytest.approx(200.0, rel=HDR_RELATIVE_ERROR)
+
+
+def test_empty_summary_is_all_zero() -> None:
+    assert stats.summarize_ms([]) == {
+        "p50": 0.0,
+        "p90": 0.0,
+        "p99": 0.0,
+        "p999": 0.0,
+        "max": 0.0,
+        "mean": 0.0,
+        "count": 0,
+    }
+    assert stats.cdf(stats.new_histogram()) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=50_000_000), min_size=1, max_size=400))
+def test_percentiles_match_exact_ranks_within_hdr_precision(values_us: list[int]) -> None:
+    values_ms = [us / 1000 for us in values_us]
+    summary = stats.summarize_ms(values_ms)
+    ordered = sorted(values_ms)
+    assert summary["count"] == len(values_ms)
+    for key, percentile in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
+        exact = nearest_rank(ordered, percentile)
+        assert summary[key] == pytest.approx(exact, rel=HDR_RELATIVE_ERROR, abs=0.001), key
+    assert summary["max"] == pytest.approx(ordered[-1], rel=HDR_RELATIVE_ERROR, abs=0.001)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=10_000, allow_nan=False), min_size=1, max_size=2000))
+def test_cdf_is_monotonic_bounded_and_ends_at_one(values_ms: list[float]) -> None:
+    points = stats.cdf(stats.histogram_of(values_ms))
+    assert 1 <= len(points) <= stats.MAX_CDF_POINTS
+    assert points[-1][1] == 1.0
+    assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in itertools.pairwise(points))
+
+
+def test_downsample_keeps_the_ends_and_the_limit() -> None:
+    points = [[float(i), i / 999] for i in range(1000)]
+    kept = stats.downsample(points, 200)
+    assert len(kept) <= 200
+    assert kept[0] == points[0] and kept[-1] == points[-1]
+    assert stats.downsample(points[:5], 200) == points[:5]
+
+
+def test_spread_flags_noisy_repeats() -> None:
+    steady = stats.spread([100.0, 100.0, 100.0])
+    assert steady == {"median": 100.0, "min": 100.0, "max": 100.0, "cv": 0.0, "noisy": False}
+    noisy = stats.spread([50.0, 100.0, 150.0])
+    assert noisy["median"] == 100.0
+    assert noisy["cv"] == pytest.approx(math.sqrt(2 / 3) / 2, abs=1e-3)
+    assert noisy["noisy"] is True
+    assert stats.spread([100.0, 110.0])["noisy"] is False  # CV 4.8%
+
+
+# -- ledger reading ----------------------------------------------------------------------------------------
+
+
+def event(
+    job_id: str, ok: bool, enqueued: float = 100.0, finished: float = 100.5, attempt: int = 1
+) -> CompletionEvent:
+    return CompletionEvent(
+        id=job_id,
+        kind="write_log",
+        enqueued_at=enqueued,
+        started_at=enqueued,
+        finished_at=finished,
+        pid=1,
+        attempt=attempt,
+        ok=ok,
+        error=None if ok else "boom",
+    )
+
+
+def test_tally_counts_completed_duplicated_failed_and_missing(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    record(ledger, event("a", True, finished=100.010))
+    record(ledger, event("b", True, finished=100.020))
+    record(ledger, event("b", True, finished=100.500, attempt=2))  # redelivered: the effect ran twice
+    record(ledger, event("c", False))
+    record(ledger, event("c", True, finished=100.030, attempt=2))  # retried successfully: not failed
+    record(ledger, event("d", False))  # failed and never succeeded
+    record(ledger, event("zz", True))  # another scenario's job: ignored
+    with open(ledger, "a", encoding="utf-8") as fh:
+        fh.write('{"id": "e", "kind": "wri')  # a writer mid-append: not counted
+    tally = read_tally(ledger, ["a", "b", "c", "d", "e"])
+    assert (tally.expected, tally.completed, tally.duplicated, tally.failed, tally.missing) == (5, 3, 1, 1, 2)
+    assert not tally.done
+    # Latency comes from each id's first successful attempt: 10, 20 and 30 ms.
+    summary = stats.summarize(tally.latency)
+    assert summary["count"] == 3
+    assert summary["max"] == pytest.approx(30.0, rel=HDR_RELATIVE_ERROR)
+    assert tally.span_s == pytest.approx(0.030, abs=1e-6)
+
+
+def test_follower_reads_only_new_whole_lines_and_events_seen_before_their_id(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    record(ledger, event("old", True))
+    follower = LedgerFollower.from_end(ledger)
+    record(ledger, event("x", True))  # completes before the client learned its id
+    follower.poll()
+    follower.expect(["x", "y", "old"])
+    assert follower.completed_count() == 1  # "old" was written before we started following
+    line = json.dumps(_as_dict(event("y", True)))
+    with open(ledger, "a", encoding="utf-8") as fh:
+        fh.write(line[:20])
+    follower.poll()
+    assert follower.completed_count() == 1
+    with open(ledger, "a", encoding="utf-8") as fh:
+        fh.write(line[20:] + "\n")
+    follower.poll()
+    assert follower.completed_count() == 2
+
+
+def _as_dict(e: CompletionEvent) -> dict[str, object]:
+    return {name: getattr(e, name) for name in e.__dataclass_fields__}
+
+
+def test_wait_returns_a_partial_tally_instead_of_assuming_completion(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    record(ledger, event("a", True))
+    follower = LedgerFollower(ledger)
+    follower.expect(["a", "b"])
+    tally = follower.wait(2, drain_timeout_s=0.3)  # "b" never comes: the safety timeout ends the wait
+    assert tally.completed == 1 and tally.missing == 1 and not tally.done
+
+
+def test_wait_stops_as_soon_as_everything_completed(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    record(ledger, event("a", True))
+    follower = LedgerFollower(ledger)
+    follower.expect(["a"])
+    seen: list[int] = []
+    tally = follower.wait(1, drain_timeout_s=600, on_progress=seen.append)  # would hang the test if wrong
+    assert tally.done and seen == [1]
+
+
+# -- the open-loop scheduler -------------------------------------------------------------------------------
+
+
+def test_schedule_is_a_fixed_grid() -> None:
+    assert loadgen.schedule(100, 0.5) == [i / 100 for i in range(50)]
+    with pytest.raises(ValueError):
+        loadgen.schedule(0, 1)
+
+
+def test_a_slow_server_does_not_reduce_the_requests_sent() -> None:
+    delay_s = 0.2
+
+    async def slow(index: int) -> loadgen.Outcome:
+        await asyncio.sleep(delay_s)
+        return loadgen.Outcome(ok=True, status=200, job_id=f"job{index}")
+
+    result = asyncio.run(loadgen.open_loop(slow, 50, 0.4, max_in_flight=1000))
+    assert result.planned == result.sent == 20
+    assert result.intended_s == loadgen.schedule(50, 0.4)
+    assert sorted(result.job_ids) == sorted(f"job{i}" for i in range(20))
+    assert all(
+        dispatched >= intended
+        for dispatched, intended in zip(result.dispatched_s, result.intended_s, strict=True)
+    )
+    # Each request waited at least the server's delay, counted from its intended send time.
+    assert min(result.latencies_ms) >= delay_s * 1000
+
+
+def test_latency_is_measured_from_the_intended_time_not_the_send() -> None:
+    """A server that stalls for the whole schedule: request 0 must show (at least) the whole stall."""
+
+    async def scenario() -> loadgen.OpenLoopResult:
+        release = asyncio.Event()
+
+        async def stalled(index: int) -> loadgen.Outcome:
+            await release.wait()
+            return loadgen.Outcome(ok=True, status=200, job_id=str(index))
+
+        run = asyncio.create_task(loadgen.open_loop(stalled, 40, 0.5, max_in_flight=1000))
+        while not run.done() and len(asyncio.all_tasks()) < 2 + 20:  # every request is in flight
+            await asyncio.sleep(0.01)
+        release.set()
+        return await run
+
+    result = asyncio.run(scenario())
+    assert result.sent == result.planned == 20
+    by_offset = dict(zip(result.latency_offsets_s, result.latencies_ms, strict=True))
+    last_offset = max(by_offset)
+    # Request 0 was due last_offset seconds before the last one, and all were answered together after it.
+    assert by_offset[0.0] >= last_offset * 1000
+    assert by_offset[0.0] >= by_offset[last_offset]
+
+
+def test_requests_beyond_the_in_flight_cap_are_counted_not_dropped() -> None:
+    async def scenario() -> loadgen.OpenLoopResult:
+        release = asyncio.Event()
+
+        async def stalled(index: int) -> loadgen.Outcome:
+            await release.wait()
+            return loadgen.Outcome(ok=True, status=200, job_id=str(index))
+
+        run = asyncio.create_task(loadgen.open_loop(stalled, 100, 0.2, max_in_flight=5))
+        await asyncio.sleep(0.3)
+        release.set()
+        return await run
+
+    result = asyncio.run(scenario())
+    assert result.planned == 20
+    assert result.sent == 5
+    assert result.overflow == 15
+    assert result.sent + result.overflow == result.planned
+
+
+def test_stop_ends_the_schedule_early() -> None:
+    async def scenario() -> loadgen.OpenLoopResult:
+        stop = asyncio.Event()
+
+        async def ok(index: int) -> loadgen.Outcome:
+            return loadgen.Outcome(ok=True, status=200)
+
+        run = asyncio.create_task(loadgen.open_loop(ok, 20, 600, max_in_flight=10, stop=stop))
+        await asyncio.sleep(0.2)
+        stop.set()
+        return await run  # would take 10 minutes without the stop
+
+    result = asyncio.run(scenario())
+    assert 0 < result.sent == result.planned < 20 * 600
+
+
+def test_burst_sends_each_request_once_and_counts_errors() -> None:
+    seen: list[int] = []
+
+    async def send(index: int) -> loadgen.Outcome:
+        seen.append(index)
+        await asyncio.sleep(0)
+        if index % 10 == 0:
+            raise ConnectionError("refused")
+        if index % 10 == 1:
+            return loadgen.Outcome(ok=False, status=503, error="HTTP 503")
+        return loadgen.Outcome(ok=True, status=200, job_id=str(index))
+
+    result = asyncio.run(loadgen.burst(send, 30, 4))
+    assert sorted(seen) == list(range(30))
+    assert result.sent == 30 and result.errors == 6 and len(result.job_ids) == 24
+    assert any("ConnectionError" in sample for sample in result.error_samples)
+
+
+# -- results, profiles and plumbing ------------------------------------------------------------------------
+
+
+def tally_of(tmp_path: Path, completed: int, expected: int):
+    ledger = tmp_path / "ledger.jsonl"
+    for i in range(completed):
+        record(ledger, event(f"j{i}", True, finished=100.0 + i / 1000))
+    return read_tally(ledger, [f"j{i}" for i in range(completed)], expected=expected)
+
+
+def log_burst_record(
+    tmp_path: Path, completed: int, expected: int, repeat: int = 0, throughput_window: float = 1.0
+):
+    return make_record(
+        runner="celery",
+        scenario="log-burst",
+        repeat=repeat,
+        config="safe",
+        tally=tally_of(tmp_path / str(repeat), completed, expected),
+        duration_s=throughput_window,
+        resources={"api": {"cpu_s": 1.0, "peak_rss_mb": 50.0}},
+        extra={"send_s": 0.5, "drain_s": 0.5},
+    )
+
+
+def document_with(records: list[dict]) -> dict:
+    doc = new_document(
+        profile="quick",
+        topology="local",
+        environment={
+            "python": "3.11.7",
+            "platform": "linux",
+            "cpu_model": "test",
+            "cpu_count": 2,
+            "memory_gb": 1.0,
+            "redis_server": "6.2.14",
+            "libraries": dict.fromkeys(
+                ("fastapi", "starlette", "uvicorn", "anyio", "celery", "kombu", "rq", "dramatiq", "redis"),
+                "1.0",
+            ),
+        },
+        parameters={**QUICK.parameters(), "runner_order": [["celery"]]},
+        runners={"celery": {"runner": "Celery"}},
+    )
+    doc["records"] = records
+    return doc
+
+
+def test_partial_completion_is_loud_and_marks_the_run_incomplete(tmp_path: Path) -> None:
+    partial = log_burst_record(tmp_path, completed=8, expected=10)
+    assert partial["missing"] == 2
+    assert any("partial completion" in warning for warning in partial["warnings"])
+    doc = finalize(document_with([partial]))
+    assert doc["complete"] is False
+    assert any("8/10 completed" in warning for warning in doc["warnings"])
+    validate_results(doc)
+
+
+def test_complete_document_validates_and_lands_under_latest(tmp_path: Path) -> None:
+    doc = finalize(document_with([log_burst_record(tmp_path, completed=10, expected=10)]))
+    assert doc["complete"] is True
+    validate_results(doc)
+    path = write_results(doc, tmp_path / "results")
+    assert json.loads(path.read_text()) == doc
+    latest = tmp_path / "results" / "latest"
+    assert latest.is_symlink() and (latest / "results.json").exists()
+    assert not os.path.isabs(os.readlink(latest))  # relative: the results folder can be moved
+
+
+def test_noisy_repeats_are_flagged(tmp_path: Path) -> None:
+    records = [
+        log_burst_record(tmp_path, 10, 10, repeat=i, throughput_window=w)
+        for i, w in enumerate((1.0, 2.0, 4.0))
+    ]
+    doc = finalize(document_with(records))
+    assert any("CV" in warning for warning in doc["warnings"])
+    assert all(any("noisy" in warning for warning in r["warnings"]) for r in records)
+
+
+def test_an_interrupted_run_is_partial() -> None:
+    doc = finalize(document_with([]), partial_reason="interrupted (Ctrl-C)")
+    assert doc["complete"] is False and doc["warnings"][0].startswith("PARTIAL RUN")
+
+
+def test_max_rate_under_slo_needs_every_lower_rate_to_pass() -> None:
+    def rate(r: int, p99: float, errors: int = 0) -> dict:
+        return {"rate": r, "sent": r, "errors": errors, "latency_ms": {"p99": p99}}
+
+    assert max_rate_under_slo([rate(50, 5), rate(100, 20), rate(200, 80)], 50) == 100
+    assert max_rate_under_slo([rate(50, 5), rate(100, 80), rate(200, 20)], 50) == 50  # no lucky jump
+    assert max_rate_under_slo([rate(50, 5, errors=1)], 50) is None
+
+
+def test_runner_order_is_shuffled_per_repeat_and_reproducible() -> None:
+    runners = ("inprocess", "celery", "rq", "dramatiq")
+    orders = runner_orders(runners, 5, seed=7)
+    assert orders == runner_orders(runners, 5, seed=7)
+    assert all(sorted(order) == sorted(runners) for order in orders)
+    assert len({tuple(order) for order in orders}) > 1
+
+
+def test_mixed_workload_is_reproducible_and_follows_the_mix() -> None:
+    kinds = mixed_kinds(2000, seed=3)
+    assert kinds == mixed_kinds(2000, seed=3)
+    for kind, share in MIX:
+        assert kinds.count(kind) / len(kinds) == pytest.approx(share, abs=0.05)
+
+
+def test_profiles_meet_the_issue() -> None:
+    assert set(PROFILES) == {"quick", "default"}
+    assert DEFAULT.repeats >= 3 and QUICK.repeats >= 1
+    assert DEFAULT.slots == QUICK.slots == DEFAULT.worker_processes * DEFAULT.worker_threads
+    assert QUICK.with_overrides(log_burst_n=None, repeats=2).repeats == 2
+
+
+def test_external_mode_is_chosen_by_api_urls() -> None:
+    assert external_urls({}) == {}
+    assert external_urls({"API_URL_CELERY": "http://api:8000/", "API_URL_RQ": ""}) == {
+        "celery": "http://api:8000"
+    }
+
+
+def test_sampler_counts_cpu_of_the_measured_process() -> None:
+    sampler = ResourceSampler(lambda: [Group("loadgen", [os.getpid()], tree=False)], interval_s=0.05).start()
+    began = time.process_time()
+    while time.process_time() - began < 0.2:  # burn a known amount of CPU
+        pass
+    usage = sampler.stop()["loadgen"]
+    assert usage["cpu_s"] >= 0.15
+    assert usage["peak_rss_mb"] > 0
