@@ -55,4 +55,3 @@ def task_env(
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
-

@@ -37,7 +37,9 @@ ENQUEUE_CALLS = [
 
 @pytest.mark.parametrize(("method", "url", "body"), ENQUEUE_CALLS)
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}])
-def test_every_enqueue_route_needs_the_key(client: TestClient, task_env: Path, method, url, body, headers) -> None:
+def test_every_enqueue_route_needs_the_key(
+    client: TestClient, task_env: Path, method, url, body, headers
+) -> None:
     response = client.request(method, url, json=body, headers=headers)
     assert response.status_code == 401
     assert response.json()["detail"] == "Missing or invalid X-API-Key header"
@@ -69,7 +71,9 @@ def _png(size: tuple[int, int]) -> bytes:
 
 def test_resize_upload(client: TestClient) -> None:
     files = {"file": ("a.png", _png((120, 80)), "image/png")}
-    response = client.post("/resize/upload", files=files, data={"target_width": "12", "target_height": "8"}, headers=AUTH)
+    response = client.post(
+        "/resize/upload", files=files, data={"target_width": "12", "target_height": "8"}, headers=AUTH
+    )
     assert response.status_code == 200, response.text
     assert client.get(f"/jobs/{response.json()['job_id']}", headers=AUTH).json()["state"] == "succeeded"
 
@@ -82,9 +86,17 @@ BAD_INPUTS = [
     ("/log/?msg=a", {"msg": "b"}, "not both"),
     ("/send-mail/?email=not-an-email", None, "valid email address"),
     ("/send-mail/", {"email": "a@"}, "valid email address"),
-    ("/resize", {"width": 9000, "height": 10, "target_width": 1, "target_height": 1}, "less than or equal to 8000"),
+    (
+        "/resize",
+        {"width": 9000, "height": 10, "target_width": 1, "target_height": 1},
+        "less than or equal to 8000",
+    ),
     ("/resize", {"width": 8000, "height": 8000, "target_width": 1, "target_height": 1}, "40-megapixel"),
-    ("/resize", {"width": 0, "height": 10, "target_width": 1, "target_height": 1}, "greater than or equal to 1"),
+    (
+        "/resize",
+        {"width": 0, "height": 10, "target_width": 1, "target_height": 1},
+        "greater than or equal to 1",
+    ),
     ("/resize", {"width": 10, "height": 10, "target_width": 20, "target_height": 1}, "only downscales"),
 ]
 
@@ -147,10 +159,16 @@ def test_dev_key_refuses_non_loopback_bind(monkeypatch: pytest.MonkeyPatch) -> N
         assert exit_info.value.code == 2
     finally:
         get_settings.cache_clear()
-    assert api_main.is_loopback("127.0.0.1") and api_main.is_loopback("::1") and not api_main.is_loopback("0.0.0.0")
+    assert (
+        api_main.is_loopback("127.0.0.1")
+        and api_main.is_loopback("::1")
+        and not api_main.is_loopback("0.0.0.0")
+    )
 
 
-def test_control_characters_and_invalid_utf8_cannot_forge_log_lines(client: TestClient, task_env: Path) -> None:
+def test_control_characters_and_invalid_utf8_cannot_forge_log_lines(
+    client: TestClient, task_env: Path
+) -> None:
     hostile = ["a\nforged", "b\r\nforged", "c\x00\x1b[31m", "%FF%FEd", "e\u2028f"]
     for msg in hostile:
         assert client.post("/log/", params={"msg": msg}, headers=AUTH).status_code == 200

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from fbt_bench.harness import Plan, publish, run
 from fbt_bench.profiles import BASELINES, QUICK, RUNNERS, SCENARIOS
 from fbt_bench.schema import validate_results

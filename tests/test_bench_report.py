@@ -5,11 +5,12 @@ import json
 import re
 
 import pytest
+from jsonschema import Draft202012Validator
+
 from fbt_bench.findings import completeness, findings, how_to_choose, summarize
 from fbt_bench.fixtures import example_results
 from fbt_bench.report import main, scenario_table, write_reports
 from fbt_bench.schema import ResultsSchemaError, load_schema, validate_results
-from jsonschema import Draft202012Validator
 
 MD_SECTIONS = (
     "## What was run",

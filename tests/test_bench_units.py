@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fbt_bench import loadgen, stats
 from fbt_bench.harness import runner_orders
 from fbt_bench.ledger_reader import LedgerFollower, read_tally
@@ -23,8 +26,6 @@ from fbt_bench.scenarios import MIX, max_rate_under_slo, mixed_kinds
 from fbt_bench.schema import validate_results
 from fbt_bench.topology import external_urls
 from fbt_tasks.ledger import CompletionEvent, record
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 # HdrHistogram with 3 significant figures: a reported value is within 0.1% of the sample it stands for.
 HDR_RELATIVE_ERROR = 0.002

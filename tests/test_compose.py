@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
 from fbt_tasks.settings import BACKENDS, Settings
 
 ROOT = Path(__file__).resolve().parents[1]

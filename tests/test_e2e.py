@@ -3,7 +3,6 @@
 import asyncio
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -58,7 +57,9 @@ def test_200_concurrent_log_requests_give_200_intact_lines(stack: Stack) -> None
     marker = f"e2e-{stack.backend}-"
 
     async def burst() -> list[str]:
-        async with httpx.AsyncClient(base_url=stack.api_url, headers={"X-API-Key": KEY}, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=stack.api_url, headers={"X-API-Key": KEY}, timeout=30
+        ) as client:
             responses = await asyncio.gather(
                 *(client.post("/log/", params={"msg": f"{marker}{i:03d}" + "." * 500}) for i in range(200))
             )
@@ -74,7 +75,9 @@ def test_200_concurrent_log_requests_give_200_intact_lines(stack: Stack) -> None
 
 
 def test_image_is_resized(stack: Stack, api: httpx.Client) -> None:
-    response = api.post("/resize", json={"width": 640, "height": 480, "target_width": 64, "target_height": 48})
+    response = api.post(
+        "/resize", json={"width": 640, "height": 480, "target_width": 64, "target_height": 48}
+    )
     job_id = response.json()["job_id"]
     wait_for_state(api, job_id)
     outputs = list((stack.settings.media_dir / "out").glob("*.jpg"))

@@ -22,6 +22,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
+
 from fbt_bench.faults import (
     FULL,
     Cell,
@@ -36,7 +38,6 @@ from fbt_bench.faults import (
 from fbt_bench.schema import load_schema
 from fbt_bench.topology import describe_runner
 from fbt_tasks.settings import Settings
-from jsonschema import Draft202012Validator
 
 pytestmark = pytest.mark.e2e
 

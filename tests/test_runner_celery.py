@@ -22,6 +22,7 @@ import pytest
 import redis
 from celery.result import AsyncResult
 from fastapi.testclient import TestClient
+
 from fbt_api.app import create_app
 from fbt_celery.app import celery_config
 from fbt_celery.app import create_app as create_celery_app

@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 from fastapi.testclient import TestClient
+
 from fbt_api.app import create_app
 from fbt_devstack.processes import ProcessGroup, log_tail
 from fbt_devstack.redis_server import RedisServer

@@ -21,6 +21,7 @@ import psutil
 import pytest
 import redis
 from fastapi.testclient import TestClient
+
 from fbt_api.app import create_app
 from fbt_devstack.processes import is_alive, kill_tree
 from fbt_devstack.redis_server import RedisServer
@@ -188,7 +189,7 @@ def test_a_failing_job_is_retried_with_backoff_then_failed(stack: Stack) -> None
     finally:
         backend.close()
     events = events_by_id(stack)[job.id]
-    assert [e.attempt for e in events] == [1, 2, 3, 4]
+    assert [e.attempt for e in events] == [1, 2, 3]
     assert not any(e.ok for e in events)
     assert all(e.error and e.error.startswith("FileNotFoundError") for e in events)
 

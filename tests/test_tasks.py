@@ -68,12 +68,17 @@ def test_ledger_round_trip_skips_garbage(tmp_path: Path) -> None:
 def test_run_job_records_success_and_failure(task_env: Path) -> None:
     ok = Job(kind="write_log", payload={"message": "hello"})
     run_job(ok.to_message())
-    bad = Job(kind="resize_image", payload={"output": "x.jpg", "target_width": 1, "target_height": 1, "source": "nope"})
+    bad = Job(
+        kind="resize_image",
+        payload={"output": "x.jpg", "target_width": 1, "target_height": 1, "source": "nope"},
+    )
     with pytest.raises(FileNotFoundError):
         run_job(bad.to_message(), attempt=2)
     events = {e.id: e for e in ledger.read_events(task_env / "ledger.jsonl")}
     assert events[ok.id].ok and events[ok.id].kind == "write_log" and events[ok.id].attempt == 1
-    assert not events[bad.id].ok and events[bad.id].attempt == 2 and "FileNotFoundError" in events[bad.id].error
+    assert (
+        not events[bad.id].ok and events[bad.id].attempt == 2 and "FileNotFoundError" in events[bad.id].error
+    )
     assert (task_env / "log.txt").read_text() == "hello\n"
 
 
@@ -122,7 +127,13 @@ def test_resize_generated_and_uploaded_images(task_env: Path) -> None:
     out = run_job(
         Job(
             kind="resize_image",
-            payload={"output": "gen.jpg", "width": 640, "height": 480, "target_width": 64, "target_height": 48},
+            payload={
+                "output": "gen.jpg",
+                "width": 640,
+                "height": 480,
+                "target_width": 64,
+                "target_height": 48,
+            },
         ).to_message()
     )
     with Image.open(out) as image:

@@ -18,6 +18,7 @@ from typing import Annotated
 
 import redis
 import typer
+
 from fbt_tasks.jobs import Job, run_job
 
 # BRPOP wakes at least this often to notice a stop request.

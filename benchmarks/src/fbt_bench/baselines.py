@@ -20,9 +20,6 @@ from typing import Any
 
 import psutil
 import redis.asyncio
-from fbt_devstack.ports import free_port, wait_for_port
-from fbt_devstack.processes import ProcessGroup
-from fbt_devstack.redis_server import RedisServer
 
 from fbt_bench import loadgen, stats
 from fbt_bench.baseline_worker import job_for
@@ -32,6 +29,9 @@ from fbt_bench.progress import ProgressSink
 from fbt_bench.results import make_record
 from fbt_bench.sampler import Group, ResourceSampler, own_process
 from fbt_bench.scenarios import drain_ledger
+from fbt_devstack.ports import free_port, wait_for_port
+from fbt_devstack.processes import ProcessGroup
+from fbt_devstack.redis_server import RedisServer
 
 DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "raw-redis": {

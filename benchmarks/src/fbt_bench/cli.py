@@ -97,11 +97,12 @@ def compare(
     ),
     seed: Annotated[int, typer.Option(help="Seeds the runner order shuffle and the mixed workload.")] = 0,
     fault_pass: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--faults/--no-faults", help="Finish with a short kill-worker pass, both queue configurations."
+            "--faults/--no-faults",
+            help="Finish with a short kill-worker pass, both queue configurations (default: on, off for quick).",
         ),
-    ] = True,
+    ] = None,
 ) -> None:
     """Run every runner through every scenario (plus the raw-redis and direct-call floors).
 
@@ -134,7 +135,7 @@ def compare(
         seed=seed,
         out_root=out,
         command=shlex.join(["fbt-bench", *sys.argv[1:]]),
-        fault_pass=fault_pass,
+        fault_pass=chosen.fault_pass if fault_pass is None else fault_pass,
     )
     console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)

@@ -39,18 +39,18 @@ from typing import Any, Literal
 
 import httpx
 import redis
-from fbt_devstack.ports import free_port, wait_for_port
-from fbt_devstack.processes import ProcessGroup, log_tail
-from fbt_devstack.smtp_sink import read_mailbox
-from fbt_devstack.stack import Stack
-from fbt_tasks.ledger import CompletionEvent, read_events
-from fbt_tasks.settings import Settings
 
 from fbt_bench import loadgen
 from fbt_bench.api_client import ApiClient
 from fbt_bench.profiles import RUNNERS
 from fbt_bench.progress import NullProgress, ProgressSink
 from fbt_bench.topology import describe_runner
+from fbt_devstack.ports import free_port, wait_for_port
+from fbt_devstack.processes import ProcessGroup, log_tail
+from fbt_devstack.smtp_sink import read_mailbox
+from fbt_devstack.stack import Stack
+from fbt_tasks.ledger import CompletionEvent, read_events
+from fbt_tasks.settings import Settings
 
 FaultName = Literal["kill-worker", "deploy", "broker-restart", "task-error"]
 FAULTS: tuple[FaultName, ...] = ("kill-worker", "deploy", "broker-restart", "task-error")

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fbt_tasks.ledger import CompletionEvent
 from hdrh.histogram import HdrHistogram
 
 from fbt_bench import stats
+from fbt_tasks.ledger import CompletionEvent
 
 POLL_S = 0.1
 

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from fbt_tasks.backend import load_backend
-from fbt_tasks.settings import Settings
-
 from fbt_bench.profiles import RUNNERS, Profile, RunnerName
 from fbt_bench.sampler import Group, own_process
+from fbt_tasks.backend import load_backend
+from fbt_tasks.settings import Settings
 
 GROUPS_TTL_S = 1.0
 EXTERNAL_URL_VARS: dict[RunnerName, str] = {runner: f"API_URL_{runner.upper()}" for runner in RUNNERS}

@@ -16,8 +16,9 @@ from typing import Any
 
 import redis.exceptions
 from celery import Celery
-from fbt_tasks.settings import Settings, get_settings
 from kombu.exceptions import OperationalError
+
+from fbt_tasks.settings import Settings, get_settings
 
 # kombu's Redis transport emulates acks: a delivered message sits in the ``unacked`` hash until acked, and
 # any consumer's periodic sweep requeues entries older than the visibility timeout. It must exceed the
@@ -89,7 +90,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_timeout": timeout,
         # One pooled broker connection per API thread that may publish at once (default 10; the docs say
         # to size it to the threads using a connection), so requests do not queue for a connection...
-        "broker_pool_limit": settings.api_threadpool or ANYIO_DEFAULT_THREADS,
+        # At least 2, so the health check's control.ping never waits on the one connection a publisher holds.
+        "broker_pool_limit": max(2, settings.api_threadpool or ANYIO_DEFAULT_THREADS),
         # ...and a thread that still has to wait gives up after the socket timeout (default: forever).
         "broker_pool_acquire_timeout": timeout,
         "broker_transport_options": broker_transport_options(settings),

@@ -9,13 +9,13 @@ import celery
 import kombu
 from celery import states
 from celery.result import AsyncResult
-from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
-from fbt_tasks.jobs import Job, JobState
-from fbt_tasks.settings import Settings
 from kombu.transport.redis import Channel as RedisChannel
 
 from fbt_celery.app import BROKER_ERRORS, create_app
 from fbt_celery.tasks import MAX_RETRIES, RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S, task_name
+from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.settings import Settings
 
 STATE_OF: dict[str, JobState] = {
     # Celery reports PENDING both for a task waiting in the queue and for an id it has never seen

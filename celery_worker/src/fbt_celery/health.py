@@ -5,10 +5,9 @@
 
 import sys
 
-from fbt_tasks.settings import Settings, get_settings
-
 from fbt_celery.app import BROKER_ERRORS, create_app
 from fbt_celery.worker import NODE_PREFIX
+from fbt_tasks.settings import Settings, get_settings
 
 # Celery's own default for control.ping: replies are collected for this long, then counted.
 PING_TIMEOUT_S = 1.0

@@ -3,6 +3,7 @@
 from typing import Any
 
 from celery import Celery, Task
+
 from fbt_tasks.jobs import TASKS, run_job
 from fbt_tasks.settings import Settings
 

@@ -4,6 +4,7 @@ from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
+
 from fbt_tasks.jobs import TASKS, run_job
 
 # Dramatiq's default queue; every actor shares it so the slots are shared the same way as in other runners.

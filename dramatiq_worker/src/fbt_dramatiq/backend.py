@@ -11,14 +11,14 @@ import redis
 from dramatiq.middleware import Retries, TimeLimit
 from dramatiq.results import ResultFailure
 from dramatiq.worker import QUEUE_PREFETCH
-from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
-from fbt_tasks.jobs import TASKS, Job, JobState
-from fbt_tasks.settings import Settings
 
 from fbt_dramatiq.actors import QUEUE_NAME, actor_name
 from fbt_dramatiq.broker import build_broker
 from fbt_dramatiq.middleware import started_key
 from fbt_dramatiq.profiles import profile_for
+from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.jobs import TASKS, Job, JobState
+from fbt_tasks.settings import Settings
 
 M = TypeVar("M", bound=dramatiq.Middleware)
 

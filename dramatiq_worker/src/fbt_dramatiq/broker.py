@@ -9,7 +9,6 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
-from fbt_tasks.settings import Settings
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -17,6 +16,7 @@ from redis.retry import Retry
 from fbt_dramatiq.actors import RESULT_TTL_MS, declare_actors
 from fbt_dramatiq.middleware import MarkStarted, WorkerHeartbeats
 from fbt_dramatiq.profiles import profile_for
+from fbt_tasks.settings import Settings
 
 
 def redis_client(settings: Settings) -> Redis:

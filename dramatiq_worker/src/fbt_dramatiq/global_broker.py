@@ -5,9 +5,9 @@ what the CLI looks for. Only worker processes import this module; the API builds
 """
 
 import dramatiq
-from fbt_tasks.settings import get_settings
 
 from fbt_dramatiq.broker import build_broker
+from fbt_tasks.settings import get_settings
 
 broker = build_broker(get_settings())
 dramatiq.set_broker(broker)

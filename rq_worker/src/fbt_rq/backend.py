@@ -12,9 +12,6 @@ from typing import Any
 
 import redis
 import rq
-from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
-from fbt_tasks.jobs import Job, JobState
-from fbt_tasks.settings import Settings
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
@@ -32,6 +29,9 @@ from fbt_rq.profiles import (
     profile_for,
 )
 from fbt_rq.queue import connect, make_queue
+from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.settings import Settings
 
 # RQ's states folded into the API's four. RQ cannot tell some apart:
 # - a job whose worker was SIGKILLed stays "started" until its heartbeat deadline expires and maintenance

@@ -10,13 +10,13 @@ live worker never misses that window; a SIGKILLed one drops out of it within wor
 import sys
 from datetime import UTC, datetime, timedelta
 
-from fbt_tasks.settings import Settings, get_settings
 from redis.exceptions import RedisError
 from rq import Worker
 from rq.serializers import JSONSerializer
 
 from fbt_rq.profiles import profile_for
 from fbt_rq.queue import connect, make_queue
+from fbt_tasks.settings import Settings, get_settings
 
 
 def worker_ready(settings: Settings) -> bool:

@@ -7,8 +7,9 @@ bound as a module attribute under its kind (``fbt_rq.jobs.send_email``, ...), bu
 from collections.abc import Callable
 from typing import Any
 
-from fbt_tasks.jobs import TASKS, run_job
 from rq import get_current_job
+
+from fbt_tasks.jobs import TASKS, run_job
 
 # Stored in each job's meta at enqueue, so the attempt number does not depend on the worker's QUEUE_CONFIG.
 RETRY_MAX_META = "fbt_retry_max"

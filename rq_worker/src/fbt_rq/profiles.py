@@ -13,9 +13,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from fbt_tasks.settings import Settings
 from rq import Retry
 from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL, DEFAULT_MAINTENANCE_TASK_INTERVAL, DEFAULT_WORKER_TTL
+
+from fbt_tasks.settings import Settings
 
 QUEUE_NAME = "fbt"
 SERIALIZER = "rq.serializers.JSONSerializer"
@@ -58,9 +59,10 @@ class Profile:
 SAFE = Profile(
     name="safe",
     # RQ docs (Exceptions & Retries): Retry re-runs failed jobs; it is also what makes cleanup re-enqueue
-    # an abandoned job instead of failing it. 3 retries after the first try, backing off 1, 2, 4 s.
-    retry_max=3,
-    retry_intervals=(1, 2, 4),
+    # an abandoned job instead of failing it. 2 retries after the first try (3 attempts, as for Celery and
+    # Dramatiq), backing off 1 then 2 s.
+    retry_max=2,
+    retry_intervals=(1, 2),
     # An idle worker dequeues with a worker_ttl - 15 s block; 20 s makes that 5 s, so maintenance (the only
     # thing that recovers a killed worker's job) runs during a run instead of once every ~7 minutes.
     worker_ttl=20,

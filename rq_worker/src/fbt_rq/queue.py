@@ -1,6 +1,5 @@
 """The producer side of RQ: a Redis client that fails fast, and the one ``rq.Queue`` jobs go through."""
 
-from fbt_tasks.settings import Settings
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
@@ -8,6 +7,7 @@ from rq import Queue
 from rq.serializers import JSONSerializer
 
 from fbt_rq.profiles import QUEUE_NAME
+from fbt_tasks.settings import Settings
 
 
 def connect(settings: Settings) -> Redis:

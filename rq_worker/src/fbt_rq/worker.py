@@ -30,10 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from fbt_tasks.settings import Settings, get_settings
 from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL, DEFAULT_MAINTENANCE_TASK_INTERVAL, DEFAULT_WORKER_TTL
 
 from fbt_rq.profiles import QUEUE_NAME, SERIALIZER, WORKER_CLASSES, profile_for
+from fbt_tasks.settings import Settings, get_settings
 
 log = logging.getLogger("fbt_rq.worker")
 

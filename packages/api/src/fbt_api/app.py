@@ -7,7 +7,18 @@ from contextlib import asynccontextmanager
 from typing import Annotated, TypeVar
 
 import anyio.to_thread
-from fastapi import BackgroundTasks, Body, Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import (
+    BackgroundTasks,
+    Body,
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    UploadFile,
+)
 from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
 from pydantic import EmailStr
@@ -39,7 +50,9 @@ def get_backend(request: Request) -> Backend:
 BackendDep = Annotated[Backend, Depends(get_backend)]
 
 
-def submit(backend: Backend, background: BackgroundTasks, kind: str, payload: dict[str, object], status: str) -> Enqueued:
+def submit(
+    backend: Backend, background: BackgroundTasks, kind: str, payload: dict[str, object], status: str
+) -> Enqueued:
     job = Job(kind=kind, payload=payload)
     backend.enqueue(job, background)
     return Enqueued(status=status, job_id=job.id, backend=backend.name)
@@ -68,13 +81,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={422: {"description": "Invalid input; nothing was enqueued"}},
     )
     app.add_middleware(
-        BodySizeLimit, max_bytes=MAX_BODY_BYTES, upload_max_bytes=MAX_UPLOAD_BYTES, upload_prefix="/resize/upload"
+        BodySizeLimit,
+        max_bytes=MAX_BODY_BYTES,
+        upload_max_bytes=MAX_UPLOAD_BYTES,
+        upload_prefix="/resize/upload",
     )
 
     @app.exception_handler(BrokerUnavailable)
-    async def broker_unavailable(_: Request, exc: BrokerUnavailable) -> JSONResponse:
+    async def broker_unavailable(request: Request, exc: BrokerUnavailable) -> JSONResponse:
+        consequence = ", nothing was enqueued" if request.method == "POST" else ""
         return JSONResponse(
-            {"detail": f"Broker unavailable, nothing was enqueued: {exc}"}, status_code=503, headers={"Retry-After": "5"}
+            {"detail": f"Broker unavailable{consequence}: {exc}"},
+            status_code=503,
+            headers={"Retry-After": "5"},
         )
 
     guarded = [Depends(require_api_key)]
@@ -84,17 +103,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         background_tasks: BackgroundTasks,
         backend: BackendDep,
         msg: Annotated[Message | None, Query(description="The tutorial's query form.")] = None,
-        body: Annotated[LogIn | None, Body(description="The JSON form: {\"msg\": ...}.")] = None,
+        body: Annotated[LogIn | None, Body(description='The JSON form: {"msg": ...}.')] = None,
     ) -> Enqueued:
         text = _one_of(msg, body.msg if body else None, "msg")
-        return submit(backend, background_tasks, "write_log", {"message": text}, "Message logged in background")
+        return submit(
+            backend, background_tasks, "write_log", {"message": text}, "Message logged in background"
+        )
 
     @app.post("/send-mail/", response_model=Enqueued, dependencies=guarded, responses=ERRORS)
     def send_mail(
         background_tasks: BackgroundTasks,
         backend: BackendDep,
         email: Annotated[EmailStr | None, Query(description="The tutorial's query form.")] = None,
-        body: Annotated[EmailIn | None, Body(description="The JSON form, with optional subject and body.")] = None,
+        body: Annotated[
+            EmailIn | None, Body(description="The JSON form, with optional subject and body.")
+        ] = None,
     ) -> Enqueued:
         mail = EmailIn(email=_one_of(email, body.email if body else None, "email")) if body is None else body
         job_payload = {"to": mail.email, "subject": mail.subject, "body": mail.body}
@@ -102,7 +125,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The job id doubles as the Message-ID, so a redelivered email is recognisably the same email.
         job.payload["message_id"] = job.id
         backend.enqueue(job, background_tasks)
-        return Enqueued(status=f"Email to {mail.email} is being sent in background", job_id=job.id, backend=backend.name)
+        return Enqueued(
+            status=f"Email to {mail.email} is being sent in background", job_id=job.id, backend=backend.name
+        )
 
     @app.post("/notify/", response_model=Enqueued, responses=ERRORS)
     def notify_user(
@@ -110,7 +135,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         backend: BackendDep,
         user: Annotated[dict[str, str], Depends(get_current_user)],
     ) -> Enqueued:
-        return submit(backend, background_tasks, "notify", {"user": user["username"]}, "Notification scheduled")
+        return submit(
+            backend, background_tasks, "notify", {"user": user["username"]}, "Notification scheduled"
+        )
 
     @app.post("/resize", response_model=Enqueued, dependencies=guarded, responses=ERRORS)
     def resize(
@@ -158,7 +185,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 def _one_of(query: T | None, body: T | None, name: str) -> T:
     if (query is None) == (body is None):
-        raise HTTPException(422, detail=f"Give {name} either as a query parameter or in a JSON body, not both or neither")
+        raise HTTPException(
+            422, detail=f"Give {name} either as a query parameter or in a JSON body, not both or neither"
+        )
     return query if query is not None else body  # type: ignore[return-value]
 
 

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import psutil
 import typer
-from fbt_tasks.settings import DEV_API_KEY, Settings
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -18,6 +17,7 @@ from rich.table import Table
 from fbt_devstack.ports import port_is_open
 from fbt_devstack.processes import descendants_of_self, is_alive, log_tail
 from fbt_devstack.stack import Stack, StackError
+from fbt_tasks.settings import DEV_API_KEY, Settings
 
 WATCH_S = 0.5
 console = Console(highlight=False)

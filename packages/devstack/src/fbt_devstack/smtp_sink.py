@@ -21,6 +21,7 @@ from typing import Annotated
 
 import typer
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
 from fbt_tasks.lines import append_line
 
 POLL_S = 0.05

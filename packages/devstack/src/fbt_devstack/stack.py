@@ -23,12 +23,11 @@ from pathlib import Path
 from shutil import which
 from types import TracebackType
 
-from fbt_tasks.ledger import read_events
-from fbt_tasks.settings import Settings
-
 from fbt_devstack.ports import free_port, http_status, port_is_open
 from fbt_devstack.processes import ProcessGroup, log_tail
 from fbt_devstack.redis_server import RedisServer
+from fbt_tasks.ledger import read_events
+from fbt_tasks.settings import Settings
 
 WARMUP_MESSAGE = "stack-warmup"
 POLL_S = 0.1

@@ -44,6 +44,8 @@ def load_backend(settings: Settings) -> Backend:
 
     found = entry_points(group="fbt.backends", name=settings.backend)
     if not found:
-        raise RuntimeError(f"backend {settings.backend!r} is not installed (pip install fbt-{settings.backend})")
+        raise RuntimeError(
+            f"backend {settings.backend!r} is not installed (pip install fbt-{settings.backend})"
+        )
     factory = next(iter(found)).load()
     return factory(settings)

@@ -13,9 +13,9 @@ from enum import StrEnum
 from typing import Any
 
 from fbt_tasks import ledger
-from fbt_tasks.mailer import send_email
 from fbt_tasks.images import resize_image
 from fbt_tasks.logfile import notify, write_log
+from fbt_tasks.mailer import send_email
 from fbt_tasks.settings import get_settings
 
 TASKS: dict[str, Callable[..., Any]] = {
