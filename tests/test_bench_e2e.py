@@ -38,6 +38,8 @@ TINY = QUICK.with_overrides(
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("results")
+    # Session fixtures of other tests (a shared Redis, an SMTP sink) may be running: only new processes count.
+    before = {proc.pid for proc in descendants_of_self()}
     # The fault pass has its own tests (test_faults.py); here it would only double the wall time.
     plan = Plan(
         profile=TINY,
@@ -48,15 +50,17 @@ def outcome(tmp_path_factory: pytest.TempPathFactory):
     )
     result = run(plan)
     reports, problems = publish(result)
-    return result, reports, problems
+    left = [proc for proc in descendants_of_self() if proc.pid not in before]
+    return result, reports, problems, left
 
 
 def test_nothing_is_left_running(outcome) -> None:
-    assert descendants_of_self() == []
+    *_, left = outcome
+    assert left == []
 
 
 def test_results_validate_and_both_reports_exist(outcome) -> None:
-    result, reports, problems = outcome
+    result, reports, problems, _ = outcome
     assert problems == []
     on_disk = json.loads(result.results_path.read_text())
     validate_results(on_disk)
@@ -67,7 +71,7 @@ def test_results_validate_and_both_reports_exist(outcome) -> None:
 
 
 def test_every_runner_ran_every_scenario_exactly_once_per_job(outcome) -> None:
-    result, _, _ = outcome
+    result, *_ = outcome
     doc = result.document
     assert doc["complete"] is True, doc["warnings"]
     assert doc["topology"] == "local"
@@ -84,7 +88,7 @@ def test_every_runner_ran_every_scenario_exactly_once_per_job(outcome) -> None:
 
 
 def test_runner_configuration_and_order_are_recorded(outcome) -> None:
-    result, _, _ = outcome
+    result, *_ = outcome
     doc = result.document
     assert set(doc["runners"]) == set(RUNNERS) | set(BASELINES)
     assert doc["runners"]["inprocess"]["threadpool_tokens"] == TINY.slots
