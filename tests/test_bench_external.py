@@ -1,0 +1,72 @@
+"""External mode: the harness measures a deployment it did not start, and starts nothing of its own."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fbt_bench.harness import Plan, run
+from fbt_bench.profiles import QUICK
+from fbt_devstack.processes import ProcessGroup, descendants_of_self
+from fbt_devstack.stack import Stack
+from fbt_tasks.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.bench, pytest.mark.timeout(300)]
+
+TINY = QUICK.with_overrides(
+    name="tiny-external",
+    repeats=1,
+    worker_processes=1,
+    worker_threads=2,
+    enqueue_rates=(20,),
+    enqueue_duration_s=0.5,
+    log_burst_n=20,
+    email_n=4,
+    cpu_n=2,
+    image_width=320,
+    image_height=240,
+    probe_idle_s=0.3,
+    mixed_rate=20,
+    mixed_duration_s=0.5,
+    warmup_n=2,
+)
+
+
+class NoSpawning(AssertionError):
+    pass
+
+
+def test_external_mode_spawns_nothing_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(_env_file=None, backend="dramatiq", api_key="ext-key", port=0, worker_processes=1)
+    with Stack(settings, workdir=tmp_path / "deployment") as deployment:
+        ours = {proc.pid for proc in descendants_of_self()}
+        env = {
+            "API_URL_DRAMATIQ": deployment.api_url,
+            "REDIS_URL": deployment.redis_url,
+            "LEDGER_FILE": str(deployment.ledger_path),
+            "API_KEY": deployment.api_key,
+        }
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise NoSpawning(f"external mode tried to start a process: {args!r}")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(subprocess, "Popen", refuse)
+            patched.setattr(ProcessGroup, "spawn", refuse)
+            plan = Plan(
+                profile=TINY,
+                runners=("inprocess", "celery", "rq", "dramatiq"),
+                baselines=(),
+                out_root=tmp_path / "results",
+                fault_pass=False,
+            )
+            outcome = run(plan, env=env)
+        assert {proc.pid for proc in descendants_of_self()} <= ours
+
+    document = outcome.document
+    assert outcome.failures == []
+    assert document["topology"] == "external"
+    # Only the runner whose API URL was given is measured, through the deployment's own ledger.
+    assert {record["runner"] for record in document["records"]} == {"dramatiq"}
+    for record in document["records"]:
+        assert record["completed"] == record["expected"] and record["duplicated"] == 0
