@@ -47,11 +47,18 @@ def test_external_mode_spawns_nothing_and_says_so(tmp_path: Path, monkeypatch: p
             "API_KEY": deployment.api_key,
         }
 
+        started: list[str] = []
+        real_popen = subprocess.Popen
+
+        def recording_popen(argv: object, *args: object, **kwargs: object) -> subprocess.Popen:
+            started.append(str(argv[0] if isinstance(argv, list | tuple) else argv))
+            return real_popen(argv, *args, **kwargs)
+
         def refuse(*args: object, **kwargs: object) -> None:
-            raise NoSpawning(f"external mode tried to start a process: {args!r}")
+            raise NoSpawning(f"external mode tried to supervise a process: {args!r}")
 
         with monkeypatch.context() as patched:
-            patched.setattr(subprocess, "Popen", refuse)
+            patched.setattr(subprocess, "Popen", recording_popen)
             patched.setattr(ProcessGroup, "spawn", refuse)
             plan = Plan(
                 profile=TINY,
@@ -62,6 +69,8 @@ def test_external_mode_spawns_nothing_and_says_so(tmp_path: Path, monkeypatch: p
             )
             outcome = run(plan, env=env)
         assert {proc.pid for proc in descendants_of_self()} <= ours
+    # Python's platform module asks `uname -p` for the CPU; that short probe is all the harness may run.
+    assert set(started) <= {"uname"}, started
 
     document = outcome.document
     assert outcome.failures == []
