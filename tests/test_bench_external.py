@@ -4,32 +4,17 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_bench_e2e import TINY as TINY_LOCAL
 
 from fbt_bench.harness import Plan, run
-from fbt_bench.profiles import QUICK
 from fbt_devstack.processes import ProcessGroup, descendants_of_self
 from fbt_devstack.stack import Stack
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bench, pytest.mark.timeout(300)]
 
-TINY = QUICK.with_overrides(
-    name="tiny-external",
-    repeats=1,
-    worker_processes=1,
-    worker_threads=2,
-    enqueue_rates=(20,),
-    enqueue_duration_s=0.5,
-    log_burst_n=20,
-    email_n=4,
-    cpu_n=2,
-    image_width=320,
-    image_height=240,
-    probe_idle_s=0.3,
-    mixed_rate=20,
-    mixed_duration_s=0.5,
-    warmup_n=2,
-)
+# The same shrunken profile as the local end-to-end run, so the two differ only in topology.
+TINY = TINY_LOCAL.with_overrides(name="tiny-external", log_burst_n=20, email_n=4)
 
 
 class NoSpawning(AssertionError):
