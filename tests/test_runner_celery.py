@@ -7,14 +7,10 @@ benchmark, not here.
 """
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import psutil
@@ -22,6 +18,8 @@ import pytest
 import redis
 from celery.result import AsyncResult
 from fastapi.testclient import TestClient
+from runner_support import AUTH, WorkerEnv, events_by_id, is_in_order, make_worker_env, wait_until
+from runner_support import running_worker as start_worker
 
 from fbt_api.app import create_app
 from fbt_celery.app import celery_config
@@ -29,54 +27,18 @@ from fbt_celery.app import create_app as create_celery_app
 from fbt_celery.backend import CeleryBackend
 from fbt_celery.health import worker_ready
 from fbt_celery.worker import worker_argv
-from fbt_devstack.processes import is_alive, kill_tree
+from fbt_devstack.processes import is_alive
 from fbt_devstack.redis_server import RedisServer
 from fbt_devstack.smtp_sink import wait_for_mail
-from fbt_tasks import ledger
 from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-KEY = "test-key-not-a-secret"
-AUTH = {"X-API-Key": KEY}
-WORKER = str(Path(sys.executable).parent / "fbt-worker-celery")
 SMALL_RESIZE = {"width": 64, "height": 64, "target_width": 8, "target_height": 8}
 # About a second of CPU: long enough to signal a worker while it runs, short enough for a lean suite.
 SLOW_RESIZE = {"width": 6000, "height": 4000, "target_width": 8, "target_height": 8}
-
-
-@dataclass
-class Stack:
-    settings: Settings
-    env: dict[str, str]
-    dir: Path
-    mailbox: Path
-
-    @property
-    def ledger_file(self) -> Path:
-        return self.dir / "ledger.jsonl"
-
-
-def make_stack(tmp: Path, redis_url: str, smtp: tuple[int, Path], **extra: str) -> Stack:
-    port, mailbox = smtp
-    env = {
-        "BACKEND": "celery",
-        "REDIS_URL": redis_url,
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(port),
-        "LOG_FILE": str(tmp / "log.txt"),
-        "LEDGER_FILE": str(tmp / "ledger.jsonl"),
-        "MEDIA_DIR": str(tmp / "media"),
-        "API_KEY": KEY,
-        "WORKER_PROCESSES": "2",
-        "WORKER_THREADS": "1",
-        "QUEUE_CONFIG": "safe",
-        **extra,
-    }
-    settings = Settings(**{key.lower(): value for key, value in env.items()})
-    return Stack(settings, env, tmp, mailbox)
 
 
 def on_db(url: str, db: int) -> str:
@@ -84,58 +46,19 @@ def on_db(url: str, db: int) -> str:
     return f"{url.rsplit('/', 1)[0]}/{db}"
 
 
-@contextmanager
-def running_worker(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``fbt-worker-celery``; on exit SIGTERM it, and SIGKILL its whole tree if anything is left."""
-    env = {**os.environ, **stack.env}
-    with open(stack.dir / "worker.log", "ab") as log:
-        proc = subprocess.Popen(
-            [WORKER], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        wait_until(lambda: worker_ready(stack.settings), 60, "a Celery worker to answer a ping", proc)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        kill_tree(proc.pid)
-        proc.wait(timeout=10)
+def make_env(tmp: Path, redis_url: str, smtp: tuple[int, Path], **extra: str) -> WorkerEnv:
+    return make_worker_env("celery", tmp, redis_url, smtp, **extra)
 
 
-def wait_until(
-    condition: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen[bytes] | None = None
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"worker exited with {proc.returncode} while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def events_by_id(stack: Stack) -> dict[str, list[ledger.CompletionEvent]]:
-    found: dict[str, list[ledger.CompletionEvent]] = {}
-    for event in ledger.read_events(stack.ledger_file):
-        found.setdefault(event.id, []).append(event)
-    return found
-
-
-def is_in_order(seen: list[str], order: list[str]) -> bool:
-    """True if the distinct states seen never go backwards in ``order``."""
-    ranks = [order.index(state) for state in seen]
-    return ranks == sorted(ranks)
+def running_worker(worker_env: WorkerEnv) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return start_worker(worker_env, worker_ready, "a Celery worker to answer a ping", timeout_s=60)
 
 
 @pytest.fixture
-def backend_for() -> Iterator[Callable[[Stack], CeleryBackend]]:
+def backend_for() -> Iterator[Callable[[WorkerEnv], CeleryBackend]]:
     made: list[CeleryBackend] = []
 
-    def make(stack: Stack) -> CeleryBackend:
+    def make(stack: WorkerEnv) -> CeleryBackend:
         made.append(CeleryBackend(stack.settings))
         return made[-1]
 
@@ -147,9 +70,9 @@ def backend_for() -> Iterator[Callable[[Stack], CeleryBackend]]:
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: tuple[int, Path]
-) -> Iterator[Stack]:
+) -> Iterator[WorkerEnv]:
     """One 2-process prefork worker, safe profile, on database 2 of the session Redis."""
-    built = make_stack(tmp_path_factory.mktemp("celery"), on_db(redis_server.url, 2), smtp_sink)
+    built = make_env(tmp_path_factory.mktemp("celery"), on_db(redis_server.url, 2), smtp_sink)
     with running_worker(built):
         yield built
 
@@ -177,7 +100,7 @@ def test_profiles_are_json_only_and_safe_adds_the_documented_reliability_setting
     )
 
 
-def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: Stack) -> None:
+def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: WorkerEnv) -> None:
     with TestClient(create_app(stack.settings)) as client:
         responses = {
             "write_log": client.post("/log/?msg=hello from celery", headers=AUTH),
@@ -212,7 +135,7 @@ def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: Stack) -> 
 
 
 def test_a_failing_job_is_retried_then_failed(
-    stack: Stack, backend_for: Callable[[Stack], CeleryBackend]
+    stack: WorkerEnv, backend_for: Callable[[WorkerEnv], CeleryBackend]
 ) -> None:
     backend = backend_for(stack)
     payload = {"source": "no-such-upload.png", "target_width": 8, "target_height": 8, "output": "x.jpg"}
@@ -227,7 +150,7 @@ def test_a_failing_job_is_retried_then_failed(
 
 
 def test_a_pool_process_killed_mid_job_has_its_job_redelivered(
-    stack: Stack, backend_for: Callable[[Stack], CeleryBackend]
+    stack: WorkerEnv, backend_for: Callable[[WorkerEnv], CeleryBackend]
 ) -> None:
     backend = backend_for(stack)
     # The largest resize allowed (~2 s of CPU) leaves ample time to find and kill its process.
@@ -253,10 +176,10 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     tmp_path: Path,
     redis_server: RedisServer,
     smtp_sink: tuple[int, Path],
-    backend_for: Callable[[Stack], CeleryBackend],
+    backend_for: Callable[[WorkerEnv], CeleryBackend],
 ) -> None:
     # Database 3: the module's worker consumes database 2 and must not take this job.
-    own = make_stack(tmp_path, on_db(redis_server.url, 3), smtp_sink, WORKER_PROCESSES="1")
+    own = make_env(tmp_path, on_db(redis_server.url, 3), smtp_sink, WORKER_PROCESSES="1")
     backend = backend_for(own)
     slow = Job(kind="resize_image", payload={**SLOW_RESIZE, "output": "slow.jpg"})
     with running_worker(own) as worker:
@@ -273,7 +196,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
 
 def test_broker_down_gives_503_and_bad_health(tmp_path: Path, smtp_sink: tuple[int, Path]) -> None:
     with RedisServer(workdir=tmp_path / "redis") as server:
-        down = make_stack(tmp_path, server.url, smtp_sink)
+        down = make_env(tmp_path, server.url, smtp_sink)
         with TestClient(create_app(down.settings)) as client:
             accepted = client.post("/log/?msg=up", headers=AUTH)
             assert accepted.status_code == 200

@@ -6,127 +6,50 @@ is heartbeat + 60 s), so it lives in the fault benchmark, not here.
 """
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import psutil
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from runner_support import AUTH, WorkerEnv, events_by_id, is_in_order, make_worker_env, wait_until
+from runner_support import running_worker as start_worker
 
 from fbt_api.app import create_app
-from fbt_devstack.processes import is_alive, kill_tree
+from fbt_devstack.processes import is_alive
 from fbt_devstack.redis_server import RedisServer
 from fbt_devstack.smtp_sink import wait_for_mail
 from fbt_rq.backend import RQBackend
 from fbt_rq.health import worker_ready
 from fbt_rq.worker import worker_command
-from fbt_tasks import ledger
 from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-KEY = "test-key-not-a-secret"
-AUTH = {"X-API-Key": KEY}
-WORKER = str(Path(sys.executable).parent / "fbt-worker-rq")
 SMALL_RESIZE = {"width": 64, "height": 64, "target_width": 8, "target_height": 8}
 
 
-@dataclass
-class Stack:
-    settings: Settings
-    env: dict[str, str]
-    dir: Path
-    mailbox: Path
-
-    @property
-    def ledger_file(self) -> Path:
-        return self.dir / "ledger.jsonl"
+def make_env(tmp: Path, redis_url: str, smtp: tuple[int, Path], **extra: str) -> WorkerEnv:
+    return make_worker_env("rq", tmp, redis_url, smtp, **extra)
 
 
-def make_stack(tmp: Path, redis_url: str, smtp: tuple[int, Path], **extra: str) -> Stack:
-    port, mailbox = smtp
-    env = {
-        "BACKEND": "rq",
-        "REDIS_URL": redis_url,
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(port),
-        "LOG_FILE": str(tmp / "log.txt"),
-        "LEDGER_FILE": str(tmp / "ledger.jsonl"),
-        "MEDIA_DIR": str(tmp / "media"),
-        "API_KEY": KEY,
-        "WORKER_PROCESSES": "2",
-        "WORKER_THREADS": "1",
-        "QUEUE_CONFIG": "safe",
-        **extra,
-    }
-    settings = Settings(**{key.lower(): value for key, value in env.items()})
-    return Stack(settings, env, tmp, mailbox)
-
-
-@contextmanager
-def running_worker(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``fbt-worker-rq``; on exit SIGTERM it, and SIGKILL its whole tree if anything is left."""
-    env = {**os.environ, **stack.env}
-    with open(stack.dir / "worker.log", "ab") as log:
-        proc = subprocess.Popen(
-            [WORKER], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        wait_until(lambda: worker_ready(stack.settings), 30, "an RQ worker to register", proc)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        kill_tree(proc.pid)
-        proc.wait(timeout=10)
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen[bytes] | None = None
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"worker exited with {proc.returncode} while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def events_by_id(stack: Stack) -> dict[str, list[ledger.CompletionEvent]]:
-    found: dict[str, list[ledger.CompletionEvent]] = {}
-    for event in ledger.read_events(stack.ledger_file):
-        found.setdefault(event.id, []).append(event)
-    return found
-
-
-def is_in_order(seen: list[str], order: list[str]) -> bool:
-    """True if the distinct states seen never go backwards in ``order``."""
-    ranks = [order.index(state) for state in seen]
-    return ranks == sorted(ranks)
+def running_worker(worker_env: WorkerEnv) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return start_worker(worker_env, worker_ready, "an RQ worker to register", timeout_s=30)
 
 
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: tuple[int, Path]
-) -> Iterator[Stack]:
+) -> Iterator[WorkerEnv]:
     """One 2-process RQ worker (safe profile, fork) on the session Redis, db 0."""
-    built = make_stack(tmp_path_factory.mktemp("rq"), redis_server.url, smtp_sink)
+    built = make_env(tmp_path_factory.mktemp("rq"), redis_server.url, smtp_sink)
     with running_worker(built):
         yield built
 
@@ -141,7 +64,7 @@ def test_worker_command_is_rqs_cli_with_json_and_the_profile() -> None:
     assert "--worker-ttl" not in defaults and "--with-scheduler" not in defaults
 
 
-def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: Stack) -> None:
+def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: WorkerEnv) -> None:
     with TestClient(create_app(stack.settings)) as client:
         responses = {
             "write_log": client.post("/log/?msg=hello from rq", headers=AUTH),
@@ -178,7 +101,7 @@ def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: Stack) -> 
     assert func == "fbt_rq.jobs.write_log" and args[0]["payload"] == {"message": "hello from rq"}
 
 
-def test_a_failing_job_is_retried_with_backoff_then_failed(stack: Stack) -> None:
+def test_a_failing_job_is_retried_with_backoff_then_failed(stack: WorkerEnv) -> None:
     backend = RQBackend(stack.settings)
     payload = {"source": "no-such-upload.png", "target_width": 8, "target_height": 8, "output": "x.jpg"}
     job = Job(kind="resize_image", payload=payload)
@@ -201,7 +124,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     """One slot execs `rq worker` directly; two slots go through the supervisor, which forwards SIGTERM."""
     # Database 1: the module's worker listens on database 0 and must not take this job.
     url = redis_server.url.rsplit("/", 1)[0] + "/1"
-    own = make_stack(tmp_path, url, smtp_sink, WORKER_PROCESSES=processes, RQ_WORKER_CLASS=worker_class)
+    own = make_env(tmp_path, url, smtp_sink, WORKER_PROCESSES=processes, RQ_WORKER_CLASS=worker_class)
     backend = RQBackend(own.settings)
     # About a second of CPU: long enough to still be running when SIGTERM arrives.
     slow = Job(
@@ -228,7 +151,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
 
 def test_broker_down_gives_503_and_bad_health(tmp_path: Path, smtp_sink: tuple[int, Path]) -> None:
     with RedisServer(workdir=tmp_path / "redis") as server:
-        down = make_stack(tmp_path, server.url, smtp_sink)
+        down = make_env(tmp_path, server.url, smtp_sink)
         with TestClient(create_app(down.settings)) as client:
             assert client.post("/log/?msg=up", headers=AUTH).status_code == 200
             server.stop()

@@ -1,0 +1,107 @@
+"""Helpers shared by the per-runner tests: a worker environment, a worker process, and ledger reading."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fbt_devstack.processes import kill_tree
+from fbt_tasks import ledger
+from fbt_tasks.settings import Settings
+
+KEY = "test-key-not-a-secret"
+AUTH = {"X-API-Key": KEY}
+
+
+@dataclass
+class WorkerEnv:
+    """The environment a runner's worker and the test's API share (not a devstack Stack: nothing is started)."""
+
+    settings: Settings
+    env: dict[str, str]
+    dir: Path
+    mailbox: Path
+
+    @property
+    def ledger_file(self) -> Path:
+        return self.dir / "ledger.jsonl"
+
+
+def make_worker_env(
+    backend: str, tmp: Path, redis_url: str, smtp: tuple[int, Path], **extra: str
+) -> WorkerEnv:
+    port, mailbox = smtp
+    env = {
+        "BACKEND": backend,
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(port),
+        "LOG_FILE": str(tmp / "log.txt"),
+        "LEDGER_FILE": str(tmp / "ledger.jsonl"),
+        "MEDIA_DIR": str(tmp / "media"),
+        "API_KEY": KEY,
+        "WORKER_PROCESSES": "2",
+        "WORKER_THREADS": "1",
+        "QUEUE_CONFIG": "safe",
+        **extra,
+    }
+    settings = Settings(**{key.lower(): value for key, value in env.items()})
+    return WorkerEnv(settings, env, tmp, mailbox)
+
+
+@contextmanager
+def running_worker(
+    worker_env: WorkerEnv, ready: Callable[[Settings], bool], what: str, timeout_s: float = 60
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``fbt-worker-<backend>``; on exit SIGTERM it, and SIGKILL its whole tree if anything is left."""
+    script = str(Path(sys.executable).parent / f"fbt-worker-{worker_env.settings.backend}")
+    with open(worker_env.dir / "worker.log", "ab") as log:
+        proc = subprocess.Popen(
+            [script],
+            env={**os.environ, **worker_env.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(lambda: ready(worker_env.settings), timeout_s, what, proc)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_tree(proc.pid)
+        proc.wait(timeout=10)
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode} while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def events_by_id(worker_env: WorkerEnv) -> dict[str, list[ledger.CompletionEvent]]:
+    found: dict[str, list[ledger.CompletionEvent]] = {}
+    for event in ledger.read_events(worker_env.ledger_file):
+        found.setdefault(event.id, []).append(event)
+    return found
+
+
+def is_in_order(seen: list[str], order: list[str]) -> bool:
+    """True if the distinct states seen never go backwards in ``order``."""
+    ranks = [order.index(state) for state in seen]
+    return ranks == sorted(ranks)
