@@ -59,7 +59,7 @@ def test_worker_command_is_rqs_cli_with_json_and_the_profile() -> None:
     assert safe[-1] == "fbt" and "worker" in safe and "--with-scheduler" in safe
     assert safe[safe.index("--serializer") + 1] == "rq.serializers.JSONSerializer"
     assert safe[safe.index("--worker-ttl") + 1] == "20"
-    defaults = worker_command(Settings(queue_config="defaults", rq_worker_class="simple"))
+    defaults = worker_command(Settings(queue_config="defaults", rq_worker_mode="simple"))
     assert defaults[defaults.index("--worker-class") + 1] == "rq.SimpleWorker"
     assert "--worker-ttl" not in defaults and "--with-scheduler" not in defaults
 
@@ -124,7 +124,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     """One slot execs `rq worker` directly; two slots go through the supervisor, which forwards SIGTERM."""
     # Database 1: the module's worker listens on database 0 and must not take this job.
     url = redis_server.url.rsplit("/", 1)[0] + "/1"
-    own = make_env(tmp_path, url, smtp_sink, WORKER_PROCESSES=processes, RQ_WORKER_CLASS=worker_class)
+    own = make_env(tmp_path, url, smtp_sink, WORKER_PROCESSES=processes, RQ_WORKER_MODE=worker_class)
     backend = RQBackend(own.settings)
     # About a second of CPU: long enough to still be running when SIGTERM arrives.
     slow = Job(

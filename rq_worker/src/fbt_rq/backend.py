@@ -100,7 +100,7 @@ class RQBackend:
             return False
 
     def describe(self) -> dict[str, Any]:
-        profile, fork = self._profile, self._settings.rq_worker_class == "fork"
+        profile, fork = self._profile, self._settings.rq_worker_mode == "fork"
         return {
             "runner": "RQ",
             "library_version": rq.__version__,
@@ -117,7 +117,7 @@ class RQBackend:
             "job_timeout_s": self._job_timeout_s,
             "result_ttl_s": RESULT_TTL_S,
             "failure_ttl_s": FAILURE_TTL_S,
-            "worker_class": WORKER_CLASSES[self._settings.rq_worker_class],
+            "worker_class": WORKER_CLASSES[self._settings.rq_worker_mode],
             "concurrency_model": f"{self._settings.slots} `rq worker` processes, one job at a time each"
             + (", a forked work-horse per job" if fork else ", in the worker process"),
             "slots": self._settings.slots,

@@ -7,13 +7,13 @@ RQ 3.0 has ``rq worker-pool -n N`` for that, but it takes no ``--worker-ttl``, `
 process execs ``rq worker``; with more it starts that many ``rq worker`` processes and, like worker-pool,
 forwards SIGTERM/SIGINT to them and replaces one that dies.
 
-Worker class (RQ_WORKER_CLASS). ``fork`` (the default, RQ's ``rq.Worker``) forks a work-horse per job:
+Worker class (RQ_WORKER_MODE). ``fork`` (the default, RQ's ``rq.Worker``) forks a work-horse per job:
 a crashing or leaking job cannot take the worker down or bloat it, at the cost of a fork per job: about
 20 ms per trivial job here against 3-4 ms in-process (one worker, a shared 2-core machine), which caps
 throughput on short jobs. Imports are paid once, before the fork (see worker_settings). ``simple``
 (``rq.SimpleWorker``) runs jobs in the worker process: faster, but a crashing job kills the worker, and
-it cannot heartbeat mid-job, so a killed job is only noticed after job timeout + 60 s. RQ_WORKER_CLASS is
-also the ``rq`` CLI's own environment variable for ``--worker-class``; the explicit option below wins.
+it cannot heartbeat mid-job, so a killed job is only noticed after job timeout + 60 s. (Not named
+RQ_WORKER_CLASS: that is the ``rq`` CLI's own variable for ``--worker-class`` and takes a class path.)
 
 Shutdown, as RQ does it: the first SIGTERM/SIGINT is a warm shutdown (finish the current job, register
 death, exit); a second one is cold (the work-horse is killed).
@@ -57,7 +57,7 @@ def worker_command(settings: Settings) -> list[str]:
     profile = profile_for(settings)
     # -c imports our settings module before the worker forks, preloading the job code (see worker_settings).
     command = [*rq_cli(), "worker", "--config", "fbt_rq.worker_settings", "--serializer", SERIALIZER]
-    command += ["--worker-class", WORKER_CLASSES[settings.rq_worker_class]]
+    command += ["--worker-class", WORKER_CLASSES[settings.rq_worker_mode]]
     if profile.worker_ttl != DEFAULT_WORKER_TTL:
         command += ["--worker-ttl", str(profile.worker_ttl)]
     if profile.job_monitoring_interval != DEFAULT_JOB_MONITORING_INTERVAL:

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     worker_threads: int = Field(4, ge=1, le=256)
 
     # RQ's default Worker forks a work-horse per job (isolation, ~ms per job); SimpleWorker runs jobs in-process.
-    rq_worker_class: Literal["fork", "simple"] = "fork"
+    rq_worker_mode: Literal["fork", "simple"] = "fork"
 
     # Reliability profile for broker runners: "safe" is what make run and compose ship, "defaults" is each
     # library's out-of-the-box behaviour, kept so the fault benchmark can show the difference.
