@@ -637,6 +637,12 @@ class FaultContext:
             self.notes.append(f"could not read the broker's holdings: {exc}")
         finally:
             client.close()
+        held = {where: count for where, count in unfinished.items() if count}
+        if held:
+            # Counted as lost for this watch, but not gone: say where they wait, so no reader mistakes a
+            # slow redelivery for a dropped message.
+            where = ", ".join(f"{count} {place}" for place, count in held.items())
+            self.notes.append(f"of the lost, still in Redis when the watch ended: {where}")
         failed_but_sent = [i for i in ids if delivered[i] and not any(e.ok for e in events.get(i, []))]
         if failed_but_sent:
             self.notes.append(
