@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi.testclient import TestClient
+
 from fbt_devstack.processes import kill_tree
 from fbt_tasks import ledger
 from fbt_tasks.settings import Settings
@@ -105,3 +107,36 @@ def is_in_order(seen: list[str], order: list[str]) -> bool:
     """True if the distinct states seen never go backwards in ``order``."""
     ranks = [order.index(state) for state in seen]
     return ranks == sorted(ranks)
+
+
+SMALL_RESIZE = {"width": 64, "height": 64, "target_width": 8, "target_height": 8}
+
+
+def every_kind_until_succeeded(
+    client: TestClient, backend: str
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Submit one job of each kind through the API and poll ``/jobs`` until all succeed.
+
+    Returns the job id per kind and the distinct states each job was seen in, in order.
+    """
+    responses = {
+        "write_log": client.post(f"/log/?msg=hello from {backend}", headers=AUTH),
+        "send_email": client.post(f"/send-mail/?email={backend}@example.com", headers=AUTH),
+        "notify": client.post("/notify/", headers=AUTH),
+        "resize_image": client.post("/resize", json=SMALL_RESIZE, headers=AUTH),
+    }
+    assert {r.status_code for r in responses.values()} == {200}
+    assert {r.json()["backend"] for r in responses.values()} == {backend}
+    ids = {kind: r.json()["job_id"] for kind, r in responses.items()}
+    seen: dict[str, list[str]] = {job_id: [] for job_id in ids.values()}
+
+    def all_succeeded() -> bool:
+        for job_id, states in seen.items():
+            state = client.get(f"/jobs/{job_id}", headers=AUTH).json()["state"]
+            if not states or states[-1] != state:
+                states.append(state)
+        return all(states[-1] == "succeeded" for states in seen.values())
+
+    wait_until(all_succeeded, 60, "every job to succeed")
+    assert client.get("/health").json() == {"status": "ok", "backend": backend, "broker": "up"}
+    return ids, seen

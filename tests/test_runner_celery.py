@@ -18,7 +18,15 @@ import pytest
 import redis
 from celery.result import AsyncResult
 from fastapi.testclient import TestClient
-from runner_support import AUTH, WorkerEnv, events_by_id, is_in_order, make_worker_env, wait_until
+from runner_support import (
+    AUTH,
+    WorkerEnv,
+    events_by_id,
+    every_kind_until_succeeded,
+    is_in_order,
+    make_worker_env,
+    wait_until,
+)
 from runner_support import running_worker as start_worker
 
 from fbt_api.app import create_app
@@ -36,7 +44,6 @@ from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-SMALL_RESIZE = {"width": 64, "height": 64, "target_width": 8, "target_height": 8}
 # About a second of CPU: long enough to signal a worker while it runs, short enough for a lean suite.
 SLOW_RESIZE = {"width": 6000, "height": 4000, "target_width": 8, "target_height": 8}
 
@@ -102,26 +109,7 @@ def test_profiles_are_json_only_and_safe_adds_the_documented_reliability_setting
 
 def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: WorkerEnv) -> None:
     with TestClient(create_app(stack.settings)) as client:
-        responses = {
-            "write_log": client.post("/log/?msg=hello from celery", headers=AUTH),
-            "send_email": client.post("/send-mail/?email=celery@example.com", headers=AUTH),
-            "notify": client.post("/notify/", headers=AUTH),
-            "resize_image": client.post("/resize", json=SMALL_RESIZE, headers=AUTH),
-        }
-        assert {r.status_code for r in responses.values()} == {200}
-        assert {r.json()["backend"] for r in responses.values()} == {"celery"}
-        ids = {kind: r.json()["job_id"] for kind, r in responses.items()}
-        seen: dict[str, list[str]] = {job_id: [] for job_id in ids.values()}
-
-        def all_succeeded() -> bool:
-            for job_id, states in seen.items():
-                state = client.get(f"/jobs/{job_id}", headers=AUTH).json()["state"]
-                if not states or states[-1] != state:
-                    states.append(state)
-            return all(states[-1] == "succeeded" for states in seen.values())
-
-        wait_until(all_succeeded, 60, "every job to succeed")
-        assert client.get("/health").json() == {"status": "ok", "backend": "celery", "broker": "up"}
+        ids, seen = every_kind_until_succeeded(client, "celery")
 
     assert all(is_in_order(states, ["queued", "started", "succeeded"]) for states in seen.values()), seen
     events = events_by_id(stack)

@@ -17,7 +17,16 @@ import psutil
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from runner_support import AUTH, WorkerEnv, events_by_id, is_in_order, make_worker_env, wait_until
+from runner_support import (
+    AUTH,
+    SMALL_RESIZE,
+    WorkerEnv,
+    events_by_id,
+    every_kind_until_succeeded,
+    is_in_order,
+    make_worker_env,
+    wait_until,
+)
 from runner_support import running_worker as start_worker
 
 from fbt_api.app import create_app
@@ -32,8 +41,6 @@ from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-SMALL_RESIZE = {"width": 64, "height": 64, "target_width": 8, "target_height": 8}
 
 
 def make_env(tmp: Path, redis_url: str, smtp: tuple[int, Path], **extra: str) -> WorkerEnv:
@@ -66,26 +73,7 @@ def test_worker_command_is_rqs_cli_with_json_and_the_profile() -> None:
 
 def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: WorkerEnv) -> None:
     with TestClient(create_app(stack.settings)) as client:
-        responses = {
-            "write_log": client.post("/log/?msg=hello from rq", headers=AUTH),
-            "send_email": client.post("/send-mail/?email=rq@example.com", headers=AUTH),
-            "notify": client.post("/notify/", headers=AUTH),
-            "resize_image": client.post("/resize", json=SMALL_RESIZE, headers=AUTH),
-        }
-        assert {r.status_code for r in responses.values()} == {200}
-        assert {r.json()["backend"] for r in responses.values()} == {"rq"}
-        ids = {kind: r.json()["job_id"] for kind, r in responses.items()}
-        seen: dict[str, list[str]] = {job_id: [] for job_id in ids.values()}
-
-        def all_succeeded() -> bool:
-            for job_id, states in seen.items():
-                state = client.get(f"/jobs/{job_id}", headers=AUTH).json()["state"]
-                if not states or states[-1] != state:
-                    states.append(state)
-            return all(states[-1] == "succeeded" for states in seen.values())
-
-        wait_until(all_succeeded, 60, "every job to succeed")
-        assert client.get("/health").json() == {"status": "ok", "backend": "rq", "broker": "up"}
+        ids, seen = every_kind_until_succeeded(client, "rq")
 
     order = ["queued", "started", "succeeded"]
     assert all(is_in_order(states, order) for states in seen.values()), seen

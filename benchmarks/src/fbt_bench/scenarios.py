@@ -200,16 +200,19 @@ async def burst_of(
     return result, follower.tally(expected=n), resources, began_wall, sent_wall
 
 
-async def log_burst(ctx: ScenarioContext) -> dict[str, Any]:
-    n = ctx.profile.log_burst_n
-    result, tally, resources, began, sent = await burst_of(
-        ctx, "log-burst", n, lambda client, i: client.log(f"burst {ctx.runner} #{i}")
-    )
-    duration = finish_window(tally, began)
-    extra = {"send_s": round(result.send_s, 3), "drain_s": round(max(began + duration - sent, 0.0), 3)}
+def burst_record(
+    ctx: ScenarioContext,
+    scenario: str,
+    result: loadgen.BurstResult,
+    tally: LedgerTally,
+    resources: dict[str, Any],
+    duration: float,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The record shape both burst scenarios share; only their ``extra`` differs."""
     return make_record(
         runner=ctx.runner,
-        scenario="log-burst",
+        scenario=scenario,
         repeat=ctx.repeat,
         config=ctx.config,
         tally=tally,
@@ -219,6 +222,16 @@ async def log_burst(ctx: ScenarioContext) -> dict[str, Any]:
         extra=extra,
         warnings=send_warnings("send", result.sent, result.errors, result.error_samples),
     )
+
+
+async def log_burst(ctx: ScenarioContext) -> dict[str, Any]:
+    n = ctx.profile.log_burst_n
+    result, tally, resources, began, sent = await burst_of(
+        ctx, "log-burst", n, lambda client, i: client.log(f"burst {ctx.runner} #{i}")
+    )
+    duration = finish_window(tally, began)
+    extra = {"send_s": round(result.send_s, 3), "drain_s": round(max(began + duration - sent, 0.0), 3)}
+    return burst_record(ctx, "log-burst", result, tally, resources, duration, extra)
 
 
 async def email_io(ctx: ScenarioContext) -> dict[str, Any]:
@@ -238,18 +251,7 @@ async def email_io(ctx: ScenarioContext) -> dict[str, Any]:
         "delay_ms": p.smtp_delay_ms,
         "send_s": round(result.send_s, 3),
     }
-    return make_record(
-        runner=ctx.runner,
-        scenario="email-io",
-        repeat=ctx.repeat,
-        config=ctx.config,
-        tally=tally,
-        duration_s=duration,
-        resources=resources,
-        enqueue_latency_ms=stats.summarize_ms(result.latencies_ms),
-        extra=extra,
-        warnings=send_warnings("send", result.sent, result.errors, result.error_samples),
-    )
+    return burst_record(ctx, "email-io", result, tally, resources, duration, extra)
 
 
 async def cpu_heavy(ctx: ScenarioContext) -> dict[str, Any]:
