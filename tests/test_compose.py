@@ -23,7 +23,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from fbt_tasks.settings import BACKENDS, Settings
+from fbt_tasks.runner import installed_runners
+from fbt_tasks.settings import Settings
+
+BACKENDS = installed_runners()
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "compose.yaml"

@@ -10,7 +10,10 @@ from PIL import Image
 
 from fbt_devstack.smtp_sink import read_mailbox
 from fbt_devstack.stack import Stack
-from fbt_tasks.settings import BACKENDS, Settings
+from fbt_tasks.runner import installed_runners
+from fbt_tasks.settings import Settings
+
+BACKENDS = installed_runners()
 
 pytestmark = pytest.mark.e2e
 KEY = "e2e-key-not-a-secret"

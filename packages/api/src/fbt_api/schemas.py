@@ -6,7 +6,6 @@ from pydantic import BaseModel, EmailStr, Field, StringConstraints, model_valida
 
 from fbt_tasks.images import MAX_SIDE
 from fbt_tasks.jobs import JobState
-from fbt_tasks.settings import BackendName
 
 MAX_MESSAGE_CHARS = 2000
 
@@ -45,18 +44,18 @@ class ResizeIn(BaseModel):
 class Enqueued(BaseModel):
     status: str
     job_id: str
-    backend: BackendName
+    backend: str
 
 
 class JobStatus(BaseModel):
     job_id: str
-    backend: BackendName
+    backend: str
     state: JobState
 
 
 class Health(BaseModel):
     status: str
-    backend: BackendName
+    backend: str
     broker: str
 
 

@@ -34,18 +34,12 @@ class Backend(Protocol):
     def describe(self) -> dict[str, Any]:
         """The configuration in force, recorded in benchmark reports."""
 
+    def close(self) -> None:
+        """Release connections and pools; the backend is not used afterwards."""
+
 
 def load_backend(settings: Settings) -> Backend:
-    """Instantiate the runner named by BACKEND, found through the ``fbt.backends`` entry points.
+    """The ``Backend`` of the runner named by BACKEND (see ``fbt_tasks.runner``)."""
+    from fbt_tasks.runner import load_runner
 
-    Entry points keep dependencies pointing one way: runners depend on this package, never the reverse.
-    """
-    from importlib.metadata import entry_points
-
-    found = entry_points(group="fbt.backends", name=settings.backend)
-    if not found:
-        raise RuntimeError(
-            f"backend {settings.backend!r} is not installed (pip install fbt-{settings.backend})"
-        )
-    factory = next(iter(found)).load()
-    return factory(settings)
+    return load_runner(settings.backend).backend(settings)

@@ -4,11 +4,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-BackendName = Literal["inprocess", "celery", "rq", "dramatiq"]
-BACKENDS: tuple[BackendName, ...] = ("inprocess", "celery", "rq", "dramatiq")
+# anyio's default thread limiter: what Starlette's threadpool (sync routes and BackgroundTasks) gets when
+# API_THREADPOOL is left at 0.
+ANYIO_DEFAULT_THREADPOOL = 40
 
 # Printed by `make run` when API_KEY is unset; the API refuses a non-loopback bind while it is in use.
 DEV_API_KEY = "dev-only-key-do-not-deploy"
@@ -17,7 +18,8 @@ DEV_API_KEY = "dev-only-key-do-not-deploy"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    backend: BackendName = "inprocess"
+    # An open name: any runner installed under the fbt.backends entry points (fbt_tasks.runner).
+    backend: str = "inprocess"
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Fail fast when Redis is gone so the API can answer 503 instead of hanging.
     redis_socket_timeout_s: float = Field(1.0, gt=0, le=30)
@@ -39,7 +41,7 @@ class Settings(BaseSettings):
 
     api_key: str = ""
     host: str = "127.0.0.1"
-    # Starlette's threadpool runs sync routes *and* sync BackgroundTasks; 0 keeps anyio's default of 40.
+    # Starlette's threadpool runs sync routes *and* sync BackgroundTasks; 0 keeps anyio's default.
     api_threadpool: int = Field(0, ge=0, le=1024)
     # uvicorn's per-request access log; the benchmark turns it off for every runner alike.
     access_log: bool = True
@@ -56,6 +58,17 @@ class Settings(BaseSettings):
     # Reliability profile for broker runners: "safe" is what make run and compose ship, "defaults" is each
     # library's out-of-the-box behaviour, kept so the fault benchmark can show the difference.
     queue_config: Literal["safe", "defaults"] = "safe"
+
+    @field_validator("backend")
+    @classmethod
+    def _installed_runner(cls, name: str) -> str:
+        from fbt_tasks.runner import UnknownRunner, installed_runners
+
+        if name not in installed_runners():
+            raise UnknownRunner(
+                f"BACKEND={name!r} is not installed; installed: {', '.join(installed_runners())}"
+            )
+        return name
 
     @property
     def slots(self) -> int:

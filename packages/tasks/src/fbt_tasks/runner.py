@@ -1,0 +1,173 @@
+"""The runner plugin: everything the API, the devstack and the harness may know about one runner.
+
+A runner is one workspace member that registers one ``Runner`` object under the ``fbt.backends`` entry-point
+group. Nothing outside that member names the library: the API asks the runner for a ``Backend``, the devstack
+for its worker command and health check, the harness for its reliability profiles, display name and fault
+knowledge (where its messages wait, when it redelivers, what happens on each fault). Dependencies point one
+way: runners import this package, never the reverse.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+
+from fbt_tasks.backend import Backend
+from fbt_tasks.settings import Settings
+
+ENTRY_POINT_GROUP = "fbt.backends"
+ProfileName = Literal["safe", "defaults"]
+PROFILE_NAMES: tuple[ProfileName, ...] = ("safe", "defaults")
+FaultName = Literal["kill-worker", "deploy", "broker-restart", "task-error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One library setting a profile changes (or keeps), with the one-line reason from the library's docs."""
+
+    value: Any
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReliabilityProfile:
+    """A runner's reliability profile (QUEUE_CONFIG): one shape for every runner.
+
+    ``settings`` are the library's own option names and values; a runner reads them with ``value()`` and
+    ``describe()`` records them, so the report shows exactly what was in force and why.
+    """
+
+    name: ProfileName
+    # One sentence: what this profile promises on a crash and on a failing task.
+    summary: str
+    # Attempts per job before it is given up (1: no retry).
+    max_attempts: int
+    settings: Mapping[str, Setting]
+
+    def value(self, key: str, default: Any = None) -> Any:
+        found = self.settings.get(key)
+        return default if found is None else found.value
+
+    def as_record(self) -> dict[str, Any]:
+        """For results.json: every setting's value and why."""
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "max_attempts": self.max_attempts,
+            "settings": {key: {"value": s.value, "why": s.why} for key, s in self.settings.items()},
+        }
+
+
+class Holdings(TypedDict):
+    """How many of some job ids the broker still holds, by where they wait."""
+
+    queued: int  # waiting for a worker
+    held: int  # delivered to a worker and not acked: comes back after the library's timeout
+    scheduled: int  # waiting out a retry backoff or a countdown
+    failed: int  # in the library's failure store (dead-letter queue, failed registry, FAILURE result)
+
+
+NO_HOLDINGS = Holdings(queued=0, held=0, scheduled=0, failed=0)
+
+
+def pending(holdings: Holdings) -> int:
+    """Jobs the broker will still hand to a worker (failed ones it will not)."""
+    return holdings["queued"] + holdings["held"] + holdings["scheduled"]
+
+
+class FaultModel(Protocol):
+    """What a runner knows about its own behaviour under faults, read by the fault harness."""
+
+    # Where a job that exhausted its retries ends up, in a few words ("dead-letter queue default.XQ").
+    exhausted_to: str
+
+    def message_locations(self, settings: Settings) -> list[str]:
+        """The broker keys or queues where this runner's messages wait, for the report and the notes."""
+        ...
+
+    def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
+        """Where the broker keeps those of ``ids`` it still has; raises the client's error if it is down."""
+        ...
+
+    def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
+        """Seconds after a SIGKILL by which the configuration in force puts the killed worker's jobs back.
+
+        0: nothing to redeliver (in-process); None: this configuration never redelivers them.
+        """
+        ...
+
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+        """One sentence: why this runner, configured as ``described``, behaved as ``result`` measured."""
+        ...
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """One runner, as its workspace member registers it under the ``fbt.backends`` entry points."""
+
+    name: str  # the BACKEND value and the entry point's name
+    display_name: str  # "Celery", "BackgroundTasks"
+    description: str  # one line for the report
+    broker: str  # "redis", or "none" when tasks run inside the API process
+    # Tasks run inside the API process (no worker, no broker): its threadpool is the task slots.
+    runs_in_api: bool
+    # Distributions whose versions a report records (the library and its transport).
+    distributions: tuple[str, ...]
+    profiles: Mapping[ProfileName, ReliabilityProfile]
+    faults: FaultModel
+
+    def backend(self, settings: Settings) -> Backend:
+        """The API's side: enqueue, status, ping, describe, close."""
+        ...
+
+    def worker_command(self, settings: Settings) -> list[str] | None:
+        """The console script (and arguments) that starts a worker; None when tasks run in the API."""
+        ...
+
+    def worker_ready(self, settings: Settings) -> bool:
+        """Whether at least one of this runner's workers is alive (the compose healthcheck's answer)."""
+        ...
+
+    def slot_layout(self, settings: Settings) -> str:
+        """How this runner really spends ``settings.slots`` ("8 prefork processes, prefetch 1")."""
+        ...
+
+
+class UnknownRunner(ValueError):
+    """BACKEND names no installed runner; the message lists the installed ones."""
+
+
+@cache
+def installed_runners() -> tuple[str, ...]:
+    """The names registered under the ``fbt.backends`` entry points, sorted."""
+    return tuple(sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}))
+
+
+@cache
+def load_runner(name: str) -> Runner:
+    """The runner registered as ``name``; UnknownRunner with the installed names if there is none."""
+    found = entry_points(group=ENTRY_POINT_GROUP, name=name)
+    if not found:
+        raise UnknownRunner(
+            f"no runner named {name!r} is installed; installed: {', '.join(installed_runners()) or 'none'}"
+        )
+    runner = next(iter(found)).load()
+    if not isinstance(runner, Runner):
+        raise TypeError(f"entry point {name!r} in {ENTRY_POINT_GROUP} is not a Runner: {runner!r}")
+    return runner
+
+
+def runner_record(runner: Runner, settings: Settings) -> dict[str, Any]:
+    """What results.json records about a runner beside its backend's describe(): the plugin's own facts."""
+    profile = runner.profiles[settings.queue_config]
+    return {
+        "display_name": runner.display_name,
+        "description": runner.description,
+        "broker": runner.broker,
+        "runs_in_api": runner.runs_in_api,
+        "slot_layout": runner.slot_layout(settings),
+        "profile": profile.as_record(),
+        "message_locations": runner.faults.message_locations(settings),
+        "exhausted_to": runner.faults.exhausted_to,
+    }
