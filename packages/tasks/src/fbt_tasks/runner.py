@@ -2,7 +2,7 @@
 
 A runner is one workspace member that registers one ``Runner`` object under the ``fbt.backends`` entry-point
 group. Nothing outside that member names the library: the API asks the runner for a ``Backend``, the devstack
-for its worker command and health check, the harness for its reliability profiles, display name and fault
+for its worker command and health check, the harness for its queue configurations, display name and fault
 knowledge (where its messages wait, when it redelivers, what happens on each fault). Dependencies point one
 way: runners import this package, never the reverse.
 """
@@ -17,8 +17,8 @@ from fbt_tasks.backend import Backend
 from fbt_tasks.settings import Settings
 
 ENTRY_POINT_GROUP = "fbt.backends"
-ProfileName = Literal["safe", "defaults"]
-PROFILE_NAMES: tuple[ProfileName, ...] = ("safe", "defaults")
+QueueConfigName = Literal["safe", "defaults"]
+QUEUE_CONFIG_NAMES: tuple[QueueConfigName, ...] = ("safe", "defaults")
 FaultName = Literal["kill-worker", "deploy", "broker-restart", "task-error"]
 
 
@@ -31,15 +31,16 @@ class Setting:
 
 
 @dataclass(frozen=True, slots=True)
-class ReliabilityProfile:
-    """A runner's reliability profile (QUEUE_CONFIG): one shape for every runner.
+class QueueConfig:
+    """A runner's reliability configuration (QUEUE_CONFIG): one shape for every runner.
 
+    "Queue config" is the runner's; a benchmark "profile" (quick, default) is the harness's parameter set.
     ``settings`` are the library's own option names and values; a runner reads them with ``value()`` and
     ``describe()`` records them, so the report shows exactly what was in force and why.
     """
 
-    name: ProfileName
-    # One sentence: what this profile promises on a crash and on a failing task.
+    name: QueueConfigName
+    # One sentence: what this configuration promises on a crash and on a failing task.
     summary: str
     # Attempts per job before it is given up (1: no retry).
     max_attempts: int
@@ -114,7 +115,8 @@ class Runner(Protocol):
     runs_in_api: bool
     # Distributions whose versions a report records (the library and its transport).
     distributions: tuple[str, ...]
-    profiles: Mapping[ProfileName, ReliabilityProfile]
+    # Its reliability configurations (QUEUE_CONFIG): "safe" as shipped, "defaults" the library out of the box.
+    queue_configs: Mapping[QueueConfigName, QueueConfig]
     faults: FaultModel
 
     def backend(self, settings: Settings) -> Backend:
@@ -160,14 +162,14 @@ def load_runner(name: str) -> Runner:
 
 def runner_record(runner: Runner, settings: Settings) -> dict[str, Any]:
     """What results.json records about a runner beside its backend's describe(): the plugin's own facts."""
-    profile = runner.profiles[settings.queue_config]
+    config = runner.queue_configs[settings.queue_config]
     return {
         "display_name": runner.display_name,
         "description": runner.description,
         "broker": runner.broker,
         "runs_in_api": runner.runs_in_api,
         "slot_layout": runner.slot_layout(settings),
-        "profile": profile.as_record(),
+        "queue_config": config.as_record(),
         "message_locations": runner.faults.message_locations(settings),
         "exhausted_to": runner.faults.exhausted_to,
     }
