@@ -12,7 +12,7 @@ import kombu
 import psutil
 import pytest
 
-from fbt_devstack.processes import all_alive, descendants_of_self, session_members
+from fbt_devstack.processes import all_alive, descendants_of_self, is_alive, session_members
 from fbt_devstack.rabbitmq_server import (
     RabbitMQServer,
     amqp_handshake,
@@ -148,7 +148,8 @@ def test_stop_leaves_no_process_of_the_node_and_the_system_node_runs_on(rabbit: 
 
     assert rabbit.pid is None
     assert all_alive(pids) == []
-    assert all(session_members(sid) == [] for sid in sessions)
+    # An orphaned inet_gethost worker may be a zombie for a moment until PID 1 reaps it: dead all the same.
+    assert [proc.pid for sid in sessions for proc in session_members(sid) if is_alive(proc)] == []
     assert not workdir.exists()
     assert _system_listener_pids(SYSTEM_AMQP_PORT) == system_before
     assert all_alive(system_before) == sorted(system_before)
