@@ -167,6 +167,15 @@ def amqp_handshake(host: str, port: int, user: str = "guest", password: str = "g
         _expect_method(sock, 51)  # connection.close-ok
 
 
+def _three_free_ports() -> tuple[int, int, int]:
+    """AMQP, distribution and epmd ports: three distinct ones, though each probe alone may repeat."""
+    ports: list[int] = []
+    while len(ports) < 3:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports[0], ports[1], ports[2]
+
+
 class RabbitMQServer:
     """``with RabbitMQServer() as server: server.url`` — a private RabbitMQ node and its own epmd.
 
@@ -266,19 +275,19 @@ class RabbitMQServer:
     def start(self) -> "RabbitMQServer":
         if self.pid is not None:
             return self
+        # Once a start succeeded, restarts reuse its ports so that clients holding ``url`` reconnect.
         fixed = self.port is not None
         for attempt in range(1, (1 if fixed else START_ATTEMPTS) + 1):
             if not fixed:
-                self.port, self.dist_port, self.epmd_port = free_port(), free_port(), free_port()
+                self.port, self.dist_port, self.epmd_port = _three_free_ports()
             try:
                 self._spawn_and_wait()
-            except PortTaken:
+            except BaseException as exc:
                 self._stop_processes(timeout_s=5.0)
-                if attempt == START_ATTEMPTS or fixed:
-                    raise
-                continue
-            except BaseException:
-                self._stop_processes(timeout_s=5.0)
+                if not fixed:
+                    self.port = self.dist_port = self.epmd_port = None
+                if isinstance(exc, PortTaken) and not fixed and attempt < START_ATTEMPTS:
+                    continue
                 raise
             return self
         raise AssertionError("unreachable")
