@@ -9,8 +9,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
-from fbt_api.errors import broker_unavailable
+from fbt_api.errors import broker_unavailable, invalid_input
 from fbt_api.limits import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, UPLOAD_PATH, BodySizeLimit
 from fbt_api.routes import api_router
 from fbt_tasks.backend import BrokerUnavailable, load_backend
@@ -51,5 +52,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_prefix=UPLOAD_PATH,
     )
     app.add_exception_handler(BrokerUnavailable, broker_unavailable)
+    app.add_exception_handler(RequestValidationError, invalid_input)
     app.include_router(api_router)
     return app

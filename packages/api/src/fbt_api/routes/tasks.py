@@ -6,12 +6,11 @@ Every route validates fully, then enqueues exactly one job: a 422 means nothing 
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, BackgroundTasks, Body, File, Form, HTTPException, Query, UploadFile
-from pydantic import EmailStr
 
 from fbt_api.deps import REQUIRE_API_KEY, BackendDep, CurrentUser, SettingsDep
 from fbt_api.errors import ERRORS
 from fbt_api.limits import MAX_UPLOAD_BYTES, UPLOAD_PATH
-from fbt_api.schemas import EmailIn, Enqueued, LogIn, Message, ResizeIn, Side
+from fbt_api.schemas import EmailIn, Enqueued, HeaderEmail, LogIn, Message, ResizeIn, Side
 from fbt_api.uploads import check_pixels, output_name, store_upload
 from fbt_tasks.backend import Backend
 from fbt_tasks.jobs import Job
@@ -42,6 +41,7 @@ def log(
     msg: Annotated[Message | None, Query(description="The tutorial's query form.")] = None,
     body: Annotated[LogIn | None, Body(description='The JSON form: {"msg": ...}.')] = None,
 ) -> Enqueued:
+    # Control characters are accepted here on purpose: the line writer escapes them (see fbt_api.safe_text).
     text = one_of(msg, body.msg if body else None, "msg")
     job = Job(kind="write_log", payload={"message": text})
     return submit(backend, background_tasks, job, "Message logged in background")
@@ -51,7 +51,7 @@ def log(
 def send_mail(
     background_tasks: BackgroundTasks,
     backend: BackendDep,
-    email: Annotated[EmailStr | None, Query(description="The tutorial's query form.")] = None,
+    email: Annotated[HeaderEmail | None, Query(description="The tutorial's query form.")] = None,
     body: Annotated[
         EmailIn | None, Body(description="The JSON form, with optional subject and body.")
     ] = None,
