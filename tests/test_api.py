@@ -1,10 +1,13 @@
 """The API contract, the same for every backend: auth, validation, limits. Runs on the in-process backend."""
 
 import io
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import runner_shim
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -12,6 +15,8 @@ from fbt_api.app import MAX_BODY_BYTES, create_app
 from fbt_api.schemas import MAX_MESSAGE_CHARS
 from fbt_tasks import ledger
 from fbt_tasks.settings import Settings
+
+runner_shim.install()  # test-only: drop with tests/runner_shim.py after the runner migration
 
 KEY = "test-key-not-a-secret"
 AUTH = {"X-API-Key": KEY}
@@ -86,6 +91,7 @@ BAD_INPUTS = [
     ("/log/?msg=a", {"msg": "b"}, "not both"),
     ("/send-mail/?email=not-an-email", None, "valid email address"),
     ("/send-mail/", {"email": "a@"}, "valid email address"),
+    ("/send-mail/?email=a@example.com", {"email": "b@example.com"}, "not both"),
     (
         "/resize",
         {"width": 9000, "height": 10, "target_width": 1, "target_height": 1},
@@ -178,3 +184,115 @@ def test_control_characters_and_invalid_utf8_cannot_forge_log_lines(
     lines = (task_env / "log.txt").read_bytes().split(b"\n")[:-1]
     assert len(lines) == len(hostile)
     assert all(b"\r" not in line and b"\x00" not in line and b"\x1b" not in line for line in lines)
+
+
+# --- issue #10: text that would break a mail header is refused before anything is enqueued ---
+
+LINE_BREAKERS = {"CR": "\r", "LF": "\n", "NUL": "\x00"}
+
+
+def _header_cases() -> list:
+    """(route, query params, JSON body) with each hostile character in each mail-header field and form."""
+    cases = []
+    for name, ch in LINE_BREAKERS.items():
+        cases += [
+            pytest.param({"email": f"a{ch}@example.com"}, None, "email", id=f"query-email-{name}"),
+            pytest.param({"email": f"a@example.com{ch}"}, None, "email", id=f"query-email-trailing-{name}"),
+            pytest.param(None, {"email": f"a{ch}@example.com"}, "email", id=f"json-email-{name}"),
+            pytest.param(None, {"email": f"{ch}a@example.com"}, "email", id=f"json-email-leading-{name}"),
+            pytest.param(
+                None,
+                {"email": "a@example.com", "subject": f"Hi{ch}Bcc: x@evil.test"},
+                "subject",
+                id=f"json-subject-{name}",
+            ),
+            # Trailing too: stripping whitespace must not launder a line break into an accepted subject.
+            pytest.param(
+                None,
+                {"email": "a@example.com", "subject": f"Hi{ch}"},
+                "subject",
+                id=f"json-subject-trailing-{name}",
+            ),
+        ]
+    return cases
+
+
+@pytest.fixture
+def enqueued(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list:
+    """Every job handed to the backend, recorded before the backend sees it."""
+    jobs: list = []
+    backend = client.app.state.backend
+    real = backend.enqueue
+
+    def record(job, background) -> None:
+        jobs.append(job)
+        real(job, background)
+
+    monkeypatch.setattr(backend, "enqueue", record)
+    return jobs
+
+
+@pytest.mark.parametrize(("params", "body", "field"), _header_cases())
+def test_line_breaks_in_mail_headers_are_422_and_nothing_is_enqueued(
+    client: TestClient, task_env: Path, enqueued: list, params: dict | None, body: dict | None, field: str
+) -> None:
+    response = client.post("/send-mail/", params=params, json=body, headers=AUTH)
+    assert response.status_code == 422, response.text
+    errors = response.json()["detail"]
+    assert [e["loc"][-1] for e in errors] == [field]
+    assert any(name in errors[0]["msg"] for name in ("CR (U+000D)", "LF (U+000A)", "NUL (U+0000)")), errors
+    assert "mail header" in errors[0]["msg"]
+    assert enqueued == [] and ledger_ids(task_env) == set()
+
+
+@pytest.mark.parametrize("ch", ["\u2028", "\x85", "\x0b", "\x1b", "\ud800"])
+def test_other_header_breakers_and_lone_surrogates_are_refused_in_the_subject(
+    client: TestClient, enqueued: list, ch: str
+) -> None:
+    # The email package splits headers on every str.splitlines() break and cannot encode a lone surrogate.
+    # Sent as JSON \u escapes: the only way a client can get a lone surrogate through to the API.
+    body = json.dumps({"email": "a@example.com", "subject": f"a{ch}b"})
+    response = client.post("/send-mail/", content=body, headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 422 and "mail header" in response.text
+    assert enqueued == []
+
+
+def test_mail_body_keeps_line_breaks_but_refuses_nul(
+    client: TestClient, task_env: Path, enqueued: list
+) -> None:
+    ok = client.post("/send-mail/", json={"email": "a@example.com", "body": "Hi,\r\n\nbye\n"}, headers=AUTH)
+    assert ok.status_code == 200, ok.text
+    assert enqueued[0].payload["body"] == "Hi,\r\n\nbye\n"
+    refused = client.post("/send-mail/", json={"email": "a@example.com", "body": "a\x00b"}, headers=AUTH)
+    assert refused.status_code == 422 and "NUL (U+0000)" in refused.text
+    assert len(enqueued) == 1
+
+
+@pytest.mark.parametrize("form", ["query", "json"])
+@pytest.mark.parametrize("ch", LINE_BREAKERS.values(), ids=LINE_BREAKERS.keys())
+def test_log_messages_are_escaped_not_refused(client: TestClient, task_env: Path, form: str, ch: str) -> None:
+    # The one field that only reaches a log line: lines.single_line escapes it, so it is accepted (safe_text).
+    msg = f"a{ch}forged"
+    kwargs = {"params": {"msg": msg}} if form == "query" else {"json": {"msg": msg}}
+    assert client.post("/log/", headers=AUTH, **kwargs).status_code == 200
+    lines = (task_env / "log.txt").read_bytes().split(b"\n")[:-1]
+    assert lines == [msg.encode("unicode_escape")]
+
+
+def test_upload_filename_never_reaches_a_path(client: TestClient, task_env: Path, enqueued: list) -> None:
+    files = {"file": ("../../etc/passwd\r\n\x00.png", _png((20, 20)), "image/png")}
+    response = client.post(
+        "/resize/upload", files=files, data={"target_width": "2", "target_height": "2"}, headers=AUTH
+    )
+    assert response.status_code == 200, response.text
+    payload = enqueued[0].payload
+    assert re.fullmatch(r"in/[0-9a-f]{32}", payload["source"])
+    assert re.fullmatch(r"[0-9a-f]{32}\.jpg", payload["output"])
+
+
+def test_a_422_that_echoes_a_lone_surrogate_is_still_a_422(client: TestClient, enqueued: list) -> None:
+    # The 422 body echoes the input; a lone surrogate used to make rendering it raise, turning it into a 500.
+    body = json.dumps({"msg": "\ud800" * (MAX_MESSAGE_CHARS + 1)})
+    response = client.post("/log/", content=body, headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "msg"]
+    assert enqueued == []

@@ -4,6 +4,12 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# JSON bodies are a few hundred bytes; the cap only stops a client from making the API buffer megabytes.
+MAX_BODY_BYTES = 64 * 1024
+# Uploads get their own, larger cap: the one route whose body is a file (see UPLOAD_PATH).
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+UPLOAD_PATH = "/resize/upload"
+
 
 class BodySizeLimit:
     """Pure ASGI middleware: checks Content-Length up front and counts streamed bytes for chunked bodies."""

@@ -2,16 +2,23 @@
 
 from typing import Annotated
 
-from pydantic import BaseModel, EmailStr, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, EmailStr, Field, StringConstraints, model_validator
 
+from fbt_api.safe_text import header_value, mail_body
 from fbt_tasks.images import MAX_SIDE
 from fbt_tasks.jobs import JobState
 
 MAX_MESSAGE_CHARS = 2000
 
 Message = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_MESSAGE_CHARS)]
-Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Body = Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+# Mail headers and body are checked before any stripping (fbt_api.safe_text says what is refused and why).
+HeaderEmail = Annotated[EmailStr, BeforeValidator(header_value)]
+Subject = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    BeforeValidator(header_value),
+]
+MailBody = Annotated[str, StringConstraints(min_length=1, max_length=20_000), BeforeValidator(mail_body)]
 Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
 
 
@@ -20,9 +27,9 @@ class LogIn(BaseModel):
 
 
 class EmailIn(BaseModel):
-    email: EmailStr
+    email: HeaderEmail
     subject: Subject = "Welcome!"
-    body: Body = "Thanks for joining 🎉"
+    body: MailBody = "Thanks for joining 🎉"
 
 
 class ResizeIn(BaseModel):
