@@ -342,7 +342,7 @@ def _child_main() -> int:
     loop_name = "asyncio"
     if spec.use_uvloop:
         try:
-            import uvloop  # noqa: PLC0415 - optional: the generator works without it, only dearer
+            import uvloop  # optional: the generator works without it, only dearer
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
             loop_name = "uvloop"
