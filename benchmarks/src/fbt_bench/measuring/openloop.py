@@ -364,8 +364,21 @@ def _child_main() -> int:
 
     doc = asyncio.run(main())
     doc.update(startup_cpu_s=startup_cpu, placement=placement, loop=loop_name)
-    sys.stdout.write(json.dumps(doc))
+    _write_all(sys.stdout.fileno(), json.dumps(doc).encode())
     return 0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write the whole result even if stdout was left non-blocking.
+
+    The event loop switches the stdin it watches to non-blocking mode, and stdout can share that open
+    file (a terminal, a socket) or be switched by the loop too; a buffered write then stops with EAGAIN
+    at the pipe's capacity and the parent reads a cut-off document. Blocking writes in a loop cannot.
+    """
+    os.set_blocking(fd, True)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 if __name__ == "__main__":
