@@ -148,6 +148,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.index < 0:  # bytes nobody asked for: the stream can no longer be trusted to line up
+            self._pool.fail(self, "protocol", f"unsolicited bytes {data[:40]!r}")
+            return
         try:
             response = self._reader.feed(data)
         except (ProtocolError, ValueError) as exc:
