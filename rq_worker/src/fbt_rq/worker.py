@@ -144,7 +144,10 @@ def supervise(command: list[str], env: dict[str, str], count: int) -> int:
                 if stop_signal is not None:  # the signal arrived while this one was starting
                     spawned.send_signal(stop_signal)
         if stop_signal is not None and all(w is None or w.poll() is not None for w in workers):
-            return 0 if all(w is None or w.returncode == 0 for w in workers) else 1
+            # A worker still importing when the signal came dies by it before RQ installs its handlers:
+            # it held no job, so that is a clean stop too.
+            clean = (0, -stop_signal)
+            return 0 if all(w is None or w.returncode in clean for w in workers) else 1
         time.sleep(POLL_S)
 
 
