@@ -23,9 +23,8 @@ run: setup ## Start Redis, an SMTP sink, the API and BACKEND's workers; Ctrl-C s
 api: setup ## Start only the API against the configured REDIS_URL and SMTP
 	@BACKEND=$(BACKEND) $(RUN) fbt-api
 
-worker: setup ## Start only BACKEND's worker against the configured REDIS_URL and SMTP
-	@test "$(BACKEND)" != inprocess || { echo "inprocess has no worker: tasks run inside the API"; exit 2; }
-	@BACKEND=$(BACKEND) $(RUN) fbt-worker-$(BACKEND)
+worker: setup ## Start only BACKEND's worker against the configured REDIS_URL and SMTP (exit 2 if it has none)
+	@BACKEND=$(BACKEND) $(RUN) fbt-worker
 
 test: setup ## Run the whole test suite (real Redis, real SMTP sink, real workers)
 	@$(RUN) pytest

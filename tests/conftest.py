@@ -1,13 +1,11 @@
 """Shared fixtures: real services only (embedded Redis, a real SMTP sink), started per session."""
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fbt_devstack.ports import free_port, wait_for_port
+from fbt_devstack import sink
 from fbt_devstack.redis_server import RedisServer
 from fbt_tasks.settings import get_settings
 
@@ -21,19 +19,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def smtp_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """A real SMTP server process (the project's aiosmtpd sink); yields (port, mailbox path)."""
-    mailbox = tmp_path_factory.mktemp("smtp") / "mailbox.jsonl"
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fbt_devstack.smtp_sink", "--port", str(port), "--mailbox", str(mailbox)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port("127.0.0.1", port, timeout_s=20)
-        yield port, mailbox
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with sink.smtp_sink(tmp_path_factory.mktemp("smtp")) as running:
+        yield running.port, running.mailbox
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from fbt_devstack.processes import kill_tree
 from fbt_tasks import ledger
+from fbt_tasks.runner import load_runner
 from fbt_tasks.settings import Settings
 
 KEY = "test-key-not-a-secret"
@@ -60,11 +61,13 @@ def make_worker_env(
 def running_worker(
     worker_env: WorkerEnv, ready: Callable[[Settings], bool], what: str, timeout_s: float = 60
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``fbt-worker-<backend>``; on exit SIGTERM it, and SIGKILL its whole tree if anything is left."""
-    script = str(Path(sys.executable).parent / f"fbt-worker-{worker_env.settings.backend}")
+    """Start the runner's worker command; on exit SIGTERM it, and SIGKILL its whole tree if anything is left."""
+    command = load_runner(worker_env.settings.backend).worker_command(worker_env.settings)
+    assert command is not None, f"{worker_env.settings.backend} has no worker"
+    script = str(Path(sys.executable).parent / command[0])
     with open(worker_env.dir / "worker.log", "ab") as log:
         proc = subprocess.Popen(
-            [script],
+            [script, *command[1:]],
             env={**os.environ, **worker_env.env},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -10,7 +10,7 @@ from PIL import Image
 
 from fbt_devstack.smtp_sink import read_mailbox
 from fbt_devstack.stack import Stack
-from fbt_tasks.runner import installed_runners
+from fbt_tasks.runner import installed_runners, load_runner
 from fbt_tasks.settings import Settings
 
 BACKENDS = installed_runners()
@@ -78,15 +78,18 @@ def test_200_concurrent_log_requests_give_200_intact_lines(stack: Stack) -> None
 
 
 def test_image_is_resized(stack: Stack, api: httpx.Client) -> None:
+    out = stack.settings.media_dir / "out"
+    before = set(out.glob("*.jpg"))
     response = api.post(
-        "/resize", json={"width": 640, "height": 480, "target_width": 64, "target_height": 48}
+        "/resize", json={"width": 640, "height": 480, "target_width": 64, "target_height": 47}
     )
     job_id = response.json()["job_id"]
     wait_for_state(api, job_id)
-    outputs = list((stack.settings.media_dir / "out").glob("*.jpg"))
-    assert outputs
-    with Image.open(max(outputs, key=lambda p: p.stat().st_mtime)) as image:
-        assert image.size == (64, 48)
+    # The API names the output itself and does not return it; nothing else resizes in this module, so the
+    # one file this job added is its output (an odd target size no other test uses, checked below).
+    [output] = set(out.glob("*.jpg")) - before
+    with Image.open(output) as image:
+        assert image.size == (64, 47)
 
 
 def test_notify_uses_the_auth_dependency(stack: Stack, api: httpx.Client) -> None:
@@ -97,8 +100,9 @@ def test_notify_uses_the_auth_dependency(stack: Stack, api: httpx.Client) -> Non
 
 
 def test_broker_down_is_a_quick_503_and_nothing_is_half_enqueued(stack: Stack, api: httpx.Client) -> None:
-    if stack.backend == "inprocess":
-        pytest.skip("BackgroundTasks have no broker to lose")
+    runner = load_runner(stack.backend)
+    if runner.broker == "none":
+        pytest.skip(f"{runner.display_name} has no broker to lose")
     assert stack.redis is not None
     stack.redis.stop()
     try:

@@ -1,6 +1,6 @@
 """The Celery runner end to end: a real Redis, the real ``fbt-worker-celery`` process tree, a real SMTP sink.
 
-Kept lean: one worker (safe profile, 2 prefork processes) serves the happy path, the retry path and a pool
+Kept lean: one worker (safe queue config, 2 prefork processes) serves the happy path, the retry path and a pool
 process killed mid-job; SIGTERM and the 503 path get their own short-lived worker or Redis. A SIGKILL of
 the *whole* worker is recovered only after the visibility timeout (~31 s), so that trial lives in the fault
 benchmark, not here.
@@ -34,6 +34,7 @@ from fbt_celery.app import celery_config
 from fbt_celery.app import create_app as create_celery_app
 from fbt_celery.backend import CeleryBackend
 from fbt_celery.health import worker_ready
+from fbt_celery.tasks import retry_options
 from fbt_celery.worker import worker_argv
 from fbt_devstack.processes import is_alive
 from fbt_devstack.redis_server import RedisServer
@@ -78,7 +79,7 @@ def backend_for() -> Iterator[Callable[[WorkerEnv], CeleryBackend]]:
 def stack(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: tuple[int, Path]
 ) -> Iterator[WorkerEnv]:
-    """One 2-process prefork worker, safe profile, on database 2 of the session Redis."""
+    """One 2-process prefork worker, safe queue config, on database 2 of the session Redis."""
     built = make_env(tmp_path_factory.mktemp("celery"), on_db(redis_server.url, 2), smtp_sink)
     with running_worker(built):
         yield built
@@ -91,7 +92,7 @@ def test_worker_is_celerys_cli_with_prefork_and_one_process_per_slot() -> None:
     assert argv[argv.index("--concurrency") + 1] == "6"
 
 
-def test_profiles_are_json_only_and_safe_adds_the_documented_reliability_settings() -> None:
+def test_queue_configs_are_json_only_and_safe_adds_the_documented_reliability_settings() -> None:
     safe = celery_config(Settings(queue_config="safe"))
     defaults = celery_config(Settings(queue_config="defaults"))
     for config in (safe, defaults):
@@ -105,6 +106,8 @@ def test_profiles_are_json_only_and_safe_adds_the_documented_reliability_setting
     assert (
         "task_acks_late" not in defaults and "visibility_timeout" not in defaults["broker_transport_options"]
     )
+    assert retry_options(Settings(queue_config="safe"))["autoretry_for"] == (Exception,)
+    assert retry_options(Settings(queue_config="defaults")) == {}
 
 
 def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: WorkerEnv) -> None:
@@ -129,7 +132,7 @@ def test_a_failing_job_is_retried_then_failed(
     payload = {"source": "no-such-upload.png", "target_width": 8, "target_height": 8, "output": "x.jpg"}
     job = Job(kind="resize_image", payload=payload)
     backend.enqueue(job, None)
-    # Safe profile: the first run plus 2 retries, 1 s and 2 s later.
+    # Safe queue config: the first run plus 2 retries, 1 s and 2 s later.
     wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
     events = events_by_id(stack)[job.id]
     assert [e.attempt for e in events] == [1, 2, 3]

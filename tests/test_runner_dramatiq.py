@@ -1,233 +1,161 @@
-"""The Dramatiq runner end to end: a real Redis, a real SMTP sink, real ``fbt-worker-dramatiq`` processes."""
+"""The Dramatiq runner end to end: a real Redis, a real SMTP sink, real ``fbt-worker-dramatiq`` processes.
 
-import os
+Kept lean, like the other runners' tests (``runner_support``): one worker serves the happy path, the retry
+path and the healthcheck; the SIGKILL redelivery, SIGTERM and the 503 path get their own worker or Redis.
+"""
+
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import psutil
 import pytest
 from fastapi.testclient import TestClient
+from runner_support import (
+    AUTH,
+    SMALL_RESIZE,
+    WorkerEnv,
+    events_by_id,
+    every_kind_until_succeeded,
+    is_in_order,
+    make_worker_env,
+    wait_until,
+)
+from runner_support import running_worker as start_worker
 
 from fbt_api.app import create_app
-from fbt_devstack.processes import ProcessGroup, log_tail
+from fbt_devstack.processes import is_alive, kill_tree
 from fbt_devstack.redis_server import RedisServer
+from fbt_devstack.smtp_sink import wait_for_mail
 from fbt_dramatiq.backend import DramatiqBackend
 from fbt_dramatiq.health import worker_ready
-from fbt_tasks import ledger
 from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
-from fbt_tasks.settings import Settings
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-# Safety nets only: each wait normally ends far sooner, and nothing asserts on how long it took.
-READY_TIMEOUT_S = 60
-JOB_TIMEOUT_S = 60
-# Dramatiq puts a SIGKILLed worker's messages back after heartbeat_timeout (10 s in the safe profile).
+# Dramatiq puts a SIGKILLed worker's messages back after heartbeat_timeout (10 s in the safe queue config).
 REDELIVERY_TIMEOUT_S = 120
-WORKER_EXE = str(Path(sys.executable).with_name("fbt-worker-dramatiq"))
-ORDER = [JobState.queued, JobState.started, JobState.succeeded]
 
 
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str, poll_s: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {timeout_s} s")
-        time.sleep(poll_s)
+def on_db(url: str, db: int) -> str:
+    """The session Redis, another database: queues and heartbeats of their own."""
+    return f"{url.rsplit('/', 1)[0]}/{db}"
 
 
-class Stack:
-    """Settings for the API side, the matching worker environment, and the worker processes."""
-
-    def __init__(self, redis_url: str, smtp_port: int, workdir: Path) -> None:
-        self.workdir = workdir
-        self.env = {
-            **os.environ,
-            "BACKEND": "dramatiq",
-            "QUEUE_CONFIG": "safe",
-            "REDIS_URL": redis_url,
-            "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": str(smtp_port),
-            "LOG_FILE": str(workdir / "log.txt"),
-            "LEDGER_FILE": str(workdir / "ledger.jsonl"),
-            "MEDIA_DIR": str(workdir / "media"),
-            # Two slots keep the load small on a shared 2-core machine.
-            "WORKER_PROCESSES": "1",
-            "WORKER_THREADS": "2",
-        }
-        self.settings = Settings(
-            backend="dramatiq",
-            queue_config="safe",
-            redis_url=redis_url,
-            media_dir=workdir / "media",
-            worker_processes=1,
-            worker_threads=2,
-        )
-        self.group = ProcessGroup()
-
-    def start_worker(self, name: str = "worker") -> psutil.Process:
-        proc = self.group.spawn(name, [WORKER_EXE], self.env, self.workdir / f"{name}.log")
-        try:
-            wait_for(lambda: worker_ready(self.settings), READY_TIMEOUT_S, "no worker heartbeat", poll_s=0.1)
-        except TimeoutError as exc:
-            raise AssertionError(f"{exc}\n{log_tail(self.workdir / f'{name}.log')}") from None
-        return proc
-
-    def events(self, job_id: str) -> list[ledger.CompletionEvent]:
-        return [e for e in ledger.read_events(self.workdir / "ledger.jsonl") if e.id == job_id]
+def make_env(tmp: Path, redis_url: str, smtp: tuple[int, Path]) -> WorkerEnv:
+    # One process x two threads: two slots keep the load small on a shared 2-core machine.
+    return make_worker_env("dramatiq", tmp, redis_url, smtp, WORKER_PROCESSES="1", WORKER_THREADS="2")
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    # A private server: the broker-down test below stops one, and db 1 gives the SIGKILL test its own queues.
-    with RedisServer(workdir=tmp_path_factory.mktemp("dramatiq-redis")) as server:
-        yield server.url
+def running_worker(worker_env: WorkerEnv) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return start_worker(worker_env, worker_ready, "a Dramatiq worker heartbeat", timeout_s=60)
 
 
 @pytest.fixture(scope="module")
 def stack(
-    redis_url: str, smtp_sink: tuple[int, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
-    running = Stack(redis_url, smtp_sink[0], tmp_path_factory.mktemp("dramatiq"))
-    try:
-        running.start_worker()
-        yield running
-    finally:
-        running.group.stop_all()
+    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: tuple[int, Path]
+) -> Iterator[WorkerEnv]:
+    """One worker, safe queue config, on database 4 of the session Redis (other runners use 0-3)."""
+    built = make_env(tmp_path_factory.mktemp("dramatiq"), on_db(redis_server.url, 4), smtp_sink)
+    with running_worker(built):
+        yield built
 
 
-def test_every_kind_runs_through_the_api(stack: Stack, smtp_sink: tuple[int, Path]) -> None:
-    auth = {"X-API-Key": stack.settings.effective_api_key}
-    calls = [
-        ("/log/?msg=hello", None),
-        ("/send-mail/?email=a@example.com", None),
-        ("/notify/", None),
-        ("/resize", {"width": 640, "height": 480, "target_width": 64, "target_height": 48}),
-    ]
+def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: WorkerEnv) -> None:
     with TestClient(create_app(stack.settings)) as client:
-        assert client.get("/health").json() == {"status": "ok", "backend": "dramatiq", "broker": "up"}
-        job_ids = []
-        for url, body in calls:
-            response = client.post(url, json=body, headers=auth)
-            assert response.status_code == 200, response.text
-            assert response.json()["backend"] == "dramatiq"
-            job_ids.append(response.json()["job_id"])
-        for job_id in job_ids:
-            seen: list[JobState] = []
+        ids, seen = every_kind_until_succeeded(client, "dramatiq")
 
-            def settled(job_id: str = job_id, seen: list[JobState] = seen) -> bool:
-                state = JobState(client.get(f"/jobs/{job_id}", headers=auth).json()["state"])
-                if not seen or seen[-1] != state:
-                    seen.append(state)
-                return state in (JobState.succeeded, JobState.failed)
-
-            wait_for(settled, JOB_TIMEOUT_S, f"job {job_id} did not finish")
-            assert seen[-1] == JobState.succeeded, seen
-            # States only move forward: queued -> started -> succeeded (fast jobs may skip the first two).
-            assert [ORDER.index(s) for s in seen] == sorted(ORDER.index(s) for s in seen), seen
-            [event] = stack.events(job_id)
-            assert event.ok and event.attempt == 1
-    assert any(job_ids[1] in line for line in smtp_sink[1].read_text().splitlines())
+    assert all(is_in_order(states, ["queued", "started", "succeeded"]) for states in seen.values()), seen
+    events = events_by_id(stack)
+    for kind, job_id in ids.items():
+        assert [(e.kind, e.ok, e.attempt) for e in events[job_id]] == [(kind, True, 1)]
+    mails = wait_for_mail(stack.mailbox, 1, timeout_s=10)
+    assert f"<{ids['send_email']}@fbt.localhost>" in {m.message_id for m in mails}
 
 
-def test_failing_job_is_retried_then_failed(stack: Stack) -> None:
+def test_a_failing_job_is_retried_then_failed(stack: WorkerEnv) -> None:
     backend = DramatiqBackend(stack.settings)
     try:
         job = Job(kind="write_log", payload={"unexpected": "argument"})
-        backend.enqueue(job, background=None)  # type: ignore[arg-type]  # ignored by broker runners
-        wait_for(
-            lambda: backend.status(job.id) == JobState.failed, JOB_TIMEOUT_S, f"job {job.id} did not fail"
-        )
-        events = stack.events(job.id)
-        # The safe profile allows at most 3 attempts, each recorded with Dramatiq's attempt number.
-        assert [(e.attempt, e.ok) for e in events] == [(1, False), (2, False), (3, False)]
-        assert events[0].error is not None and "TypeError" in events[0].error
+        backend.enqueue(job, None)  # type: ignore[arg-type]  # ignored by broker runners
+        wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
     finally:
         backend.close()
+    events = events_by_id(stack)[job.id]
+    # The safe queue config allows at most 3 attempts, each recorded with Dramatiq's attempt number.
+    assert [(e.attempt, e.ok) for e in events] == [(1, False), (2, False), (3, False)]
+    assert events[0].error is not None and "TypeError" in events[0].error
 
 
-def test_healthcheck_module_sees_the_worker(stack: Stack) -> None:
-    check = subprocess.run(
-        [sys.executable, "-m", "fbt_dramatiq.health"],
-        env=stack.env,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
+def test_healthcheck_modules_see_the_worker(stack: WorkerEnv) -> None:
+    for module in ("fbt_dramatiq.health", "fbt_tasks.health"):
+        check = subprocess.run(
+            [sys.executable, "-m", module], env=stack.env, capture_output=True, timeout=30, check=False
+        )
+        assert check.returncode == 0, (module, check.stdout + check.stderr)
 
 
 def test_sigkilled_worker_job_is_redelivered(
-    redis_url: str, smtp_sink: tuple[int, Path], tmp_path: Path
+    tmp_path: Path, redis_server: RedisServer, smtp_sink: tuple[int, Path]
 ) -> None:
-    # Database 1 has its own queues and heartbeats, so the module's worker cannot take the job.
-    isolated = Stack(redis_url.rsplit("/", 1)[0] + "/1", smtp_sink[0], tmp_path)
+    # Database 5 has its own queues and heartbeats, so the module's worker cannot take the job.
+    isolated = make_env(tmp_path, on_db(redis_server.url, 5), smtp_sink)
     backend = DramatiqBackend(isolated.settings)
+    # Big enough to still be running when the kill lands a few polls after it started.
+    job = Job(
+        kind="resize_image", payload={**SMALL_RESIZE, "width": 6000, "height": 4000, "output": "big.jpg"}
+    )
     try:
-        victim = isolated.start_worker("victim")
-        victim_pids = {victim.pid, *(child.pid for child in victim.children(recursive=True))}
-        # Big enough to still be running when the kill lands a few polls after it started.
-        job = Job(kind="resize_image", payload={"output": "big.jpg", "target_width": 64, "target_height": 40,
-                                                "width": 6000, "height": 4000})  # fmt: skip
-        backend.enqueue(job, background=None)  # type: ignore[arg-type]
-        wait_for(
-            lambda: backend.status(job.id) == JobState.started, JOB_TIMEOUT_S, "the job never started", 0.01
-        )
-        isolated.group.kill("victim", signal.SIGKILL)
-        assert isolated.events(job.id) == [], "the job finished before the kill; nothing was tested"
+        with running_worker(isolated) as victim:
+            victim_pids = {victim.pid, *(c.pid for c in psutil.Process(victim.pid).children(recursive=True))}
+            backend.enqueue(job, None)  # type: ignore[arg-type]
+            wait_until(lambda: backend.status(job.id) == JobState.started, 60, "the job to start", victim)
+            kill_tree(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=10)
+        assert job.id not in events_by_id(isolated), "the job finished before the kill; nothing was tested"
         killed_at = time.monotonic()
-        isolated.start_worker("successor")
-        wait_for(
-            lambda: backend.status(job.id) == JobState.succeeded, REDELIVERY_TIMEOUT_S, "never redelivered"
-        )
+        with running_worker(isolated):
+            wait_until(
+                lambda: backend.status(job.id) == JobState.succeeded, REDELIVERY_TIMEOUT_S, "the redelivery"
+            )
         print(f"redelivered and finished {time.monotonic() - killed_at:.1f} s after the SIGKILL")
-        [event] = isolated.events(job.id)
-        assert event.ok and event.pid not in victim_pids
     finally:
         backend.close()
-        isolated.group.stop_all()
+    [event] = events_by_id(isolated)[job.id]
+    assert event.ok and event.pid not in victim_pids
 
 
 def test_sigterm_stops_the_worker_cleanly(
-    redis_url: str, smtp_sink: tuple[int, Path], tmp_path: Path
+    tmp_path: Path, redis_server: RedisServer, smtp_sink: tuple[int, Path]
 ) -> None:
-    own = Stack(redis_url.rsplit("/", 1)[0] + "/2", smtp_sink[0], tmp_path)
-    try:
-        root = own.start_worker()
-        tree = [root, *root.children(recursive=True)]
-        assert own.group.stop("worker", timeout_s=30) == 0
-        assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        # A clean shutdown marks the worker's heartbeat dead, so the healthcheck notices at once.
-        assert not worker_ready(own.settings)
-    finally:
-        own.group.stop_all()
+    own = make_env(tmp_path, on_db(redis_server.url, 6), smtp_sink)
+    with running_worker(own) as worker:
+        tree = [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+        assert not [p.pid for p in tree if is_alive(p)]
+    # A clean shutdown marks the worker's heartbeat dead, so the healthcheck notices at once.
+    assert not worker_ready(own.settings)
 
 
-def test_broker_down_answers_503(tmp_path: Path) -> None:
-    server = RedisServer(workdir=tmp_path / "redis").start()
-    try:
-        settings = Settings(backend="dramatiq", queue_config="safe", redis_url=server.url)
-        auth = {"X-API-Key": settings.effective_api_key}
-        with TestClient(create_app(settings)) as client:
-            assert client.post("/log/?msg=up", headers=auth).status_code == 200
+def test_broker_down_gives_503_and_bad_health(tmp_path: Path, smtp_sink: tuple[int, Path]) -> None:
+    with RedisServer(workdir=tmp_path / "redis") as server:
+        down = make_env(tmp_path, server.url, smtp_sink)
+        with TestClient(create_app(down.settings)) as client:
+            assert client.post("/log/?msg=up", headers=AUTH).status_code == 200
             server.stop()
-            response = client.post("/log/?msg=down", headers=auth)
+            response = client.post("/log/?msg=down", headers=AUTH)
             assert response.status_code == 503
             assert response.json()["detail"].startswith("Broker unavailable, nothing was enqueued")
             health = client.get("/health")
             assert health.status_code == 503 and health.json()["broker"] == "down"
-        backend = DramatiqBackend(settings)
-        try:
             with pytest.raises(BrokerUnavailable):
-                backend.enqueue(Job(kind="notify", payload={"user": "x"}), background=None)  # type: ignore[arg-type]
-            assert not backend.ping()
-            assert not worker_ready(settings)
-        finally:
-            backend.close()
-    finally:
-        server.stop()
+                client.app.state.backend.enqueue(Job(kind="notify", payload={"user": "x"}), None)
+            assert not worker_ready(down.settings)
+            server.start()
+            assert client.post("/log/?msg=back", headers=AUTH).status_code == 200

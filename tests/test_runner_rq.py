@@ -55,13 +55,13 @@ def running_worker(worker_env: WorkerEnv) -> AbstractContextManager[subprocess.P
 def stack(
     tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: tuple[int, Path]
 ) -> Iterator[WorkerEnv]:
-    """One 2-process RQ worker (safe profile, fork) on the session Redis, db 0."""
+    """One 2-process RQ worker (safe queue config, fork) on the session Redis, db 0."""
     built = make_env(tmp_path_factory.mktemp("rq"), redis_server.url, smtp_sink)
     with running_worker(built):
         yield built
 
 
-def test_worker_command_is_rqs_cli_with_json_and_the_profile() -> None:
+def test_worker_command_is_rqs_cli_with_json_and_the_queue_config() -> None:
     safe = worker_command(Settings(queue_config="safe"))
     assert safe[-1] == "fbt" and "worker" in safe and "--with-scheduler" in safe
     assert safe[safe.index("--serializer") + 1] == "rq.serializers.JSONSerializer"
@@ -95,7 +95,8 @@ def test_a_failing_job_is_retried_with_backoff_then_failed(stack: WorkerEnv) -> 
     job = Job(kind="resize_image", payload=payload)
     try:
         backend.enqueue(job, None)
-        # Safe profile: first try plus 3 retries 1, 2 and 4 s apart, run by the worker's scheduler.
+        # Safe queue config: the first try plus 2 retries (3 attempts), 1 s and 2 s apart, run by the
+        # worker's scheduler.
         wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
     finally:
         backend.close()

@@ -3,13 +3,8 @@
 ``celery -A fbt_celery.app worker`` finds ``app`` here. It is built on first access (PEP 562), so the API,
 which builds its own app from the settings it was given, never reads the environment by importing this.
 
-Two reliability profiles (QUEUE_CONFIG):
-- ``defaults``: Celery out of the box. The message is acked *before* the task runs (early ack), so a
-  worker killed mid-task loses it; a failed task is not retried.
-- ``safe``: the configuration the Celery docs give for not losing work: late ack, requeue when the pool
-  process dies, one reserved message per process, a visibility timeout sized to our longest task, and
-  up to three attempts with a short backoff. The price is at-least-once delivery: tasks must be
-  idempotent (email is, through ``fbt_tasks.once``; logs and resizes tolerate a repeat).
+The settings the queue config (QUEUE_CONFIG) chooses live in ``queue_configs``, with the reason for each;
+this module applies them where Celery takes them.
 """
 
 from typing import Any
@@ -18,23 +13,9 @@ import redis.exceptions
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from fbt_tasks.settings import Settings, get_settings
+from fbt_celery.queue_configs import TRANSPORT, queue_config_for
+from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL, Settings, get_settings
 
-# kombu's Redis transport emulates acks: a delivered message sits in the ``unacked`` hash until acked, and
-# any consumer's periodic sweep requeues entries older than the visibility timeout. It must exceed the
-# longest a message stays unacked (reserved + running), or a live task is delivered a second time. Our
-# longest task is resize_image at its 40-megapixel limit: 1.7 s alone on one core here, so roughly 7 s with
-# 8 slots sharing 2 cores; an email is bounded by one SMTP exchange at SMTP_TIMEOUT_S (10 s). 30 s covers
-# both with margin, and is also how long the jobs of a SIGKILLed worker wait before they are redelivered.
-# (A redelivered email may first wait out the dead attempt's lease in fbt_tasks.once, past 30 s; a further
-# delivery then finds the sent record and skips, so the worst case is a wasted attempt, never a 2nd email.)
-VISIBILITY_TIMEOUT_S = 30
-# kombu sweeps every ``unacked_restore_interval`` s but scans Redis only on every
-# ``unacked_restore_throttle``-th sweep: 10 x 10 by default, so abandoned messages came back ~100 s late
-# whatever the visibility timeout. Scanning every second bounds redelivery to visibility timeout + 1 s.
-UNACKED_SWEEP_S = 1
-# Starlette runs sync routes on anyio's default limiter when API_THREADPOOL is 0.
-ANYIO_DEFAULT_THREADS = 40
 # Long enough to poll /jobs after a benchmark run; short enough that load tests do not pile up in Redis.
 RESULT_EXPIRES_S = 3600
 
@@ -45,7 +26,7 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (OperationalError, redis.except
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
-    """kombu Redis transport options: socket timeouts always, the redelivery tuning in the safe profile."""
+    """kombu Redis transport options: socket timeouts always, the queue config's redelivery tuning on top."""
     options: dict[str, Any] = {
         # Without these a publish to a dead or unreachable Redis waits forever (kombu transport docs).
         "socket_timeout": settings.redis_socket_timeout_s,
@@ -55,20 +36,12 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         # reconnects a pooled connection that a restarted server closed.
         "max_retries": 0,
     }
-    if settings.queue_config == "safe":
-        options |= {
-            # See VISIBILITY_TIMEOUT_S; the Celery Redis docs default is 1 hour.
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
-            # See UNACKED_SWEEP_S (kombu transport docs: set the throttle to 1 to make the interval the
-            # sole control; lower the interval to recover abandoned messages faster).
-            "unacked_restore_interval": UNACKED_SWEEP_S,
-            "unacked_restore_throttle": 1,
-        }
-    return options
+    # The safe queue config's visibility timeout and unacked sweep (see queue_configs.VISIBILITY_TIMEOUT_S).
+    return options | queue_config_for(settings).options(TRANSPORT)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Every Celery setting we change, for the given settings and reliability profile."""
+    """Every Celery setting we change, for the given settings and queue config."""
     timeout = settings.redis_socket_timeout_s
     config: dict[str, Any] = {
         "broker_url": settings.redis_url,
@@ -91,7 +64,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # One pooled broker connection per API thread that may publish at once (default 10; the docs say
         # to size it to the threads using a connection), so requests do not queue for a connection...
         # At least 2, so the health check's control.ping never waits on the one connection a publisher holds.
-        "broker_pool_limit": max(2, settings.api_threadpool or ANYIO_DEFAULT_THREADS),
+        "broker_pool_limit": max(2, settings.api_threadpool or ANYIO_DEFAULT_THREADPOOL),
         # ...and a thread that still has to wait gives up after the socket timeout (default: forever).
         "broker_pool_acquire_timeout": timeout,
         "broker_transport_options": broker_transport_options(settings),
@@ -101,21 +74,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # The result backend's connection retries (its default policy is 20 retries, up to 1 s apart).
         "result_backend_transport_options": {"retry_policy": {"max_retries": 1, "timeout": timeout}},
     }
-    if settings.queue_config == "safe":
-        config |= {
-            # Ack after the task ran, not before, so a task killed mid-run is redelivered (task_acks_late).
-            "task_acks_late": True,
-            # Even with late ack Celery acks when the pool process dies (SIGKILL, OOM); requeue instead.
-            # The docs warn this can loop on a task that always kills its process: none of ours does.
-            "task_reject_on_worker_lost": True,
-            # "Reserve one task at a time" (optimizing guide): with late ack, a dying worker holds at most
-            # one unacked message per process, and long tasks do not sit behind each other in one worker.
-            "worker_prefetch_multiplier": 1,
-            # A late-ack task cannot ack after a broker connection loss and is redelivered anyway; the
-            # docs make cancelling it the default in Celery 6 because running it twice in parallel
-            # "leads to more problems than it solves".
-            "worker_cancel_long_running_tasks_on_connection_loss": True,
-        }
+    # The queue config's app settings (late ack, requeue on a lost worker, prefetch 1; see queue_configs),
+    # bare names there; dotted ones go to the transport options above or to the tasks (fbt_celery.tasks).
+    queue = queue_config_for(settings)
+    config |= {key: setting.value for key, setting in queue.settings.items() if "." not in key}
     return config
 
 

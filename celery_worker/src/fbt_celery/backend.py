@@ -12,7 +12,8 @@ from celery.result import AsyncResult
 from kombu.transport.redis import Channel as RedisChannel
 
 from fbt_celery.app import BROKER_ERRORS, create_app
-from fbt_celery.tasks import MAX_RETRIES, RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_S, task_name
+from fbt_celery.queue_configs import TASK, queue_config_for
+from fbt_celery.tasks import task_name
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
@@ -84,7 +85,7 @@ class CeleryBackend:
         def option(name: str) -> Any:
             return transport.get(name, getattr(RedisChannel, name))  # else kombu's default
 
-        safe = self._settings.queue_config == "safe"
+        retry = queue_config_for(self._settings).options(TASK)
         return {
             "runner": "Celery",
             "library_version": celery.__version__,
@@ -101,8 +102,9 @@ class CeleryBackend:
             # kombu scans for abandoned unacked messages every interval x throttle seconds.
             "unacked_sweep_s": option("unacked_restore_interval") * option("unacked_restore_throttle"),
             "retries": (
-                f"{MAX_RETRIES} retries, {RETRY_BACKOFF_S} s backoff doubling, max {RETRY_BACKOFF_MAX_S} s"
-                if safe
+                f"{retry['max_retries']} retries, {retry['retry_backoff']} s backoff doubling, "
+                f"max {retry['retry_backoff_max']} s"
+                if retry.get("max_retries")
                 else "none"
             ),
             "concurrency_model": "prefork pool (one process per slot)",

@@ -19,7 +19,7 @@ def worker_ready(settings: Settings) -> bool:
     try:
         replies = app.control.ping(timeout=PING_TIMEOUT_S)
     except (*BROKER_ERRORS, ValueError):
-        # ValueError: seen in trials right after a worker was SIGKILLed (safe profile): kombu 5.7's BRPOP
+        # ValueError: seen in trials right after a worker was SIGKILLed (safe queue config): kombu 5.7's BRPOP
         # reader, in the synchronous drain_events path the ping reply uses, read a stray "PONG" and failed
         # to unpack it. The broadcast failed; report "no answer this time" and let the caller poll again.
         return False

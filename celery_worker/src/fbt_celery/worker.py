@@ -1,7 +1,7 @@
 """``fbt-worker-celery``: exec Celery's own documented worker command, with arguments derived from settings.
 
 exec, not a subprocess: the process *is* ``celery worker``, so SIGTERM reaches Celery directly and gets
-its documented warm shutdown (stop taking messages, finish the running tasks, exit; in the safe profile
+its documented warm shutdown (stop taking messages, finish the running tasks, exit; in the safe queue config
 unacked messages go back to the queue). Further SIGTERMs are ignored; SIGQUIT or a second Ctrl-C forces a
 cold shutdown.
 """

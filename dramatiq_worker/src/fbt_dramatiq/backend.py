@@ -1,7 +1,7 @@
 """Dramatiq on Redis: the API enqueues a message, ``fbt-worker-dramatiq`` processes run the actors.
 
 Messages are acked late, so a killed worker's jobs are requeued once its heartbeat expires (see
-``profiles``). Job states come from Dramatiq's Results middleware plus a "started" mark (see ``middleware``).
+``queue_configs``). Job states come from Dramatiq's Results middleware plus a "started" mark (see ``middleware``).
 """
 
 from typing import Any, TypeVar
@@ -15,7 +15,7 @@ from dramatiq.worker import QUEUE_PREFETCH
 from fbt_dramatiq.actors import QUEUE_NAME, actor_name
 from fbt_dramatiq.broker import build_broker
 from fbt_dramatiq.middleware import started_key
-from fbt_dramatiq.profiles import profile_for
+from fbt_dramatiq.queue_configs import ACTOR, queue_config_for
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import TASKS, Job, JobState
 from fbt_tasks.settings import Settings
@@ -28,7 +28,7 @@ class DramatiqBackend:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._profile = profile_for(settings)
+        self._queue_config = queue_config_for(settings)
         self._broker = build_broker(settings)
         self._client: redis.Redis = self._broker.client
         self._results = self._broker.get_results_backend()
@@ -83,14 +83,14 @@ class DramatiqBackend:
     def describe(self) -> dict[str, Any]:
         retries = _middleware(self._broker, Retries)
         time_limit = _middleware(self._broker, TimeLimit)
-        options = self._profile.actor_options
+        options = self._queue_config.options(ACTOR)
         threads = self._settings.worker_threads
         return {
             "runner": "Dramatiq",
             "library_version": dramatiq.__version__,
             "broker": f"RedisBroker, redis-py {redis.__version__}",
             "serializer": "JSON (dramatiq.JSONEncoder: Dramatiq's default, also set explicitly; no pickle)",
-            "queue_config": self._profile.name,
+            "queue_config": self._queue_config.name,
             "reliability": {
                 "acks": "late: a message leaves Redis only after its actor finished",
                 "heartbeat_timeout_ms": self._broker.heartbeat_timeout,

@@ -1,4 +1,4 @@
-"""The Dramatiq broker, configured from Settings: Redis, JSON only, one profile, the ``fbt.<kind>`` actors.
+"""The Dramatiq broker, configured from Settings: Redis, JSON only, one queue config, the ``fbt.<kind>`` actors.
 
 The API and the workers both build it here, each from their own Settings; nothing is global except
 Dramatiq's encoder (see ``global_broker`` for the module the ``dramatiq`` CLI loads).
@@ -15,7 +15,7 @@ from redis.retry import Retry
 
 from fbt_dramatiq.actors import RESULT_TTL_MS, declare_actors
 from fbt_dramatiq.middleware import MarkStarted, WorkerHeartbeats
-from fbt_dramatiq.profiles import profile_for
+from fbt_dramatiq.queue_configs import ACTOR, BROKER, queue_config_for
 from fbt_tasks.settings import Settings
 
 
@@ -34,13 +34,13 @@ def redis_client(settings: Settings) -> Redis:
 
 
 def build_broker(settings: Settings) -> RedisBroker:
-    profile = profile_for(settings)
+    queue = queue_config_for(settings)
     client = redis_client(settings)
     # JSONEncoder is Dramatiq's default already; set it anyway so no import order can swap in pickle.
     dramatiq.set_encoder(dramatiq.JSONEncoder())
     # Passing the client (not url=) is what makes the timeouts apply: with url= the broker builds its own
     # connection pool and ignores extra connection parameters.
-    broker = RedisBroker(client=client, **profile.broker_options)
+    broker = RedisBroker(client=client, **queue.options(BROKER))
     # Dramatiq has no status store of its own; Results (its documented way to keep outcomes) stores each
     # actor's return value or final exception, JSON-encoded, under a key derived from the message id.
     broker.add_middleware(Results(backend=RedisBackend(client=client, encoder=dramatiq.JSONEncoder())))
@@ -48,5 +48,5 @@ def build_broker(settings: Settings) -> RedisBroker:
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(MarkStarted(client, ttl_s=RESULT_TTL_MS // 1000))
     broker.add_middleware(WorkerHeartbeats())
-    declare_actors(broker, profile.actor_options)
+    declare_actors(broker, queue.options(ACTOR))
     return broker

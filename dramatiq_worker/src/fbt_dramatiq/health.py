@@ -16,7 +16,7 @@ from fbt_dramatiq.middleware import HEARTBEATS_KEY, WORKER_ID_PREFIX
 from fbt_tasks.settings import Settings, get_settings
 
 # Ten missed polls in a row: the process is gone or wedged. Kept apart from heartbeat_timeout (60 s in the
-# defaults profile), which decides when messages are requeued, not when a worker is reported down.
+# defaults queue config), which decides when messages are requeued, not when a worker is reported down.
 FRESH_MS = 10_000
 
 

@@ -70,3 +70,6 @@ class InProcessBackend:
             "persistence": "none: queued tasks die with the API process",
             "retries": "none",
         }
+
+    def close(self) -> None:
+        pass  # no connections or pools: the job states go with the process

@@ -19,16 +19,21 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from fbt_rq.jobs import JOB_FUNCTIONS, RETRY_MAX_META
-from fbt_rq.profiles import (
+from fbt_rq.queue import connect, make_queue
+from fbt_rq.queue_configs import (
     FAILURE_TTL_S,
     QUEUE_NAME,
     RESULT_TTL_S,
     SERIALIZER,
     WORKER_CLASSES,
+    dequeue_timeout,
+    job_monitoring_interval,
     job_timeout_s,
-    profile_for,
+    maintenance_interval,
+    queue_config_for,
+    retry,
+    worker_ttl,
 )
-from fbt_rq.queue import connect, make_queue
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
@@ -58,14 +63,14 @@ class RQBackend:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._profile = profile_for(settings)
+        self._queue_config = queue_config_for(settings)
         self._job_timeout_s = job_timeout_s(settings)
         self._connection = connect(settings)
         self._queue = make_queue(self._connection)
 
     def enqueue(self, job: Job, background: BackgroundScheduler) -> None:
         # `background` is unused: an RQ worker process runs the job, not the API.
-        retry = self._profile.retry()
+        job_retry = retry(self._queue_config)
         try:
             self._queue.enqueue_call(
                 JOB_FUNCTIONS[job.kind],
@@ -77,8 +82,8 @@ class RQBackend:
                 timeout=self._job_timeout_s,
                 result_ttl=RESULT_TTL_S,
                 failure_ttl=FAILURE_TTL_S,
-                retry=retry,
-                meta={RETRY_MAX_META: retry.max} if retry else None,
+                retry=job_retry,
+                meta={RETRY_MAX_META: job_retry.max} if job_retry else None,
             )
         except RedisError as exc:
             raise BrokerUnavailable(f"Redis did not take the job: {exc}") from exc
@@ -100,20 +105,21 @@ class RQBackend:
             return False
 
     def describe(self) -> dict[str, Any]:
-        profile, fork = self._profile, self._settings.rq_worker_mode == "fork"
+        config, fork = self._queue_config, self._settings.rq_worker_mode == "fork"
+        job_retry = retry(config)
         return {
             "runner": "RQ",
             "library_version": rq.__version__,
             "redis_py_version": redis.__version__,
             "serializer": SERIALIZER,
             "queue": QUEUE_NAME,
-            "queue_config": profile.name,
-            "retry": repr(profile.retry()) if profile.retry_max else "none",
-            "worker_ttl_s": profile.worker_ttl,
-            "idle_dequeue_block_s": profile.dequeue_timeout,
-            "job_monitoring_interval_s": profile.job_monitoring_interval,
-            "maintenance_interval_s": profile.maintenance_interval,
-            "with_scheduler": profile.with_scheduler,
+            "queue_config": config.name,
+            "retry": repr(job_retry) if job_retry is not None and job_retry.max else "none",
+            "worker_ttl_s": worker_ttl(config),
+            "idle_dequeue_block_s": dequeue_timeout(config),
+            "job_monitoring_interval_s": job_monitoring_interval(config),
+            "maintenance_interval_s": maintenance_interval(config),
+            "with_scheduler": bool(config.value("with_scheduler", False)),
             "job_timeout_s": self._job_timeout_s,
             "result_ttl_s": RESULT_TTL_S,
             "failure_ttl_s": FAILURE_TTL_S,

@@ -4,7 +4,7 @@ Alive means what RQ itself means by it: registered in the queue's worker registr
 cleanly unregisters) with a heartbeat younger than worker_ttl + 60 s, the TTL RQ puts on a worker's key.
 An idle worker heartbeats every worker_ttl - 15 s and a busy fork worker every job-monitoring interval, so a
 live worker never misses that window; a SIGKILLed one drops out of it within worker_ttl + 60 s
-(80 s with the safe profile, 8 minutes with RQ's defaults).
+(80 s with the safe queue config, 8 minutes with RQ's defaults).
 """
 
 import sys
@@ -14,13 +14,13 @@ from redis.exceptions import RedisError
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-from fbt_rq.profiles import profile_for
 from fbt_rq.queue import connect, make_queue
+from fbt_rq.queue_configs import queue_config_for, worker_key_ttl
 from fbt_tasks.settings import Settings, get_settings
 
 
 def worker_ready(settings: Settings) -> bool:
-    window = timedelta(seconds=profile_for(settings).worker_key_ttl)
+    window = timedelta(seconds=worker_key_ttl(queue_config_for(settings)))
     connection = connect(settings)
     try:
         queue = make_queue(connection)

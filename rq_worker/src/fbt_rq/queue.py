@@ -6,7 +6,7 @@ from redis.retry import Retry as RedisRetry
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from fbt_rq.profiles import QUEUE_NAME
+from fbt_rq.queue_configs import QUEUE_NAME
 from fbt_tasks.settings import Settings
 
 

@@ -3,7 +3,7 @@
 Concurrency. An RQ worker runs one job at a time; RQ's docs: "If you want to perform jobs concurrently,
 simply start more workers." So ``slots`` (WORKER_PROCESSES x WORKER_THREADS) ``rq worker`` processes run.
 RQ 3.0 has ``rq worker-pool -n N`` for that, but it takes no ``--worker-ttl``, ``--maintenance-interval`` or
-``--job-monitoring-interval`` (rq/cli/workers.py), which the safe profile needs. So with one slot this
+``--job-monitoring-interval`` (rq/cli/workers.py), which the safe queue config needs. So with one slot this
 process execs ``rq worker``; with more it starts that many ``rq worker`` processes and, like worker-pool,
 forwards SIGTERM/SIGINT to them and replaces one that dies.
 
@@ -32,7 +32,15 @@ from types import FrameType
 
 from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL, DEFAULT_MAINTENANCE_TASK_INTERVAL, DEFAULT_WORKER_TTL
 
-from fbt_rq.profiles import QUEUE_NAME, SERIALIZER, WORKER_CLASSES, profile_for
+from fbt_rq.queue_configs import (
+    QUEUE_NAME,
+    SERIALIZER,
+    WORKER_CLASSES,
+    job_monitoring_interval,
+    maintenance_interval,
+    queue_config_for,
+    worker_ttl,
+)
 from fbt_tasks.settings import Settings, get_settings
 
 log = logging.getLogger("fbt_rq.worker")
@@ -53,18 +61,18 @@ def rq_cli() -> list[str]:
 
 
 def worker_command(settings: Settings) -> list[str]:
-    """``rq worker`` with only the options that differ from RQ's defaults for the chosen profile."""
-    profile = profile_for(settings)
+    """``rq worker`` with only the options that differ from RQ's defaults for the chosen queue config."""
+    config = queue_config_for(settings)
     # -c imports our settings module before the worker forks, preloading the job code (see worker_settings).
     command = [*rq_cli(), "worker", "--config", "fbt_rq.worker_settings", "--serializer", SERIALIZER]
     command += ["--worker-class", WORKER_CLASSES[settings.rq_worker_mode]]
-    if profile.worker_ttl != DEFAULT_WORKER_TTL:
-        command += ["--worker-ttl", str(profile.worker_ttl)]
-    if profile.job_monitoring_interval != DEFAULT_JOB_MONITORING_INTERVAL:
-        command += ["--job-monitoring-interval", str(profile.job_monitoring_interval)]
-    if profile.maintenance_interval != DEFAULT_MAINTENANCE_TASK_INTERVAL:
-        command += ["--maintenance-interval", str(profile.maintenance_interval)]
-    if profile.with_scheduler:
+    if worker_ttl(config) != DEFAULT_WORKER_TTL:
+        command += ["--worker-ttl", str(worker_ttl(config))]
+    if job_monitoring_interval(config) != DEFAULT_JOB_MONITORING_INTERVAL:
+        command += ["--job-monitoring-interval", str(job_monitoring_interval(config))]
+    if maintenance_interval(config) != DEFAULT_MAINTENANCE_TASK_INTERVAL:
+        command += ["--maintenance-interval", str(maintenance_interval(config))]
+    if config.value("with_scheduler", False):
         command.append("--with-scheduler")
     return [*command, QUEUE_NAME]
 
@@ -136,7 +144,10 @@ def supervise(command: list[str], env: dict[str, str], count: int) -> int:
                 if stop_signal is not None:  # the signal arrived while this one was starting
                     spawned.send_signal(stop_signal)
         if stop_signal is not None and all(w is None or w.poll() is not None for w in workers):
-            return 0 if all(w is None or w.returncode == 0 for w in workers) else 1
+            # A worker still importing when the signal came dies by it before RQ installs its handlers:
+            # it held no job, so that is a clean stop too.
+            clean = (0, -stop_signal)
+            return 0 if all(w is None or w.returncode in clean for w in workers) else 1
         time.sleep(POLL_S)
 
 

@@ -7,7 +7,7 @@ the mail code already loaded instead of importing them (about 0.3 s) per job.
 """
 
 import fbt_rq.jobs  # noqa: F401 - imported for its side effect: preloading before the fork
-from fbt_rq.profiles import QUEUE_NAME
+from fbt_rq.queue_configs import QUEUE_NAME
 
 # The queue to listen on when none is given on the command line (fbt-worker-rq always gives it).
 QUEUES = [QUEUE_NAME]

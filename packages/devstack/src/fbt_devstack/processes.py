@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -263,9 +263,6 @@ class ProcessGroup:
     def stop_all(self, timeout_s: float = 10.0) -> None:
         for name in reversed(self.names):
             self.stop(name, timeout_s)
-
-    def __iter__(self) -> Iterator[Child]:
-        return iter(list(self._children.values()))
 
     def __enter__(self) -> "ProcessGroup":
         return self

@@ -1,15 +1,15 @@
 """The whole topology in one object: Redis, the SMTP sink, the API and the backend's workers.
 
 ``fbt-run``, the end-to-end tests and the benchmark harness all start it this way, so they measure and test
-exactly what a developer runs. Commands come only from the console scripts (``fbt-api``,
-``fbt-worker-<backend>``), the same ones compose calls. Configuration travels only through the environment:
+exactly what a developer runs. Commands come only from the console scripts (``fbt-api`` and the runner's
+``worker_command``), the same ones compose calls; what the stack knows of a runner comes from its plugin
+(``fbt_tasks.runner``), never from its name. Configuration travels only through the environment:
 every ``Settings`` field is exported as its upper-case variable, which pydantic-settings reads back.
 
 Ready means proven end to end: ``GET /health`` answers 200, then a warm-up job posted to ``/log/`` shows up
 as completed in the ledger, which only happens once the API, the broker and a worker all work.
 """
 
-import functools
 import json
 import os
 import signal
@@ -23,17 +23,18 @@ from pathlib import Path
 from shutil import which
 from types import TracebackType
 
-from fbt_devstack.ports import free_port, http_status, port_is_open
+from fbt_devstack.ports import free_port, http_status
 from fbt_devstack.processes import ProcessGroup, log_tail
 from fbt_devstack.redis_server import RedisServer
+from fbt_devstack.sink import start_sink
 from fbt_tasks.ledger import read_events
+from fbt_tasks.runner import Runner, load_runner
 from fbt_tasks.settings import Settings
 
 WARMUP_MESSAGE = "stack-warmup"
 POLL_S = 0.1
-# Worker readiness is probed by a fresh interpreter (the runner's health module), so poll it gently.
+# Worker readiness is probed by a fresh interpreter (python -m fbt_tasks.health), so poll it gently.
 HEALTH_POLL_S = 0.5
-PORT_ATTEMPTS = 3
 WORKDIR_FILES = {"log_file": "log.txt", "ledger_file": "ledger.jsonl", "media_dir": "media"}
 
 
@@ -88,6 +89,7 @@ class Stack:
         stop_timeout_s: float = 10.0,
     ) -> None:
         self.requested = settings
+        self.runner: Runner = load_runner(settings.backend)
         self.workdir = Path(workdir).resolve()
         self.start_redis = start_redis
         self.start_smtp = start_smtp
@@ -111,8 +113,8 @@ class Stack:
 
     @property
     def worker_name(self) -> str:
-        """The process that runs tasks: the API itself for in-process BackgroundTasks."""
-        return "api" if self.backend == "inprocess" else "worker"
+        """The process that runs tasks: the API itself when the runner runs them there."""
+        return "api" if self.runner.runs_in_api else "worker"
 
     @property
     def settings(self) -> Settings:
@@ -207,28 +209,26 @@ class Stack:
         self._settings = self.requested.model_copy(update=overrides)
         self._env = {**settings_env(self._settings), **self.extra_env}
         self._spawn("api", [console_script("fbt-api")])
-        if self.backend != "inprocess":
-            self._spawn("worker", [console_script(f"fbt-worker-{self.backend}")])
+        self._spawn_worker()
+
+    def _spawn_worker(self) -> None:
+        """Start the runner's own worker command, if it has one (tasks may run inside the API)."""
+        command = self.runner.worker_command(self.settings)
+        if command is not None:
+            self._spawn("worker", [console_script(command[0]), *command[1:]])
 
     def _start_smtp(self) -> int:
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            port = free_port()
-            argv = [sys.executable, "-m", "fbt_devstack.smtp_sink", "--host=127.0.0.1", f"--port={port}"]
-            argv += [f"--mailbox={self.mailbox_path}", f"--delay-ms={self.smtp_delay_ms}"]
-            self._spawn("smtp", argv, with_settings=False)
-            listening = functools.partial(port_is_open, "127.0.0.1", port)
-            try:
-                self._wait(listening, f"the SMTP sink on {port}", "smtp", 20)
-                return port
-            except StackError:
-                # Most likely another process took the port between our probe and the sink's bind.
-                self._group.stop("smtp", timeout_s=2)
-                if attempt == PORT_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        try:
+            sink = start_sink(
+                self._group, self.mailbox_path, self.process_log("smtp"), delay_ms=self.smtp_delay_ms
+            )
+        except TimeoutError as exc:
+            log = self.process_log("smtp")
+            raise StackError(f"the SMTP sink did not listen: {exc}; {log}:\n{log_tail(log)}") from exc
+        return sink.port
 
-    def _spawn(self, name: str, argv: list[str], *, with_settings: bool = True) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self._env if with_settings else {})}
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self._env}
         self._group.spawn(name, argv, env=env, log_path=self.process_log(name))
 
     def _wait(self, ready: Callable[[], bool], what: str, blame: str, timeout_s: float) -> None:
@@ -310,31 +310,27 @@ class Stack:
         """Start the task runners again (stopping what is left of them first) and wait until they serve.
 
         No warm-up job here: after a crash the queue may hold a backlog, and a probe would wait behind it.
-        Broker runners are ready when their ``python -m fbt_<backend>.health`` exits 0. Those read heartbeats
-        in Redis, so right after a SIGKILL the dead worker's last heartbeat may still count for the health
-        module's freshness window: measure recovery from the ledger, not from when this returns.
+        Workers are ready when ``python -m fbt_tasks.health`` (the runner's ``worker_ready``) exits 0. Broker
+        runners read heartbeats in Redis, so right after a SIGKILL the dead worker's last heartbeat may still
+        count for their freshness window: measure recovery from the ledger, not from when this returns.
         """
         self._group.stop(self.worker_name, timeout_s=self.stop_timeout_s)
-        if self.backend == "inprocess":
+        if self.runner.runs_in_api:
             self._spawn("api", [console_script("fbt-api")])
             self._wait_healthy(time.monotonic() + self.ready_timeout_s)
             return
-        self._spawn("worker", [console_script(f"fbt-worker-{self.backend}")])
-        self._wait(
-            self._worker_healthy, f"the {self.backend} worker to report ready", "worker", self.ready_timeout_s
-        )
+        self._spawn_worker()
+        what = f"the {self.runner.display_name} worker to report ready"
+        self._wait(self._worker_healthy, what, "worker", self.ready_timeout_s)
 
     def _worker_healthy(self) -> bool:
         check = subprocess.run(
-            [sys.executable, "-m", f"fbt_{self.backend}.health"],  # the compose healthcheck, too
+            [sys.executable, "-m", "fbt_tasks.health"],
             env={**os.environ, **self._env},
             capture_output=True,
             timeout=30,
             check=False,
         )
-        module = f"fbt_{self.backend}.health"
-        if check.returncode != 0 and f"No module named '{module}'".encode() in check.stderr:
-            raise StackError(f"{module} is missing; every broker runner must provide it (docs/CONTRACTS.md)")
         time.sleep(HEALTH_POLL_S if check.returncode else 0)
         return check.returncode == 0
 

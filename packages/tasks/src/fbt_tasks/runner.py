@@ -24,7 +24,7 @@ FaultName = Literal["kill-worker", "deploy", "broker-restart", "task-error"]
 
 @dataclass(frozen=True, slots=True)
 class Setting:
-    """One library setting a profile changes (or keeps), with the one-line reason from the library's docs."""
+    """One library option a queue config sets (or keeps), with the one-line reason for its value."""
 
     value: Any
     why: str
@@ -49,6 +49,15 @@ class QueueConfig:
     def value(self, key: str, default: Any = None) -> Any:
         found = self.settings.get(key)
         return default if found is None else found.value
+
+    def options(self, prefix: str) -> dict[str, Any]:
+        """The values of the settings named ``<prefix>.<option>``, keyed by ``<option>``.
+
+        A runner names settings after where the library takes them ("RedisBroker.heartbeat_timeout",
+        "Task.max_retries") and hands each group to its place with this.
+        """
+        head = f"{prefix}."
+        return {key.removeprefix(head): s.value for key, s in self.settings.items() if key.startswith(head)}
 
     def as_record(self) -> dict[str, Any]:
         """For results.json: every setting's value and why."""

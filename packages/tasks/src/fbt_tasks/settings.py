@@ -55,8 +55,9 @@ class Settings(BaseSettings):
     # RQ's default Worker forks a work-horse per job (isolation, ~ms per job); SimpleWorker runs jobs in-process.
     rq_worker_mode: Literal["fork", "simple"] = "fork"
 
-    # Reliability profile for broker runners: "safe" is what make run and compose ship, "defaults" is each
-    # library's out-of-the-box behaviour, kept so the fault benchmark can show the difference.
+    # The runner's queue config (reliability settings, fbt_tasks.runner.QueueConfig): "safe" is what make run
+    # and compose ship, "defaults" is each library's out-of-the-box behaviour, kept so the fault benchmark
+    # can show the difference.
     queue_config: Literal["safe", "defaults"] = "safe"
 
     @field_validator("backend")

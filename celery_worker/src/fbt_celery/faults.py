@@ -1,0 +1,95 @@
+"""What the Celery runner knows about its own behaviour under faults (``fbt_tasks.runner.FaultModel``).
+
+Read by the fault harness: where kombu's Redis transport keeps messages, when a killed worker's messages
+come back, and one sentence per fault on why Celery, configured as ``describe()`` recorded, behaved so.
+"""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from celery.app.defaults import DEFAULTS as CELERY_DEFAULTS
+from celery.backends.base import KeyValueStoreBackend
+from kombu.transport.redis import Channel as RedisChannel
+
+from fbt_tasks.fault_words import outage
+from fbt_tasks.holdings import count_ids, inspection_client
+from fbt_tasks.runner import FaultName, Holdings
+from fbt_tasks.settings import Settings
+
+# kombu's Redis transport: the queue is a list named after Celery's default queue, delivered-unacked
+# messages wait in one hash; the Redis result backend keeps each task's state under a prefixed key.
+QUEUE_KEY: str = CELERY_DEFAULTS["task_default_queue"]
+UNACKED_KEY: str = RedisChannel.unacked_key
+RESULT_KEY_PREFIX: str = KeyValueStoreBackend.task_keyprefix
+
+
+def celery_task_id(raw: bytes) -> str:
+    message = json.loads(raw)
+    # kombu's unacked hash stores [message, exchange, routing key]; the queue list stores the message.
+    message = message[0] if isinstance(message, list) else message
+    return str(message.get("headers", {}).get("id", ""))
+
+
+class CeleryFaults:
+    exhausted_to = "result backend (FAILURE); no dead-letter queue"
+
+    def message_locations(self, settings: Settings) -> list[str]:
+        return [QUEUE_KEY, UNACKED_KEY]
+
+    def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
+        with inspection_client(settings) as client:
+            states = client.mget([f"{RESULT_KEY_PREFIX}{job_id}" for job_id in ids]) if ids else []
+            return Holdings(
+                queued=count_ids(client.lrange(QUEUE_KEY, 0, -1), ids, celery_task_id),
+                held=count_ids(client.hvals(UNACKED_KEY), ids, celery_task_id),
+                scheduled=0,  # a retry with a countdown is held by a worker (unacked) until it is due
+                failed=sum(1 for raw in states if raw and json.loads(raw).get("status") == "FAILURE"),
+            )
+
+    def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
+        # kombu sweeps the unacked hash every unacked_sweep_s and restores entries older than the timeout.
+        return float(described.get("visibility_timeout_s", 3600)) + float(
+            described.get("unacked_sweep_s", 100)
+        )
+
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+        d, r = described, result
+        vt, sweep = d.get("visibility_timeout_s", 3600), d.get("unacked_sweep_s", 100)
+        retries = d.get("retries", "none")
+        if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
+            if d.get("acks_late"):
+                return (
+                    "Celery acks late, so the killed worker's messages stayed in kombu's unacked hash and were "
+                    f"redelivered once the {vt} s visibility timeout passed (swept every {sweep} s)"
+                )
+            return (
+                "Celery acks a message when its task starts, so the running tasks were gone at the kill, and "
+                f"prefetched messages wait in kombu's unacked hash for the {vt} s visibility timeout, longer "
+                f"than the {r['watched_s']:.0f} s watched"
+            )
+        if fault == "deploy":
+            return (
+                "SIGTERM is Celery's warm shutdown: the pool finishes the tasks it is running and unacked "
+                "prefetched messages go back to the queue when the worker closes its connection"
+            )
+        if fault == "broker-restart":
+            told = "Redis's AOF kept the queue and the worker reconnected; " + outage(r, "autoretry_for")
+            if held := r["unfinished"].get("held"):
+                told += (
+                    f"; {held} messages it had prefetched before the outage stay in kombu's unacked hash "
+                    f"until the {vt} s visibility timeout"
+                )
+            return told
+        if retries != "none":
+            return (
+                f"autoretry_for retried the SMTP refusals ({retries}); a task that exhausts them is stored as "
+                "FAILURE in the result backend, and Celery has no dead-letter queue"
+            )
+        return (
+            "Celery retries nothing by default: the first refusal ended the task as FAILURE in the result "
+            "backend (visible through /jobs), and there is no dead-letter queue"
+        )
+
+
+FAULTS = CeleryFaults()

@@ -1,0 +1,44 @@
+"""The Celery runner as the project sees it: the one object registered under ``fbt.backends``."""
+
+from collections.abc import Mapping
+
+from celery.app.defaults import DEFAULTS as CELERY_DEFAULTS
+
+from fbt_celery.faults import FAULTS
+from fbt_celery.queue_configs import QUEUE_CONFIGS, queue_config_for
+from fbt_tasks.backend import Backend
+from fbt_tasks.runner import FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.settings import Settings
+
+
+class CeleryRunner:
+    name = "celery"
+    display_name = "Celery"
+    description = "Celery workers (prefork pool) on the Redis broker, Redis result backend, JSON only"
+    broker = "redis"
+    runs_in_api = False
+    distributions = ("celery", "kombu")
+    queue_configs: Mapping[QueueConfigName, QueueConfig] = QUEUE_CONFIGS
+    faults: FaultModel = FAULTS
+
+    def backend(self, settings: Settings) -> Backend:
+        from fbt_celery.backend import CeleryBackend
+
+        return CeleryBackend(settings)
+
+    def worker_command(self, settings: Settings) -> list[str] | None:
+        return ["fbt-worker-celery"]
+
+    def worker_ready(self, settings: Settings) -> bool:
+        from fbt_celery.health import worker_ready
+
+        return worker_ready(settings)
+
+    def slot_layout(self, settings: Settings) -> str:
+        prefetch = queue_config_for(settings).value(
+            "worker_prefetch_multiplier", CELERY_DEFAULTS["worker_prefetch_multiplier"]
+        )
+        return f"{settings.slots} prefork processes, prefetch {prefetch} each"
+
+
+RUNNER = CeleryRunner()

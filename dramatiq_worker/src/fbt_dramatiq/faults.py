@@ -1,0 +1,93 @@
+"""What the Dramatiq runner knows about its own behaviour under faults (``fbt_tasks.runner.FaultModel``).
+
+Read by the fault harness: the Redis broker's keys for our queue, when maintenance requeues a killed
+worker's messages, and one sentence per fault on why Dramatiq, configured as ``describe()`` recorded,
+behaved so.
+"""
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from dramatiq.common import dq_name, xq_name
+
+from fbt_dramatiq.actors import QUEUE_NAME
+from fbt_tasks.fault_words import outage
+from fbt_tasks.holdings import count_ids, inspection_client
+from fbt_tasks.runner import FaultName, Holdings
+from fbt_tasks.settings import Settings
+
+# RedisBroker's default namespace, which build_broker keeps. dramatiq/brokers/redis/dispatch.lua: queue lists
+# and each worker's "__acks__.<worker id>.<queue>" set hold the broker's own redis_message_id; the message
+# (with our id as message_id) sits in "<queue>.msgs". Retries wait in the ".DQ" queue, dead letters in the
+# ".XQ" zset.
+NAMESPACE = "dramatiq"
+QUEUE_KEY = f"{NAMESPACE}:{QUEUE_NAME}"
+DELAY_KEY = f"{NAMESPACE}:{dq_name(QUEUE_NAME)}"
+DEAD_KEY = f"{NAMESPACE}:{xq_name(QUEUE_NAME)}"
+ACKS_PATTERN = f"{NAMESPACE}:__acks__.*"
+
+
+class DramatiqFaults:
+    exhausted_to = f"dead-letter queue ({DEAD_KEY})"
+
+    def message_locations(self, settings: Settings) -> list[str]:
+        return [QUEUE_KEY, DELAY_KEY, DEAD_KEY, ACKS_PATTERN]
+
+    def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
+        with inspection_client(settings) as client:
+            ours: dict[bytes, str] = {}
+            for key in (QUEUE_KEY, DELAY_KEY, DEAD_KEY):
+                for redis_id, body in client.hgetall(f"{key}.msgs").items():
+                    ours[redis_id] = str(json.loads(body).get("message_id", ""))
+
+            def job_id(member: bytes) -> str:
+                return ours.get(member, "")
+
+            held = 0
+            for key in client.scan_iter(match=ACKS_PATTERN, count=1000):
+                held += count_ids(list(client.smembers(key)), ids, job_id)
+            return Holdings(
+                queued=count_ids(client.lrange(QUEUE_KEY, 0, -1), ids, job_id),
+                held=held,
+                scheduled=count_ids(client.lrange(DELAY_KEY, 0, -1), ids, job_id),
+                failed=count_ids(client.zrange(DEAD_KEY, 0, -1), ids, job_id),
+            )
+
+    def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
+        reliability = described.get("reliability", {})
+        chance = float(reliability.get("maintenance_chance_per_million", 1000)) / 1e6
+        # Maintenance runs on a random share of broker calls; an idle worker makes about one a second, so
+        # three expected waits cover it ~95 % of the time.
+        return float(reliability.get("heartbeat_timeout_ms", 60_000)) / 1000 + 3 / chance
+
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+        rel, r = described.get("reliability", {}), result
+        hb_s = rel.get("heartbeat_timeout_ms", 60_000) / 1000
+        share = rel.get("maintenance_chance_per_million", 1000) / 1e4
+        backoff_s = rel.get("min_backoff_ms", 15_000) / 1000
+        retries = f"max_retries {rel.get('max_retries')}, backoff from {backoff_s:g} s"
+        if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
+            came_back = (
+                f", which did not happen within the {r['watched_s']:.0f} s watched" if r["lost"] else ""
+            )
+            return (
+                "Dramatiq acks late: the killed worker's messages stayed in its acks set until queue "
+                f"maintenance, run on {share:g} % of broker calls, found its heartbeat older than {hb_s:g} s "
+                "and requeued them" + came_back
+            )
+        if fault == "deploy":
+            return (
+                "on SIGTERM Dramatiq requeues prefetched messages and lets running actors finish, then exits"
+            )
+        if fault == "broker-restart":
+            return "Redis's AOF kept the queue and the consumers reconnected; " + outage(
+                r, f"the Retries middleware ({retries})"
+            )
+        return (
+            f"the Retries middleware retried the refusals ({retries}, doubling with jitter); a message that "
+            f"exhausts them goes to the dead-letter queue {xq_name(QUEUE_NAME)}"
+        )
+
+
+FAULTS = DramatiqFaults()

@@ -1,0 +1,39 @@
+"""The Dramatiq runner as the project sees it: the one object registered under ``fbt.backends``."""
+
+from collections.abc import Mapping
+
+from fbt_dramatiq.faults import FAULTS
+from fbt_dramatiq.queue_configs import QUEUE_CONFIGS
+from fbt_tasks.backend import Backend
+from fbt_tasks.runner import FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.settings import Settings
+
+
+class DramatiqRunner:
+    name = "dramatiq"
+    display_name = "Dramatiq"
+    description = "Dramatiq workers (processes x threads) on the Redis broker, late acks, JSON"
+    broker = "redis"
+    runs_in_api = False
+    distributions = ("dramatiq",)
+    queue_configs: Mapping[QueueConfigName, QueueConfig] = QUEUE_CONFIGS
+    faults: FaultModel = FAULTS
+
+    def backend(self, settings: Settings) -> Backend:
+        from fbt_dramatiq.backend import DramatiqBackend
+
+        return DramatiqBackend(settings)
+
+    def worker_command(self, settings: Settings) -> list[str] | None:
+        return ["fbt-worker-dramatiq"]
+
+    def worker_ready(self, settings: Settings) -> bool:
+        from fbt_dramatiq.health import worker_ready
+
+        return worker_ready(settings)
+
+    def slot_layout(self, settings: Settings) -> str:
+        return f"{settings.worker_processes} processes x {settings.worker_threads} threads"
+
+
+RUNNER = DramatiqRunner()

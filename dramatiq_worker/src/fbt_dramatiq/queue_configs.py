@@ -1,0 +1,81 @@
+"""The two queue configs (QUEUE_CONFIG): Dramatiq's out-of-the-box behaviour, and the safe one.
+
+Dramatiq's Redis broker acks late: a worker moves each message it fetches into an "acks" set of its own and
+removes it only after the actor returned (``dramatiq/brokers/redis/dispatch.lua``). A SIGKILLed worker's
+messages therefore stay in Redis, and *queue maintenance* puts them back once the worker's heartbeat is
+older than ``heartbeat_timeout``: "some time (the heartbeat timeout) has to pass until those messages are
+put back on their respective queues" (Bogdanp, dramatiq#527). Maintenance is not a timer: each broker
+command runs it with probability ``maintenance_chance`` per million. Both queue configs lose nothing on
+SIGKILL; they differ in how soon the messages come back, and in retries.
+
+Setting names say where Dramatiq takes them: ``RedisBroker.<name>`` a keyword argument of the broker,
+``actor.<name>`` an option every actor is declared with; a missing one keeps Dramatiq's default.
+"""
+
+from fbt_tasks.runner import QueueConfig, QueueConfigName, Setting
+from fbt_tasks.settings import Settings
+
+BROKER = "RedisBroker"
+ACTOR = "actor"
+
+SAFE = QueueConfig(
+    name="safe",
+    summary=(
+        "late acks (as always) with a 10 s heartbeat timeout and frequent maintenance, so a killed worker's "
+        "messages come back within seconds; a failing job gets 3 attempts, then the dead-letter queue"
+    ),
+    max_attempts=3,
+    settings={
+        # A live worker heartbeats on every broker call and its delay-queue consumer polls ~1/s even while all
+        # threads are busy; the longest gap seen here was 4 s, a 40-megapixel resize holding the GIL.
+        f"{BROKER}.heartbeat_timeout": Setting(
+            10_000,
+            "a worker silent this long is declared dead and its unacked messages requeued; 10 s keeps a "
+            "margin over a live worker's longest silence yet requeues within the harness's stall timeout "
+            "(20-30 s), which the 60 s default would not",
+        ),
+        # It costs a ZRANGEBYSCORE per maintained call plus a KEYS scan per dead worker, dropped once its jobs
+        # are back.
+        f"{BROKER}.maintenance_chance": Setting(
+            100_000,
+            "10 % of broker calls run maintenance (default 0.1 %): an idle worker process polls each queue "
+            "about once a second, so requeueing follows the heartbeat expiry within seconds, not minutes",
+        ),
+        f"{ACTOR}.max_retries": Setting(
+            2,
+            "at most 3 attempts: transient faults (an SMTP hiccup) get two more tries, a poison job fails fast",
+        ),
+        f"{ACTOR}.min_backoff": Setting(
+            1_000,
+            "backoff doubles from min_backoff with up to 2x jitter (compute_backoff): ~1-2 s, then ~2-4 s, "
+            "instead of the default 15 s start, so a failed job settles within seconds",
+        ),
+        f"{ACTOR}.max_backoff": Setting(
+            5_000, "caps the jittered delay; with two retries it only matters if max_retries is raised"
+        ),
+        f"{ACTOR}.time_limit": Setting(
+            60_000,
+            "TimeLimit interrupts a hung actor and frees its thread: 6x SMTP_TIMEOUT_S's default and ~35x a "
+            "40-megapixel resize, instead of the default 10 minutes",
+        ),
+    },
+)
+
+# Nothing set: RedisBroker(heartbeat_timeout=60_000, maintenance_chance=1_000), Retries(max_retries=20,
+# min_backoff=15 s, max_backoff=7 days), TimeLimit(10 min). A killed worker's messages come back only after
+# 60 s *and* a 0.1 % maintenance draw, i.e. minutes later on a quiet queue (measured by the fault benchmark).
+DEFAULTS = QueueConfig(
+    name="defaults",
+    summary=(
+        "Dramatiq out of the box: late acks, but a killed worker's messages come back only after a 60 s "
+        "heartbeat timeout and a 0.1 % maintenance draw; 20 retries from a 15 s backoff"
+    ),
+    max_attempts=21,
+    settings={},
+)
+
+QUEUE_CONFIGS: dict[QueueConfigName, QueueConfig] = {"safe": SAFE, "defaults": DEFAULTS}
+
+
+def queue_config_for(settings: Settings) -> QueueConfig:
+    return QUEUE_CONFIGS[settings.queue_config]

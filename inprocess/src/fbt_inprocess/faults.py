@@ -1,0 +1,59 @@
+"""What the in-process runner knows about its own behaviour under faults (``fbt_tasks.runner.FaultModel``).
+
+There is no broker: a task lives only in the API process's memory, so there is nothing to look up, nothing
+to redeliver, and every fault's outcome follows from that.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from fbt_tasks.runner import NO_HOLDINGS, FaultName, Holdings
+from fbt_tasks.settings import Settings
+
+
+class InProcessFaults:
+    exhausted_to = "nowhere: only logged, its state in the API's memory"
+
+    def message_locations(self, settings: Settings) -> list[str]:
+        return []  # nothing outside the API process's memory
+
+    def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
+        return NO_HOLDINGS
+
+    def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
+        return 0.0  # nothing to redeliver
+
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+        r = result
+        if fault == "kill-worker":
+            return (
+                "BackgroundTasks live only in the API process's memory, so every task queued or running in it "
+                "died with it: nothing persists them and nothing retries them"
+            )
+        if fault == "deploy":
+            if r["lost"] == 0:
+                return (
+                    "uvicorn's graceful shutdown waits for in-flight requests, and a request's "
+                    "BackgroundTasks run inside it, so the tasks already accepted finished before the process "
+                    "exited"
+                )
+            return "tasks still queued in the API process when its shutdown grace period ran out died with it"
+        if fault == "broker-restart":
+            if r["failed_attempts"]:
+                return (
+                    "enqueueing needs no broker, but send_email's send-once guard needs Redis and "
+                    f"BackgroundTasks do not retry: {r['failed_attempts']} emails that ran while Redis was "
+                    "down failed and were lost"
+                )
+            return (
+                "enqueueing needs no broker and no email failed: tasks that had sent theirs waited for Redis "
+                "to record it, holding the threadpool tokens the API's own requests need (slowest answer "
+                f"{r['outage']['max_latency_ms']:.0f} ms)"
+            )
+        return (
+            "BackgroundTasks have no retry: a failing task is logged and dropped, its failure visible only in "
+            "the API process's memory"
+        )
+
+
+FAULTS = InProcessFaults()

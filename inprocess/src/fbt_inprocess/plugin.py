@@ -1,0 +1,64 @@
+"""FastAPI BackgroundTasks as the project sees it: the one object registered under ``fbt.backends``.
+
+No broker and no worker: tasks run on the API's own threadpool, so the API answering is the worker being
+ready, and there is no queue to configure.
+"""
+
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+
+from fbt_inprocess.faults import FAULTS
+from fbt_tasks.backend import Backend
+from fbt_tasks.runner import FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL, Settings
+
+HEALTH_TIMEOUT_S = 2.0
+
+# One object for both names: the fault matrix runs a configuration once per distinct object.
+AS_SHIPPED = QueueConfig(
+    name="safe",
+    summary="no queue to configure: tasks run once in the API process, nothing persists or retries them",
+    max_attempts=1,
+    settings={},
+)
+
+
+def threadpool_tokens(settings: Settings) -> int:
+    """Starlette's threadpool (anyio's default limiter) as the API sizes it: API_THREADPOOL, 0 = anyio's."""
+    return settings.api_threadpool or ANYIO_DEFAULT_THREADPOOL
+
+
+class InProcessRunner:
+    name = "inprocess"
+    display_name = "BackgroundTasks"
+    description = "FastAPI BackgroundTasks: tasks run in the API process after the response, no broker"
+    broker = "none"
+    runs_in_api = True
+    distributions = ("fastapi", "starlette", "anyio")
+    queue_configs: Mapping[QueueConfigName, QueueConfig] = {"safe": AS_SHIPPED, "defaults": AS_SHIPPED}
+    faults: FaultModel = FAULTS
+
+    def backend(self, settings: Settings) -> Backend:
+        from fbt_inprocess.backend import InProcessBackend
+
+        return InProcessBackend(settings)
+
+    def worker_command(self, settings: Settings) -> list[str] | None:
+        return None
+
+    def worker_ready(self, settings: Settings) -> bool:
+        """The API answers ``/health``: its threadpool, which runs the tasks, is up with it."""
+        host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
+        url = f"http://{host}:{settings.port}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def slot_layout(self, settings: Settings) -> str:
+        return f"anyio threadpool of {threadpool_tokens(settings)} tokens, shared with the API's sync routes"
+
+
+RUNNER = InProcessRunner()
