@@ -16,13 +16,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fbt_bench import loadgen, stats
 from fbt_bench.harness import runner_orders
-from fbt_bench.ledger_reader import LedgerFollower, read_tally
+from fbt_bench.measuring import loadgen, stats
+from fbt_bench.measuring.ledger_reader import LedgerFollower, read_tally
+from fbt_bench.measuring.sampler import ProcSet, ResourceSampler
 from fbt_bench.profiles import DEFAULT, PROFILES, QUICK
-from fbt_bench.results import finalize, make_record, new_document, write_results
-from fbt_bench.sampler import Group, ResourceSampler
-from fbt_bench.scenarios import MIX, max_rate_under_slo, mixed_kinds
+from fbt_bench.results import finalize, new_document, write_results
+from fbt_bench.scenarios.enqueue import max_rate_under_slo
+from fbt_bench.scenarios.mixed import MIX, mixed_kinds
+from fbt_bench.scenarios.record import make_record
 from fbt_bench.schema import validate_results
 from fbt_bench.topology import external_urls
 from fbt_tasks.ledger import CompletionEvent, record
@@ -422,7 +424,9 @@ def test_external_mode_is_chosen_by_api_urls() -> None:
 
 
 def test_sampler_counts_cpu_of_the_measured_process() -> None:
-    sampler = ResourceSampler(lambda: [Group("loadgen", [os.getpid()], tree=False)], interval_s=0.05).start()
+    sampler = ResourceSampler(
+        lambda: [ProcSet("loadgen", [os.getpid()], tree=False)], interval_s=0.05
+    ).start()
     began = time.process_time()
     while time.process_time() - began < 0.2:  # burn a known amount of CPU
         pass

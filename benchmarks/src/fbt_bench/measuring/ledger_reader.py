@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
-from fbt_bench import stats
+from fbt_bench.measuring import stats
 from fbt_tasks.ledger import CompletionEvent
 
 POLL_S = 0.1
