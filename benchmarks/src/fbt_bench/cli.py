@@ -66,6 +66,7 @@ def root() -> None:
     """Run `fbt-bench compare --help` for the options; `make compare PROFILE=quick` is the short way."""
 
 
+# The signature is Typer's option list (one parameter per CLI option), hence its length.
 @app.command()
 def compare(
     profile: Annotated[str, typer.Option(help=f"Parameter set: {', '.join(PROFILES)}.")] = "default",
@@ -149,20 +150,7 @@ def compare(
     signal.signal(signal.SIGTERM, _interrupt)
     with RichProgress(console) as progress:
         outcome = run(plan, progress)
-    reports, problems = publish(outcome)
-    console.print(summary_table(outcome.document))
-    for warning in outcome.document["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}")
-    for problem in problems:
-        console.print(f"[red]problem:[/] {problem}")
-    console.print(f"results: {outcome.results_path}")
-    for path in reports:
-        console.print(f"report:  {path}")
-    if outcome.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if not outcome.document["complete"] or problems:
-        console.print("[bold red]INCOMPLETE RUN[/]: see the warnings above; the report says the same.")
-        raise typer.Exit(EXIT_INCOMPLETE)
+    _publish_and_exit(console, outcome, summary_table(outcome.document), say_incomplete=True)
 
 
 @app.command()
@@ -211,18 +199,25 @@ def faults(
     document = standalone_document(records, params, shlex.join(["fbt-bench", *sys.argv[1:]]))
     path = write_results(document, out)
     outcome = RunOutcome(document=document, results_path=path, interrupted=interrupted)
+    _publish_and_exit(console, outcome, fault_table(document), say_incomplete=False)
+
+
+def _publish_and_exit(console: Console, outcome: RunOutcome, table: Table, *, say_incomplete: bool) -> None:
+    """Validate and render the reports, print the summary, warnings and paths; exit non-zero if not clean."""
     reports, problems = publish(outcome)
-    console.print(fault_table(document))
-    for warning in document["warnings"]:
+    console.print(table)
+    for warning in outcome.document["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}")
     for problem in problems:
         console.print(f"[red]problem:[/] {problem}")
     console.print(f"results: {outcome.results_path}")
     for path in reports:
         console.print(f"report:  {path}")
-    if interrupted:
+    if outcome.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-    if not document["complete"] or problems:
+    if not outcome.document["complete"] or problems:
+        if say_incomplete:
+            console.print("[bold red]INCOMPLETE RUN[/]: see the warnings above; the report says the same.")
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
