@@ -11,7 +11,7 @@ from fbt_bench.measuring.loadgen import Outcome
 
 if importlib.util.find_spec("sniffio") is None:
     # httpcore tries ``import sniffio`` each time it creates a lock (about ten per request) and Python does
-    # not cache a failed import, so without sniffio installed every attempt rescans sys.path: ~3 ms of CPU
+    # not cache a failed import, so without sniffio installed every attempt rescans sys.path: milliseconds of CPU
     # per request, enough to make the load generator the bottleneck. Caching the miss keeps httpcore's
     # behaviour exactly (no sniffio: asyncio) at no cost.
     sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]

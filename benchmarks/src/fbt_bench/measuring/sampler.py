@@ -100,7 +100,7 @@ class ResourceSampler:
     def _sample_locked(self, *, initial: bool) -> None:
         # Groups are re-read every time: workers may be restarted (new pids) during a run.
         groups = self._groups()
-        # One scan of the process table per sample, shared by every group (a scan per root costs ~4 ms).
+        # One scan of the process table per sample, shared by every group (a scan per root would cost milliseconds).
         parent_of = _parent_map() if any(group.tree and group.roots for group in groups) else {}
         readings = {group.name: self._read_group(group, parent_of) for group in groups}
         with self._lock:
