@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 
 from fbt_bench.harness import Plan, publish, run
-from fbt_bench.profiles import BASELINES, QUICK, RUNNERS, SCENARIOS
+from fbt_bench.profiles import QUICK, SCENARIOS
+from fbt_bench.scenarios.baselines import BASELINES
 from fbt_bench.schema import validate_results
 from fbt_devstack.processes import descendants_of_self
+from fbt_tasks.runner import installed_runners
+
+RUNNERS = installed_runners()
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bench, pytest.mark.timeout(600)]
 

@@ -5,11 +5,14 @@ import json
 import re
 
 import pytest
+from bench_fixtures import example_results
 from jsonschema import Draft202012Validator
 
-from fbt_bench.findings import completeness, findings, how_to_choose, summarize
-from fbt_bench.fixtures import example_results
-from fbt_bench.report import main, scenario_table, write_reports
+from fbt_bench.report import main, write_reports
+from fbt_bench.report.analysis import summarize
+from fbt_bench.report.choose import how_to_choose
+from fbt_bench.report.findings import builders, completeness, findings
+from fbt_bench.report.tables import scenario_table
 from fbt_bench.schema import ResultsSchemaError, load_schema, validate_results
 
 MD_SECTIONS = (
@@ -230,9 +233,45 @@ def test_noisy_figures_are_flagged():
     assert not _texts(example_results(), "noisy")
 
 
-def test_every_finding_cites_its_source():
-    for f in findings(summarize(example_results(partial=True, noisy=True))):
-        assert f.refs, f.text
+def _incomplete_with_a_missing_runner():
+    doc = example_results(partial=True)
+    doc["records"] = [r for r in doc["records"] if r["runner"] != "dramatiq"]
+    doc["parameters"]["runners"] = ["inprocess", "celery", "rq", "dramatiq"]
+    doc["warnings"].append("PARTIAL RUN: dramatiq repeat 0 aborted")
+    return doc
+
+
+# Between them these documents reach every builder and every branch that emits a finding.
+SOURCE_VARIANTS = {
+    "partial+noisy": lambda: example_results(partial=True, noisy=True),
+    "surprising": lambda: example_results(surprising=True),
+    "single repeat": lambda: example_results(repeats=1),
+    "missing runner": _incomplete_with_a_missing_runner,
+}
+
+
+@pytest.mark.parametrize("build", builders(), ids=lambda b: b.__name__)
+def test_every_builder_emits_findings_that_cite_their_source(build):
+    emitted = []
+    for variant, make in SOURCE_VARIANTS.items():
+        for f in build(summarize(make())):
+            assert f.refs, f"{variant}: {f.text}"
+            emitted.append(f)
+    assert emitted, f"no variant reaches {build.__name__}: the source check would not cover it"
+
+
+def test_every_completeness_alert_cites_its_source():
+    texts = {f.text: f.refs for f in completeness(summarize(_incomplete_with_a_missing_runner()))}
+    assert any("planned but has no records" in t for t in texts)
+    assert any("marked this run incomplete" in t for t in texts)
+    assert all(texts.values()), texts
+
+
+def test_surprises_are_found():
+    texts = _texts(example_results(surprising=True), "surprise")
+    assert any("faster" in t and "raw-Redis floor" in t for t in texts)
+    assert any("faster than its slot budget allows" in t for t in texts)
+    assert any("lower under cpu-heavy" in t for t in texts)
 
 
 def test_how_to_choose_cites_figures_or_says_not_measured():

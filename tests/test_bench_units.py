@@ -16,13 +16,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fbt_bench import loadgen, stats
 from fbt_bench.harness import runner_orders
-from fbt_bench.ledger_reader import LedgerFollower, read_tally
+from fbt_bench.measuring import loadgen, stats
+from fbt_bench.measuring.ledger_reader import LedgerFollower, LedgerTally
+from fbt_bench.measuring.sampler import ProcSet, ResourceSampler
 from fbt_bench.profiles import DEFAULT, PROFILES, QUICK
-from fbt_bench.results import finalize, make_record, new_document, write_results
-from fbt_bench.sampler import Group, ResourceSampler
-from fbt_bench.scenarios import MIX, max_rate_under_slo, mixed_kinds
+from fbt_bench.results import finalize, new_document, write_results
+from fbt_bench.scenarios.enqueue import max_rate_under_slo
+from fbt_bench.scenarios.mixed import MIX, mixed_kinds
+from fbt_bench.scenarios.record import make_record
 from fbt_bench.schema import validate_results
 from fbt_bench.topology import external_urls
 from fbt_tasks.ledger import CompletionEvent, record
@@ -127,6 +129,14 @@ def event(
         ok=ok,
         error=None if ok else "boom",
     )
+
+
+def read_tally(path: Path, job_ids: list[str], expected: int | None = None) -> LedgerTally:
+    """One-shot count of a finished ledger."""
+    follower = LedgerFollower(path)
+    follower.expect(job_ids)
+    follower.poll()
+    return follower.tally(expected)
 
 
 def test_tally_counts_completed_duplicated_failed_and_missing(tmp_path: Path) -> None:
@@ -422,10 +432,51 @@ def test_external_mode_is_chosen_by_api_urls() -> None:
 
 
 def test_sampler_counts_cpu_of_the_measured_process() -> None:
-    sampler = ResourceSampler(lambda: [Group("loadgen", [os.getpid()], tree=False)], interval_s=0.05).start()
+    sampler = ResourceSampler(
+        lambda: [ProcSet("loadgen", [os.getpid()], tree=False)], interval_s=0.05
+    ).start()
     began = time.process_time()
     while time.process_time() - began < 0.2:  # burn a known amount of CPU
         pass
     usage = sampler.stop()["loadgen"]
     assert usage["cpu_s"] >= 0.15
     assert usage["peak_rss_mb"] > 0
+
+
+# -- structure ---------------------------------------------------------------------------------------------
+
+BENCH_SRC = Path(__file__).resolve().parents[1] / "benchmarks" / "src" / "fbt_bench"
+# Who may not import whom: measuring is the bottom layer; scenarios and faults never import each other.
+FORBIDDEN_IMPORTS = {
+    "measuring": ("fbt_bench.scenarios", "fbt_bench.faults", "fbt_bench.report", "fbt_bench.harness"),
+    "scenarios": ("fbt_bench.faults", "fbt_bench.report", "fbt_bench.harness", "fbt_bench.results"),
+    "faults": ("fbt_bench.scenarios", "fbt_bench.report", "fbt_bench.harness", "fbt_bench.results"),
+    "report": ("fbt_bench.faults", "fbt_bench.harness", "fbt_bench.cli"),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN_IMPORTS))
+def test_imports_point_down_never_sideways(package: str) -> None:
+    for path in (BENCH_SRC / package).rglob("*.py"):
+        bad = {m for m in _imports(path) if m.startswith(FORBIDDEN_IMPORTS[package])}
+        assert not bad, f"{path.relative_to(BENCH_SRC)} imports {sorted(bad)}"
+
+
+def test_the_harness_and_report_name_no_runner() -> None:
+    import re
+
+    quoted = re.compile(r'"(celery|rq|dramatiq|inprocess)"')
+    for path in [*BENCH_SRC.rglob("*.py"), *BENCH_SRC.rglob("*.json"), *BENCH_SRC.rglob("*.j2")]:
+        assert not quoted.search(path.read_text(encoding="utf-8")), path.relative_to(BENCH_SRC)

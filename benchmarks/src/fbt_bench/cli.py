@@ -13,10 +13,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fbt_bench import stats
-from fbt_bench.harness import Plan, publish, run
-from fbt_bench.profiles import BASELINES, PROFILES, RUNNERS, SCENARIOS
+from fbt_bench.faults.model import CONFIGS, FAULTS, FULL, matrix
+from fbt_bench.faults.run import run_faults
+from fbt_bench.harness import Plan, RunOutcome, publish, run
+from fbt_bench.measuring import stats
+from fbt_bench.profiles import PROFILES, SCENARIOS
 from fbt_bench.progress import RichProgress
+from fbt_bench.results import standalone_document, write_results
+from fbt_bench.scenarios.baselines import BASELINES
+from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners
+
+# Every installed runner plugin (the fbt.backends entry points); nothing here names one.
+RUNNERS = installed_runners()
 
 EXIT_INCOMPLETE = 1
 EXIT_INTERRUPTED = 130
@@ -58,6 +66,7 @@ def root() -> None:
     """Run `fbt-bench compare --help` for the options; `make compare PROFILE=quick` is the short way."""
 
 
+# The signature is Typer's option list (one parameter per CLI option), hence its length.
 @app.command()
 def compare(
     profile: Annotated[str, typer.Option(help=f"Parameter set: {', '.join(PROFILES)}.")] = "default",
@@ -107,14 +116,14 @@ def compare(
     """Run every runner through every scenario (plus the raw-redis and direct-call floors).
 
     Local mode starts Redis, the SMTP sink, the API and the workers itself and stops them afterwards. Set
-    API_URL_INPROCESS / API_URL_CELERY / API_URL_RQ / API_URL_DRAMATIQ (with REDIS_URL, LEDGER_FILE and
-    API_KEY of that deployment) to measure an existing deployment instead. Ctrl-C stops everything and
+    API_URL_<RUNNER> for the runners to measure (with REDIS_URL, LEDGER_FILE and API_KEY of that
+    deployment) to measure an existing deployment instead. Ctrl-C stops everything and
     still writes what was measured, marked partial.
     """
     if profile not in PROFILES:
         raise typer.BadParameter(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
-    if config not in ("safe", "defaults"):
-        raise typer.BadParameter("config is safe or defaults")
+    if config not in QUEUE_CONFIG_NAMES:
+        raise typer.BadParameter(f"config is one of {', '.join(QUEUE_CONFIG_NAMES)}")
     chosen = PROFILES[profile].with_overrides(
         repeats=repeats,
         log_burst_n=n,
@@ -128,7 +137,7 @@ def compare(
     )
     plan = Plan(
         profile=chosen,
-        runners=parse_list(runners, RUNNERS, "runners") or RUNNERS,  # type: ignore[arg-type]
+        runners=parse_list(runners, RUNNERS, "runners") or RUNNERS,
         scenarios=parse_list(scenarios, SCENARIOS, "scenarios") or SCENARIOS,
         baselines=BASELINES if baselines is None else parse_list(baselines, BASELINES, "baselines") or (),
         config=config,
@@ -141,20 +150,7 @@ def compare(
     signal.signal(signal.SIGTERM, _interrupt)
     with RichProgress(console) as progress:
         outcome = run(plan, progress)
-    reports, problems = publish(outcome)
-    console.print(summary_table(outcome.document))
-    for warning in outcome.document["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}")
-    for problem in problems:
-        console.print(f"[red]problem:[/] {problem}")
-    console.print(f"results: {outcome.results_path}")
-    for path in reports:
-        console.print(f"report:  {path}")
-    if outcome.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if not outcome.document["complete"] or problems:
-        console.print("[bold red]INCOMPLETE RUN[/]: see the warnings above; the report says the same.")
-        raise typer.Exit(EXIT_INCOMPLETE)
+    _publish_and_exit(console, outcome, summary_table(outcome.document), say_incomplete=True)
 
 
 @app.command()
@@ -185,40 +181,43 @@ def faults(
     few seconds, AOF on) and task-error (the SMTP sink refuses each email twice). Lost, re-executed and
     duplicated emails are counted at the SMTP sink by Message-ID; results.json holds them under "faults".
     """
-    from fbt_bench import faults as fault_runs
-    from fbt_bench.harness import RunOutcome
-    from fbt_bench.results import write_results
-
-    chosen = parse_list(kinds, fault_runs.FAULTS, "faults") or fault_runs.FAULTS
-    cells = fault_runs.matrix(
+    chosen = parse_list(kinds, FAULTS, "faults") or FAULTS
+    cells = matrix(
         parse_list(runners, RUNNERS, "runners") or RUNNERS,
-        parse_list(configs, fault_runs.CONFIGS, "configs") or fault_runs.CONFIGS,
+        parse_list(configs, CONFIGS, "configs") or CONFIGS,  # type: ignore[arg-type]
         chosen,  # type: ignore[arg-type]
     )
-    params = fault_runs.FULL.with_overrides(n=n, parallel=parallel)
+    params = FULL.with_overrides(n=n, parallel=parallel)
     console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)
     interrupted, records = False, []
     try:
         with RichProgress(console) as progress:
-            records = fault_runs.run_faults(cells, params, progress=progress)
+            records = run_faults(cells, params, progress=progress)
     except KeyboardInterrupt:
         interrupted = True
-    document = fault_runs.standalone_document(records, params, shlex.join(["fbt-bench", *sys.argv[1:]]))
+    document = standalone_document(records, params, shlex.join(["fbt-bench", *sys.argv[1:]]))
     path = write_results(document, out)
     outcome = RunOutcome(document=document, results_path=path, interrupted=interrupted)
+    _publish_and_exit(console, outcome, fault_table(document), say_incomplete=False)
+
+
+def _publish_and_exit(console: Console, outcome: RunOutcome, table: Table, *, say_incomplete: bool) -> None:
+    """Validate and render the reports, print the summary, warnings and paths; exit non-zero if not clean."""
     reports, problems = publish(outcome)
-    console.print(fault_table(document))
-    for warning in document["warnings"]:
+    console.print(table)
+    for warning in outcome.document["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}")
     for problem in problems:
         console.print(f"[red]problem:[/] {problem}")
     console.print(f"results: {outcome.results_path}")
     for path in reports:
         console.print(f"report:  {path}")
-    if interrupted:
+    if outcome.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-    if not document["complete"] or problems:
+    if not outcome.document["complete"] or problems:
+        if say_incomplete:
+            console.print("[bold red]INCOMPLETE RUN[/]: see the warnings above; the report says the same.")
         raise typer.Exit(EXIT_INCOMPLETE)
 
 

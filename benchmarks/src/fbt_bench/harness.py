@@ -15,22 +15,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fbt_bench import baselines, topology
-from fbt_bench.environment import describe_environment
-from fbt_bench.profiles import ANYIO_DEFAULT_THREADPOOL, BASELINES, SCENARIOS, Profile, RunnerName
+from fbt_bench import topology
+from fbt_bench.faults.model import SHORT
+from fbt_bench.faults.run import compare_pass, parameters
+from fbt_bench.measuring.environment import describe_environment, runner_facts
+from fbt_bench.profiles import SCENARIOS, Profile
 from fbt_bench.progress import NullProgress, ProgressSink
+from fbt_bench.report import write_reports
 from fbt_bench.results import finalize, new_document, run_directory, write_results
-from fbt_bench.scenarios import SCENARIOS as SCENARIO_RUNS
-from fbt_bench.scenarios import ScenarioContext, warm_up
+from fbt_bench.scenarios import baselines
+from fbt_bench.scenarios.context import ScenarioContext, warm_up
+from fbt_bench.scenarios.registry import SCENARIO_RUNS
+from fbt_bench.schema import validate_results
+from fbt_tasks.runner import QueueConfigName
+from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL
 
 
 @dataclass(frozen=True)
 class Plan:
     profile: Profile
-    runners: tuple[RunnerName, ...]
+    runners: tuple[str, ...]
     scenarios: tuple[str, ...] = SCENARIOS
-    baselines: tuple[str, ...] = BASELINES
-    config: str = "safe"
+    baselines: tuple[str, ...] = baselines.BASELINES
+    config: QueueConfigName = "safe"
     seed: int = 0
     out_root: Path = Path("results")
     command: str | None = None
@@ -125,34 +132,20 @@ def publish(outcome: RunOutcome) -> tuple[list[Path], list[str]]:
     """
     problems: list[str] = []
     try:
-        from fbt_bench.schema import validate_results
-    except ImportError:  # the report side is developed in parallel; until it lands there is nothing to call
-        validate_results = None
-    try:
-        from fbt_bench.report import write_reports
-    except ImportError:
-        write_reports = None
-    if validate_results is not None:
-        try:
-            validate_results(outcome.document)
-        except ValueError as exc:
-            problems.append(str(exc))
-    else:
-        problems.append("fbt_bench.schema is not installed: results.json was not validated")
+        validate_results(outcome.document)
+    except ValueError as exc:
+        problems.append(str(exc))
     reports: list[Path] = []
-    if write_reports is not None:
-        try:
-            reports = write_reports(outcome.document, outcome.results_path.parent)
-        except Exception as exc:
-            problems.append(f"writing the reports failed: {_brief(exc)}")
-    else:
-        problems.append("fbt_bench.report is not installed: no report.md/report.html written")
+    try:
+        reports = write_reports(outcome.document, outcome.results_path.parent)
+    except Exception as exc:
+        problems.append(f"writing the reports failed: {_brief(exc)}")
     return reports, problems
 
 
 def measure_runner(
     plan: Plan,
-    runner: RunnerName,
+    runner: str,
     repeat: int,
     document: dict[str, Any],
     workroot: Path,
@@ -170,7 +163,8 @@ def measure_runner(
             deployment_cm = topology.local_deployment(runner, plan.profile, plan.config, workdir)
         with deployment_cm as deployment:
             if runner not in document["runners"]:
-                document["runners"][runner] = topology.describe_runner(deployment.settings)
+                # The plugin's facts, then its backend's describe(): the configuration in force.
+                document["runners"][runner] = runner_facts(deployment.settings)
             ctx = ScenarioContext(runner, repeat, plan.config, plan.profile, deployment, progress, plan.seed)
             return asyncio.run(run_scenarios(ctx, plan.scenarios, document))
     except KeyboardInterrupt:
@@ -231,16 +225,14 @@ def measure_faults(
     runners: tuple[str, ...], document: dict[str, Any], workroot: Path, progress: ProgressSink
 ) -> list[str]:
     """Kill each runner's workers mid-burst in both queue configs: the report's loss row, every run."""
-    from fbt_bench import faults
-
     progress.phase("faults: SIGKILL mid-burst, every runner, both queue configurations")
     try:
-        document["faults"], not_measured = faults.compare_pass(runners, workroot, progress)
+        document["faults"], not_measured = compare_pass(runners, workroot, progress)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # the scenarios measured so far must still be written
         return [f"fault pass aborted: {_brief(exc)}"]
-    document["parameters"]["faults"] = faults.parameters(faults.SHORT)
+    document["parameters"]["faults"] = parameters(SHORT)
     return not_measured
 
 

@@ -1,23 +1,18 @@
-"""Parameter sets: ``quick`` (CI smoke test, <= 2 minutes on 2 cores) and ``default`` (<= 12 minutes).
+"""Parameter sets (benchmark "profiles"): ``quick`` (CI smoke test, <= 2 minutes on 2 cores) and
+``default`` (<= 12 minutes).
 
-The N's are budgeted so the whole matrix (4 runners x 5 scenarios x repeats, plus the floors and a stack
+The N's are budgeted so the whole matrix (every runner x 5 scenarios x repeats, plus the floors and a stack
 start per runner and repeat) fits those limits on a shared 2-core machine, and were tuned by measuring
-there. The slowest runner sets the budget: RQ's default worker forks a work-horse per job, which drained
-log jobs at 30-95/s on that machine, so a 20,000-job burst alone would take RQ 3.5-11 minutes per repeat.
-The issue's larger N's remain one option away (``--n 20000``) when there is time to spend.
+there. The slowest runner sets the budget: a worker that forks a process per job drains log jobs far
+slower than the others, so the issue's larger N's (``--n 20000``) are one option away when there is time
+to spend, not the default.
 """
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-RunnerName = Literal["inprocess", "celery", "rq", "dramatiq"]
-RUNNERS: tuple[RunnerName, ...] = ("inprocess", "celery", "rq", "dramatiq")
 SCENARIOS: tuple[str, ...] = ("enqueue", "log-burst", "email-io", "cpu-heavy", "mixed")
-BASELINES: tuple[str, ...] = ("raw-redis", "direct-call")
-
-# anyio's default thread limiter: what BackgroundTasks get when API_THREADPOOL is left at 0.
-ANYIO_DEFAULT_THREADPOOL = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +38,14 @@ class Profile:
     # The client's connection pool; in-flight requests beyond max_in_flight are counted as overflow.
     connections: int = 32
     max_in_flight: int = 2000
-    # The resize job: a generated noise image of this size scaled down (one image costs ~0.1 s of CPU).
+    # The resize job: a generated noise image of this size scaled down (a fraction of a second of CPU).
     image_width: int = 1280
     image_height: int = 720
     warmup_n: int = 20
     drain_timeout_s: float = 120.0
     stall_timeout_s: float = 30.0
-    # The short kill-worker pass (both queue configurations). RQ's job heartbeat deadline is hard-coded to
-    # 60 s past the last beat, so the pass costs ~2 minutes whatever else runs: too long for ``quick``.
+    # The short kill-worker pass (both queue configurations). It waits for the slowest runner's redelivery
+    # bound, minutes rather than seconds: too long for ``quick``.
     fault_pass: bool = True
 
     @property

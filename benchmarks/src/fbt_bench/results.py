@@ -1,5 +1,9 @@
 """The results document (schema_version 1, see the contract in fbt_bench.schema) and where it is written.
 
+A record (one runner x scenario x repeat) is built by ``fbt_bench.scenarios.record``; here the document
+around the records: ``new_document``, ``finalize`` once every record is in, and the faults-only document
+``fbt-bench faults`` writes.
+
 Each run goes to ``<out>/<UTC timestamp>/results.json`` and ``<out>/latest`` points at the newest run.
 A record whose ledger count is off (missing, duplicated or failed jobs) carries warnings and makes the
 whole document ``complete: false``: throughput measured on partial completion is never reported quietly.
@@ -9,17 +13,19 @@ import json
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fbt_bench import stats
-from fbt_bench.ledger_reader import LedgerTally
-from fbt_bench.sampler import GroupUsage
+from fbt_bench.faults.model import FaultParams
+from fbt_bench.faults.run import not_measured, parameters
+from fbt_bench.measuring import stats
+from fbt_bench.measuring.environment import describe_environment
+from fbt_bench.profiles import PROFILES
+from fbt_tasks.runner import load_runner, runner_record
+from fbt_tasks.settings import Settings
 
 SCHEMA_VERSION = 1
-RESOURCE_GROUPS = ("api", "workers", "broker", "smtp", "loadgen")
 
 
 def utc_now() -> datetime:
@@ -51,58 +57,6 @@ def new_document(
         "records": [],
         "faults": [],  # filled by the fault scenarios (fbt_bench.faults) when they run
         "warnings": [],
-    }
-
-
-def completion_warnings(tally: LedgerTally) -> list[str]:
-    """Loud, specific statements of anything but exactly-once completion of every expected job."""
-    found: list[str] = []
-    if tally.completed != tally.expected:
-        found.append(
-            f"partial completion: {tally.completed} of {tally.expected} jobs completed, "
-            f"{tally.missing} missing (throughput and latency below cover only the completed jobs)"
-        )
-    if tally.duplicated:
-        found.append(f"{tally.duplicated} jobs completed more than once (duplicate effects)")
-    if tally.failed:
-        found.append(f"{tally.failed} jobs failed without a successful attempt")
-    return found
-
-
-def make_record(
-    *,
-    runner: str,
-    scenario: str,
-    repeat: int,
-    config: str,
-    tally: LedgerTally,
-    duration_s: float,
-    resources: dict[str, GroupUsage],
-    enqueue_latency_ms: stats.LatencySummary | None = None,
-    extra: dict[str, Any] | None = None,
-    warnings: Iterable[str] = (),
-) -> dict[str, Any]:
-    """One runner x scenario x repeat; ``duration_s`` is the window the throughput is computed over."""
-    return {
-        "runner": runner,
-        "scenario": scenario,
-        "repeat": repeat,
-        "config": config,
-        "expected": tally.expected,
-        "completed": tally.completed,
-        "duplicated": tally.duplicated,
-        "failed": tally.failed,
-        "missing": tally.missing,
-        "duration_s": round(duration_s, 3),
-        "throughput_per_s": round(tally.completed / duration_s, 2) if duration_s > 0 else 0.0,
-        "latency_ms": stats.summarize(tally.latency),
-        "enqueue_latency_ms": enqueue_latency_ms,
-        "cdf_ms": stats.cdf(tally.latency),
-        "resources": {
-            name: resources.get(name, {"cpu_s": 0.0, "peak_rss_mb": 0.0}) for name in RESOURCE_GROUPS
-        },
-        "extra": extra or {},
-        "warnings": [*completion_warnings(tally), *warnings],
     }
 
 
@@ -188,3 +142,57 @@ def point_latest(directory: Path) -> None:
         tmp.unlink()
     tmp.symlink_to(directory.name, target_is_directory=True)
     os.replace(tmp, link)
+
+
+def standalone_document(
+    records: list[dict[str, Any]], params: FaultParams, command: str | None = None
+) -> dict[str, Any]:
+    """A results document holding only fault records (``fbt-bench faults``): no scenario records."""
+    runners: dict[str, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: r["config"] != "safe"):  # the safe configuration first
+        if record["runner"] not in runners and not record.get("error"):
+            runners[record["runner"]] = _fault_runner(record, params)
+    document = new_document(
+        profile="faults",
+        topology="local",
+        environment=describe_environment(None),
+        parameters={
+            # The schema's benchmark parameters: no scenario ran, so their sizes are zero.
+            "slots": params.slots,
+            "worker_processes": params.worker_processes,
+            "worker_threads": params.worker_threads,
+            "repeats": 1,
+            "slo_ms": PROFILES["default"].slo_ms,
+            "enqueue_rates": [],
+            "enqueue_duration_s": 0,
+            "log_burst_n": 0,
+            "email_n": params.n,
+            "smtp_delay_ms": params.smtp_delay_ms,
+            "cpu_n": 0,
+            "probe_rate_hz": 0,
+            "mixed_rate": 0,
+            "mixed_duration_s": 0,
+            "runner_order": [],
+            "runners": list(dict.fromkeys(r["runner"] for r in records)),
+            "scenarios": [],
+            "faults": parameters(params),
+        },
+        runners=runners,
+    )
+    if command:
+        document["command"] = command
+    document["faults"] = records
+    missing = not_measured(records)
+    document["warnings"].extend(missing)
+    return finalize(document, partial_reason=f"{len(missing)} fault cells not measured" if missing else None)
+
+
+def _fault_runner(record: dict[str, Any], params: FaultParams) -> dict[str, Any]:
+    """The plugin's facts for the cell's settings, then the configuration in force it recorded."""
+    settings = Settings(
+        backend=record["runner"],
+        queue_config=record["config"],
+        worker_processes=params.worker_processes,
+        worker_threads=params.worker_threads,
+    )
+    return {**runner_record(load_runner(record["runner"]), settings), **record.get("configuration", {})}

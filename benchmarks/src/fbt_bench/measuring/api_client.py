@@ -7,11 +7,11 @@ from typing import Any
 
 import httpx
 
-from fbt_bench.loadgen import Outcome
+from fbt_bench.measuring.loadgen import Outcome
 
 if importlib.util.find_spec("sniffio") is None:
     # httpcore tries ``import sniffio`` each time it creates a lock (about ten per request) and Python does
-    # not cache a failed import, so without sniffio installed every attempt rescans sys.path: ~3 ms of CPU
+    # not cache a failed import, so without sniffio installed every attempt rescans sys.path: milliseconds of CPU
     # per request, enough to make the load generator the bottleneck. Caching the miss keeps httpcore's
     # behaviour exactly (no sniffio: asyncio) at no cost.
     sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
@@ -19,16 +19,26 @@ if importlib.util.find_spec("sniffio") is None:
 # Generous next to any healthy response; a request that takes longer is an error, not a data point.
 REQUEST_TIMEOUT_S = 30.0
 
+# What a call raises when no answer came in time, and when none came at all (refused, reset, timed out).
+RequestTimeout = httpx.TimeoutException
+RequestError = httpx.HTTPError
+
 
 class ApiClient:
-    """An ``httpx.AsyncClient`` with at most ``connections`` sockets; extra requests wait for a free one."""
+    """An ``httpx.AsyncClient`` with at most ``connections`` sockets; extra requests wait for a free one.
 
-    def __init__(self, base_url: str, api_key: str, *, connections: int) -> None:
+    ``timeout_s`` bounds each request; a call that takes longer raises ``RequestTimeout`` (the fault pass
+    counts that as a hang).
+    """
+
+    def __init__(
+        self, base_url: str, api_key: str, *, connections: int, timeout_s: float = REQUEST_TIMEOUT_S
+    ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url,
             headers={"X-API-Key": api_key},
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-            timeout=httpx.Timeout(REQUEST_TIMEOUT_S),
+            timeout=httpx.Timeout(timeout_s),
         )
 
     async def __aenter__(self) -> "ApiClient":
@@ -59,6 +69,11 @@ class ApiClient:
     async def health(self) -> Outcome:
         response = await self._client.get("/health")
         return Outcome(ok=response.status_code == 200, status=response.status_code)
+
+    async def job_state(self, job_id: str) -> str:
+        """What GET /jobs/{id} says: the job's state, or the HTTP status when it did not answer 200."""
+        response = await self._client.get(f"/jobs/{job_id}")
+        return str(response.json()["state"]) if response.status_code == 200 else str(response.status_code)
 
     async def _enqueue(self, path: str, body: dict[str, Any]) -> Outcome:
         response = await self._client.post(path, json=body)

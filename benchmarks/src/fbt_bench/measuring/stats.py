@@ -7,6 +7,7 @@ within 0.1% of the true sample value, from 1 µs up to an hour.
 import math
 import statistics
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypedDict
 
 from hdrh.histogram import HdrHistogram
@@ -101,18 +102,53 @@ def downsample(points: Sequence[Sequence[float]], max_points: int) -> list[list[
     return [list(points[i]) for i in indices]
 
 
+@dataclass(frozen=True)
+class Spread:
+    """One figure across repeats: the median, the min-max range and the coefficient of variation.
+
+    The one model of spread: the harness's noise warnings (``spread``) and the report's rankings use it.
+    """
+
+    median: float
+    low: float
+    high: float
+    cv: float | None  # None with a single repeat (no spread to speak of) or a zero mean
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> "Spread | None":
+        """The spread of the values given (``None`` skipped); None if there are none."""
+        xs = [float(v) for v in values if v is not None]
+        if not xs:
+            return None
+        mean = statistics.fmean(xs)
+        # Population standard deviation: the repeats are all there is, not a sample of more.
+        cv = statistics.pstdev(xs) / mean if len(xs) > 1 and mean > 0 else None
+        return cls(statistics.median(xs), min(xs), max(xs), cv, len(xs))
+
+    @property
+    def noisy(self) -> bool:
+        return self.cv is not None and self.cv > NOISY_CV
+
+    def bounds(self) -> tuple[float, float]:
+        """The range comparisons use: min-max, or ±NOISY_CV around a single repeat (no spread measured)."""
+        if self.n >= 2:
+            return self.low, self.high
+        return self.median * (1 - NOISY_CV), self.median * (1 + NOISY_CV)
+
+
 def spread(values: Sequence[float]) -> RepeatSpread:
-    """Median, range and coefficient of variation of one metric across repeats."""
-    if not values:
+    """Median, range and coefficient of variation of one metric across repeats, as results.json words it."""
+    found = Spread.of(values)
+    if found is None:
         raise ValueError("spread of no values")
-    mean = statistics.fmean(values)
-    cv = statistics.pstdev(values) / mean if len(values) > 1 and mean else 0.0
+    cv = found.cv or 0.0
     return RepeatSpread(
-        median=statistics.median(values),
-        min=min(values),
-        max=max(values),
+        median=found.median,
+        min=found.low,
+        max=found.high,
         cv=round(cv, 4),
-        noisy=cv > NOISY_CV,
+        noisy=found.noisy,
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hdrh.histogram import HdrHistogram
 
-from fbt_bench import stats
+from fbt_bench.measuring import stats
 from fbt_tasks.ledger import CompletionEvent
 
 POLL_S = 0.1
@@ -172,11 +172,3 @@ def _parse(raw: bytes) -> CompletionEvent | None:
         return CompletionEvent(**json.loads(raw))
     except (ValueError, TypeError):
         return None  # a torn or foreign line is skipped, never counted
-
-
-def read_tally(path: Path, job_ids: Iterable[str], expected: int | None = None) -> LedgerTally:
-    """One-shot count of a finished ledger."""
-    follower = LedgerFollower(path)
-    follower.expect(job_ids)
-    follower.poll()
-    return follower.tally(expected)

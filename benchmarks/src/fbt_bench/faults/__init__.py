@@ -1,0 +1,24 @@
+"""When things break: fault injection per runner and queue configuration, counted from real effects.
+
+Each cell (runner x QUEUE_CONFIG x fault) gets a fresh stack: embedded Redis with AOF on, the API, the
+runner's workers and our own SMTP sink (so task-error can make it refuse deliveries). The faults:
+
+- kill-worker     SIGKILL the worker's whole process tree (in-process: the API) mid-burst, start it again.
+- deploy          SIGTERM mid-burst, as a rolling deploy does; SIGKILL only after compose's grace period.
+- broker-restart  stop Redis mid-burst, keep it down a few seconds, start it again; probe the API meanwhile.
+- task-error      every email is refused twice by the sink (a real 451), then accepted.
+
+The burst is emails, because an email's effect can be counted where it lands: the sink's mailbox, by
+Message-ID (the job id). lost = accepted jobs whose email never arrived; duplicate_effects = emails that
+arrived more than once; reexecuted = jobs that ran more than once, from the ledger plus the send-once leases
+a killed attempt leaves behind in Redis. The fault is injected just after a delivery, half an SMTP delay
+later, so it lands mid-send: the case the send-once guard (``fbt_tasks.once``) exists for.
+
+Everything a runner knows about itself (where its messages wait, when it redelivers, why it behaved as it
+did) comes from its plugin's ``FaultModel`` (``fbt_tasks.runner``); nothing here names a runner.
+
+- ``model``    what is run: the parameters, the cells and the matrix.
+- ``observe``  what happened: the mailbox, the ledger, the send-once leases, the broker's holdings.
+- ``inject``   the four faults.
+- ``run``      one cell on a fresh stack, a whole pass in parallel, the records.
+"""

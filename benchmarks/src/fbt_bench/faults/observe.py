@@ -1,0 +1,256 @@
+"""What happened to a cell's jobs, counted where the effects land, and how long to watch for them.
+
+Emails are counted in the sink's mailbox by Message-ID, runs in the ledger, attempts cut off mid-send by
+the send-once leases left in Redis, and jobs the broker still holds through the runner's own
+``FaultModel.holdings``. ``FaultContext`` is one cell while it runs: what was sent, what was noted, and the
+watch that ends once nothing more can happen.
+"""
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+
+from fbt_bench.faults.model import Cancelled, Cell, FaultParams
+from fbt_bench.measuring import loadgen
+from fbt_bench.measuring.api_client import ApiClient, RequestError
+from fbt_bench.progress import ProgressSink
+from fbt_devstack.sink import Sink
+from fbt_devstack.smtp_sink import read_mailbox
+from fbt_devstack.stack import Stack
+from fbt_tasks.ledger import CompletionEvent, read_events
+from fbt_tasks.runner import Holdings, Runner, load_runner, pending
+
+# fbt_tasks.once keeps a lease per email in flight under this prefix (key "email:<message id>").
+LEASE_PATTERN = "fbt:once:lease:email:*"
+POLL_S = 0.2
+# Nothing new for this long, and the broker holds none of the missing jobs: nothing more will happen.
+QUIET_S = 3.0
+# An API call that takes longer than this during a broker outage counts as a hang (the API promises 503
+# within ~2 s); the client gives up at HANG_S so a hang cannot stall the run.
+HANG_S = 10.0
+PROBE_ATTEMPTS = 20
+# On top of the configuration's own bound: stack restart, the backlog and a loaded machine.
+MARGIN_S = 15.0
+
+
+def deliveries(mailbox: Path) -> Counter[str]:
+    """Copies received per job id (the Message-ID is ``<job id@fbt.localhost>``)."""
+    return Counter(mail.message_id.strip("<>").split("@", 1)[0] for mail in read_mailbox(mailbox))
+
+
+def ledger_by_id(path: Path, ids: set[str]) -> dict[str, list[CompletionEvent]]:
+    found: dict[str, list[CompletionEvent]] = {}
+    for event in read_events(path):
+        if event.id in ids:
+            found.setdefault(event.id, []).append(event)
+    return found
+
+
+def leased_ids(client: redis.Redis) -> tuple[set[str], float]:
+    """Emails whose send-once lease is held (an attempt was in flight), and the longest lease left in s."""
+    ids, longest_ms = set(), 0
+    for key in client.scan_iter(match=LEASE_PATTERN, count=1000):
+        ids.add(key.decode().rsplit(":", 1)[-1])
+        longest_ms = max(longest_ms, int(client.pttl(key)))
+    return ids, longest_ms / 1000
+
+
+def watch_window(
+    bound_s: float | None, lease_s: float, extra_s: float, params: FaultParams
+) -> tuple[float, str]:
+    """How long to watch after the fault, and why (a few words for the record's notes).
+
+    ``bound_s`` is the runner's redelivery bound for the configuration in force; ``lease_s``: a redelivered
+    email first waits out the send-once lease of its killed attempt.
+    """
+    if bound_s == 0:
+        return extra_s + MARGIN_S, "nothing to redeliver"
+    if bound_s is not None and bound_s <= params.patience_s:
+        return max(bound_s, lease_s) + extra_s + MARGIN_S, f"redelivery due by ~{bound_s:.0f} s"
+    if bound_s is None:
+        return params.watch_s + extra_s, "this configuration never redelivers"
+    return params.watch_s + extra_s, f"this configuration redelivers only after ~{bound_s:.0f} s"
+
+
+@dataclass
+class FaultContext:
+    """One cell while it runs: its stack and sink, what was sent and accepted, and the notes for its record."""
+
+    cell: Cell
+    params: FaultParams
+    stack: Stack
+    sink: Sink
+    described: dict[str, Any]  # the runner's describe(): the configuration in force
+    cancel: threading.Event
+    progress: ProgressSink
+    accepted: list[str] = field(default_factory=list)
+    refused: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def runner(self) -> Runner:
+        return load_runner(self.cell.runner)
+
+    def redis_client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.stack.redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+    def client(self, connections: int | None = None) -> ApiClient:
+        """The API client; a request that takes longer than HANG_S is given up as a hang."""
+        return ApiClient(
+            self.stack.api_url,
+            self.stack.api_key,
+            connections=connections or self.params.burst_concurrency,
+            timeout_s=HANG_S,
+        )
+
+    def holdings(self, ids: set[str]) -> dict[str, int]:
+        """Where the broker keeps those of ``ids`` it still has; raises the client's error if it is down.
+
+        Empty without a broker (tasks run in the API: nothing outside its memory) or without ids.
+        """
+        if not ids or self.runner.broker == "none":
+            return {}
+        return dict(self.runner.faults.holdings(self.stack.settings, ids))
+
+    def phase(self, text: str) -> None:
+        self.progress.phase(f"faults {self.cell.tag}: {text}")
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled(self.cell.tag)
+
+    async def burst(self, n: int, label: str, *, counted: bool = True) -> loadgen.BurstResult:
+        """Send ``n`` emails as fast as the API takes them; keep the accepted ids (if ``counted``)."""
+        async with self.client() as client:
+            result = await loadgen.burst(
+                lambda i: client.send_mail(f"{label}{i}@example.com", f"{self.cell.fault} #{i}", "Fault run"),
+                n,
+                self.params.burst_concurrency,
+            )
+        if counted:
+            self.accepted += result.job_ids
+        self.refused += result.errors
+        if result.errors:
+            reason = result.error_samples[0].split(":", 1)[0]
+            self.notes.append(f"{result.errors} of {n} requests refused ({reason})")
+        return result
+
+    def wait_for_deliveries(self, count: int, timeout_s: float = 120.0) -> None:
+        """Block until ``count`` emails arrived, then half an SMTP delay more: the next sends are mid-way."""
+        deadline = time.monotonic() + timeout_s
+        while sum(deliveries(self.sink.mailbox).values()) < count:
+            self.check()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.cell.tag}: {count} deliveries did not arrive in {timeout_s:.0f} s")
+            time.sleep(0.01)
+        time.sleep(self.params.smtp_delay_ms / 2000)
+
+    async def probe(self) -> str | None:
+        """Post one log job once the runner is back; its completion marks that the runner serves again."""
+        async with self.client(connections=1) as client:
+            for _ in range(PROBE_ATTEMPTS):
+                try:
+                    outcome = await client.log("fault-probe")
+                    if outcome.ok:
+                        return outcome.job_id
+                except RequestError:
+                    pass
+                await asyncio.sleep(0.5)
+        self.notes.append("the API did not accept a probe job after the fault")
+        return None
+
+    def restart_dead(self) -> None:
+        """Restart a worker (or API) that died on its own, as compose's ``restart: unless-stopped`` would."""
+        dead = self.stack.failed()
+        if self.stack.worker_name in dead:
+            status = dead[self.stack.worker_name]
+            self.notes.append(f"{self.stack.worker_name} exited by itself (status {status}), restarted")
+            self.stack.restart_workers()
+        if "api" in dead and self.stack.worker_name != "api":
+            self.notes.append(f"the API exited by itself (status {dead['api']})")
+
+    def watch(self, until: float, probe_id: str | None) -> None:
+        """Poll until nothing more can happen to the accepted jobs (or ``until``).
+
+        Nothing more can happen once the probe ran, the broker holds none of the jobs for a worker any more
+        (so none can run again and duplicate an email) and either every email arrived or nothing new has
+        happened for QUIET_S.
+        """
+        ids = set(self.accepted)
+        last_seen, last_change = (-1, -1), time.monotonic()
+        while time.time() < until:
+            self.check()
+            delivered = deliveries(self.sink.mailbox)
+            events = ledger_by_id(self.stack.ledger_path, ids | ({probe_id} if probe_id else set()))
+            probe_done = probe_id is None or any(e.ok for e in events.get(probe_id, []))
+            seen = (sum(delivered.values()), sum(len(v) for v in events.values()))
+            if seen != last_seen:
+                last_seen, last_change = seen, time.monotonic()
+            all_arrived = all(delivered[job_id] for job_id in ids)
+            quiet = time.monotonic() - last_change >= QUIET_S
+            if probe_done and (all_arrived or quiet) and self._settled(ids):
+                return
+            time.sleep(POLL_S)
+
+    def _settled(self, ids: set[str]) -> bool:
+        try:
+            held = self.holdings(ids)
+            return not held or pending(cast(Holdings, held)) == 0
+        except redis.RedisError:
+            return False  # Redis is restarting: ask again on the next poll
+
+    def tally(
+        self, fault_at: float, leased: set[str], probe_id: str | None, watched_s: float
+    ) -> dict[str, Any]:
+        """The cell's counts: lost, re-executed, duplicated, recovery, and where the missing jobs wait."""
+        ids = set(self.accepted)
+        delivered = deliveries(self.sink.mailbox)
+        events = ledger_by_id(self.stack.ledger_path, ids | ({probe_id} if probe_id else set()))
+        ran_again = {
+            job_id
+            for job_id, found in events.items()
+            if job_id in ids and (len(found) > 1 or any(e.attempt > 1 for e in found) or job_id in leased)
+        }
+        finishes = [
+            e.finished_at for found in events.values() for e in found if e.ok and e.finished_at >= fault_at
+        ]
+        missing = {job_id for job_id in ids if not delivered[job_id]}
+        failed_but_sent = [i for i in ids if delivered[i] and not any(e.ok for e in events.get(i, []))]
+        if failed_but_sent:
+            self.notes.append(
+                f"{len(failed_but_sent)} jobs without a successful run although their email went out"
+            )
+        return {
+            "expected": len(ids),
+            "lost": len(missing),
+            "reexecuted": len(ran_again),
+            "duplicate_effects": sum(1 for job_id in ids if delivered[job_id] > 1),
+            "recovery_s": round(max(finishes) - fault_at, 2) if finishes else None,
+            "completed": sum(1 for job_id in ids if any(e.ok for e in events.get(job_id, []))),
+            "failed_attempts": sum(1 for job_id in ids for e in events.get(job_id, []) if not e.ok),
+            "in_flight_at_fault": len(leased & ids),
+            "refused": self.refused,
+            "watched_s": round(watched_s, 1),
+            "unfinished": self.unfinished(missing),
+        }
+
+    def unfinished(self, missing: set[str]) -> dict[str, int]:
+        """Where the broker still keeps the jobs whose email never arrived (noted when it keeps any)."""
+        try:
+            found = self.holdings(missing)
+        except redis.RedisError as exc:
+            self.notes.append(f"could not read the broker's holdings: {exc}")
+            return {}
+        held = {where: count for where, count in found.items() if count}
+        if held:
+            # Counted as lost for this watch, but not gone: say where they wait, so no reader mistakes a
+            # slow redelivery for a dropped message.
+            where = ", ".join(f"{count} {place}" for place, count in held.items())
+            self.notes.append(f"of the lost, still in Redis when the watch ended: {where}")
+        return found

@@ -1,0 +1,75 @@
+"""Findings and how they phrase comparisons: rankings, head-to-heads and ties within noise."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fbt_bench.measuring.stats import NOISY_CV, Spread
+from fbt_bench.report.analysis import Metric, RepeatSet, compare
+from fbt_bench.report.numbers import fmt, fmt_range, fmt_ratio, fmt_spread
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # "alert" (missing/duplicated data), "noisy", "surprise" or "result"
+    text: str
+    scenario: str | None
+    refs: tuple[str, ...]  # anchors of the table/figure the numbers come from
+
+
+Entry = tuple[RepeatSet, Spread]
+
+
+def measured(groups: Sequence[RepeatSet], metric: Metric) -> list[Entry]:
+    return [(g, s) for g in groups if (s := g.spread(metric)) is not None]
+
+
+def ranking(entries: Sequence[Entry], unit: str, *, higher_is_better: bool) -> str:
+    """'Dramatiq 3,100/s > Celery 1,900/s ≈ RQ 1,850/s': ≈ where neighbouring ranges overlap."""
+    ordered = sorted(entries, key=lambda e: e[1].median, reverse=higher_is_better)
+    out = ""
+    for i, (group, spread) in enumerate(ordered):
+        if i:
+            same = compare(ordered[i - 1][1], spread) == 0
+            out += " ≈ " if same else (" > " if higher_is_better else " < ")
+        out += f"{group.tag()} {fmt_spread(spread, unit)}"
+    return out
+
+
+def versus(a: Entry, b: Entry, unit: str) -> str:
+    """'Dramatiq 3,100/s, ×1.6 Celery (1,900/s)' or an explicit 'indistinguishable within noise'."""
+    (ga, sa), (gb, sb) = a, b
+    if compare(sa, sb) == 0 and min(sa.n, sb.n) < 2:
+        return (
+            f"{ga.tag()} ({fmt(sa.median, unit)}) and {gb.tag()} ({fmt(sb.median, unit)}) are within "
+            f"{NOISY_CV:.0%} of each other on a single repeat: indistinguishable within noise"
+        )
+    if compare(sa, sb) == 0:
+        return (
+            f"{ga.tag()} ({fmt(sa.median, unit)}, range {fmt_range(sa)}) and {gb.tag()} "
+            f"({fmt(sb.median, unit)}, range {fmt_range(sb)}) are indistinguishable within noise"
+        )
+    ratio = sa.median / sb.median if sb.median else None
+    return f"{ga.tag()} {fmt(sa.median, unit)}, {fmt_ratio(ratio)} {gb.tag()} ({fmt(sb.median, unit)})"
+
+
+def best(entries: Sequence[Entry], *, higher_is_better: bool) -> list[Entry]:
+    """The best entry and every entry whose range overlaps it: a tie within noise."""
+    if not entries:
+        return []
+    top = (max if higher_is_better else min)(entries, key=lambda e: e[1].median)
+    return [top, *(e for e in entries if e is not top and compare(e[1], top[1]) == 0)]
+
+
+def names(entries: Sequence[Entry]) -> str:
+    return " ≈ ".join(g.tag() for g, _ in entries)
+
+
+# ---------------------------------------------------------------------------------------------- findings
+
+
+def slo_rate_text(rate: float | None, rates: Sequence[float]) -> str:
+    if rate is None:
+        return "none of the tested rates"
+    if rates and rate >= max(rates):
+        return f"≥{fmt(rate, '/s')} (every tested rate)"
+    return fmt(rate, "/s")

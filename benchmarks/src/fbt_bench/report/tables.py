@@ -1,0 +1,313 @@
+"""The report's tables: one per scenario, the versions, the slot budget, "How to choose", the faults."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fbt_bench.measuring.stats import NOISY_CV
+from fbt_bench.report.analysis import (
+    PARTIAL_MARK,
+    RepeatSet,
+    Summary,
+    display_name,
+    email_efficiency,
+    enqueue_cost,
+    extra_metric,
+    kind_p99,
+    latency_p50,
+    latency_p99,
+    probe_idle_p99,
+    probe_loaded_p99,
+    runner_rank,
+    throughput,
+    worst_slo_rate,
+)
+from fbt_bench.report.choose import ChoiceRow, how_to_choose
+from fbt_bench.report.numbers import (
+    NOISY_MARK,
+    fmt,
+    fmt_cv,
+    fmt_pct,
+    fmt_range,
+    fmt_ratio,
+    fmt_spread,
+    repeats_text,
+    table_id,
+)
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    notes: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+
+def _completed(group: RepeatSet) -> str:
+    text = f"{group.total('completed'):,}/{group.total('expected'):,}"
+    for counter, short in (("failed", "failed"), ("duplicated", "dup")):
+        if group.total(counter):
+            text += f", {group.total(counter):,} {short}"
+    return text + (f" {PARTIAL_MARK}" if group.partial else "")
+
+
+def _tput(group: RepeatSet) -> str:
+    return fmt_spread(group.spread(throughput)) + (f" {PARTIAL_MARK}" if group.partial else "")
+
+
+def _common(group: RepeatSet) -> tuple[str, ...]:
+    tput, p99 = group.spread(throughput), group.spread(latency_p99)
+    return (
+        group.label,
+        _completed(group),
+        _tput(group),
+        fmt_range(tput),
+        fmt_cv(tput),
+        fmt_spread(group.spread(latency_p50)),
+        fmt_spread(p99),
+        fmt_range(p99),
+    )
+
+
+COMMON_COLUMNS = (
+    "Runner",
+    "Completed/expected",
+    "Throughput /s",
+    "min–max",
+    "CV",
+    "p50 ms",
+    "p99 ms",
+    "p99 min–max",
+)
+
+
+Extra = tuple[tuple[str, ...], list[tuple[str, ...]], list[str]]  # columns, rows, notes
+
+
+def scenario_table(summary: Summary, scenario: str) -> Table:
+    """The scenario's runners: medians, spread and scenario-specific figures, noisy/partial cells flagged."""
+    rsets = summary.in_scenario(scenario)
+    notes = [
+        f"Medians of {repeats_text(summary.repeats)}; latency is end to end (enqueue → finished), "
+        "from the ledger."
+    ]
+    extra = SCENARIO_COLUMNS.get(scenario)
+    extra_columns, rows, more = extra(summary, rsets) if extra else ((), [_common(g) for g in rsets], [])
+    notes += more
+    if any(NOISY_MARK in cell for row in rows for cell in row):
+        notes.append(
+            f"{NOISY_MARK} noisy: coefficient of variation > {NOISY_CV:.0%} across repeats; read as rough."
+        )
+    if any(PARTIAL_MARK in cell for row in rows for cell in row):
+        notes.append(
+            f"{PARTIAL_MARK}: some tasks never completed or completed twice; the figure is from a partial "
+            "run."
+        )
+    return Table(
+        table_id(scenario),
+        f"{scenario}: runners, medians across repeats",
+        COMMON_COLUMNS + extra_columns,
+        tuple(rows),
+        tuple(notes),
+    )
+
+
+def _enqueue_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
+    rows = []
+    for g in rsets:
+        rate = worst_slo_rate(g)
+        rates_text = "none" if rate is None else fmt(rate)
+        rows.append((*_common(g), rates_text, fmt_spread(g.spread(enqueue_cost))))
+    note = (
+        f"max rate under SLO: worst repeat; SLO = enqueue p99 < {fmt(summary.params['slo_ms'])} ms "
+        "with no errors."
+    )
+    return ("max rate under SLO", "API+broker CPU µs/task"), rows, [note]
+
+
+def _log_burst_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
+    floor = summary.baseline("log-burst", "raw-redis")
+    floor_p50 = floor.spread(latency_p50) if floor else None
+    floor_tput = floor.spread(throughput) if floor else None
+    rows = []
+    for g in rsets:
+        p50, tput = g.spread(latency_p50), g.spread(throughput)
+        lat_x = p50.median / floor_p50.median if p50 and floor_p50 and floor_p50.median else None
+        share = tput.median / floor_tput.median if tput and floor_tput and floor_tput.median else None
+        rows.append(
+            (
+                *_common(g),
+                fmt_spread(g.spread(extra_metric("send_s"))),
+                fmt_spread(g.spread(extra_metric("drain_s"))),
+                fmt_ratio(lat_x),
+                fmt_pct(share),
+            )
+        )
+    note = (
+        "Baselines are floors: raw Redis = LPUSH/BRPOP through the same Redis with the same number "
+        "of consumer threads; direct call = the task function called in-process, no queue."
+    )
+    return ("send s", "drain s", "p50 vs raw Redis", "throughput vs raw Redis"), rows, [note]
+
+
+def _email_io_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
+    rows = [
+        (
+            *_common(g),
+            fmt_pct(g.median(email_efficiency)),
+            fmt(g.median(extra_metric("ideal_throughput_per_s"))),
+        )
+        for g in rsets
+    ]
+    note = "ideal = slots / SMTP delay: what the slot budget allows if every slot waits on SMTP."
+    return ("efficiency vs ideal", "ideal /s"), rows, [note]
+
+
+def _cpu_heavy_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
+    rows = []
+    for g in rsets:
+        idle, loaded = g.spread(probe_idle_p99), g.spread(probe_loaded_p99)
+        ratio = loaded.median / idle.median if idle and loaded and idle.median else None
+        rows.append((*_common(g), fmt_spread(idle), fmt_spread(loaded), fmt_ratio(ratio)))
+    return ("/health p99 idle ms", "/health p99 loaded ms", "loaded/idle"), rows, []
+
+
+def _mixed_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
+    kinds = ("write_log", "send_email", "resize_image")
+    rows = [(*_common(g), *(fmt_spread(g.spread(kind_p99(k))) for k in kinds)) for g in rsets]
+    note = "Open loop at a fixed rate: throughput is the offered rate unless the runner falls behind."
+    return tuple(f"{k} p99 ms" for k in kinds), rows, [note]
+
+
+SCENARIO_COLUMNS: dict[str, Callable[[Summary, list[RepeatSet]], Extra]] = {
+    "enqueue": _enqueue_columns,
+    "log-burst": _log_burst_columns,
+    "email-io": _email_io_columns,
+    "cpu-heavy": _cpu_heavy_columns,
+    "mixed": _mixed_columns,
+}
+
+
+def versions_table(results: dict[str, Any]) -> Table:
+    env = results["environment"]
+    rows = [("Python", env["python"]), ("Redis server", env["redis_server"] or "unknown")]
+    rows += [(name, version or "not installed") for name, version in sorted(env["libraries"].items())]
+    return Table("tab-versions", "Versions", ("Component", "Version"), tuple(rows))
+
+
+# What a runner's plugin records beside its describe() (fbt_tasks.runner.runner_record): the report reads
+# these facts elsewhere, so the budget row keeps to the configuration in force.
+PLUGIN_FACTS = frozenset(
+    {
+        "display_name",
+        "description",
+        "broker",
+        "runs_in_api",
+        "slot_layout",
+        "message_locations",
+        "exhausted_to",
+    }
+)
+
+
+def _describe(info: dict[str, Any]) -> str:
+    if "display_name" in info:  # a runner plugin's record, not a floor's {description, layout}
+        info = {
+            key: value
+            for key, value in info.items()
+            if key not in PLUGIN_FACTS and not (key == "queue_config" and isinstance(value, dict))
+        }
+    return "; ".join(f"{k}: {v}" for k, v in info.items())
+
+
+def budget_table(summary: Summary) -> Table:
+    p = summary.params
+    results = summary.results
+    runners = sorted(results["runners"].items(), key=lambda item: runner_rank(results, item[0]))
+    rows = [(name_label(results, name), _describe(info)) for name, info in runners]
+    return Table(
+        "tab-budget",
+        f"Equal slot budget: {p['slots']} slots = {p['worker_processes']} processes × {p['worker_threads']} "
+        "threads. How each runner spends it (its describe() in this run):",
+        ("Runner", "Configuration in force"),
+        tuple(rows),
+    )
+
+
+def name_label(results: dict[str, Any], runner: str) -> str:
+    """The display name, with the runner's own name when they differ ("BackgroundTasks (inprocess)")."""
+    name = display_name(results, runner)
+    return name if name.lower() == runner else f"{name} ({runner})"
+
+
+def choose_table(summary: Summary, labels: dict[str, str]) -> Table:
+    rows: list[ChoiceRow] = how_to_choose(summary)
+    columns = ("Need", *(summary.system_label(*s) for s in summary.systems), "Measured best", "Source")
+    return Table(
+        "tab-choose",
+        "How to choose (every cell is a figure from this run)",
+        columns,
+        tuple(
+            (row.need, *row.cells, row.verdict, ", ".join(labels[r] for r in row.refs if r in labels) or "—")
+            for row in rows
+        ),
+        (
+            f"{NOISY_MARK} noisy (CV > {NOISY_CV:.0%}); {PARTIAL_MARK}: from a run with missing or "
+            "duplicated tasks.",
+        ),
+    )
+
+
+def faults_table(results: dict[str, Any]) -> Table | None:
+    faults = results["faults"]
+    if not faults:
+        return None
+    rows = tuple(
+        (
+            name_label(results, f["runner"]),
+            f["config"],
+            f["fault"],
+            str(f["expected"]),
+            str(f["lost"]),
+            str(f["reexecuted"]),
+            str(f["duplicate_effects"]),
+            "never" if f["recovery_s"] is None else fmt(f["recovery_s"]),
+            f["notes"],
+        )
+        for f in faults
+    )
+    return Table(
+        "faults",
+        "When things break",
+        (
+            "Runner",
+            "Config",
+            "Fault",
+            "Expected",
+            "Lost",
+            "Re-executed",
+            "Duplicate effects",
+            "Recovery s",
+            "Notes",
+        ),
+        rows,
+    )
+
+
+def mechanisms(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """One sentence per runner: its distinct mechanisms, each tagged with the fault and config it explains."""
+    out = []
+    runners = dict.fromkeys(f["runner"] for f in results["faults"])
+    for runner in runners:
+        parts = {}
+        for f in results["faults"]:
+            if f["runner"] == runner and f["mechanism"]:
+                parts.setdefault(f["mechanism"].rstrip("."), []).append(f"{f['fault']}, {f['config']}")
+        text = "; ".join(f"{why} ({'; '.join(where)})" for why, where in parts.items())
+        out.append((name_label(results, runner), text + "." if text else "no mechanism recorded."))
+    return out

@@ -1,0 +1,96 @@
+"""What every scenario shares: the context of one runner and repeat, draining the ledger, the warm-up."""
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fbt_bench.measuring import loadgen
+from fbt_bench.measuring.api_client import ApiClient
+from fbt_bench.measuring.ledger_reader import LedgerFollower, LedgerTally
+from fbt_bench.measuring.sampler import ResourceSampler
+from fbt_bench.profiles import Profile
+from fbt_bench.progress import ProgressSink
+from fbt_bench.topology import Deployment
+
+
+@dataclass
+class ScenarioContext:
+    runner: str
+    repeat: int
+    config: str
+    profile: Profile
+    deployment: Deployment
+    progress: ProgressSink
+    seed: int = 0
+
+    def client(self) -> ApiClient:
+        return ApiClient(
+            self.deployment.api_url, self.deployment.api_key, connections=self.profile.connections
+        )
+
+    def sampler(self) -> ResourceSampler:
+        return ResourceSampler(self.deployment.groups)
+
+    def follower(self) -> LedgerFollower:
+        return LedgerFollower.from_end(self.deployment.ledger_path)
+
+    def tag(self, scenario: str) -> str:
+        return f"{self.runner} r{self.repeat} {scenario}"
+
+
+Scenario = Callable[[ScenarioContext], Awaitable[dict[str, Any]]]
+
+
+async def drain(ctx: ScenarioContext, follower: LedgerFollower, expected: int, label: str) -> LedgerTally:
+    """Wait (in a thread, so the event loop stays free) until every job is in the ledger or time is up."""
+    return await drain_ledger(follower, expected, ctx.profile, ctx.progress, label)
+
+
+async def drain_ledger(
+    follower: LedgerFollower, expected: int, profile: Profile, progress: ProgressSink, label: str
+) -> LedgerTally:
+    bar = progress.bar(label, expected)
+    cancel = threading.Event()
+    try:
+        return await asyncio.to_thread(
+            follower.wait,
+            expected,
+            drain_timeout_s=profile.drain_timeout_s,
+            stall_timeout_s=profile.stall_timeout_s,
+            on_progress=lambda done: progress.update(bar, done),
+            cancel=cancel,
+        )
+    finally:
+        # On Ctrl-C the await is cancelled but the thread is not: tell it to stop so teardown is not held up.
+        cancel.set()
+        progress.close(bar)
+
+
+def send_warnings(what: str, sent: int, errors: int, samples: list[str], overflow: int = 0) -> list[str]:
+    found = []
+    if errors:
+        found.append(f"{what}: {errors} of {sent} requests failed (e.g. {'; '.join(samples[:2])})")
+    if overflow:
+        found.append(f"{what}: {overflow} requests were due while the in-flight cap was reached and not sent")
+    return found
+
+
+def finish_window(tally: LedgerTally, began_wall: float) -> float:
+    """From the first request to the last completion in the ledger (same host clock)."""
+    if tally.last_finished_at is None:
+        return 0.0
+    return max(tally.last_finished_at - began_wall, 0.0)
+
+
+async def warm_up(ctx: ScenarioContext) -> LedgerTally:
+    """A few jobs end to end before measuring: proves the workers consume, and loads lazy imports."""
+    follower = ctx.follower()
+    async with ctx.client() as client:
+        result = await loadgen.burst(
+            lambda i: client.log(f"warmup {ctx.runner} #{i}"), ctx.profile.warmup_n, 4
+        )
+        await client.send_mail("warmup@example.com", "Warm-up", "Warm-up")
+    follower.expect(result.job_ids)
+    return await drain(ctx, follower, len(result.job_ids), f"{ctx.runner} warm-up")
