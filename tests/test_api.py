@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import runner_shim
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -15,8 +14,6 @@ from fbt_api.app import MAX_BODY_BYTES, create_app
 from fbt_api.schemas import MAX_MESSAGE_CHARS
 from fbt_tasks import ledger
 from fbt_tasks.settings import Settings
-
-runner_shim.install()  # test-only: drop with tests/runner_shim.py after the runner migration
 
 KEY = "test-key-not-a-secret"
 AUTH = {"X-API-Key": KEY}

@@ -7,15 +7,12 @@ and every 4xx carries a message.
 from pathlib import Path
 
 import pytest
-import runner_shim
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
 from fbt_api.app import create_app
 from fbt_tasks.settings import Settings
-
-runner_shim.install()  # test-only: drop with tests/runner_shim.py after the runner migration
 
 KEY = "fuzz-key"
 
