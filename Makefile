@@ -29,9 +29,10 @@ worker: setup ## Start only BACKEND's worker against the configured REDIS_URL an
 test: setup ## Run the whole test suite (real Redis, real SMTP sink, real workers)
 	@$(RUN) pytest
 
-lint: setup ## ruff check and format check
+lint: setup ## ruff check, format check and mypy (every member's src; config in pyproject.toml)
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
+	@$(RUN) mypy
 
 format: setup ## Apply ruff's fixes and formatting
 	@$(RUN) ruff check --fix .

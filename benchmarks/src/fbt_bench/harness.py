@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import traceback
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,7 @@ def measure_runner(
     """Start ``runner``'s stack, warm it up, run every scenario, tear it down; return what failed."""
     progress.phase(f"{runner} repeat {repeat}: starting {'(external)' if external else 'the stack'}")
     try:
+        deployment_cm: AbstractContextManager[topology.Deployment]
         if external:
             deployment_cm = topology.external_deployment(runner, plan.profile, plan.config, env)
         else:

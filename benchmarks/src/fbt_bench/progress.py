@@ -9,6 +9,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -73,8 +74,8 @@ class RichProgress:
             return int(self._progress.add_task(f"  {label}", total=max(total, 1)))
 
     def update(self, handle: int, completed: int) -> None:
-        self._progress.update(handle, completed=completed)  # type: ignore[arg-type]
+        self._progress.update(TaskID(handle), completed=completed)
 
     def close(self, handle: int) -> None:
         with self._lock:
-            self._progress.remove_task(handle)  # type: ignore[arg-type]
+            self._progress.remove_task(TaskID(handle))

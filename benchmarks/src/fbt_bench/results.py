@@ -61,7 +61,9 @@ def new_document(
 
 
 def record_is_complete(record: dict[str, Any]) -> bool:
-    return record["completed"] == record["expected"] and record["duplicated"] == 0 and record["failed"] == 0
+    return bool(
+        record["completed"] == record["expected"] and record["duplicated"] == 0 and record["failed"] == 0
+    )
 
 
 def flag_noisy_repeats(records: list[dict[str, Any]]) -> list[str]:

@@ -32,13 +32,21 @@ def external_url_var(runner: str) -> str:
 
 
 class Deployment(Protocol):
-    runner: str
-    topology: str  # "local" or "external"
-    api_url: str
-    api_key: str
-    redis_url: str
-    ledger_path: Path
-    settings: Settings
+    # Read-only: LocalDeployment derives most of these from its stack as properties.
+    @property
+    def runner(self) -> str: ...
+    @property
+    def topology(self) -> str: ...  # "local" or "external"
+    @property
+    def api_url(self) -> str: ...
+    @property
+    def api_key(self) -> str: ...
+    @property
+    def redis_url(self) -> str: ...
+    @property
+    def ledger_path(self) -> Path: ...
+    @property
+    def settings(self) -> Settings: ...
 
     def groups(self) -> list[ProcSet]: ...
 

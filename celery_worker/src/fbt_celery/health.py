@@ -16,9 +16,11 @@ PING_TIMEOUT_S = 1.0
 def worker_ready(settings: Settings) -> bool:
     """True if at least one ``fbt-celery-*`` worker answers a broadcast ping within PING_TIMEOUT_S."""
     app = create_app(settings)
+    # Named rather than spelled in the except clause: mypy rejects a starred tuple there.
+    errors: tuple[type[BaseException], ...] = (*BROKER_ERRORS, ValueError)
     try:
         replies = app.control.ping(timeout=PING_TIMEOUT_S)
-    except (*BROKER_ERRORS, ValueError):
+    except errors:
         # ValueError: seen in trials right after a worker was SIGKILLed (safe queue config): kombu 5.7's BRPOP
         # reader, in the synchronous drain_events path the ping reply uses, read a stray "PONG" and failed
         # to unpack it. The broadcast failed; report "no answer this time" and let the caller poll again.

@@ -29,8 +29,8 @@ def perform(message: dict[str, Any]) -> Any:
 def declare_actors(broker: dramatiq.Broker, options: dict[str, Any]) -> dict[str, dramatiq.Actor]:
     """Declare ``fbt.<kind>`` for every kind on ``broker`` (which needs the Results middleware)."""
     return {
+        # dramatiq.actor(fn, **options) at runtime; its overloads type only the decorator-factory form.
         kind: dramatiq.actor(
-            perform,
             broker=broker,
             actor_name=actor_name(kind),
             queue_name=QUEUE_NAME,
@@ -38,6 +38,6 @@ def declare_actors(broker: dramatiq.Broker, options: dict[str, Any]) -> dict[str
             store_results=True,
             result_ttl=RESULT_TTL_MS,
             **options,
-        )
+        )(perform)
         for kind in TASKS
     }

@@ -36,7 +36,7 @@ class DramatiqFaults:
 
     def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
         with inspection_client(settings) as client:
-            ours: dict[bytes, str] = {}
+            ours: dict[bytes | str, str] = {}
             for key in (QUEUE_KEY, DELAY_KEY, DEAD_KEY):
                 for redis_id, body in client.hgetall(f"{key}.msgs").items():
                     ours[redis_id] = str(json.loads(body).get("message_id", ""))

@@ -29,7 +29,11 @@ def worker_ready(settings: Settings) -> bool:
         return False
     finally:
         client.close()
-    return any(broker_id.startswith(WORKER_ID_PREFIX.encode()) for broker_id in fresh)
+    # Without withscores and decode_responses every member is bytes; redis-py types the reply wider.
+    return any(
+        isinstance(broker_id, bytes) and broker_id.startswith(WORKER_ID_PREFIX.encode())
+        for broker_id in fresh
+    )
 
 
 def main() -> None:

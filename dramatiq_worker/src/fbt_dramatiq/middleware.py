@@ -40,7 +40,7 @@ class WorkerHeartbeats(Middleware):
     """
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        broker.broker_id = WORKER_ID_PREFIX + broker.broker_id  # type: ignore[attr-defined]
+        broker.broker_id = WORKER_ID_PREFIX + broker.broker_id  # type: ignore[attr-defined]  # RedisBroker's
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        broker.client.zadd(HEARTBEATS_KEY, {broker.broker_id: 0})  # type: ignore[attr-defined]
+        broker.client.zadd(HEARTBEATS_KEY, {broker.broker_id: 0})  # type: ignore[attr-defined]  # RedisBroker's

@@ -53,7 +53,8 @@ class InProcessRunner:
         url = f"http://{host}:{settings.port}/health"
         try:
             with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
-                return response.status == 200
+                status: int = response.status
+                return status == 200
         except (urllib.error.URLError, OSError):
             return False
 

@@ -20,7 +20,7 @@ def current_attempt() -> int:
     job = get_current_job()
     if job is None:
         return 1
-    retry_max = job.meta.get(RETRY_MAX_META)
+    retry_max: int | None = job.meta.get(RETRY_MAX_META)
     if retry_max is None or job.retries_left is None:
         return 1
     return retry_max - job.retries_left + 1

@@ -8,7 +8,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from fbt_bench.faults.observe import POLL_S, FaultContext, leased_ids, ledger_by_id, watch_window
@@ -211,7 +211,7 @@ async def job_states(ctx: FaultContext, job_ids: list[str]) -> dict[str, int]:
     return dict(states)
 
 
-FAULT_RUNS: dict[FaultName, Callable[[FaultContext], Awaitable[dict[str, Any]]]] = {
+FAULT_RUNS: dict[FaultName, Callable[[FaultContext], Coroutine[Any, Any, dict[str, Any]]]] = {
     "kill-worker": kill_worker,
     "deploy": deploy,
     "broker-restart": broker_restart,

@@ -87,7 +87,7 @@ def matrix(
     faults: tuple[FaultName, ...] = FAULTS,
 ) -> list[Cell]:
     """Every cell: each runner in each of its distinct configurations among ``configs``, every fault."""
-    cells = []
+    cells: list[Cell] = []
     for runner in runners:
         for config in distinct_configs(runner, configs):
             cells.extend(Cell(runner, config.name, fault) for fault in faults)

@@ -116,7 +116,13 @@ class FaultContext:
         """
         if not ids or self.runner.broker == "none":
             return {}
-        return dict(self.runner.faults.holdings(self.stack.settings, ids))
+        found = self.runner.faults.holdings(self.stack.settings, ids)
+        return {
+            "queued": found["queued"],
+            "held": found["held"],
+            "scheduled": found["scheduled"],
+            "failed": found["failed"],
+        }
 
     def phase(self, text: str) -> None:
         self.progress.phase(f"faults {self.cell.tag}: {text}")

@@ -14,7 +14,7 @@ if importlib.util.find_spec("sniffio") is None:
     # not cache a failed import, so without sniffio installed every attempt rescans sys.path: milliseconds of CPU
     # per request, enough to make the load generator the bottleneck. Caching the miss keeps httpcore's
     # behaviour exactly (no sniffio: asyncio) at no cost.
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]  # None marks a failed import
 
 # Generous next to any healthy response; a request that takes longer is an error, not a data point.
 REQUEST_TIMEOUT_S = 30.0

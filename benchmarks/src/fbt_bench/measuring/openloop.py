@@ -149,7 +149,7 @@ async def run_open_loop_async(spec: OpenLoopSpec, stop: asyncio.Event | None = N
 
 def _decode_result(doc: dict[str, Any]) -> OpenLoopResult:
     columns = doc.pop("columns")
-    decoded = {}
+    decoded: dict[str, Any] = {}  # float and int columns, each to its own field
     for name, typecode in _COLUMNS.items():
         column = array(typecode)
         column.frombytes(base64.b64decode(columns[name]))

@@ -69,7 +69,8 @@ def _number(value: Any) -> float | None:
 
 
 def throughput(record: Record) -> float | None:
-    return record["throughput_per_s"]
+    value: float | None = record["throughput_per_s"]
+    return value
 
 
 latency_p50 = _latency("latency_ms", "p50")
@@ -97,7 +98,8 @@ def _enqueue_at(rate: float, pct: str) -> Metric:
     def metric(record: Record) -> float | None:
         for step in record.get("extra", {}).get("rates", []):
             if step["rate"] == rate and step["latency_ms"]["count"] > 0:
-                return step["latency_ms"][pct]
+                value: float = step["latency_ms"][pct]
+                return value
         return None
 
     return metric
@@ -219,7 +221,8 @@ class Summary:
 
     @property
     def params(self) -> dict[str, Any]:
-        return self.results["parameters"]
+        params: dict[str, Any] = self.results["parameters"]
+        return params
 
     @property
     def repeats(self) -> int:
@@ -289,7 +292,8 @@ def summarize(results: dict[str, Any]) -> Summary:
 
 
 def _repeat(record: Record) -> int:
-    return record["repeat"]
+    repeat: int = record["repeat"]
+    return repeat
 
 
 # ---------------------------------------------------------------------------------------------- across scenarios

@@ -9,6 +9,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 
@@ -16,6 +17,7 @@ matplotlib.use("Agg")  # headless and deterministic; the harness runs without a 
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.typing import RcKeyType
 
 Points = Sequence[Sequence[float]]
 
@@ -26,7 +28,7 @@ FLOOR_COLOURS = ("#7f7f7f", "#111111")
 EXTRA_COLOURS = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 GROUP_COLOURS = {"api": "#1f77b4", "workers": "#ff7f0e", "broker": "#d62728"}
 FIGSIZE = (7.2, 3.6)
-RC = {
+RC: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",
     "font.size": 9,
     "axes.spines.top": False,

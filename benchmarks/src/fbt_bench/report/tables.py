@@ -304,7 +304,7 @@ def mechanisms(results: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
     runners = dict.fromkeys(f["runner"] for f in results["faults"])
     for runner in runners:
-        parts = {}
+        parts: dict[str, list[str]] = {}
         for f in results["faults"]:
             if f["runner"] == runner and f["mechanism"]:
                 parts.setdefault(f["mechanism"].rstrip("."), []).append(f"{f['fault']}, {f['config']}")

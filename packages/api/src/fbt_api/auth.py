@@ -12,7 +12,8 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="T
 
 
 def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def require_api_key(

@@ -11,7 +11,8 @@ from fbt_tasks.settings import Settings
 
 
 def get_backend(request: Request) -> Backend:
-    return request.app.state.backend
+    backend: Backend = request.app.state.backend
+    return backend
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

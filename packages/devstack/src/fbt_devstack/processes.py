@@ -165,7 +165,8 @@ class Child:
     @property
     def returncode(self) -> int | None:
         """None while running; otherwise the exit status (negative: killed by that signal)."""
-        return self.popen.poll()
+        code: int | None = self.popen.poll()  # psutil.Popen forwards poll() untyped
+        return code
 
 
 # Strong references on purpose: a group dropped by its owner must still be stopped at exit.

@@ -26,6 +26,16 @@ def inspection_client(settings: Settings) -> Iterator[redis.Redis]:
         client.close()
 
 
-def count_ids(members: Iterable[bytes], ids: set[str], parse: Callable[[bytes], str] = bytes.decode) -> int:
-    """How many of ``members``, read as a job id by ``parse``, are among ``ids``."""
-    return sum(1 for member in members if parse(member) in ids)
+def reply_bytes(member: object) -> bytes:
+    """One member of an ``inspection_client`` reply, which is bytes: that client does not decode responses.
+
+    redis-py types replies as ``bytes | str`` (zrange's also as score pairs), decoding being a runtime option.
+    """
+    if not isinstance(member, bytes):
+        raise TypeError(f"expected bytes from inspection_client, got {type(member).__name__}")
+    return member
+
+
+def count_ids(members: Iterable[object], ids: set[str], parse: Callable[[bytes], str] = bytes.decode) -> int:
+    """How many of ``members`` (an ``inspection_client`` reply), read as a job id by ``parse``, are among ``ids``."""
+    return sum(1 for member in members if parse(reply_bytes(member)) in ids)

@@ -59,7 +59,7 @@ class QueueConfig:
         head = f"{prefix}."
         return {key.removeprefix(head): s.value for key, s in self.settings.items() if key.startswith(head)}
 
-    def as_record(self) -> dict[str, Any]:
+    def as_record(self) -> "QueueConfigRecord":
         """For results.json: every setting's value and why."""
         return {
             "name": self.name,
@@ -67,6 +67,33 @@ class QueueConfig:
             "max_attempts": self.max_attempts,
             "settings": {key: {"value": s.value, "why": s.why} for key, s in self.settings.items()},
         }
+
+
+class SettingRecord(TypedDict):
+    value: Any
+    why: str
+
+
+class QueueConfigRecord(TypedDict):
+    """A queue config as results.json records it (``QueueConfig.as_record``)."""
+
+    name: QueueConfigName
+    summary: str
+    max_attempts: int
+    settings: dict[str, SettingRecord]
+
+
+class RunnerRecord(TypedDict):
+    """A runner's plugin facts as results.json records them (``runner_record``)."""
+
+    display_name: str
+    description: str
+    broker: str
+    runs_in_api: bool
+    slot_layout: str
+    queue_config: QueueConfigRecord
+    message_locations: list[str]
+    exhausted_to: str
 
 
 class Holdings(TypedDict):
@@ -169,7 +196,7 @@ def load_runner(name: str) -> Runner:
     return runner
 
 
-def runner_record(runner: Runner, settings: Settings) -> dict[str, Any]:
+def runner_record(runner: Runner, settings: Settings) -> RunnerRecord:
     """What results.json records about a runner beside its backend's describe(): the plugin's own facts."""
     config = runner.queue_configs[settings.queue_config]
     return {

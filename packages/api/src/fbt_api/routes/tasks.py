@@ -27,11 +27,13 @@ def submit(backend: Backend, background: BackgroundTasks, job: Job, status: str)
 
 def one_of(query: T | None, body: T | None, name: str) -> T:
     """The tutorial's query form or the JSON form: exactly one, so no value is silently ignored."""
-    if (query is None) == (body is None):
-        raise HTTPException(
-            422, detail=f"Give {name} either as a query parameter or in a JSON body, not both or neither"
-        )
-    return query if query is not None else body  # type: ignore[return-value]
+    if query is not None and body is None:
+        return query
+    if body is not None and query is None:
+        return body
+    raise HTTPException(
+        422, detail=f"Give {name} either as a query parameter or in a JSON body, not both or neither"
+    )
 
 
 @router.post("/log/", response_model=Enqueued, dependencies=REQUIRE_API_KEY, responses=ERRORS)
