@@ -15,7 +15,7 @@ help: ## List the targets
 
 setup: ## Install uv if missing, then the locked workspace (idempotent)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --all-packages --quiet
 
 run: setup ## Start Redis, an SMTP sink, the API and BACKEND's workers; Ctrl-C stops them all
 	@BACKEND=$(BACKEND) $(RUN) fbt-run
