@@ -4,8 +4,8 @@
   worker killed mid-task loses it; a failed task is not retried.
 - ``safe``: the configuration the Celery docs give for not losing work: late ack, requeue when the pool
   process dies, one reserved message per process, a visibility timeout sized to our longest task, and
-  up to three attempts with a short backoff for transient errors only. The price is at-least-once delivery: tasks must be
-  idempotent (email is, through ``fbt_tasks.once``; logs and resizes tolerate a repeat).
+  up to three attempts with a short backoff for transient errors only. The price is at-least-once
+  delivery: tasks must be idempotent (email is, through ``fbt_tasks.once``; logs and resizes tolerate a repeat).
 
 Setting names say where Celery takes them: a bare name is an app setting (``app.conf``),
 ``broker_transport_options.<name>`` a kombu Redis transport option, ``Task.<name>`` a task option.
