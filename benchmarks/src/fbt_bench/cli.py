@@ -1,6 +1,7 @@
 """``fbt-bench``: run the side-by-side comparison and write results.json plus the reports."""
 
 import json
+import secrets
 import shlex
 import signal
 import sys
@@ -164,12 +165,16 @@ def faults(
     kinds: Annotated[
         str | None,
         typer.Option(
-            "--faults", help="Comma-separated subset of kill-worker,deploy,broker-restart,task-error."
+            "--faults", help=f"Comma-separated subset of {','.join(FAULTS)}."
         ),
     ] = None,
     n: Annotated[int | None, typer.Option(min=2, help="Emails per burst (default 60).")] = None,
     parallel: Annotated[
-        int | None, typer.Option(min=1, help="Cells run at once; most of a cell is waiting (default 3).")
+        int | None, typer.Option(min=1, help="Cells run at once; most of a cell is waiting (default 4).")
+    ] = None,
+    trials: Annotated[int | None, typer.Option(min=1, help="Runs of each cell (default 3).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Base seed of the fault moments (default: drawn now; recorded).")
     ] = None,
     out: Annotated[Path, typer.Option(help="Results root; each run writes <out>/<UTC time>/.")] = Path(
         "results/faults"
@@ -182,12 +187,15 @@ def faults(
     duplicated emails are counted at the SMTP sink by Message-ID; results.json holds them under "faults".
     """
     chosen = parse_list(kinds, FAULTS, "faults") or FAULTS
+    params = FULL.with_overrides(
+        n=n, parallel=parallel, trials=trials, seed=secrets.randbelow(2**31) if seed is None else seed
+    )
     cells = matrix(
         parse_list(runners, RUNNERS, "runners") or RUNNERS,
         parse_list(configs, CONFIGS, "configs") or CONFIGS,  # type: ignore[arg-type]
         chosen,  # type: ignore[arg-type]
+        trials=params.trials,
     )
-    params = FULL.with_overrides(n=n, parallel=parallel)
     console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)
     interrupted, records = False, []
