@@ -164,9 +164,7 @@ def faults(
     ] = None,
     kinds: Annotated[
         str | None,
-        typer.Option(
-            "--faults", help=f"Comma-separated subset of {','.join(FAULTS)}."
-        ),
+        typer.Option("--faults", help=f"Comma-separated subset of {','.join(FAULTS)}."),
     ] = None,
     n: Annotated[int | None, typer.Option(min=2, help="Emails per burst (default 60).")] = None,
     parallel: Annotated[

@@ -29,6 +29,14 @@ DEAD_KEY = f"{NAMESPACE}:{xq_name(QUEUE_NAME)}"
 ACKS_PATTERN = f"{NAMESPACE}:__acks__.*"
 
 
+def _message_id(body: bytes) -> str:
+    """Our job id inside a stored message; "" for a body that is not a message (a malformed one)."""
+    try:
+        return str(json.loads(body).get("message_id", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
 class DramatiqFaults:
     exhausted_to = f"dead-letter queue ({DEAD_KEY})"
 
@@ -40,7 +48,7 @@ class DramatiqFaults:
             ours: dict[bytes, str] = {}
             for key in (QUEUE_KEY, DELAY_KEY, DEAD_KEY):
                 for redis_id, body in client.hgetall(f"{key}.msgs").items():
-                    ours[redis_id] = str(json.loads(body).get("message_id", ""))
+                    ours[redis_id] = _message_id(body)
 
             def job_id(member: bytes) -> str:
                 return ours.get(member, "")

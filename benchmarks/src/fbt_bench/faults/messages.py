@@ -9,6 +9,7 @@
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from fbt_bench.faults.observe import MARGIN_S, POLL_S, FaultContext, ledger_by_id
@@ -100,16 +101,21 @@ async def poison_message(ctx: FaultContext) -> dict[str, Any]:
     return result
 
 
-def log_line(path: Any, offset: int, marker: str) -> str | None:
-    """The worker log's first line since ``offset`` naming the marker, else its first error line."""
+def log_line(path: Path, offset: int, marker: str) -> str | None:
+    """The worker log's first error line since ``offset`` (one naming the marker first), else a marker line."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             fh.seek(offset)
             lines = fh.read().splitlines()
     except FileNotFoundError:
         return None
-    found = next((line for line in lines if marker in line), None) or next(
-        (line for line in lines if any(word in line.lower() for word in ("error", "critical", "traceback"))),
-        None,
+
+    def erring(line: str) -> bool:
+        return any(word in line.lower() for word in ("error", "critical", "exception"))
+
+    found = (
+        next((line for line in lines if marker in line and erring(line)), None)
+        or next((line for line in lines if erring(line)), None)
+        or next((line for line in lines if marker in line), None)
     )
     return found.strip()[:300] if found else None

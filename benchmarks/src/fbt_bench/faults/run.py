@@ -106,9 +106,9 @@ def run_cell(
             result = asyncio.run(FAULT_RUNS[cell.fault](ctx))
             notes = ctx.notes
             if cell.fault == "task-error":
-                result["retried_errors"] = list(
-                    load_runner(cell.runner).queue_configs[cell.config].retries_on
-                )
+                retried = list(load_runner(cell.runner).queue_configs[cell.config].retries_on)
+                result["retried_errors"] = retried
+                notes.append(f"retried on: {', '.join(retried) or 'nothing (no retry)'}")
             if has_one_config(cell.runner):
                 # Nothing to configure: the one configuration's summary says what that means.
                 notes = [load_runner(cell.runner).queue_configs[cell.config].summary, *notes]
