@@ -100,6 +100,8 @@ def test_matrix_runs_broker_faults_only_with_a_broker_and_crashes_under_both_fsy
     crash = {(c.variant, c.trial) for c in cells if c.runner == "celery" and c.fault == "broker-crash"}
     assert crash == {(policy, t) for policy in ("everysec", "always") for t in (1, 2, 3)}
     assert len({c.tag for c in cells}) == len(cells)
+    defaults = matrix(("celery",), ("defaults",), trials=1)
+    assert {c.fault for c in defaults} == {"kill-worker", "deploy", "broker-restart", "task-error"}
 
 
 def test_each_trial_draws_its_fault_moment_from_its_own_recorded_seed():

@@ -19,6 +19,9 @@ FAULTS: tuple[FaultName, ...] = (
     "poison-message",
 )
 # Faults that need a broker: a runner whose tasks run in the API has no Redis queue to crash, delay or poison.
+# They run in the safe configuration only: the fsync policy is Redis's, not the runner's; a malformed message
+# takes the same path whatever the ack and retry settings; and 2x Celery's default 1 h visibility timeout is
+# not a wait a fault pass can afford. Keeping them out of "defaults" keeps `make faults` in its time budget.
 BROKER_FAULTS: frozenset[FaultName] = frozenset({"broker-crash", "delay-past-timeout", "poison-message"})
 # broker-crash runs once per AOF fsync policy: Redis's default, and the one that survives a crash.
 FSYNC_POLICIES: tuple[str, ...] = ("everysec", "always")
@@ -155,13 +158,14 @@ def matrix(
     trials: int = 1,
 ) -> list[Cell]:
     """Every cell: each runner in each of its distinct configurations among ``configs``, every fault (a broker
-    fault only where there is a broker; broker-crash once per fsync policy), ``trials`` times."""
+    fault only where there is a broker, in the safe config; broker-crash once per fsync policy), ``trials``
+    times."""
     cells = []
     for runner in runners:
         has_broker = load_runner(runner).broker != "none"
         for config in distinct_configs(runner, configs):
             for fault in faults:
-                if fault in BROKER_FAULTS and not has_broker:
+                if fault in BROKER_FAULTS and not (has_broker and config.name == "safe"):
                     continue
                 variants = FSYNC_POLICIES if fault == "broker-crash" else ("",)
                 cells.extend(
