@@ -20,6 +20,7 @@ from fbt_bench.harness import Plan, RunOutcome, publish, run
 from fbt_bench.measuring import stats
 from fbt_bench.profiles import PROFILES, SCENARIOS
 from fbt_bench.progress import RichProgress
+from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, span
 from fbt_bench.results import standalone_document, write_results
 from fbt_bench.scenarios.baselines import BASELINES
 from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners
@@ -271,21 +272,34 @@ def summary_table(document: dict[str, Any]) -> Table:
 
 
 def fault_table(document: dict[str, Any]) -> Table:
-    """One row per runner x config x fault: what was lost, run twice or delivered twice, and recovery."""
-    table = Table(title=f"When things break ({document['created_at']})")
-    for column in ("runner", "config", "fault", "lost", "re-executed", "dup. effects", "recovery s"):
+    """One row per runner x config x fault (x fsync policy): min–max over trials of every outcome."""
+    table = Table(title=f"When things break ({document['created_at']}; min–max over trials)")
+    columns = (
+        "runner",
+        "config",
+        "fault",
+        "trials",
+        "lost",
+        "held",
+        "failed",
+        "re-run",
+        "dup.",
+        "skipped",
+        "recovery s",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column in ("runner", "config", "fault") else "right")
-    for f in document["faults"]:
-        recovery = "never" if f["recovery_s"] is None else f"{f['recovery_s']:.1f}"
-        mark = "[red]" if f["lost"] or f["duplicate_effects"] or f.get("error") else ""
+    for group in fault_groups(document["faults"]):
+        f = group[0]
+        alarm = any(r["lost"] or r["duplicate_effects"] or r.get("error") for r in group)
         table.add_row(
             f["runner"],
             f["config"],
-            f["fault"],
-            f"{mark}{f['lost']}/{f['expected']}",
-            str(f["reexecuted"]),
-            f"{mark if f['duplicate_effects'] else ''}{f['duplicate_effects']}",
-            recovery,
+            fault_label(f),
+            str(len(group)),
+            f"{'[red]' if alarm else ''}{span([r['lost'] for r in group])}/{span([r['expected'] for r in group])}",
+            *(span([r.get(c, 0) for r in group]) for c in FAULT_COUNTS[1:]),
+            span([r["recovery_s"] for r in group]),
         )
     return table
 
