@@ -41,7 +41,7 @@ format: setup ## Apply ruff's fixes and formatting
 compare: setup ## Benchmark the four runners side by side (PROFILE=quick|default); writes results/latest/
 	@$(RUN) fbt-bench compare --profile $(PROFILE)
 
-faults: setup ## Kill, deploy, restart Redis, fail tasks: every runner x queue config (<= 15 min); writes results/faults/latest/
+faults: setup ## Kill, deploy, crash/restart Redis, delay, poison, fail tasks: every runner x queue config, 3 trials; writes results/faults/
 	@$(RUN) fbt-bench faults
 
 RESULTS ?= results/latest

@@ -42,3 +42,15 @@ def task_env(
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The new faults end to end take minutes: run them only when FBT_SLOW_FAULTS=1 (a CI step of its own)."""
+    import os
+
+    if os.environ.get("FBT_SLOW_FAULTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow fault cells: set FBT_SLOW_FAULTS=1 to run them")
+    for item in items:
+        if "faults_slow" in item.keywords:
+            item.add_marker(skip)

@@ -47,6 +47,7 @@ PARAMS = FaultParams(
     smtp_timeout_s=3.0,
     # Only the broker runners run here; their API needs no more threads than the load sends at once.
     api_threadpool=4,
+    trials=1,
 )
 
 
@@ -71,11 +72,17 @@ def test_sigkilled_worker_delivers_every_email_exactly_once(killed_runs: dict[st
     assert run.record["in_flight_at_fault"] >= 1, run.record
     lost = [job_id for job_id in run.accepted if copies[job_id] == 0]
     duplicated = {job_id: n for job_id, n in copies.items() if n > 1}
+    # The record's own split agrees: nothing lost, nothing still held in Redis, nothing in a failure store.
+    assert (run.record["lost"], run.record["held"], run.record["failed"]) == (0, 0, 0), run.record
+    assert run.record["duplicate_effects"] == 0 and run.record["duplicates"] == [], run.record
     assert not lost, f"{runner}: {len(lost)} emails never arrived; {run.record}"
     assert not duplicated, f"{runner}: emails delivered more than once {duplicated}; {run.record}"
     assert set(copies) == set(run.accepted)
     # The interrupted job ran again: at-least-once delivery brought it back, the guard kept it to one email.
     assert run.record["reexecuted"] >= 1, run.record
+    assert run.record["trial"] == 1 and run.record["seed"] == Cell(runner, "safe", "kill-worker").seed(
+        PARAMS.seed
+    )
 
 
 def test_fault_records_match_the_results_schema(killed_runs: dict[str, FaultRun]):
@@ -114,3 +121,46 @@ def test_sink_refuses_the_first_deliveries_of_each_message_then_accepts(tmp_path
         assert send(sink, "other") == 451  # counted per Message-ID
         assert [send(sink, "poison", to="poison@example.com") for _ in range(4)] == [451] * 4
         assert deliveries(sink.mailbox) == Counter({"flaky": 1})
+
+
+NEW_FAULT_PARAMS = FaultParams(
+    n=12, fault_after=4, smtp_delay_ms=100, worker_processes=1, worker_threads=2, burst_concurrency=2,
+    smtp_timeout_s=3.0, api_threadpool=4, trials=1, followers_n=4, delayed_n=2, delay_s=5.0, max_delay_s=70.0,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def new_fault_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], FaultRun]:
+    root = tmp_path_factory.mktemp("new-faults")
+    cells = [
+        Cell(runner, "safe", fault, "always" if fault == "broker-crash" else "")
+        for runner in BROKER_RUNNERS
+        for fault in ("broker-crash", "delay-past-timeout", "poison-message")
+    ]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {
+            (c.runner, c.fault): pool.submit(run_cell, c, NEW_FAULT_PARAMS, root / c.tag.replace("/", "-"))
+            for c in cells
+        }
+        return {key: future.result() for key, future in futures.items()}
+
+
+@pytest.mark.faults_slow
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("runner", BROKER_RUNNERS)
+def test_new_faults_are_measured_to_the_end(new_fault_runs: dict[tuple[str, str], FaultRun], runner: str):
+    schema = load_schema()
+    fault_schema = {"$defs": schema["$defs"], "$ref": "#/$defs/fault"}
+    for fault in ("broker-crash", "delay-past-timeout", "poison-message"):
+        record = new_fault_runs[(runner, fault)].record
+        Draft202012Validator(fault_schema).validate(record)
+        assert record["mechanism"], record
+    # appendfsync always: an acknowledged enqueue survives a SIGKILLed Redis.
+    crash = new_fault_runs[(runner, "broker-crash")].record
+    assert crash["appendfsync"] == "always" and crash["lost"] == 0, crash
+    # A delayed job runs at least once and never sends its email twice (the guard skips repeats).
+    delayed = new_fault_runs[(runner, "delay-past-timeout")].record
+    assert delayed["executions"]["min"] >= 1 and delayed["duplicate_effects"] == 0, delayed
+    # The malformed message did not stop the worker: every good email after it arrived.
+    poisoned = new_fault_runs[(runner, "poison-message")].record
+    assert poisoned["poison"]["worker_kept_working"] and poisoned["lost"] == 0, poisoned

@@ -41,6 +41,7 @@ from fbt_devstack.redis_server import RedisServer
 from fbt_devstack.smtp_sink import wait_for_mail
 from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.retry import TRANSIENT_ERRORS
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -106,7 +107,8 @@ def test_queue_configs_are_json_only_and_safe_adds_the_documented_reliability_se
     assert (
         "task_acks_late" not in defaults and "visibility_timeout" not in defaults["broker_transport_options"]
     )
-    assert retry_options(Settings(queue_config="safe"))["autoretry_for"] == (Exception,)
+    # Only transient errors are retried (fbt_tasks.retry); a ValueError from a bad header fails at once.
+    assert retry_options(Settings(queue_config="safe"))["autoretry_for"] == TRANSIENT_ERRORS
     assert retry_options(Settings(queue_config="defaults")) == {}
 
 

@@ -1,6 +1,7 @@
 """``fbt-bench``: run the side-by-side comparison and write results.json plus the reports."""
 
 import json
+import secrets
 import shlex
 import signal
 import sys
@@ -19,6 +20,7 @@ from fbt_bench.harness import Plan, RunOutcome, publish, run
 from fbt_bench.measuring import stats
 from fbt_bench.profiles import PROFILES, SCENARIOS
 from fbt_bench.progress import RichProgress
+from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, span
 from fbt_bench.results import standalone_document, write_results
 from fbt_bench.scenarios.baselines import BASELINES
 from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners
@@ -167,13 +169,15 @@ def faults(
     ] = None,
     kinds: Annotated[
         str | None,
-        typer.Option(
-            "--faults", help="Comma-separated subset of kill-worker,deploy,broker-restart,task-error."
-        ),
+        typer.Option("--faults", help=f"Comma-separated subset of {','.join(FAULTS)}."),
     ] = None,
     n: Annotated[int | None, typer.Option(min=2, help="Emails per burst (default 60).")] = None,
     parallel: Annotated[
-        int | None, typer.Option(min=1, help="Cells run at once; most of a cell is waiting (default 3).")
+        int | None, typer.Option(min=1, help="Cells run at once; most of a cell is waiting (default 4).")
+    ] = None,
+    trials: Annotated[int | None, typer.Option(min=1, help="Runs of each cell (default 3).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Base seed of the fault moments (default: drawn now; recorded).")
     ] = None,
     out: Annotated[Path, typer.Option(help="Results root; each run writes <out>/<UTC time>/.")] = Path(
         "results/faults"
@@ -186,12 +190,15 @@ def faults(
     duplicated emails are counted at the SMTP sink by Message-ID; results.json holds them under "faults".
     """
     chosen = parse_list(kinds, FAULTS, "faults") or FAULTS
+    params = FULL.with_overrides(
+        n=n, parallel=parallel, trials=trials, seed=secrets.randbelow(2**31) if seed is None else seed
+    )
     cells = matrix(
         parse_list(runners, RUNNERS, "runners") or RUNNERS,
         parse_list(configs, CONFIGS, "configs") or CONFIGS,
         chosen,
+        trials=params.trials,
     )
-    params = FULL.with_overrides(n=n, parallel=parallel)
     console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)
     interrupted, records = False, []
@@ -269,21 +276,34 @@ def summary_table(document: dict[str, Any]) -> Table:
 
 
 def fault_table(document: dict[str, Any]) -> Table:
-    """One row per runner x config x fault: what was lost, run twice or delivered twice, and recovery."""
-    table = Table(title=f"When things break ({document['created_at']})")
-    for column in ("runner", "config", "fault", "lost", "re-executed", "dup. effects", "recovery s"):
+    """One row per runner x config x fault (x fsync policy): min–max over trials of every outcome."""
+    table = Table(title=f"When things break ({document['created_at']}; min–max over trials)")
+    columns = (
+        "runner",
+        "config",
+        "fault",
+        "trials",
+        "lost",
+        "held",
+        "failed",
+        "re-run",
+        "dup.",
+        "skipped",
+        "recovery s",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column in ("runner", "config", "fault") else "right")
-    for f in document["faults"]:
-        recovery = "never" if f["recovery_s"] is None else f"{f['recovery_s']:.1f}"
-        mark = "[red]" if f["lost"] or f["duplicate_effects"] or f.get("error") else ""
+    for group in fault_groups(document["faults"]):
+        f = group[0]
+        alarm = any(r["lost"] or r["duplicate_effects"] or r.get("error") for r in group)
         table.add_row(
             f["runner"],
             f["config"],
-            f["fault"],
-            f"{mark}{f['lost']}/{f['expected']}",
-            str(f["reexecuted"]),
-            f"{mark if f['duplicate_effects'] else ''}{f['duplicate_effects']}",
-            recovery,
+            fault_label(f),
+            str(len(group)),
+            f"{'[red]' if alarm else ''}{span([r['lost'] for r in group])}/{span([r['expected'] for r in group])}",
+            *(span([r.get(c, 0) for r in group]) for c in FAULT_COUNTS[1:]),
+            span([r["recovery_s"] for r in group]),
         )
     return table
 

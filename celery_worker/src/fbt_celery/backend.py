@@ -44,14 +44,15 @@ class CeleryBackend:
         broker = self._app.connection_for_write()
         self._broker = f"Redis at {broker.hostname}:{broker.port}"  # for messages: no password
 
-    def enqueue(self, job: Job, background: BackgroundScheduler) -> None:
+    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
         # Atomic by construction: kombu's Redis transport publishes a message with one LPUSH of the whole
         # JSON message onto the queue list, and publish retries are off (see app.py), so either that one
         # command took effect or nothing did. (If Redis applied it but its reply timed out, the job still
         # runs despite the 503: the one ambiguity no client can remove.)
         task = self._app.tasks[task_name(job.kind)]
         try:
-            task.apply_async(args=[job.to_message()], task_id=job.id)
+            # countdown: Celery's delay, held by a worker as an unacked ETA task until due (see faults.py).
+            task.apply_async(args=[job.to_message()], task_id=job.id, countdown=delay_s or None)
         except BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"{self._broker} did not take the task: {exc}") from exc
         except RuntimeError as exc:

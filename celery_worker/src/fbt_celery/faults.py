@@ -4,7 +4,9 @@ Read by the fault harness: where kombu's Redis transport keeps messages, when a 
 come back, and one sentence per fault on why Celery, configured as ``describe()`` recorded, behaved so.
 """
 
+import base64
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +14,7 @@ from celery.app.defaults import DEFAULTS as CELERY_DEFAULTS
 from celery.backends.base import KeyValueStoreBackend
 from kombu.transport.redis import Channel as RedisChannel
 
-from fbt_tasks.fault_words import outage
+from fbt_tasks.fault_words import crash, executions, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client
 from fbt_tasks.runner import FaultName, Holdings
 from fbt_tasks.settings import Settings
@@ -46,6 +48,39 @@ class CeleryFaults:
                 scheduled=0,  # a retry with a countdown is held by a worker (unacked) until it is due
                 failed=sum(1 for raw in states if raw and json.loads(raw).get("status") == "FAILURE"),
             )
+
+    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+        return float(described.get("visibility_timeout_s", 3600))
+
+    def inject_malformed(self, settings: Settings) -> str:
+        """A kombu envelope whose JSON body does not parse, LPUSHed as kombu's Redis transport publishes."""
+        marker = f"poison-{uuid.uuid4().hex}"
+        body = base64.b64encode(f"{{not json {marker}".encode()).decode()
+        envelope = {
+            "body": body,
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            # No "task" header: Celery has to decode the body to find the task, and cannot.
+            "headers": {},
+            "properties": {
+                "body_encoding": "base64",
+                "delivery_tag": marker,
+                "delivery_info": {"exchange": "", "routing_key": QUEUE_KEY},
+                "delivery_mode": 2,
+                "priority": 0,
+            },
+        }
+        with inspection_client(settings) as client:
+            client.lpush(QUEUE_KEY, json.dumps(envelope))
+        return marker
+
+    def malformed_whereabouts(self, settings: Settings, marker: str) -> str:
+        with inspection_client(settings) as client:
+            if any(marker.encode() in raw for raw in client.lrange(QUEUE_KEY, 0, -1)):
+                return f"still in the queue {QUEUE_KEY}"
+            if client.hget(UNACKED_KEY, marker) is not None:
+                return f"delivered and unacked in {UNACKED_KEY}"
+        return "discarded: acked after the decode error was logged (no dead-letter queue)"
 
     def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
         # kombu sweeps the unacked hash every unacked_sweep_s and restores entries older than the timeout.
@@ -81,6 +116,20 @@ class CeleryFaults:
                     f"until the {vt} s visibility timeout"
                 )
             return told
+        if fault == "broker-crash":
+            return crash(r) + "; the worker and the API reconnected to the restarted server"
+        if fault == "delay-past-timeout":
+            if r.get("delay_s", 0) > vt:
+                return (
+                    "a countdown task waits in a worker as an unacked ETA message, so kombu restored it to the "
+                    f"queue each time the {vt} s visibility timeout passed and it was delivered again "
+                    f"(celery/celery#4766): {executions(r)}"
+                )
+            return f"the countdown was shorter than the {vt} s visibility timeout: {executions(r)}"
+        if fault == "poison-message":
+            return "Celery logs a message body it cannot decode and acks it so it cannot loop; " + malformed(
+                r
+            )
         if retries != "none":
             return (
                 f"autoretry_for retried the SMTP refusals ({retries}); a task that exhausts them is stored as "

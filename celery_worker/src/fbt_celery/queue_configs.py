@@ -4,13 +4,14 @@
   worker killed mid-task loses it; a failed task is not retried.
 - ``safe``: the configuration the Celery docs give for not losing work: late ack, requeue when the pool
   process dies, one reserved message per process, a visibility timeout sized to our longest task, and
-  up to three attempts with a short backoff. The price is at-least-once delivery: tasks must be
-  idempotent (email is, through ``fbt_tasks.once``; logs and resizes tolerate a repeat).
+  up to three attempts with a short backoff for transient errors only. The price is at-least-once
+  delivery: tasks must be idempotent (email is, through ``fbt_tasks.once``; logs and resizes tolerate a repeat).
 
 Setting names say where Celery takes them: a bare name is an app setting (``app.conf``),
 ``broker_transport_options.<name>`` a kombu Redis transport option, ``Task.<name>`` a task option.
 """
 
+from fbt_tasks.retry import TRANSIENT_ERROR_NAMES
 from fbt_tasks.runner import QueueConfig, QueueConfigName, Setting
 from fbt_tasks.settings import Settings
 
@@ -43,6 +44,7 @@ SAFE = QueueConfig(
         "come back; a failing task gets 3 attempts, then FAILURE in the result backend"
     ),
     max_attempts=MAX_RETRIES + 1,
+    retries_on=TRANSIENT_ERROR_NAMES,
     settings={
         "task_acks_late": Setting(
             True, "ack after the task ran, not before, so a task killed mid-run is redelivered"
@@ -80,9 +82,9 @@ SAFE = QueueConfig(
             "make the interval the sole control), so redelivery is due by visibility timeout + 1 s",
         ),
         f"{TASK}.autoretry_for": Setting(
-            ["Exception"],
-            "any failure of ours is worth another try (SMTP or Redis hiccup); a permanent one just fails "
-            "3 times",
+            list(TRANSIENT_ERROR_NAMES),
+            "retry only errors that can pass (SMTP, connection and Redis errors: fbt_tasks.retry); a task "
+            "that can never succeed (a ValueError from a bad header) fails at once instead of 3 times",
         ),
         f"{TASK}.max_retries": Setting(MAX_RETRIES, "three attempts in all: the first run plus two retries"),
         f"{TASK}.retry_backoff": Setting(

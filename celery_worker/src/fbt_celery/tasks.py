@@ -1,12 +1,12 @@
 """One Celery task per kind in ``fbt_tasks.jobs.TASKS``, named ``fbt.<kind>``: wiring only, no task logic."""
 
-import builtins
 from typing import Any
 
 from celery import Celery, Task
 
 from fbt_celery.queue_configs import TASK, queue_config_for
 from fbt_tasks.jobs import TASKS, run_job
+from fbt_tasks.retry import resolve
 from fbt_tasks.settings import Settings
 
 
@@ -14,22 +14,15 @@ def task_name(kind: str) -> str:
     return f"fbt.{kind}"
 
 
-def _exception_class(name: str) -> type[BaseException]:
-    found = getattr(builtins, name, None)
-    if not (isinstance(found, type) and issubclass(found, BaseException)):
-        raise ValueError(f"autoretry_for names no built-in exception: {name!r}")
-    return found
-
-
 def retry_options(settings: Settings) -> dict[str, Any]:
     """Celery's autoretry task options from the queue config; out of the box Celery never retries a task.
 
-    The queue config keeps them JSON-safe for the report, so ``autoretry_for`` holds built-in exception
-    names; Celery wants the classes.
+    The queue config keeps them JSON-safe for the report, so ``autoretry_for`` holds dotted exception
+    names (fbt_tasks.retry); Celery wants the classes.
     """
     options = queue_config_for(settings).options(TASK)
     if "autoretry_for" in options:
-        options["autoretry_for"] = tuple(_exception_class(name) for name in options["autoretry_for"])
+        options["autoretry_for"] = resolve(options["autoretry_for"])
     return options
 
 

@@ -33,7 +33,7 @@ class DramatiqBackend:
         self._client: redis.Redis = self._broker.client
         self._results = self._broker.get_results_backend()
 
-    def enqueue(self, job: Job, background: BackgroundScheduler) -> None:
+    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
         actor = self._broker.get_actor(actor_name(job.kind))
         # The job id becomes Dramatiq's message id, so /jobs/{id}, the ledger and Redis name the same thing.
         message = actor.message(job.to_message()).copy(
@@ -44,7 +44,8 @@ class DramatiqBackend:
             # runs as a single script, so a job is either fully queued or absent. The one ambiguity is a reply
             # lost after Redis ran it: the job is queued yet we answer 503. We never replay it (no retries),
             # so this call cannot enqueue a job twice.
-            self._broker.enqueue(message)
+            # delay: Dramatiq puts the message on the queue's delay queue (".DQ") with an eta.
+            self._broker.enqueue(message, delay=round(delay_s * 1000) or None)
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"Redis did not take the message ({type(exc).__name__}: {exc})") from exc
 

@@ -6,13 +6,14 @@ behaved so.
 """
 
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from dramatiq.common import dq_name, xq_name
 
 from fbt_dramatiq.actors import QUEUE_NAME
-from fbt_tasks.fault_words import outage
+from fbt_tasks.fault_words import crash, executions, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client
 from fbt_tasks.runner import FaultName, Holdings
 from fbt_tasks.settings import Settings
@@ -28,6 +29,14 @@ DEAD_KEY = f"{NAMESPACE}:{xq_name(QUEUE_NAME)}"
 ACKS_PATTERN = f"{NAMESPACE}:__acks__.*"
 
 
+def _message_id(body: bytes | str) -> str:
+    """Our job id inside a stored message; "" for a body that is not a message (a malformed one)."""
+    try:
+        return str(json.loads(body).get("message_id", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
 class DramatiqFaults:
     exhausted_to = f"dead-letter queue ({DEAD_KEY})"
 
@@ -39,7 +48,7 @@ class DramatiqFaults:
             ours: dict[bytes | str, str] = {}
             for key in (QUEUE_KEY, DELAY_KEY, DEAD_KEY):
                 for redis_id, body in client.hgetall(f"{key}.msgs").items():
-                    ours[redis_id] = str(json.loads(body).get("message_id", ""))
+                    ours[redis_id] = _message_id(body)
 
             def job_id(member: bytes) -> str:
                 return ours.get(member, "")
@@ -53,6 +62,33 @@ class DramatiqFaults:
                 scheduled=count_ids(client.lrange(DELAY_KEY, 0, -1), ids, job_id),
                 failed=count_ids(client.zrange(DEAD_KEY, 0, -1), ids, job_id),
             )
+
+    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+        return None  # delayed messages wait on the delay queue and are acked late like any other
+
+    def inject_malformed(self, settings: Settings) -> str:
+        """A body Dramatiq's JSON encoder cannot decode, stored and queued as dispatch.lua enqueues."""
+        marker = f"poison-{uuid.uuid4().hex}"
+        with inspection_client(settings) as client:
+            client.hset(f"{QUEUE_KEY}.msgs", marker, f"{{not json {marker}")
+            client.rpush(QUEUE_KEY, marker)
+        return marker
+
+    def malformed_whereabouts(self, settings: Settings, marker: str) -> str:
+        with inspection_client(settings) as client:
+            if marker.encode() in client.lrange(QUEUE_KEY, 0, -1):
+                return f"still in the queue {QUEUE_KEY}"
+            if client.zscore(DEAD_KEY, marker) is not None:
+                return f"in the dead-letter queue {DEAD_KEY}"
+            for key in client.scan_iter(match=ACKS_PATTERN, count=1000):
+                if client.sismember(key, marker):
+                    return (
+                        f"stuck in a worker's acks set ({key.decode()}): fetched, never decoded, never acked; "
+                        "maintenance puts it back only once that worker is dead"
+                    )
+            if client.hexists(f"{QUEUE_KEY}.msgs", marker):
+                return f"its body still in {QUEUE_KEY}.msgs, its id in no queue"
+        return "gone"
 
     def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
         reliability = described.get("reliability", {})
@@ -83,6 +119,18 @@ class DramatiqFaults:
         if fault == "broker-restart":
             return "Redis's AOF kept the queue and the consumers reconnected; " + outage(
                 r, f"the Retries middleware ({retries})"
+            )
+        if fault == "broker-crash":
+            return crash(r) + "; the consumers reconnected"
+        if fault == "delay-past-timeout":
+            return (
+                "Dramatiq keeps a delayed message on the delay queue; the worker holding it until due acks it "
+                f"late like any other, and nothing redelivers it while that worker heartbeats: {executions(r)}"
+            )
+        if fault == "poison-message":
+            return (
+                "Dramatiq's consumer cannot decode the message, logs the error and restarts itself a second "
+                "later; " + malformed(r)
             )
         return (
             f"the Retries middleware retried the refusals ({retries}, doubling with jitter); a message that "

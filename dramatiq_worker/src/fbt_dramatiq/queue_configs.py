@@ -12,6 +12,7 @@ Setting names say where Dramatiq takes them: ``RedisBroker.<name>`` a keyword ar
 ``actor.<name>`` an option every actor is declared with; a missing one keeps Dramatiq's default.
 """
 
+from fbt_tasks.retry import TRANSIENT_ERROR_NAMES
 from fbt_tasks.runner import QueueConfig, QueueConfigName, Setting
 from fbt_tasks.settings import Settings
 
@@ -25,6 +26,7 @@ SAFE = QueueConfig(
         "messages come back within seconds; a failing job gets 3 attempts, then the dead-letter queue"
     ),
     max_attempts=3,
+    retries_on=TRANSIENT_ERROR_NAMES,
     settings={
         # A live worker heartbeats on every broker call and its delay-queue consumer polls ~1/s even while all
         # threads are busy; the longest gap seen here was 4 s, a 40-megapixel resize holding the GIL.
@@ -44,6 +46,11 @@ SAFE = QueueConfig(
         f"{ACTOR}.max_retries": Setting(
             2,
             "at most 3 attempts: transient faults (an SMTP hiccup) get two more tries, a poison job fails fast",
+        ),
+        f"{ACTOR}.retry_when": Setting(
+            list(TRANSIENT_ERROR_NAMES),
+            "retry only errors that can pass (fbt_tasks.retry), up to max_retries: Dramatiq's retry_when "
+            "predicate replaces max_retries, so fbt_dramatiq.actors builds one that checks both",
         ),
         f"{ACTOR}.min_backoff": Setting(
             1_000,
@@ -71,6 +78,7 @@ DEFAULTS = QueueConfig(
         "heartbeat timeout and a 0.1 % maintenance draw; 20 retries from a 15 s backoff"
     ),
     max_attempts=21,
+    retries_on=("Exception",),
     settings={},
 )
 

@@ -30,7 +30,9 @@ class InProcessBackend:
         self._states: OrderedDict[str, JobState] = OrderedDict()
         self._lock = threading.Lock()
 
-    def enqueue(self, job: Job, background: BackgroundScheduler) -> None:
+    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
+        if delay_s > 0:
+            raise ValueError("BackgroundTasks cannot delay a task: it runs right after the response")
         self._set(job.id, JobState.queued)
         background.add_task(self._run, job.to_message())
 

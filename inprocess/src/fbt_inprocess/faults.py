@@ -20,6 +20,15 @@ class InProcessFaults:
     def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
         return NO_HOLDINGS
 
+    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+        return None  # nothing is delivered twice: there is no broker
+
+    def inject_malformed(self, settings: Settings) -> str:
+        raise NotImplementedError("BackgroundTasks have no queue to put a malformed message on")
+
+    def malformed_whereabouts(self, settings: Settings, marker: str) -> str:
+        return "nowhere: there is no queue"
+
     def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
         return 0.0  # nothing to redeliver
 

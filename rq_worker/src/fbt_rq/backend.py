@@ -8,6 +8,7 @@ name to its ``rq:queues`` set in a separate, idempotent write that carries no jo
 queue avoids: if EXEC reached Redis but the reply was lost, the API answers 503 for a job that will run.
 """
 
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -68,23 +69,34 @@ class RQBackend:
         self._connection = connect(settings)
         self._queue = make_queue(self._connection)
 
-    def enqueue(self, job: Job, background: BackgroundScheduler) -> None:
+    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
         # `background` is unused: an RQ worker process runs the job, not the API.
         job_retry = retry(self._queue_config)
+        options: dict[str, Any] = {
+            # Our id is RQ's job id, so /jobs/{id} is a plain Job.fetch.
+            "job_id": job.id,
+            # A fixed description: RQ's default embeds the arguments (email addresses) in logs and Redis.
+            "description": f"fbt.{job.kind} {job.id}",
+            "result_ttl": RESULT_TTL_S,
+            "failure_ttl": FAILURE_TTL_S,
+            "retry": job_retry,
+            "meta": {RETRY_MAX_META: job_retry.max} if job_retry else None,
+        }
         try:
-            self._queue.enqueue_call(
-                JOB_FUNCTIONS[job.kind],
-                args=(job.to_message(),),
-                # Our id is RQ's job id, so /jobs/{id} is a plain Job.fetch.
-                job_id=job.id,
-                # A fixed description: RQ's default embeds the arguments (email addresses) in logs and Redis.
-                description=f"fbt.{job.kind} {job.id}",
-                timeout=self._job_timeout_s,
-                result_ttl=RESULT_TTL_S,
-                failure_ttl=FAILURE_TTL_S,
-                retry=job_retry,
-                meta={RETRY_MAX_META: job_retry.max} if job_retry else None,
-            )
+            if delay_s > 0:
+                # RQ's documented delay: the job waits in the ScheduledJobRegistry until a worker started
+                # --with-scheduler moves it to the queue.
+                self._queue.enqueue_in(
+                    timedelta(seconds=delay_s),
+                    JOB_FUNCTIONS[job.kind],
+                    job.to_message(),
+                    job_timeout=self._job_timeout_s,
+                    **options,
+                )
+            else:
+                self._queue.enqueue_call(
+                    JOB_FUNCTIONS[job.kind], args=(job.to_message(),), timeout=self._job_timeout_s, **options
+                )
         except RedisError as exc:
             raise BrokerUnavailable(f"Redis did not take the job: {exc}") from exc
 

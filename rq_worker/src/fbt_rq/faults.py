@@ -4,15 +4,18 @@ Read by the fault harness: RQ's Redis keys for our queue, when maintenance puts 
 back, and one sentence per fault on why RQ, configured as ``describe()`` recorded, behaved so.
 """
 
+import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from rq import Queue
 from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from fbt_rq.queue_configs import QUEUE_NAME
-from fbt_tasks.fault_words import outage
+from fbt_tasks.fault_words import crash, executions, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client
 from fbt_tasks.runner import FaultName, Holdings
 from fbt_tasks.settings import Settings
@@ -45,6 +48,36 @@ class RQFaults:
                 scheduled=count_ids(client.zrange(SCHEDULED_KEY, 0, -1), ids),
                 failed=count_ids(client.zrange(FAILED_KEY, 0, -1), ids),
             )
+
+    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+        return None  # a delayed job waits in the ScheduledJobRegistry, apart from delivered ones
+
+    def inject_malformed(self, settings: Settings) -> str:
+        """A job hash whose ``data`` no serializer can read, its id pushed onto our queue as RQ enqueues."""
+        marker = f"poison-{uuid.uuid4().hex}"
+        with inspection_client(settings) as client:
+            client.hset(
+                f"{Job.redis_job_namespace_prefix}{marker}",
+                mapping={
+                    "data": f"{{not json {marker}",
+                    "origin": QUEUE_NAME,
+                    "status": "queued",
+                    "description": f"malformed {marker}",
+                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
+                    "enqueued_at": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
+                },
+            )
+            client.rpush(QUEUE_KEY, marker)
+        return marker
+
+    def malformed_whereabouts(self, settings: Settings, marker: str) -> str:
+        where = self.holdings(settings, {marker})
+        if where["failed"]:
+            return f"in the FailedJobRegistry ({FAILED_KEY})"
+        for place in ("queued", "held", "scheduled"):
+            if where[place]:
+                return f"{place} in Redis"
+        return "gone: RQ dropped it"
 
     def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
         if described.get("retry", "none") == "none":
@@ -84,6 +117,23 @@ class RQFaults:
             return (
                 "Redis's AOF kept the queue and the workers retried their connection with backoff; "
                 + outage(r, retry if retry != "none" else "nothing")
+            )
+        if fault == "broker-crash":
+            return crash(r) + "; the workers reconnected with backoff"
+        if fault == "delay-past-timeout":
+            if not d.get("with_scheduler"):
+                return (
+                    "RQ keeps a delayed job in the ScheduledJobRegistry until a worker started with "
+                    f"--with-scheduler moves it to the queue; none was, so {executions(r)}"
+                )
+            return (
+                "RQ keeps a delayed job in the ScheduledJobRegistry, apart from the queue, until the "
+                f"scheduler enqueues it when due; no timeout hands it out twice: {executions(r)}"
+            )
+        if fault == "poison-message":
+            return (
+                "RQ fails a job it cannot deserialize like any failing job, with the error logged; "
+                + malformed(r)
             )
         if retry != "none":
             return (

@@ -5,11 +5,15 @@ bound as a module attribute under its kind (``fbt_rq.jobs.send_email``, ...), bu
 """
 
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 from rq import get_current_job
+from rq.exceptions import AbandonedJobError
+from rq.job import Job as RQJob
 
 from fbt_tasks.jobs import TASKS, run_job
+from fbt_tasks.retry import is_transient
 
 # Stored in each job's meta at enqueue, so the attempt number does not depend on the worker's QUEUE_CONFIG.
 RETRY_MAX_META = "fbt_retry_max"
@@ -24,6 +28,20 @@ def current_attempt() -> int:
     if retry_max is None or job.retries_left is None:
         return 1
     return retry_max - job.retries_left + 1
+
+
+def stop_retrying_permanent_errors(
+    job: RQJob, exc_type: type[BaseException], exc_value: BaseException, traceback: TracebackType | None
+) -> bool:
+    """An RQ exception handler: a job that failed with an error that cannot pass is not retried.
+
+    RQ calls exception handlers before it decides on a retry (``Job.should_retry``: retries left), so
+    clearing ``retries_left`` here sends the job straight to the FailedJobRegistry. An abandoned job (its
+    worker died) is RQ's own redelivery path and keeps its retries. Returns True: later handlers still run.
+    """
+    if not (isinstance(exc_value, AbandonedJobError) or is_transient(exc_value)):
+        job.retries_left = 0
+    return True
 
 
 def _job_function(kind: str) -> Callable[[dict[str, Any]], Any]:

@@ -18,10 +18,13 @@ from typing import Literal
 from rq import Retry
 from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL, DEFAULT_MAINTENANCE_TASK_INTERVAL, DEFAULT_WORKER_TTL
 
+from fbt_tasks.retry import TRANSIENT_ERROR_NAMES
 from fbt_tasks.runner import QueueConfig, QueueConfigName, Setting
 from fbt_tasks.settings import Settings
 
 QUEUE_NAME = "fbt"
+# `rq worker --exception-handler`: see fbt_rq.jobs.stop_retrying_permanent_errors.
+STOP_RETRY_HANDLER = "fbt_rq.jobs.stop_retrying_permanent_errors"
 SERIALIZER = "rq.serializers.JSONSerializer"
 WORKER_CLASSES: dict[Literal["fork", "simple"], str] = {"fork": "rq.Worker", "simple": "rq.SimpleWorker"}
 
@@ -39,6 +42,7 @@ SAFE = QueueConfig(
         "last heartbeat) and a failing job gets 3 attempts before the FailedJobRegistry"
     ),
     max_attempts=3,
+    retries_on=TRANSIENT_ERROR_NAMES,
     settings={
         # RQ docs (Exceptions & Retries).
         "Retry.max": Setting(
@@ -47,6 +51,13 @@ SAFE = QueueConfig(
             "retries after the first try (3 attempts, as for Celery and Dramatiq)",
         ),
         "Retry.interval": Setting([1, 2], "back off 1 s, then 2 s, so a failed job settles within seconds"),
+        "exception_handler": Setting(
+            STOP_RETRY_HANDLER,
+            "RQ's Retry has no per-exception filter; its documented hook is an exception handler, which runs "
+            "before the retry decision: this one ends the retries of an error that cannot pass "
+            "(fbt_tasks.retry), so a bad header fails at once; a killed worker's job (AbandonedJobError) "
+            "still comes back",
+        ),
         "worker_ttl": Setting(
             20,
             "an idle worker blocks worker_ttl - 15 s per dequeue: 5 s, so maintenance (the only thing that "

@@ -74,6 +74,8 @@ def worker_command(settings: Settings) -> list[str]:
         command += ["--maintenance-interval", str(maintenance_interval(config))]
     if config.value("with_scheduler", False):
         command.append("--with-scheduler")
+    if handler := config.value("exception_handler"):
+        command += ["--exception-handler", handler]
     return [*command, QUEUE_NAME]
 
 

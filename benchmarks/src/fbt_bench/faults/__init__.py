@@ -7,6 +7,19 @@ runner's workers and our own SMTP sink (so task-error can make it refuse deliver
 - deploy          SIGTERM mid-burst, as a rolling deploy does; SIGKILL only after compose's grace period.
 - broker-restart  stop Redis mid-burst, keep it down a few seconds, start it again; probe the API meanwhile.
 - task-error      every email is refused twice by the sink (a real 451), then accepted.
+- broker-crash    SIGKILL Redis mid-enqueue-burst and restart it from its AOF, once per appendfsync policy
+                  (everysec, Redis's default; always, the safe one), with the enqueue cost of each.
+- delay-past-timeout  emails delayed 2x the runner's visibility timeout (celery/celery#4766): runs per job.
+- poison-message  a message no worker can decode on the runner's own queue: where it ends, the log line,
+                  whether the worker keeps working.
+
+Outcomes are split: lost (not completed and nowhere in the broker), held (still in the broker, with where
+and the redelivery bound it is due by), failed (in the library's failure store), reexecuted,
+duplicate_effects (per recipient, with whether the copies share a Message-ID) and skipped_redeliveries
+(repeats the send-once guard turned away, from the ledger's ``skipped`` mark: not duplicates). After the
+watch, the ledger and mailbox are read once more after ``grace_s``. Each cell runs ``trials`` times, each
+trial's fault moment drawn from a seed derived from the run's base seed and recorded with the record. Cells
+run ``parallel`` at a time on the benchmark's slot layout: timings are then approximate, counts are not.
 
 The burst is emails, because an email's effect can be counted where it lands: the sink's mailbox, by
 Message-ID (the job id). lost = accepted jobs whose email never arrived; duplicate_effects = emails that
@@ -19,6 +32,6 @@ did) comes from its plugin's ``FaultModel`` (``fbt_tasks.runner``); nothing here
 
 - ``model``    what is run: the parameters, the cells and the matrix.
 - ``observe``  what happened: the mailbox, the ledger, the send-once leases, the broker's holdings.
-- ``inject``   the four faults.
+- ``inject``   kill-worker, deploy, broker-restart, task-error; ``crash`` and ``messages`` the new three.
 - ``run``      one cell on a fresh stack, a whole pass in parallel, the records.
 """

@@ -1,4 +1,4 @@
-"""The four faults, each injected mid-burst into a running cell and measured by ``FaultContext``.
+"""The faults, each injected mid-burst into a running cell and measured by ``FaultContext``.
 
 Which sentence explains the outcome, and how long a configuration takes to redeliver, is the runner's own
 knowledge (``FaultModel``); here only the injection and the timing of the watch.
@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
+from fbt_bench.faults.crash import broker_crash
+from fbt_bench.faults.messages import delay_past_timeout, poison_message
 from fbt_bench.faults.observe import POLL_S, FaultContext, leased_ids, ledger_by_id, watch_window
 from fbt_bench.measuring.api_client import RequestError, RequestTimeout
 from fbt_devstack.smtp_sink import read_mailbox
@@ -216,4 +218,7 @@ FAULT_RUNS: dict[FaultName, Callable[[FaultContext], Coroutine[Any, Any, dict[st
     "deploy": deploy,
     "broker-restart": broker_restart,
     "task-error": task_error,
+    "broker-crash": broker_crash,
+    "delay-past-timeout": delay_past_timeout,
+    "poison-message": poison_message,
 }

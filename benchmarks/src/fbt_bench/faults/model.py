@@ -1,12 +1,32 @@
 """What a fault pass runs: its parameters, the cells (runner x queue config x fault) and the matrix."""
 
+import random
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fbt_bench.profiles import PROFILES
 from fbt_tasks.runner import QUEUE_CONFIG_NAMES, FaultName, QueueConfig, QueueConfigName, load_runner
 
-FAULTS: tuple[FaultName, ...] = ("kill-worker", "deploy", "broker-restart", "task-error")
+FAULTS: tuple[FaultName, ...] = (
+    "kill-worker",
+    "deploy",
+    "broker-restart",
+    "task-error",
+    "broker-crash",
+    "delay-past-timeout",
+    "poison-message",
+)
+# Faults that need a broker: a runner whose tasks run in the API has no Redis queue to crash, delay or poison.
+# They run in the safe configuration only: the fsync policy is Redis's, not the runner's; a malformed message
+# takes the same path whatever the ack and retry settings; and 2x Celery's default 1 h visibility timeout is
+# not a wait a fault pass can afford. Keeping them out of "defaults" keeps `make faults` in its time budget.
+BROKER_FAULTS: frozenset[FaultName] = frozenset({"broker-crash", "delay-past-timeout", "poison-message"})
+# broker-crash runs once per AOF fsync policy: Redis's default, and the one that survives a crash.
+FSYNC_POLICIES: tuple[str, ...] = ("everysec", "always")
+# The benchmark's slot layout, so a fault cell runs the runner as `make compare` measures it.
+BENCH_LAYOUT = PROFILES["default"]
 # The order cells appear in: the library's out-of-the-box behaviour first, then what the project ships.
 CONFIGS: tuple[QueueConfigName, ...] = ("defaults", "safe")
 
@@ -14,11 +34,26 @@ CONFIGS: tuple[QueueConfigName, ...] = ("defaults", "safe")
 @dataclass(frozen=True, slots=True)
 class FaultParams:
     n: int = 60  # emails per burst
-    fault_after: int = 15  # deliveries before the fault is injected
+    fault_after: int = 15  # deliveries before the fault is injected (a trial draws its own, see trial_params)
     smtp_delay_ms: int = 100
-    worker_processes: int = 1
-    worker_threads: int = 2
+    worker_processes: int = BENCH_LAYOUT.worker_processes
+    worker_threads: int = BENCH_LAYOUT.worker_threads
     burst_concurrency: int = 4
+    # Each cell runs this many times, each trial with its own seed (derived from ``seed``, recorded).
+    trials: int = 3
+    seed: int = 0
+    # True: the watch of a configuration whose redelivery bound is within patience_s lasts past the bound, so
+    # a held job becomes recovered or lost; False (the short pass) may stop earlier and says so.
+    full_watch: bool = True
+    # After the watch, the ledger and the mailbox are read once more this much later: late duplicates count.
+    grace_s: float = 5.0
+    # delay-past-timeout: the countdown is 2x the runner's visibility timeout when that is at most
+    # max_delay_s, else delay_s (no such timer, or one too long to wait out); delayed_n jobs are delayed.
+    max_delay_s: float = 90.0
+    delay_s: float = 10.0
+    delayed_n: int = 3
+    # poison-message: emails sent after the malformed message, to see that the worker keeps working.
+    followers_n: int = 10
     # The longest recovery bound we wait for; a configuration whose bound is longer is watched watch_s.
     patience_s: float = 150.0
     watch_s: float = 90.0
@@ -30,7 +65,9 @@ class FaultParams:
     fail_first: int = 2
     # None keeps the setting's default; the exactly-once test shortens it (the send-once lease follows it).
     smtp_timeout_s: float | None = None
-    parallel: int = 3
+    # Cells at once. Parallel cells share 2 cores and disturb each other's timing; the fault pass reports
+    # counts (lost, held, duplicated), which do not depend on it, and recovery times it marks as approximate.
+    parallel: int = 4
     # None: the slots, the benchmark's equal budget (for BackgroundTasks, the threadpool is the task slots).
     api_threadpool: int | None = None
 
@@ -38,18 +75,33 @@ class FaultParams:
     def slots(self) -> int:
         return self.worker_processes * self.worker_threads
 
-    def with_overrides(self, *, n: int | None = None, parallel: int | None = None) -> "FaultParams":
-        """A copy with a different burst size or parallelism (``None``: keep); the fault lands mid-burst."""
+    def with_overrides(
+        self,
+        *,
+        n: int | None = None,
+        parallel: int | None = None,
+        trials: int | None = None,
+        seed: int | None = None,
+    ) -> "FaultParams":
+        """A copy with other burst size, parallelism, trials or seed (``None``: keep); the fault lands mid-burst."""
         n = n or self.n
         return replace(
-            self, n=n, fault_after=min(self.fault_after, n // 2), parallel=parallel or self.parallel
+            self,
+            n=n,
+            fault_after=min(self.fault_after, n // 2),
+            parallel=parallel or self.parallel,
+            trials=trials or self.trials,
+            seed=self.seed if seed is None else seed,
         )
 
 
 FULL = FaultParams()
 # What `fbt-bench compare` adds: kill-worker only, a smaller burst, a shorter watch of the configurations
 # that recover only after minutes or never.
-SHORT = replace(FULL, n=30, fault_after=8, watch_s=30.0, parallel=4)
+# One trial, and no watch past a bound beyond 45 s: a job still held then is "not recovered within X s".
+SHORT = replace(
+    FULL, n=30, fault_after=8, watch_s=30.0, patience_s=45.0, parallel=4, trials=1, full_watch=False
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +109,28 @@ class Cell:
     runner: str
     config: QueueConfigName
     fault: FaultName
+    variant: str = ""  # broker-crash: the AOF fsync policy
+    trial: int = 1
 
     @property
     def tag(self) -> str:
-        return f"{self.runner}/{self.config}/{self.fault}"
+        variant = f"({self.variant})" if self.variant else ""
+        return f"{self.runner}/{self.config}/{self.fault}{variant}#{self.trial}"
+
+    def seed(self, base: int) -> int:
+        """This trial's seed: derived from the run's base seed and the cell, recorded with its record."""
+        return zlib.crc32(
+            f"{base}/{self.runner}/{self.config}/{self.fault}/{self.variant}/{self.trial}".encode()
+        )
+
+
+def trial_params(params: FaultParams, seed: int) -> tuple[FaultParams, float]:
+    """The fault moment a trial draws from its seed: deliveries before the fault, and how far into the next
+    SMTP exchange (a fraction of the sink's delay) it lands."""
+    rng = random.Random(seed)
+    low = max(1, params.n // 8)
+    fault_after = rng.randint(low, max(low, params.fault_after if params.trials == 1 else params.n // 2))
+    return replace(params, fault_after=fault_after), rng.uniform(0.2, 0.8)
 
 
 def distinct_configs(runner: str, configs: tuple[QueueConfigName, ...] = CONFIGS) -> list[QueueConfig]:
@@ -85,12 +155,24 @@ def matrix(
     runners: tuple[str, ...],
     configs: tuple[QueueConfigName, ...] = CONFIGS,
     faults: tuple[FaultName, ...] = FAULTS,
+    trials: int = 1,
 ) -> list[Cell]:
-    """Every cell: each runner in each of its distinct configurations among ``configs``, every fault."""
+    """Every cell: each runner in each of its distinct configurations among ``configs``, every fault (a broker
+    fault only where there is a broker, in the safe config; broker-crash once per fsync policy), ``trials``
+    times."""
     cells: list[Cell] = []
     for runner in runners:
+        has_broker = load_runner(runner).broker != "none"
         for config in distinct_configs(runner, configs):
-            cells.extend(Cell(runner, config.name, fault) for fault in faults)
+            for fault in faults:
+                if fault in BROKER_FAULTS and not (has_broker and config.name == "safe"):
+                    continue
+                variants = FSYNC_POLICIES if fault == "broker-crash" else ("",)
+                cells.extend(
+                    Cell(runner, config.name, fault, variant, trial)
+                    for variant in variants
+                    for trial in range(1, trials + 1)
+                )
     return cells
 
 

@@ -41,7 +41,25 @@ MARGIN_S = 15.0
 
 def deliveries(mailbox: Path) -> Counter[str]:
     """Copies received per job id (the Message-ID is ``<job id@fbt.localhost>``)."""
-    return Counter(mail.message_id.strip("<>").split("@", 1)[0] for mail in read_mailbox(mailbox))
+    return Counter(_job_id(mail.message_id) for mail in read_mailbox(mailbox))
+
+
+def _job_id(message_id: str) -> str:
+    return message_id.strip("<>").split("@", 1)[0]
+
+
+def duplicates(mailbox: Path, ids: set[str]) -> list[dict[str, Any]]:
+    """Recipients of the accepted jobs who received more than one email, and whether every copy carried one
+    Message-ID (then a receiver that drops repeated Message-IDs keeps one)."""
+    by_recipient: dict[str, list[str]] = {}
+    for mail in read_mailbox(mailbox):
+        if _job_id(mail.message_id) in ids:
+            by_recipient.setdefault(",".join(mail.to), []).append(mail.message_id)
+    return [
+        {"recipient": to, "copies": len(found), "same_message_id": len(set(found)) == 1}
+        for to, found in sorted(by_recipient.items())
+        if len(found) > 1
+    ]
 
 
 def ledger_by_id(path: Path, ids: set[str]) -> dict[str, list[CompletionEvent]]:
@@ -72,6 +90,7 @@ def watch_window(
     if bound_s == 0:
         return extra_s + MARGIN_S, "nothing to redeliver"
     if bound_s is not None and bound_s <= params.patience_s:
+        # Past the bound plus a margin: a job still held then is not coming back on time.
         return max(bound_s, lease_s) + extra_s + MARGIN_S, f"redelivery due by ~{bound_s:.0f} s"
     if bound_s is None:
         return params.watch_s + extra_s, "this configuration never redelivers"
@@ -92,6 +111,8 @@ class FaultContext:
     accepted: list[str] = field(default_factory=list)
     refused: int = 0
     notes: list[str] = field(default_factory=list)
+    # How far into the next SMTP exchange (a fraction of the sink's delay) the fault lands; drawn per trial.
+    mid_send: float = 0.5
 
     @property
     def runner(self) -> Runner:
@@ -155,7 +176,7 @@ class FaultContext:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.cell.tag}: {count} deliveries did not arrive in {timeout_s:.0f} s")
             time.sleep(0.01)
-        time.sleep(self.params.smtp_delay_ms / 2000)
+        time.sleep(self.params.smtp_delay_ms / 1000 * self.mid_send)
 
     async def probe(self) -> str | None:
         """Post one log job once the runner is back; its completion marks that the runner serves again."""
@@ -205,16 +226,31 @@ class FaultContext:
             time.sleep(POLL_S)
 
     def _settled(self, ids: set[str]) -> bool:
+        """Nothing the broker holds will move before the watch ends: none pending, or (when the redelivery
+        bound lies beyond what this pass waits for) only delivered-unacked ones, which wait for that bound."""
         try:
             held = self.holdings(ids)
-            return not held or pending(cast(Holdings, held)) == 0
         except redis.RedisError:
             return False  # Redis is restarting: ask again on the next poll
+        if not held or pending(cast(Holdings, held)) == 0:
+            return True
+        bound = self.runner.faults.redelivery_bound_s(self.described)
+        beyond = bound is None or bound > self.params.patience_s
+        return beyond and held["queued"] == 0 and held["scheduled"] == 0
+
+    def grace(self) -> None:
+        """Wait ``grace_s`` before the last read, so a redelivery finishing just after the watch is counted."""
+        deadline = time.monotonic() + self.params.grace_s
+        while time.monotonic() < deadline:
+            self.check()
+            time.sleep(POLL_S)
 
     def tally(
         self, fault_at: float, leased: set[str], probe_id: str | None, watched_s: float
     ) -> dict[str, Any]:
-        """The cell's counts: lost, re-executed, duplicated, recovery, and where the missing jobs wait."""
+        """The cell's counts, read after the grace period: completed, lost, held, failed, re-executed,
+        duplicated (by recipient), skipped redeliveries, recovery, and where the missing jobs wait."""
+        self.grace()
         ids = set(self.accepted)
         delivered = deliveries(self.sink.mailbox)
         events = ledger_by_id(self.stack.ledger_path, ids | ({probe_id} if probe_id else set()))
@@ -232,31 +268,46 @@ class FaultContext:
             self.notes.append(
                 f"{len(failed_but_sent)} jobs without a successful run although their email went out"
             )
+        twice = duplicates(self.sink.mailbox, ids)
         return {
             "expected": len(ids),
-            "lost": len(missing),
-            "reexecuted": len(ran_again),
-            "duplicate_effects": sum(1 for job_id in ids if delivered[job_id] > 1),
-            "recovery_s": round(max(finishes) - fault_at, 2) if finishes else None,
             "completed": sum(1 for job_id in ids if any(e.ok for e in events.get(job_id, []))),
+            **self.outcomes(missing, fault_at),
+            "reexecuted": len(ran_again),
+            "duplicate_effects": len(twice),
+            "duplicates": twice[:20],
+            "skipped_redeliveries": sum(1 for i in ids for e in events.get(i, []) if e.skipped),
+            "recovery_s": round(max(finishes) - fault_at, 2) if finishes else None,
             "failed_attempts": sum(1 for job_id in ids for e in events.get(job_id, []) if not e.ok),
             "in_flight_at_fault": len(leased & ids),
             "refused": self.refused,
             "watched_s": round(watched_s, 1),
-            "unfinished": self.unfinished(missing),
+            "grace_s": self.params.grace_s,
         }
 
-    def unfinished(self, missing: set[str]) -> dict[str, int]:
-        """Where the broker still keeps the jobs whose email never arrived (noted when it keeps any)."""
+    def outcomes(self, missing: set[str], fault_at: float) -> dict[str, Any]:
+        """Split the jobs whose email never arrived: held (the broker will still hand them out), failed (in
+        the library's failure store) and lost (nowhere any more). ``held_due_s``: seconds after the fault by
+        which the configuration's redelivery bound puts a held job back (None: never)."""
         try:
             found = self.holdings(missing)
         except redis.RedisError as exc:
-            self.notes.append(f"could not read the broker's holdings: {exc}")
-            return {}
-        held = {where: count for where, count in found.items() if count}
-        if held:
-            # Counted as lost for this watch, but not gone: say where they wait, so no reader mistakes a
-            # slow redelivery for a dropped message.
-            where = ", ".join(f"{count} {place}" for place, count in held.items())
-            self.notes.append(f"of the lost, still in Redis when the watch ended: {where}")
-        return found
+            self.notes.append(f"could not read the broker's holdings: {exc}; every missing job counted lost")
+            found = {}
+        pending_now = pending(cast(Holdings, found)) if found else 0
+        failed = found.get("failed", 0)
+        bound = self.runner.faults.redelivery_bound_s(self.described)
+        elapsed = time.time() - fault_at
+        if pending_now:
+            where = ", ".join(f"{n} {place}" for place, n in found.items() if n and place != "failed")
+            due = "never by itself" if bound is None else f"due by ~{bound:.0f} s after the fault"
+            self.notes.append(f"not recovered within {elapsed:.0f} s: still in Redis ({where}), {due}")
+        return {
+            "lost": max(0, len(missing) - pending_now - failed),
+            "held": pending_now,
+            "held_where": {k: v for k, v in found.items() if k != "failed"},
+            "held_due_s": bound,
+            "failed": failed,
+            "watch_covers_bound": bound is not None and elapsed >= bound,
+            "unfinished": found,
+        }

@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fbt_bench.faults.inject import FAULT_RUNS, POISON_PREFIX, POISON_WAIT_S
 from fbt_bench.faults.model import (
@@ -24,11 +24,13 @@ from fbt_bench.faults.model import (
     FaultRun,
     has_one_config,
     matrix,
+    trial_params,
 )
 from fbt_bench.faults.observe import MARGIN_S, FaultContext
 from fbt_bench.measuring.environment import describe_runner
 from fbt_bench.progress import NullProgress, ProgressSink
 from fbt_devstack.processes import log_tail
+from fbt_devstack.redis_server import AppendFsync
 from fbt_devstack.sink import Sink, smtp_sink
 from fbt_devstack.stack import Stack
 from fbt_tasks.runner import load_runner
@@ -44,7 +46,7 @@ def mechanism(cell: Cell, described: dict[str, Any], result: dict[str, Any]) -> 
     if twice := result["duplicate_effects"]:
         why = (
             "their send-once record could not be written while Redis was down"
-            if cell.fault == "broker-restart"
+            if cell.fault in ("broker-restart", "broker-crash")
             else "the fault fell between the SMTP server's acceptance and the send-once record, the window "
             "fbt_tasks.once documents"
         )
@@ -85,6 +87,8 @@ def run_cell(
     workdir.mkdir(parents=True, exist_ok=True)
     erring = cell.fault == "task-error"
     progress = progress or NullProgress()
+    seed = cell.seed(params.seed)
+    params, mid_send = trial_params(params, seed)
     progress.phase(f"faults {cell.tag}: starting the stack")
     with smtp_sink(
         workdir,
@@ -93,18 +97,27 @@ def run_cell(
         always_fail_to=POISON_PREFIX if erring else "",
     ) as sink:
         settings = cell_settings(cell, params, sink, workdir)
-        with Stack(settings, workdir=workdir, start_smtp=False, redis_appendonly=True) as stack:
+        fsync: AppendFsync = "everysec"
+        if cell.fault == "broker-crash" and cell.variant in ("always", "everysec", "no"):
+            fsync = cast(AppendFsync, cell.variant)
+        with Stack(
+            settings, workdir=workdir, start_smtp=False, redis_appendonly=True, redis_appendfsync=fsync
+        ) as stack:
             described = describe_runner(stack.settings)
             ctx = FaultContext(cell, params, stack, sink, described, cancel or threading.Event(), progress)
+            ctx.mid_send = mid_send
             result = asyncio.run(FAULT_RUNS[cell.fault](ctx))
             notes = ctx.notes
+            if cell.fault == "task-error":
+                retried = list(load_runner(cell.runner).queue_configs[cell.config].retries_on)
+                result["retried_errors"] = retried
+                notes.append(f"retried on: {', '.join(retried) or 'nothing (no retry)'}")
             if has_one_config(cell.runner):
                 # Nothing to configure: the one configuration's summary says what that means.
                 notes = [load_runner(cell.runner).queue_configs[cell.config].summary, *notes]
             record = {
-                "runner": cell.runner,
-                "config": cell.config,
-                "fault": cell.fault,
+                **identity(cell, seed),
+                "fault_after": params.fault_after,
                 **result,
                 "mechanism": mechanism(cell, described, result),
                 "notes": "; ".join(notes),
@@ -114,17 +127,30 @@ def run_cell(
             return FaultRun(record=record, accepted=list(ctx.accepted), mailbox=sink.mailbox)
 
 
-def failed_cell(cell: Cell, error: BaseException, workdir: Path) -> dict[str, Any]:
-    """A record that says the cell could not be measured (never a silent gap in the table)."""
-    tail = log_tail(workdir / "logs" / "worker.log", lines=5) if (workdir / "logs").exists() else ""
-    return {
+def identity(cell: Cell, seed: int) -> dict[str, Any]:
+    """What names a record: the cell, its variant, its trial and the seed its fault moment was drawn from."""
+    found = {
         "runner": cell.runner,
         "config": cell.config,
         "fault": cell.fault,
+        "trial": cell.trial,
+        "seed": seed,
+    }
+    return found | ({"appendfsync": cell.variant} if cell.fault == "broker-crash" else {})
+
+
+def failed_cell(cell: Cell, error: BaseException, workdir: Path, params: FaultParams) -> dict[str, Any]:
+    """A record that says the cell could not be measured (never a silent gap in the table)."""
+    tail = log_tail(workdir / "logs" / "worker.log", lines=5) if (workdir / "logs").exists() else ""
+    return {
+        **identity(cell, cell.seed(params.seed)),
         "expected": 0,
         "lost": 0,
+        "held": 0,
+        "failed": 0,
         "reexecuted": 0,
         "duplicate_effects": 0,
+        "skipped_redeliveries": 0,
         "recovery_s": None,
         "mechanism": "not measured",
         "notes": f"NOT MEASURED: {type(error).__name__}: {error}"[:500],
@@ -152,16 +178,19 @@ def run_faults(
     cancel = threading.Event()
     order = sorted(cells, key=lambda cell: likely_wait_s(cell, params), reverse=True)
     results: dict[Cell, dict[str, Any]] = {}
+    done: list[Cell] = []
 
     def one(cell: Cell) -> None:
-        workdir = workroot / cell.tag.replace("/", "-")
+        workdir = workroot / cell.tag.replace("/", "-").replace("#", "-").replace("(", "-").replace(")", "")
         try:
             results[cell] = run_cell(cell, params, workdir, cancel=cancel, progress=progress).record
         except Cancelled:
             return
         except Exception as exc:
-            results[cell] = failed_cell(cell, exc, workdir)
-        progress.phase(f"faults {cell.tag}: {summary(results[cell])}")
+            results[cell] = failed_cell(cell, exc, workdir, params)
+        done.append(cell)
+        left = len(cells) - len(done)
+        progress.phase(f"faults [{len(done)}/{len(cells)}, {left} left] {cell.tag}: {summary(results[cell])}")
 
     pool = ThreadPoolExecutor(max_workers=max(1, params.parallel), thread_name_prefix="fault")
     try:
@@ -192,6 +221,11 @@ def likely_wait_s(cell: Cell, params: FaultParams) -> float:
         return waited + MARGIN_S
     if cell.fault == "task-error" and runner.queue_configs[cell.config].max_attempts > 1:
         return QUICK_CELL_S + POISON_WAIT_S
+    if cell.fault == "delay-past-timeout":
+        described = describe_runner(Settings(backend=cell.runner, queue_config=cell.config))
+        timeout = runner.faults.visibility_timeout_s(described)
+        delay = 2 * timeout if timeout is not None and 2 * timeout <= params.max_delay_s else params.delay_s
+        return QUICK_CELL_S + delay + min(timeout or 0.0, params.patience_s)
     return QUICK_CELL_S
 
 
@@ -199,8 +233,9 @@ def summary(record: dict[str, Any]) -> str:
     """One line per finished cell for the progress log."""
     recovery = "never" if record["recovery_s"] is None else f"{record['recovery_s']:g} s"
     return (
-        f"{record['lost']}/{record['expected']} lost, {record['reexecuted']} re-executed, "
-        f"{record['duplicate_effects']} duplicated, recovery {recovery}"
+        f"{record['lost']}/{record['expected']} lost, {record['held']} held, {record['failed']} failed, "
+        f"{record['reexecuted']} re-executed, {record['duplicate_effects']} duplicated, "
+        f"{record['skipped_redeliveries']} skipped, recovery {recovery}"
     )
 
 

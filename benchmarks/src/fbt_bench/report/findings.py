@@ -5,6 +5,7 @@ called indistinguishable within noise. Partial runs and noisy figures carry thei
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from fbt_bench.measuring.stats import NOISY_CV
 from fbt_bench.report import result_findings as results
@@ -25,12 +26,13 @@ from fbt_bench.report.analysis import (
 )
 from fbt_bench.report.numbers import figure_id, fmt, fmt_cv, fmt_pct, possessive, repeats_text, table_id
 from fbt_bench.report.phrasing import Finding, measured
+from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, span
 
 
 def findings(summary: Summary) -> list[Finding]:
     """Every finding this run supports, alerts first."""
     out = [f for build in builders() for f in build(summary)]
-    order = {"alert": 0, "result": 1, "surprise": 2, "noisy": 3}
+    order = {"alert": 0, "warning": 1, "result": 2, "surprise": 3, "noisy": 4}
     return sorted(out, key=lambda f: order[f.kind])
 
 
@@ -119,19 +121,59 @@ def _brief(text: str) -> str:
 
 
 def _faults(summary: Summary) -> list[Finding]:
-    faults = summary.results["faults"]
-    out = []
-    for runner in dict.fromkeys(f["runner"] for f in faults):
-        rows = [f for f in faults if f["runner"] == runner]
+    """⛔ first for a runner that runs tasks in the API and lost some, then for any loss in a safe
+    configuration; ⚠ for duplicates a receiver can drop by Message-ID; then a result line per runner."""
+    groups = fault_groups(summary.results["faults"])
+    in_api = [g for g in groups if summary.runs_in_api(g[0]["runner"]) and any(f["lost"] for f in g)]
+    unsafe = [g for g in groups if g not in in_api and _safe(g[0]) and any(f["lost"] for f in g)]
+    out = [_loss_alert(summary, g) for g in in_api + unsafe]
+    for g in groups:
+        copies = [d for f in g for d in f.get("duplicates", [])]
+        if any(f["duplicate_effects"] for f in g):
+            same = all(d["same_message_id"] for d in copies)
+            text = (
+                f"{_cell(summary, g)}: {span([f['duplicate_effects'] for f in g])} emails delivered twice"
+                + (
+                    ", every copy with the same Message-ID: a receiver that drops a Message-ID it has already "
+                    "seen keeps exactly one."
+                    if same
+                    else ", some copies with different Message-IDs, which no receiver can tell apart."
+                )
+            )
+            out.append(Finding("warning" if same else "alert", text, None, ("faults",)))
+    for runner in dict.fromkeys(g[0]["runner"] for g in groups):
         parts = [
-            f"{f['fault']} ({f['config']}): {f['lost']} of {f['expected']} lost, "
-            f"{f['reexecuted']} re-executed, {f['duplicate_effects']} duplicate effects"
-            for f in rows
+            f"{fault_label(g[0])} ({g[0]['config']}, {len(g)} trials): "
+            + ", ".join(f"{span([f.get(c, 0) for f in g])} {c.replace('_', ' ')}" for c in FAULT_COUNTS)
+            + f" of {span([f['expected'] for f in g])}"
+            for g in groups
+            if g[0]["runner"] == runner
         ]
         name = summary.display_name(runner)
-        kind = "alert" if any(f["duplicate_effects"] for f in rows) else "result"
-        out.append(Finding(kind, f"When things break, {name}: " + "; ".join(parts) + ".", None, ("faults",)))
+        out.append(
+            Finding("result", f"When things break, {name}: " + "; ".join(parts) + ".", None, ("faults",))
+        )
     return out
+
+
+def _safe(record: dict[str, Any]) -> bool:
+    """A configuration that promises no loss: the runner's safe config (broker-crash: with fsync always)."""
+    return bool(record["config"] == "safe" and record.get("appendfsync", "always") == "always")
+
+
+def _cell(summary: Summary, group: list[dict[str, Any]]) -> str:
+    f = group[0]
+    return f"{summary.display_name(f['runner'])} ({f['config']}), {fault_label(f)}"
+
+
+def _loss_alert(summary: Summary, group: list[dict[str, Any]]) -> Finding:
+    refused = span([f.get("refused", 0) for f in group])
+    text = (
+        f"{_cell(summary, group)}: {span([f['lost'] for f in group])} of {span([f['expected'] for f in group])} "
+        f"accepted tasks lost for good over {len(group)} trials (requests refused: {refused}). "
+        f"{group[0]['mechanism'].rstrip('.')}."
+    )
+    return Finding("alert", text, None, ("faults",))
 
 
 def _surprises(summary: Summary) -> list[Finding]:

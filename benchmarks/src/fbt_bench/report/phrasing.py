@@ -10,7 +10,7 @@ from fbt_bench.report.numbers import fmt, fmt_range, fmt_ratio, fmt_spread
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # "alert" (missing/duplicated data), "noisy", "surprise" or "result"
+    kind: str  # "alert" (missing/duplicated data or a loss), "warning", "noisy", "surprise" or "result"
     text: str
     scenario: str | None
     refs: tuple[str, ...]  # anchors of the table/figure the numbers come from

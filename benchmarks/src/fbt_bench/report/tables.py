@@ -263,37 +263,66 @@ def choose_table(summary: Summary, labels: dict[str, str]) -> Table:
     )
 
 
+FAULT_COUNTS = ("lost", "held", "failed", "reexecuted", "duplicate_effects", "skipped_redeliveries")
+
+
+def fault_groups(faults: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The trials of each cell (runner, config, fault, fsync policy) together, in first-seen order."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for f in faults:
+        key = (f["runner"], f["config"], f["fault"], f.get("appendfsync", ""))
+        groups.setdefault(key, []).append(f)
+    return list(groups.values())
+
+
+def span(values: list[Any]) -> str:
+    """min–max over trials ("3" when they agree); "never" for a missing recovery."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "never"
+    low, high = min(known), max(known)
+    text = fmt(low) if low == high else f"{fmt(low)}–{fmt(high)}"
+    return text + (" (never in some)" if len(known) < len(values) else "")
+
+
+def fault_label(f: dict[str, Any]) -> str:
+    return str(f["fault"]) + (f" (appendfsync {f['appendfsync']})" if f.get("appendfsync") else "")
+
+
 def faults_table(results: dict[str, Any]) -> Table | None:
     faults = results["faults"]
     if not faults:
         return None
     rows = tuple(
         (
-            name_label(results, f["runner"]),
-            f["config"],
-            f["fault"],
-            str(f["expected"]),
-            str(f["lost"]),
-            str(f["reexecuted"]),
-            str(f["duplicate_effects"]),
-            "never" if f["recovery_s"] is None else fmt(f["recovery_s"]),
-            f["notes"],
+            name_label(results, group[0]["runner"]),
+            group[0]["config"],
+            fault_label(group[0]),
+            str(len(group)),
+            span([f["expected"] for f in group]),
+            *(span([f.get(count, 0) for f in group]) for count in FAULT_COUNTS),
+            span([f["recovery_s"] for f in group]),
+            group[0]["notes"],
         )
-        for f in faults
+        for group in fault_groups(faults)
     )
     return Table(
         "faults",
-        "When things break",
+        "When things break (min–max over trials)",
         (
             "Runner",
             "Config",
             "Fault",
+            "Trials",
             "Expected",
             "Lost",
+            "Held",
+            "Failed",
             "Re-executed",
             "Duplicate effects",
+            "Skipped redeliveries",
             "Recovery s",
-            "Notes",
+            "Notes (trial 1)",
         ),
         rows,
     )
@@ -305,9 +334,10 @@ def mechanisms(results: dict[str, Any]) -> list[tuple[str, str]]:
     runners = dict.fromkeys(f["runner"] for f in results["faults"])
     for runner in runners:
         parts: dict[str, list[str]] = {}
-        for f in results["faults"]:
+        for group in fault_groups(results["faults"]):
+            f = group[0]  # one sentence per fault: the first trial's (the others differ only in counts)
             if f["runner"] == runner and f["mechanism"]:
-                parts.setdefault(f["mechanism"].rstrip("."), []).append(f"{f['fault']}, {f['config']}")
+                parts.setdefault(f["mechanism"].rstrip("."), []).append(f"{fault_label(f)}, {f['config']}")
         text = "; ".join(f"{why} ({'; '.join(where)})" for why, where in parts.items())
         out.append((name_label(results, runner), text + "." if text else "no mechanism recorded."))
     return out

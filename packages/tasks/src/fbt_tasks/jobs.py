@@ -50,13 +50,18 @@ class Job:
 
 
 def run_job(message: dict[str, Any], attempt: int = 1) -> Any:
-    """Execute one job and record its completion; exceptions propagate so the runner can retry."""
+    """Execute one job and record its completion; exceptions propagate so the runner can retry.
+
+    A task returns False exactly when it turned the attempt away because its effect was already done
+    (``send_email`` under the send-once guard); the ledger records that as ``skipped``, the return value
+    is passed on unchanged.
+    """
     job = Job.from_message(message)
     started = time.time()
-    ok, error = False, None
+    ok, error, skipped = False, None, False
     try:
         result = TASKS[job.kind](**job.payload)
-        ok = True
+        ok, skipped = True, result is False
         return result
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -72,5 +77,6 @@ def run_job(message: dict[str, Any], attempt: int = 1) -> Any:
             attempt=attempt,
             ok=ok,
             error=error,
+            skipped=skipped,
         )
         ledger.record(get_settings().ledger_file, event)

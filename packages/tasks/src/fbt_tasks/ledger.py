@@ -25,6 +25,9 @@ class CompletionEvent:
     attempt: int
     ok: bool
     error: str | None = None
+    # The task found its effect already done and turned this attempt away (a redelivery the send-once guard
+    # skipped): ok, and not a second effect.
+    skipped: bool = False
 
     @property
     def end_to_end_s(self) -> float:

@@ -19,7 +19,15 @@ from fbt_tasks.settings import Settings
 ENTRY_POINT_GROUP = "fbt.backends"
 QueueConfigName = Literal["safe", "defaults"]
 QUEUE_CONFIG_NAMES: tuple[QueueConfigName, ...] = ("safe", "defaults")
-FaultName = Literal["kill-worker", "deploy", "broker-restart", "task-error"]
+FaultName = Literal[
+    "kill-worker",
+    "deploy",
+    "broker-restart",
+    "task-error",
+    "broker-crash",
+    "delay-past-timeout",
+    "poison-message",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +53,9 @@ class QueueConfig:
     # Attempts per job before it is given up (1: no retry).
     max_attempts: int
     settings: Mapping[str, Setting]
+    # The errors an attempt is retried on, as dotted names (fbt_tasks.retry): empty without retries,
+    # ("Exception",) for a library default that retries whatever fails.
+    retries_on: tuple[str, ...] = ()
 
     def value(self, key: str, default: Any = None) -> Any:
         found = self.settings.get(key)
@@ -65,6 +76,7 @@ class QueueConfig:
             "name": self.name,
             "summary": self.summary,
             "max_attempts": self.max_attempts,
+            "retries_on": list(self.retries_on),
             "settings": {key: {"value": s.value, "why": s.why} for key, s in self.settings.items()},
         }
 
@@ -80,6 +92,7 @@ class QueueConfigRecord(TypedDict):
     name: QueueConfigName
     summary: str
     max_attempts: int
+    retries_on: list[str]
     settings: dict[str, SettingRecord]
 
 
@@ -132,6 +145,25 @@ class FaultModel(Protocol):
 
         0: nothing to redeliver (in-process); None: this configuration never redelivers them.
         """
+        ...
+
+    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+        """How long a delivered, unacked message may wait before the broker hands it out again.
+
+        None when the library keeps a delayed message apart from delivered ones (no such timer applies).
+        """
+        ...
+
+    def inject_malformed(self, settings: Settings) -> str:
+        """Put one message no worker can decode onto this runner's own queue; return a marker to find it by.
+
+        Only the runner knows its wire format. The marker appears in the raw message (and so in a log line
+        that quotes it) and is what ``malformed_whereabouts`` looks for.
+        """
+        ...
+
+    def malformed_whereabouts(self, settings: Settings, marker: str) -> str:
+        """Where the malformed message is now, in a few words ("dead-letter queue default.XQ", "gone")."""
         ...
 
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:

@@ -1,0 +1,141 @@
+"""The fault pass's parts that need no stack: retry policies, the ledger's skipped mark, the matrix and seeds,
+and the report's fault findings. Fast; the real kills are in test_faults.py."""
+
+import json
+import smtplib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.exceptions
+from bench_fixtures import example_results
+from rq.exceptions import AbandonedJobError
+
+from fbt_bench.faults.model import FULL, Cell, matrix, trial_params
+from fbt_bench.report.analysis import summarize
+from fbt_bench.report.findings import _faults
+from fbt_celery.tasks import retry_options
+from fbt_dramatiq.actors import retry_when
+from fbt_rq.jobs import stop_retrying_permanent_errors
+from fbt_tasks import jobs
+from fbt_tasks.retry import TRANSIENT_ERROR_NAMES, TRANSIENT_ERRORS, is_transient, resolve
+from fbt_tasks.runner import load_runner
+from fbt_tasks.settings import Settings
+
+BROKER_RUNNERS = ("celery", "rq", "dramatiq")
+
+
+def test_transient_errors_are_named_once_and_resolve_back():
+    assert resolve(TRANSIENT_ERROR_NAMES) == TRANSIENT_ERRORS
+    assert is_transient(smtplib.SMTPServerDisconnected()) and is_transient(ConnectionRefusedError())
+    assert is_transient(redis.exceptions.ConnectionError()) and is_transient(redis.exceptions.TimeoutError())
+    assert not is_transient(
+        ValueError("Header values may not contain linefeed or carriage return characters")
+    )
+
+
+@pytest.mark.parametrize("runner", BROKER_RUNNERS)
+def test_safe_configs_retry_only_transient_errors_and_say_so(runner: str):
+    safe = load_runner(runner).queue_configs["safe"]
+    assert safe.retries_on == TRANSIENT_ERROR_NAMES
+    assert safe.as_record()["retries_on"] == list(TRANSIENT_ERROR_NAMES)
+
+
+def test_celery_autoretries_only_transient_errors():
+    options = retry_options(Settings(backend="celery", queue_config="safe"))
+    assert options["autoretry_for"] == TRANSIENT_ERRORS
+    assert not any(issubclass(ValueError, error) for error in options["autoretry_for"])
+
+
+def test_dramatiq_retry_when_checks_the_error_and_the_retry_budget():
+    should_retry = retry_when(TRANSIENT_ERRORS, max_retries=2)
+    assert should_retry(0, OSError()) and should_retry(1, smtplib.SMTPDataError(451, b"later"))
+    assert not should_retry(2, OSError())  # the budget still holds with retry_when set
+    assert not should_retry(0, ValueError("bad header"))
+
+
+class _Job:
+    retries_left: int | None = 2
+
+
+@pytest.mark.parametrize(
+    ("error", "retries_left"),
+    [(ValueError("bad header"), 0), (OSError("refused"), 2), (AbandonedJobError(), 2)],
+)
+def test_rq_handler_ends_retries_of_permanent_errors_only(error: BaseException, retries_left: int):
+    job = _Job()
+    assert stop_retrying_permanent_errors(job, type(error), error, None) is True  # type: ignore[arg-type]
+    assert job.retries_left == retries_left
+
+
+def test_rq_worker_runs_the_handler_in_the_safe_config():
+    from fbt_rq.worker import worker_command
+
+    safe = worker_command(Settings(backend="rq", queue_config="safe"))
+    assert safe[safe.index("--exception-handler") + 1] == "fbt_rq.jobs.stop_retrying_permanent_errors"
+    assert "--exception-handler" not in worker_command(Settings(backend="rq", queue_config="defaults"))
+
+
+def test_ledger_marks_a_task_that_turned_a_repeat_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    ledger = tmp_path / "ledger.jsonl"
+    monkeypatch.setenv("LEDGER_FILE", str(ledger))
+    jobs.get_settings.cache_clear()
+    monkeypatch.setitem(jobs.TASKS, "repeat", lambda: False)
+    monkeypatch.setitem(jobs.TASKS, "fresh", lambda: None)
+    try:
+        assert jobs.run_job(jobs.Job("repeat", {}).to_message()) is False  # the return value passes through
+        jobs.run_job(jobs.Job("fresh", {}).to_message())
+    finally:
+        jobs.get_settings.cache_clear()
+    events = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert [(e["kind"], e["ok"], e["skipped"]) for e in events] == [
+        ("repeat", True, True),
+        ("fresh", True, False),
+    ]
+
+
+def test_matrix_runs_broker_faults_only_with_a_broker_and_crashes_under_both_fsync_policies():
+    cells = matrix(("inprocess", "celery"), ("safe",), trials=3)
+    assert not [c for c in cells if c.runner == "inprocess" and c.fault in ("broker-crash", "poison-message")]
+    crash = {(c.variant, c.trial) for c in cells if c.runner == "celery" and c.fault == "broker-crash"}
+    assert crash == {(policy, t) for policy in ("everysec", "always") for t in (1, 2, 3)}
+    assert len({c.tag for c in cells}) == len(cells)
+    defaults = matrix(("celery",), ("defaults",), trials=1)
+    assert {c.fault for c in defaults} == {"kill-worker", "deploy", "broker-restart", "task-error"}
+
+
+def test_each_trial_draws_its_fault_moment_from_its_own_recorded_seed():
+    cells = [Cell("celery", "safe", "kill-worker", trial=t) for t in (1, 2, 3)]
+    seeds = [c.seed(42) for c in cells]
+    assert len(set(seeds)) == 3 and seeds == [c.seed(42) for c in cells]  # distinct, reproducible
+    drawn = [trial_params(FULL, seed) for seed in seeds]
+    assert drawn == [trial_params(FULL, seed) for seed in seeds]
+    assert all(FULL.n // 8 <= p.fault_after <= FULL.n // 2 and 0.2 <= f <= 0.8 for p, f in drawn)
+
+
+def _fault(runner: str, config: str, trial: int, **counts: Any) -> dict[str, Any]:
+    record = {
+        "runner": runner, "config": config, "fault": "kill-worker", "trial": trial, "seed": trial,
+        "expected": 30, "lost": 0, "held": 0, "failed": 0, "reexecuted": 0, "duplicate_effects": 0,
+        "duplicates": [], "skipped_redeliveries": 0, "recovery_s": 1.0, "refused": 0,
+        "mechanism": f"{runner} mechanism", "notes": "",
+    }  # fmt: skip
+    return record | counts
+
+
+def test_fault_findings_put_an_in_api_loss_first_and_warn_on_droppable_duplicates():
+    results = example_results(faults=False)
+    same = [{"recipient": "a@example.com", "copies": 2, "same_message_id": True}]
+    results["faults"] = [
+        _fault("celery", "safe", 1, duplicate_effects=1, duplicates=same),
+        _fault("celery", "safe", 2),
+        _fault("rq", "defaults", 1, lost=3),  # a loss outside a safe config: a result, not an alert
+        _fault("inprocess", "safe", 1, lost=4),
+        _fault("inprocess", "safe", 2, lost=6),
+    ]
+    found = _faults(summarize(results))
+    alerts = [f for f in found if f.kind == "alert"]
+    assert len(alerts) == 1 and alerts[0].text.startswith("BackgroundTasks") and "4–6 of 30" in alerts[0].text
+    warnings = [f for f in found if f.kind == "warning"]
+    assert len(warnings) == 1 and "same Message-ID" in warnings[0].text
+    assert any("0–1 duplicate effects" in f.text for f in found if f.kind == "result")
