@@ -179,12 +179,12 @@ def _wait_up(port: int, timeout_s: float = 20) -> None:
     raise RuntimeError(f"server on port {port} did not come up")
 
 
-WRK_LUA = """
+WRK_LUA = f"""
 wrk.method = "POST"
-wrk.body = '{"msg": "%s"}'
+wrk.body = '{json.dumps({"msg": MESSAGE})}'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["X-API-Key"] = "%s"
-""" % (MESSAGE, KEY)
+wrk.headers["X-API-Key"] = "{KEY}"
+"""
 
 
 def _wrk(port: int, seconds: int, connections: int, script: str) -> int:
@@ -211,7 +211,7 @@ def api(seconds: int, repeats: int, connections: int) -> dict[str, list[float]]:
             port = _free_port()
             proc = subprocess.Popen([sys.executable, __file__, "serve", name, "--port", str(port)])
             servers[name] = (proc, port)
-        for name, (_, port) in servers.items():
+        for _, port in servers.values():
             _wait_up(port)
             _wrk(port, 1, connections, fh.name)  # warm-up: imports, first-request caches
         for _ in range(repeats):
@@ -238,14 +238,21 @@ def _spread(values: list[float]) -> str:
 def report(figures: dict[str, list[float]], unit: str, baseline: str) -> None:
     for name, values in figures.items():
         print(f"{name:>10}: {_spread(values)}  {unit}   runs: {', '.join(f'{v:.1f}' for v in values)}")
-    base = statistics.median(figures[baseline])
+    base = figures[baseline]
     for name, values in figures.items():
         if name != baseline:
-            print(f"{name:>10} / {baseline}: x{statistics.median(values) / base:.2f} (medians)")
+            # Each run is paired with the baseline run next to it, so a busy moment on the machine hits both.
+            ratios = [v / b for v, b in zip(values, base, strict=True)]
+            print(
+                f"{name:>10} / {baseline}: x{statistics.median(values) / statistics.median(base):.2f} (medians);"
+                f" paired runs: median x{statistics.median(ratios):.2f}, min x{min(ratios):.2f}, max x{max(ratios):.2f}"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("worker", help="CPU per write_log job through run_job vs a hand-written reference")
     w.add_argument("--jobs", type=int, default=2000)
