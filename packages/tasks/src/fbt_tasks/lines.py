@@ -21,7 +21,8 @@ def single_line(text: str, limit: int = MAX_LINE_BYTES) -> bytes:
     # str.isprintable() is False exactly when some character needs escaping (line breaks, controls, separators,
     # lone surrogates), so the common all-printable line skips the per-character loop.
     cleaned = text if text.isprintable() else _escaped(text)
-    data = cleaned.encode("utf-8", errors="replace")
+    # Lone surrogates are not printable, so they were escaped: what is left always encodes.
+    data = cleaned.encode()
     if len(data) > limit - 1:
         data = data[: limit - 4].decode("utf-8", errors="ignore").encode("utf-8") + b"..."
     return data + b"\n"
