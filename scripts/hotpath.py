@@ -168,9 +168,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_up(port: int, timeout_s: float = 20) -> None:
+def _wait_up(proc: "subprocess.Popen[bytes]", port: int, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server for port {port} exited with {proc.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
@@ -211,8 +213,8 @@ def api(seconds: int, repeats: int, connections: int) -> dict[str, list[float]]:
             port = _free_port()
             proc = subprocess.Popen([sys.executable, __file__, "serve", name, "--port", str(port)])
             servers[name] = (proc, port)
-        for _, port in servers.values():
-            _wait_up(port)
+        for proc, port in servers.values():
+            _wait_up(proc, port)
             _wrk(port, 1, connections, fh.name)  # warm-up: imports, first-request caches
         for _ in range(repeats):
             for name, (proc, port) in servers.items():
