@@ -10,7 +10,7 @@ from fbt_tasks.backend import Backend
 from fbt_tasks.settings import Settings
 
 
-def get_backend(request: Request) -> Backend:
+async def get_backend(request: Request) -> Backend:
     backend: Backend = request.app.state.backend
     return backend
 
