@@ -8,7 +8,7 @@ PROFILE ?= default
 UV ?= $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 RUN := $(UV) run --frozen
 
-.PHONY: help setup run api worker test lint format compare faults report
+.PHONY: help setup run api worker test test-slow lint format compare faults report
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ worker: setup ## Start only BACKEND's worker against the configured REDIS_URL an
 
 test: setup ## Run the whole test suite (real Redis, real SMTP sink, real workers)
 	@$(RUN) pytest
+
+test-slow: setup ## The slow end-to-end fault tests (CI's second step)
+	@FBT_SLOW_FAULTS=1 $(RUN) pytest -m faults_slow
 
 lint: setup ## ruff check, format check and mypy (every member's src; config in pyproject.toml)
 	@$(RUN) ruff check .
