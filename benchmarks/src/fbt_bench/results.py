@@ -25,7 +25,7 @@ from fbt_bench.profiles import PROFILES
 from fbt_tasks.runner import load_runner, runner_record
 from fbt_tasks.settings import Settings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utc_now() -> datetime:
