@@ -14,7 +14,7 @@ from fbt_tasks.settings import Settings
 pytestmark = [pytest.mark.e2e, pytest.mark.bench, pytest.mark.timeout(300)]
 
 # The same shrunken profile as the local end-to-end run, so the two differ only in topology.
-TINY = TINY_LOCAL.with_overrides(name="tiny-external", log_burst_n=20, email_n=4)
+TINY = TINY_LOCAL.with_overrides(name="tiny-external", drain_n=20, email_n=4)
 
 
 class NoSpawning(AssertionError):
@@ -64,3 +64,8 @@ def test_external_mode_spawns_nothing_and_says_so(tmp_path: Path, monkeypatch: p
     assert {record["runner"] for record in document["records"]} == {"dramatiq"}
     for record in document["records"]:
         assert record["completed"] == record["expected"] and record["duplicated"] == 0
+        # Someone else's processes are not sampled: no cost rather than a false zero.
+        assert record["cpu_us_per_task"]["total"] is None
+    # Its workers cannot be stopped from here, so drain is skipped, and said so.
+    assert "drain" not in {record["scenario"] for record in document["records"]}
+    assert any("drain not measured" in warning for warning in document["warnings"])

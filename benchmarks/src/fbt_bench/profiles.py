@@ -28,6 +28,10 @@ class Profile:
     accept_start_rate: float
     accept_ceiling_rate: float
     accept_min_step_s: float
+    # A step far below the start rate (the start failed) would need minutes for knee_requests: cap it.
+    accept_max_step_s: float
+    # When the start rate already fails, halve at most this many times before giving up (no knee below).
+    accept_max_halvings: int
     accept_knee_requests: int
     accept_resolution: float
     # The common offered rate of the API cost decomposition, as a fraction of the knee found.
@@ -74,7 +78,7 @@ class Profile:
 
     def accept_step_s(self, rate: float) -> float:
         """How long one accept step sends: enough requests near the knee, short far below it."""
-        return max(self.accept_min_step_s, self.accept_knee_requests / rate)
+        return min(self.accept_max_step_s, max(self.accept_min_step_s, self.accept_knee_requests / rate))
 
     def parameters(self) -> dict[str, Any]:
         """The run's parameters for results.json."""
@@ -94,6 +98,8 @@ QUICK = Profile(
     accept_start_rate=50.0,
     accept_ceiling_rate=400.0,
     accept_min_step_s=0.5,
+    accept_max_step_s=3.0,
+    accept_max_halvings=2,
     accept_knee_requests=150,
     accept_resolution=0.25,
     decomposition_fraction=0.5,
@@ -125,6 +131,8 @@ DEFAULT = Profile(
     accept_start_rate=50.0,
     accept_ceiling_rate=3200.0,
     accept_min_step_s=1.0,
+    accept_max_step_s=20.0,
+    accept_max_halvings=3,
     accept_knee_requests=1000,
     accept_resolution=0.1,
     decomposition_fraction=0.5,

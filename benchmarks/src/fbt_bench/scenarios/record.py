@@ -8,7 +8,7 @@ record counts (completed tasks; accepted requests for accept). A group with no p
 (external mode, or the workers of a runner whose tasks run in the API) is ``null``, never a false zero.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
