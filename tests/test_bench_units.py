@@ -323,7 +323,7 @@ def tally_of(tmp_path: Path, completed: int, expected: int):
     return read_tally(ledger, [f"j{i}" for i in range(completed)], expected=expected)
 
 
-def log_burst_record(
+def drain_record_of(
     tmp_path: Path, completed: int, expected: int, repeat: int = 0, throughput_window: float = 1.0
 ):
     """A drain record (the scenario with the fewest extra fields)."""
@@ -364,7 +364,7 @@ def document_with(records: list[dict]) -> dict:
 
 
 def test_partial_completion_is_loud_and_marks_the_run_incomplete(tmp_path: Path) -> None:
-    partial = log_burst_record(tmp_path, completed=8, expected=10)
+    partial = drain_record_of(tmp_path, completed=8, expected=10)
     assert partial["missing"] == 2
     assert any("partial completion" in warning for warning in partial["warnings"])
     doc = finalize(document_with([partial]))
@@ -374,7 +374,7 @@ def test_partial_completion_is_loud_and_marks_the_run_incomplete(tmp_path: Path)
 
 
 def test_complete_document_validates_and_lands_under_latest(tmp_path: Path) -> None:
-    doc = finalize(document_with([log_burst_record(tmp_path, completed=10, expected=10)]))
+    doc = finalize(document_with([drain_record_of(tmp_path, completed=10, expected=10)]))
     assert doc["complete"] is True
     validate_results(doc)
     path = write_results(doc, tmp_path / "results")
@@ -386,7 +386,7 @@ def test_complete_document_validates_and_lands_under_latest(tmp_path: Path) -> N
 
 def test_noisy_repeats_are_flagged(tmp_path: Path) -> None:
     records = [
-        log_burst_record(tmp_path, 10, 10, repeat=i, throughput_window=w)
+        drain_record_of(tmp_path, 10, 10, repeat=i, throughput_window=w)
         for i, w in enumerate((1.0, 2.0, 4.0))
     ]
     doc = finalize(document_with(records))
