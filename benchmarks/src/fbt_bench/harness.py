@@ -31,6 +31,7 @@ from fbt_bench.results import finalize, new_document, run_directory, write_resul
 from fbt_bench.scenarios import baselines
 from fbt_bench.scenarios.context import RepeatShared, ScenarioContext, warm_up
 from fbt_bench.scenarios.registry import DEPENDS_ON, FLOOR_SCENARIOS, SCENARIO_RUNS
+from fbt_bench.scenarios.steady import NoCapacity
 from fbt_bench.schema import validate_results
 from fbt_tasks.runner import QueueConfigName
 from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL
@@ -318,6 +319,10 @@ class Unit:
             try:
                 made = await SCENARIO_RUNS[name](ctx)
                 self.document["records"].extend(made if isinstance(made, list) else [made])
+            except NoCapacity as exc:  # nothing to take a fraction of: not measured, and said so
+                self.document["warnings"].append(
+                    f"{ctx.runner} repeat {ctx.repeat} steady not measured: {exc}"
+                )
             except Exception as exc:
                 failures.append(f"{ctx.runner} repeat {ctx.repeat} {name} failed: {_brief(exc)}")
             self.clock.add(self.name, self.repeat, name, since)
