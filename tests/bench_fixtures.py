@@ -33,34 +33,69 @@ RESIZE_MS = 60.0
 class _Behaviour:
     """How one synthetic runner behaves; all numbers invented."""
 
-    log_throughput: float
+    drain_rate: float
     latency_p50_ms: float
     latency_sigma: float
     email_efficiency: float
     cpu_throughput: float
     probe_loaded_p99_ms: float
-    enqueue_p99_ms: float
-    enqueue_knee_rate: float
-    enqueue_cost_us: float | None
-    rss_mb: dict[str, float]
+    accept_knee: float | None  # None: not measured on the accept path (direct-call)
+    library_enqueue_us: float | None
+    api_us: float | None
+    worker_us: float
+    pss_mb: dict[str, float]
 
 
 _BEHAVIOUR: dict[str, _Behaviour] = {
     "inprocess": _Behaviour(
-        1400, 0.9, 0.6, THREADPOOL_TOKENS / 8 * 0.93, 9.0, 420.0, 3.0, 900, 310.0, {"api": 95.0}
+        1400, 0.9, 0.6, THREADPOOL_TOKENS / 8 * 0.93, 9.0, 420.0, 700, 40.0, 1500.0, 0.0, {"api": 95.0}
     ),
     "celery": _Behaviour(
-        1900, 4.0, 0.5, 0.94, 17.0, 14.0, 6.0, 220, 850.0, {"api": 110.0, "workers": 610.0, "broker": 12.0}
+        640,
+        4.0,
+        0.5,
+        0.94,
+        17.0,
+        14.0,
+        330,
+        660.0,
+        2700.0,
+        1100.0,
+        {"api": 110.0, "workers": 310.0, "broker": 12.0},
     ),
     "rq": _Behaviour(
-        260, 30.0, 0.4, 0.86, 14.0, 12.0, 4.0, 260, 520.0, {"api": 100.0, "workers": 520.0, "broker": 11.0}
+        260,
+        30.0,
+        0.4,
+        0.86,
+        14.0,
+        12.0,
+        420,
+        400.0,
+        2275.0,
+        3200.0,
+        {"api": 100.0, "workers": 260.0, "broker": 11.0},
     ),
     "dramatiq": _Behaviour(
-        3100, 2.2, 0.5, 0.97, 18.0, 11.0, 3.5, 800, 460.0, {"api": 104.0, "workers": 240.0, "broker": 11.0}
+        1100,
+        2.2,
+        0.5,
+        0.97,
+        18.0,
+        11.0,
+        520,
+        160.0,
+        1860.0,
+        700.0,
+        {"api": 104.0, "workers": 140.0, "broker": 11.0},
     ),
-    "raw-redis": _Behaviour(9800, 0.6, 0.4, 0.99, 0, 0, 0, 1, None, {"workers": 40.0, "broker": 10.0}),
-    "direct-call": _Behaviour(21000, 0.05, 0.3, 1.0, 0, 0, 0, 1, None, {"workers": 35.0}),
+    "raw-redis": _Behaviour(
+        4000, 0.6, 0.4, 0.99, 0, 0, 800, 60.0, 1000.0, 250.0, {"api": 80.0, "workers": 40.0, "broker": 10.0}
+    ),
+    "direct-call": _Behaviour(9000, 0.05, 0.3, 1.0, 0, 0, None, None, None, 110.0, {"workers": 35.0}),
 }
+BARE_ROUTE_US = 706.0
+FLOOR_BROKER = {"raw-redis": "redis", "direct-call": "none"}
 
 # What each runner's plugin records beside its describe() (fbt_tasks.runner.runner_record), abridged.
 _PLUGIN: dict[str, dict[str, Any]] = {
@@ -110,8 +145,8 @@ def example_results(
 ) -> dict[str, Any]:
     """A synthetic, schema-valid results document.
 
-    partial: Celery loses tasks in one log-burst repeat (complete=false), to exercise the banner.
-    noisy: RQ's log-burst throughput varies by more than 15 % CV across repeats.
+    partial: Celery loses tasks in one drain repeat (complete=false), to exercise the banner.
+    noisy: RQ's drain throughput varies by more than 15 % CV across repeats.
     faults: include a small "When things break" table.
     surprising: numbers that contradict the floors and the slot budget, to exercise every surprise.
     """
@@ -119,21 +154,26 @@ def example_results(
     params = _parameters(repeats, rng)
     records: list[dict[str, Any]] = []
     for repeat in range(repeats):
-        for runner in RUNNERS:
-            records.append(_enqueue(runner, repeat, params, rng))
-            records.append(_log_burst(runner, repeat, params, rng, noisy=noisy and runner == "rq"))
+        for runner in (*RUNNERS, *BASELINES):
+            noisy_here = noisy and runner == "rq"
+            if runner != "direct-call":
+                records.append(_accept(runner, repeat, params, rng))
+            records.append(_drain(runner, repeat, params, rng, noisy=noisy_here))
+            if runner == "direct-call":
+                continue
+            for fraction in params["steady_fractions"]:
+                records.append(_steady(runner, repeat, params, rng, fraction))
+            if runner in BASELINES:
+                continue
             records.append(_email_io(runner, repeat, params, rng))
             records.append(_cpu_heavy(runner, repeat, params, rng))
             records.append(_mixed(runner, repeat, params, rng))
-        for baseline in BASELINES:
-            records.append(_log_burst(baseline, repeat, params, rng, noisy=False))
-            records.append(_email_io(baseline, repeat, params, rng))
     if partial:
         _make_partial(records)
     if surprising:
         _make_surprising(records)
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "created_at": "2026-11-24T18:00:00Z",
         "profile": "synthetic",
         "topology": "local",
@@ -170,29 +210,65 @@ def example_results(
 
 
 def _parameters(repeats: int, rng: random.Random) -> dict[str, Any]:
-    order = []
+    order, scenario_order = [], []
     for _ in range(repeats):
-        shuffled = list(RUNNERS)
+        shuffled = [*RUNNERS, *BASELINES]
         rng.shuffle(shuffled)
         order.append(shuffled)
+        scenarios = list(SCENARIOS)
+        rng.shuffle(scenarios)
+        scenario_order.append(scenarios)
     return {
         "slots": 8,
+        "slots_why": "every runner and floor gets the same number of task slots (tasks that can run at once)",
         "worker_processes": 2,
         "worker_threads": 4,
         "repeats": repeats,
         "slo_ms": 50,
-        "enqueue_rates": [50, 100, 200, 400],
-        "enqueue_duration_s": 5,
-        "log_burst_n": 20000,
-        "email_n": 400,
+        "accept_start_rate": 50,
+        "accept_ceiling_rate": 3200,
+        "accept_min_step_s": 1.0,
+        "accept_knee_requests": 1000,
+        "accept_resolution": 0.1,
+        "decomposition_fraction": 0.5,
+        "decomposition_enqueues": 2000,
+        "drain_n": 5000,
+        "steady_fractions": [0.5, 0.8],
+        "steady_completions": 1000,
+        "steady_warmup_s": 1.0,
+        "steady_max_window_s": 20.0,
+        "email_n": 160,
         "smtp_delay_ms": 100,
         "cpu_n": 40,
-        "probe_rate_hz": 20,
+        "probe_rate_hz": 50,
+        "probe_idle_s": 2.0,
         "mixed_rate": 100,
-        "mixed_duration_s": 20,
+        "mixed_duration_s": 10,
+        "seed": 123456789,
         "runner_order": order,
+        "scenario_order": scenario_order,
         "runners": list(RUNNERS),
+        "baselines": list(BASELINES),
+        "scenarios": list(SCENARIOS),
+        "placement": {
+            "pinned": False,
+            "reason": "only 2 cores: pinning the load generator would starve the system under test",
+            "loadgen_cpus": [0, 1],
+            "stack_cpus": [0, 1],
+        },
+        "time_spent_s": {
+            "total": 1100.0,
+            "phases": [
+                {"runner": "celery", "repeat": 0, "scenario": "accept", "seconds": 42.0},
+                {"runner": "celery", "repeat": 0, "scenario": "drain", "seconds": 18.5},
+                {"runner": "celery", "repeat": 0, "scenario": "stack start", "seconds": 6.0},
+                {"runner": "faults", "repeat": None, "scenario": "fault pass", "seconds": 240.0},
+            ],
+        },
     }
+
+
+SCENARIOS = ("accept", "drain", "steady", "email-io", "cpu-heavy", "mixed")
 
 
 def _jitter(rng: random.Random, spread: float = 0.03) -> float:
@@ -212,6 +288,7 @@ def _latency(p50_ms: float, sigma: float, count: int, shift_ms: float = 0.0) -> 
         "p999": at(0.999),
         "max": at(0.99999),
         "mean": round(shift_ms + p50_ms * math.exp(sigma**2 / 2), 4),
+        "n": count,
         "count": count,
     }
 
@@ -223,16 +300,40 @@ def _cdf(p50_ms: float, sigma: float, shift_ms: float) -> list[list[float]]:
     return [[at(f), f] for f in CDF_FRACTIONS] + [[at(0.99999), 1.0]]
 
 
-def _resources(runner: str, duration_s: float, rng: random.Random) -> dict[str, Any]:
-    groups = {
-        group: {
-            "cpu_s": round(duration_s * 0.4 * _jitter(rng), 3),
-            "peak_rss_mb": round(mb * _jitter(rng), 1),
+def _broker(runner: str) -> str:
+    return FLOOR_BROKER.get(runner) or _PLUGIN[runner]["broker"]
+
+
+def _resources(runner: str, tasks: int, rng: random.Random) -> dict[str, Any]:
+    """Per-group usage consistent with the behaviour's per-task costs (so cpu_us_per_task adds up)."""
+    b = _BEHAVIOUR[runner]
+    per_task = {"api": b.api_us or 0.0, "workers": b.worker_us, "broker": 60.0}
+    groups: dict[str, Any] = {}
+    for group, mb in b.pss_mb.items():
+        pss = round(mb * _jitter(rng), 1)
+        groups[group] = {
+            "cpu_s": round(per_task[group] * tasks / 1e6 * _jitter(rng), 3),
+            "peak_pss_mb": pss,
+            "peak_rss_mb": round(pss * (2.5 if group == "workers" else 1.2), 1),
+            "processes": 8 if group == "workers" else 1,
         }
-        for group, mb in _BEHAVIOUR[runner].rss_mb.items()
+    groups["loadgen"] = {
+        "cpu_s": round(tasks * 90e-6, 3),
+        "peak_pss_mb": 30.0,
+        "peak_rss_mb": 45.0,
+        "processes": 1,
     }
-    groups["loadgen"] = {"cpu_s": round(duration_s * 0.2, 3), "peak_rss_mb": 70.0}
     return groups
+
+
+def _cost(resources: dict[str, Any], tasks: int) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for group in ("api", "broker", "workers"):
+        usage = resources.get(group)
+        out[group] = round(usage["cpu_s"] * 1e6 / tasks, 1) if usage and tasks else None
+    parts = [v for v in out.values() if v is not None]
+    out["total"] = round(sum(parts), 1) if parts else None
+    return out
 
 
 def _record(
@@ -243,15 +344,19 @@ def _record(
     throughput: float,
     rng: random.Random,
     service_ms: float = 0.0,
+    rate_word: str = "completed",
 ) -> dict[str, Any]:
     b = _BEHAVIOUR[runner]
     duration = expected / throughput if throughput else 0.0
     p50 = b.latency_p50_ms * _jitter(rng)
+    resources = _resources(runner, expected, rng)
+    cost = _cost(resources, expected)
     return {
         "runner": runner,
         "scenario": scenario,
         "repeat": repeat,
         "config": "safe",
+        "broker": _broker(runner),
         "expected": expected,
         "completed": expected,
         "duplicated": 0,
@@ -262,51 +367,109 @@ def _record(
         "latency_ms": _latency(p50, b.latency_sigma, expected, service_ms),
         "enqueue_latency_ms": None,
         "cdf_ms": _cdf(p50, b.latency_sigma, service_ms),
-        "resources": _resources(runner, duration, rng),
-        "extra": {},
+        "resources": resources,
+        "cpu_us_per_task": cost,
+        "tasks_per_s_per_core": round(1e6 / cost["total"], 1) if cost["total"] else None,
+        "loadgen_cpu_us_per_request": round(90.0 * _jitter(rng), 1),
+        "extra": {"rate_word": rate_word},
         "warnings": [],
     }
 
 
-def _enqueue(runner: str, repeat: int, params: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+def _accept(runner: str, repeat: int, params: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     b = _BEHAVIOUR[runner]
-    rates = []
-    for rate in params["enqueue_rates"]:
-        sent = int(rate * params["enqueue_duration_s"])
-        # p99 rises steeply past the knee, like a queue approaching saturation.
-        p99 = b.enqueue_p99_ms * (1 + (rate / b.enqueue_knee_rate) ** 4) * _jitter(rng)
-        latency = _latency(p99 / math.exp(0.8 * 2.326), 0.8, sent)
-        rates.append(
+    assert b.accept_knee is not None and b.api_us is not None
+    knee = b.accept_knee * _jitter(rng)
+    steps, rate, slo = [], float(params["accept_start_rate"]), params["slo_ms"]
+    # Doubling to the first failure, then a bisection step or two: the search's shape.
+    tried: list[float] = []
+    while True:
+        tried.append(rate)
+        if rate > knee * 1.6 or rate * 2 > params["accept_ceiling_rate"]:
+            break
+        rate *= 2
+    tried += [round(tried[-1] * 0.75), round(tried[-1] * 0.625)]
+    for rate in tried:
+        n = int(rate * max(params["accept_min_step_s"], params["accept_knee_requests"] / rate))
+        p99 = 3.0 * (1 + (rate / knee) ** 6) * _jitter(rng)
+        steps.append(
             {
                 "rate": rate,
-                "sent": sent,
+                "n": n,
+                "p50": round(p99 / 4, 3),
+                "p99": round(p99, 3) if n >= 100 else None,
+                "max": round(p99 * 1.3, 3),
                 "errors": 0,
-                "achieved_rate": round(rate * 0.998, 2),
-                "latency_ms": latency,
+                "late": 0 if p99 < slo else int(n * 0.01),
+                "loadgen_cpu_us_per_request": round(85.0 * _jitter(rng), 1),
+                "api_cpu_us_per_request": round(b.api_us * _jitter(rng), 1),
             }
         )
-    under = [r["rate"] for r in rates if r["latency_ms"]["p99"] < params["slo_ms"] and r["errors"] == 0]
-    expected = sum(r["sent"] for r in rates)
-    record = _record(
-        runner, "enqueue", repeat, expected, expected / (params["enqueue_duration_s"] * len(rates)), rng
+    passing = [s["rate"] for s in steps if s["p99"] is not None and s["p99"] < slo and not s["late"]]
+    best = max(passing) if passing else 0.0
+    record = _record(runner, "accept", repeat, int(best * 10), best, rng, rate_word="accepted")
+    bare = BARE_ROUTE_US * _jitter(rng)
+    library = (b.library_enqueue_us or 0.0) * _jitter(rng)
+    api = b.api_us * _jitter(rng)
+    record["extra"].update(
+        {
+            "max_rate_under_slo": best,
+            "knee_found": any(s["rate"] > best for s in steps),
+            "slo_ms": slo,
+            "steps": sorted(steps, key=lambda s: s["rate"]),
+            "decomposition": {
+                "rate": round(best * params["decomposition_fraction"], 1),
+                "bare_route_us": round(bare, 1),
+                "library_enqueue_us": round(library, 1),
+                "api_us": round(api, 1),
+                "project_us": round(api - bare - library, 1),
+            },
+        }
     )
-    record["enqueue_latency_ms"] = rates[-1]["latency_ms"]
-    cost = b.enqueue_cost_us * _jitter(rng) if b.enqueue_cost_us else None
-    record["extra"] = {
-        "rates": rates,
-        "max_rate_under_slo": max(under) if under else None,
-        "enqueue_cost_us": round(cost, 1) if cost else None,
-    }
     return record
 
 
-def _log_burst(
+def _drain(
     runner: str, repeat: int, params: dict[str, Any], rng: random.Random, *, noisy: bool
 ) -> dict[str, Any]:
     factor = NOISY_FACTORS[repeat % len(NOISY_FACTORS)] if noisy else _jitter(rng)
-    throughput = _BEHAVIOUR[runner].log_throughput * factor
-    record = _record(runner, "log-burst", repeat, params["log_burst_n"], throughput, rng)
-    record["extra"] = {"drain_s": record["duration_s"], "send_s": round(record["duration_s"] * 0.45, 3)}
+    throughput = _BEHAVIOUR[runner].drain_rate * factor
+    n = params["drain_n"]
+    record = _record(runner, "drain", repeat, n, throughput, rng, rate_word="drained")
+    record["loadgen_cpu_us_per_request"] = None  # no HTTP: the runner's own client pre-fills the queue
+    record["extra"].update(
+        {
+            "n": n,
+            "drained_per_s": record["throughput_per_s"],
+            "first_to_last_s": record["duration_s"],
+            "start_to_first_s": round(0.4 * _jitter(rng), 3),
+        }
+    )
+    if _BEHAVIOUR[runner].accept_knee and runner == "inprocess":
+        record["extra"]["notes"] = (
+            "runs in the API's threadpool: the same N jobs run through a real BackgroundTasks object "
+            "on a threadpool of `slots` tokens in a process of its own, no HTTP (synthetic)"
+        )
+    return record
+
+
+def _steady(
+    runner: str, repeat: int, params: dict[str, Any], rng: random.Random, fraction: float
+) -> dict[str, Any]:
+    b = _BEHAVIOUR[runner]
+    capacity = min(b.accept_knee or b.drain_rate, b.drain_rate)
+    offered = round(capacity * fraction, 1)
+    n = max(params["steady_completions"], int(offered * 5))
+    record = _record(runner, "steady", repeat, n, offered * 0.998, rng)
+    record["extra"].update(
+        {
+            "fraction": fraction,
+            "offered_rate": offered,
+            "capacity_per_s": round(capacity, 1),
+            "warmup_s": params["steady_warmup_s"],
+            "latency_by_kind": {"write_log": record["latency_ms"]},
+        }
+    )
     return record
 
 
@@ -314,11 +477,13 @@ def _email_io(runner: str, repeat: int, params: dict[str, Any], rng: random.Rand
     ideal = params["slots"] / (params["smtp_delay_ms"] / 1000)
     throughput = ideal * _BEHAVIOUR[runner].email_efficiency * _jitter(rng, 0.01)
     record = _record(runner, "email-io", repeat, params["email_n"], throughput, rng, params["smtp_delay_ms"])
-    record["extra"] = {
-        "ideal_throughput_per_s": ideal,
-        "efficiency": round(throughput / ideal, 4),
-        "delay_ms": params["smtp_delay_ms"],
-    }
+    record["extra"].update(
+        {
+            "ideal_throughput_per_s": ideal,
+            "efficiency": round(throughput / ideal, 4),
+            "delay_ms": params["smtp_delay_ms"],
+        }
+    )
     return record
 
 
@@ -327,19 +492,22 @@ def _cpu_heavy(runner: str, repeat: int, params: dict[str, Any], rng: random.Ran
     record = _record(
         runner, "cpu-heavy", repeat, params["cpu_n"], b.cpu_throughput * _jitter(rng), rng, RESIZE_MS
     )
-    idle = _latency(1.1 * _jitter(rng), 0.3, 200)
-    loaded = _latency(b.probe_loaded_p99_ms * _jitter(rng) / math.exp(0.9 * 2.326), 0.9, 400)
     step = 1 / params["probe_rate_hz"]
     n = min(400, int(record["duration_s"] / step))
+    idle = _latency(1.1 * _jitter(rng), 0.3, 100)
+    loaded = _latency(b.probe_loaded_p99_ms * _jitter(rng) / math.exp(0.9 * 2.326), 0.9, n)
     series = [
         [round(i * step, 3), round(loaded["p50"] * math.exp(0.9 * rng.gauss(0, 1)), 3)] for i in range(n)
     ]
-    record["extra"] = {
-        "probe_idle_ms": idle,
-        "probe_loaded_ms": loaded,
-        "probe_timeseries": series,
-        "interference_ratio": round(loaded["p99"] / idle["p99"], 3),
-    }
+    record["extra"].update(
+        {
+            "probe_idle_ms": idle,
+            "probe_loaded_ms": loaded,
+            "probe_timeseries": series,
+            "interference_ratio": round(loaded["p99"] / idle["p99"], 3),
+            "probes_enough_for_p99": n >= 100,
+        }
+    )
     return record
 
 
@@ -349,22 +517,26 @@ def _mixed(runner: str, repeat: int, params: dict[str, Any], rng: random.Random)
     record = _record(runner, "mixed", repeat, expected, params["mixed_rate"] * 0.99, rng)
     # In-process, light tasks queue behind resizes on the shared threadpool: a fatter tail for write_log.
     tail = 1.4 if runner == "inprocess" else b.latency_sigma
-    record["extra"] = {
-        "by_kind": {
-            "write_log": _latency(
-                b.latency_p50_ms * _jitter(rng), tail, int(expected * KINDS_MIXED["write_log"])
-            ),
-            "send_email": _latency(105 + b.latency_p50_ms, 0.2, int(expected * KINDS_MIXED["send_email"])),
-            "resize_image": _latency(
-                RESIZE_MS * _jitter(rng), 0.5, int(expected * KINDS_MIXED["resize_image"])
-            ),
+    record["extra"].update(
+        {
+            "by_kind": {
+                "write_log": _latency(
+                    b.latency_p50_ms * _jitter(rng), tail, int(expected * KINDS_MIXED["write_log"])
+                ),
+                "send_email": _latency(
+                    105 + b.latency_p50_ms, 0.2, int(expected * KINDS_MIXED["send_email"])
+                ),
+                "resize_image": _latency(
+                    RESIZE_MS * _jitter(rng), 0.5, int(expected * KINDS_MIXED["resize_image"])
+                ),
+            }
         }
-    }
+    )
     return record
 
 
 def _make_partial(records: list[dict[str, Any]]) -> None:
-    bursts = [r for r in records if r["runner"] == "celery" and r["scenario"] == "log-burst"]
+    bursts = [r for r in records if r["runner"] == "celery" and r["scenario"] == "drain"]
     victim = bursts[min(1, len(bursts) - 1)]
     lost = 137
     victim["completed"] -= lost
@@ -376,8 +548,9 @@ def _make_partial(records: list[dict[str, Any]]) -> None:
 def _make_surprising(records: list[dict[str, Any]]) -> None:
     """Dramatiq beats the raw-Redis floor, Celery beats its slot budget, RQ's probe is calmer under load."""
     for r in records:
-        if (r["runner"], r["scenario"]) == ("dramatiq", "log-burst"):
-            r["throughput_per_s"] = _BEHAVIOUR["raw-redis"].log_throughput * 2
+        if (r["runner"], r["scenario"]) == ("dramatiq", "drain"):
+            r["throughput_per_s"] = _BEHAVIOUR["raw-redis"].drain_rate * 2
+            r["extra"]["drained_per_s"] = r["throughput_per_s"]
         if (r["runner"], r["scenario"]) == ("celery", "email-io"):
             r["extra"]["efficiency"] = 1.5
         if (r["runner"], r["scenario"]) == ("rq", "cpu-heavy"):

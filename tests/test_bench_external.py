@@ -14,7 +14,7 @@ from fbt_tasks.settings import Settings
 pytestmark = [pytest.mark.e2e, pytest.mark.bench, pytest.mark.timeout(300)]
 
 # The same shrunken profile as the local end-to-end run, so the two differ only in topology.
-TINY = TINY_LOCAL.with_overrides(name="tiny-external", log_burst_n=20, email_n=4)
+TINY = TINY_LOCAL.with_overrides(name="tiny-external", drain_n=20, email_n=4)
 
 
 class NoSpawning(AssertionError):
@@ -36,7 +36,7 @@ def test_external_mode_spawns_nothing_and_says_so(tmp_path: Path, monkeypatch: p
         real_popen = subprocess.Popen
 
         def recording_popen(argv: object, *args: object, **kwargs: object) -> subprocess.Popen:
-            started.append(str(argv[0] if isinstance(argv, list | tuple) else argv))
+            started.append(" ".join(map(str, argv[:3])) if isinstance(argv, list | tuple) else str(argv))
             return real_popen(argv, *args, **kwargs)
 
         def refuse(*args: object, **kwargs: object) -> None:
@@ -54,8 +54,10 @@ def test_external_mode_spawns_nothing_and_says_so(tmp_path: Path, monkeypatch: p
             )
             outcome = run(plan, env=env)
         assert {proc.pid for proc in descendants_of_self()} <= ours
-    # Python's platform module asks `uname -p` for the CPU; that short probe is all the harness may run.
-    assert set(started) <= {"uname"}, started
+    # Python's platform module asks `uname -p` for the CPU; apart from that, the harness may start only its
+    # own load generator and the no-HTTP enqueue probe (the measuring side), never a part of the stack.
+    ours_to_run = ("fbt_bench.measuring.openloop", "fbt_bench.scenarios.enqueue_probe")
+    assert all(cmd.startswith("uname") or cmd.endswith(ours_to_run) for cmd in started), started
 
     document = outcome.document
     assert outcome.failures == []
@@ -64,3 +66,8 @@ def test_external_mode_spawns_nothing_and_says_so(tmp_path: Path, monkeypatch: p
     assert {record["runner"] for record in document["records"]} == {"dramatiq"}
     for record in document["records"]:
         assert record["completed"] == record["expected"] and record["duplicated"] == 0
+        # Someone else's processes are not sampled: no cost rather than a false zero.
+        assert record["cpu_us_per_task"]["total"] is None
+    # Its workers cannot be stopped from here, so drain is skipped, and said so.
+    assert "drain" not in {record["scenario"] for record in document["records"]}
+    assert any("drain not measured" in warning for warning in document["warnings"])

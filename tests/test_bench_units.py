@@ -11,20 +11,23 @@ import math
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fbt_bench.harness import runner_orders
+from fbt_bench.harness import placement, runner_orders, scenario_orders
 from fbt_bench.measuring import loadgen, stats
 from fbt_bench.measuring.ledger_reader import LedgerFollower, LedgerTally
 from fbt_bench.measuring.sampler import ProcSet, ResourceSampler
-from fbt_bench.profiles import DEFAULT, PROFILES, QUICK
+from fbt_bench.profiles import DEFAULT, PROFILES, QUICK, SCENARIOS
 from fbt_bench.results import finalize, new_document, write_results
-from fbt_bench.scenarios.enqueue import max_rate_under_slo
-from fbt_bench.scenarios.mixed import MIX, mixed_kinds
-from fbt_bench.scenarios.record import make_record
+from fbt_bench.scenarios import accept as accept_scenario
+from fbt_bench.scenarios.mixed import MIX
+from fbt_bench.scenarios.mixed import routes as mixed_routes
+from fbt_bench.scenarios.record import Measured, cpu_us_per_task, make_record
 from fbt_bench.schema import validate_results
 from fbt_bench.topology import external_urls
 from fbt_tasks.ledger import CompletionEvent, record
@@ -67,6 +70,7 @@ def test_empty_summary_is_all_zero() -> None:
         "p999": 0.0,
         "max": 0.0,
         "mean": 0.0,
+        "n": 0,
         "count": 0,
     }
     assert stats.cdf(stats.new_histogram()) == []
@@ -319,18 +323,20 @@ def tally_of(tmp_path: Path, completed: int, expected: int):
     return read_tally(ledger, [f"j{i}" for i in range(completed)], expected=expected)
 
 
-def log_burst_record(
+def drain_record_of(
     tmp_path: Path, completed: int, expected: int, repeat: int = 0, throughput_window: float = 1.0
 ):
-    return make_record(
-        runner="celery",
-        scenario="log-burst",
-        repeat=repeat,
-        config="safe",
+    """A drain record (the scenario with the fewest extra fields)."""
+    usage = {"cpu_s": 1.0, "peak_pss_mb": 50.0, "peak_rss_mb": 60.0, "processes": 1}
+    measured = Measured(
         tally=tally_of(tmp_path / str(repeat), completed, expected),
         duration_s=throughput_window,
-        resources={"api": {"cpu_s": 1.0, "peak_rss_mb": 50.0}},
-        extra={"send_s": 0.5, "drain_s": 0.5},
+        resources={"api": usage},
+        rate_word="drained",
+        extra={"n": expected, "drained_per_s": completed / throughput_window, "first_to_last_s": 1.0},
+    )
+    return make_record(
+        runner="celery", scenario="drain", repeat=repeat, config="safe", broker="redis", measured=measured
     )
 
 
@@ -358,7 +364,7 @@ def document_with(records: list[dict]) -> dict:
 
 
 def test_partial_completion_is_loud_and_marks_the_run_incomplete(tmp_path: Path) -> None:
-    partial = log_burst_record(tmp_path, completed=8, expected=10)
+    partial = drain_record_of(tmp_path, completed=8, expected=10)
     assert partial["missing"] == 2
     assert any("partial completion" in warning for warning in partial["warnings"])
     doc = finalize(document_with([partial]))
@@ -368,7 +374,7 @@ def test_partial_completion_is_loud_and_marks_the_run_incomplete(tmp_path: Path)
 
 
 def test_complete_document_validates_and_lands_under_latest(tmp_path: Path) -> None:
-    doc = finalize(document_with([log_burst_record(tmp_path, completed=10, expected=10)]))
+    doc = finalize(document_with([drain_record_of(tmp_path, completed=10, expected=10)]))
     assert doc["complete"] is True
     validate_results(doc)
     path = write_results(doc, tmp_path / "results")
@@ -380,7 +386,7 @@ def test_complete_document_validates_and_lands_under_latest(tmp_path: Path) -> N
 
 def test_noisy_repeats_are_flagged(tmp_path: Path) -> None:
     records = [
-        log_burst_record(tmp_path, 10, 10, repeat=i, throughput_window=w)
+        drain_record_of(tmp_path, 10, 10, repeat=i, throughput_window=w)
         for i, w in enumerate((1.0, 2.0, 4.0))
     ]
     doc = finalize(document_with(records))
@@ -393,13 +399,76 @@ def test_an_interrupted_run_is_partial() -> None:
     assert doc["complete"] is False and doc["warnings"][0].startswith("PARTIAL RUN")
 
 
-def test_max_rate_under_slo_needs_every_lower_rate_to_pass() -> None:
-    def rate(r: int, p99: float, errors: int = 0) -> dict:
-        return {"rate": r, "sent": r, "errors": errors, "latency_ms": {"p99": p99}}
+def _search_with(
+    monkeypatch: pytest.MonkeyPatch, knee: float, **profile: Any
+) -> tuple[list[float], float, bool]:
+    """Run the accept search against a fake step that passes at or below ``knee``."""
+    tried: list[float] = []
 
-    assert max_rate_under_slo([rate(50, 5), rate(100, 20), rate(200, 80)], 50) == 100
-    assert max_rate_under_slo([rate(50, 5), rate(100, 80), rate(200, 20)], 50) == 50  # no lucky jump
-    assert max_rate_under_slo([rate(50, 5, errors=1)], 50) is None
+    async def fake_step(ctx: Any, sampler: Any, follower: Any, rate: float) -> Any:
+        tried.append(rate)
+        return accept_scenario.Step(rate, {}, stats.new_histogram(), rate <= knee, 1, 0.0, [])
+
+    monkeypatch.setattr(accept_scenario, "_step", fake_step)
+    ctx = SimpleNamespace(profile=QUICK.with_overrides(**profile))
+    _, best, found = asyncio.run(accept_scenario._search(ctx, None, None))  # type: ignore[arg-type]
+    return tried, best, found
+
+
+def test_accept_search_doubles_then_bisects_to_the_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried, best, found = _search_with(
+        monkeypatch, 330, accept_start_rate=50, accept_ceiling_rate=10_000, accept_resolution=0.1
+    )
+    assert tried[:4] == [50, 100, 200, 400]
+    assert found is True and best <= 330 and (330 - best) / best <= 0.1
+
+
+def test_accept_search_says_when_the_ceiling_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried, best, found = _search_with(monkeypatch, 10_000, accept_start_rate=50, accept_ceiling_rate=300)
+    assert tried == [50, 100, 200, 300] and best == 300 and found is False
+
+
+def test_accept_search_halves_a_failing_start_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tried, best, found = _search_with(monkeypatch, 1, accept_start_rate=50, accept_max_halvings=2)
+    assert tried == [50, 25, 12.5] and best == 0 and found is False
+
+
+def test_scenario_order_is_shuffled_but_steady_follows_its_inputs() -> None:
+    orders = scenario_orders(SCENARIOS, 20, seed=5)
+    assert orders == scenario_orders(SCENARIOS, 20, seed=5)
+    assert len({tuple(order) for order in orders}) > 1
+    for order in orders:
+        assert sorted(order) == sorted(SCENARIOS)
+        assert order.index("steady") > max(order.index("accept"), order.index("drain"))
+
+
+def test_placement_pins_only_with_three_cores_or_more() -> None:
+    where = placement()
+    assert where["pinned"] is (len(os.sched_getaffinity(0)) >= 3)
+    assert where["reason"]
+
+
+def test_cost_per_task_is_null_where_a_group_was_not_measured() -> None:
+    used = {"cpu_s": 0.5, "peak_pss_mb": 1.0, "peak_rss_mb": 1.0, "processes": 1}
+    absent = {"cpu_s": 0.0, "peak_pss_mb": 0.0, "peak_rss_mb": 0.0, "processes": 0}
+    cost = cpu_us_per_task({"api": used, "workers": absent}, tasks=1000)
+    assert cost == {"api": 500.0, "broker": None, "workers": None, "total": 500.0}
+    assert cpu_us_per_task({}, tasks=10)["total"] is None
+
+
+def test_bare_floor_route_has_the_projects_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from fbt_bench.scenarios.floor_app import create_app
+
+    monkeypatch.setenv("API_KEY", "k")
+    monkeypatch.setenv("FLOOR_MODE", "bare")
+    with TestClient(create_app()) as client:
+        assert client.post("/log/", json={"msg": "x"}).status_code == 401
+        answer = client.post("/log/", json={"msg": "x"}, headers={"X-API-Key": "k"}).json()
+    assert set(answer) == {"status", "job_id", "backend"}
 
 
 def test_runner_order_is_shuffled_per_repeat_and_reproducible() -> None:
@@ -410,18 +479,25 @@ def test_runner_order_is_shuffled_per_repeat_and_reproducible() -> None:
     assert len({tuple(order) for order in orders}) > 1
 
 
-def test_mixed_workload_is_reproducible_and_follows_the_mix() -> None:
-    kinds = mixed_kinds(2000, seed=3)
-    assert kinds == mixed_kinds(2000, seed=3)
-    for kind, share in MIX:
-        assert kinds.count(kind) / len(kinds) == pytest.approx(share, abs=0.05)
+def test_mixed_routes_cover_the_mix() -> None:
+    assert sum(share for _, share in MIX) == pytest.approx(1.0)
+    ctx = SimpleNamespace(profile=QUICK, seed=3)
+    paths = mixed_routes(ctx)  # type: ignore[arg-type]
+    assert set(paths) == {kind for kind, _ in MIX}
+    for path, body in paths.values():
+        assert path.startswith("/") and json.loads(body.replace("{i}", "7"))
 
 
 def test_profiles_meet_the_issue() -> None:
-    assert set(PROFILES) == {"quick", "default"}
-    assert DEFAULT.repeats >= 3 and QUICK.repeats >= 1
+    assert set(PROFILES) == {"quick", "default", "full"}
+    assert DEFAULT.repeats >= 3 and QUICK.repeats >= 1 and PROFILES["full"].repeats >= 5
+    assert DEFAULT.drain_n >= 5000 and PROFILES["full"].drain_n == 20_000
     assert DEFAULT.slots == QUICK.slots == DEFAULT.worker_processes * DEFAULT.worker_threads
-    assert QUICK.with_overrides(log_burst_n=None, repeats=2).repeats == 2
+    # Steps near the knee carry the profile's request count; far below they are shorter, never endless.
+    knee = DEFAULT.accept_knee_requests
+    assert DEFAULT.accept_step_s(800) * 800 >= knee
+    assert DEFAULT.accept_step_s(1) <= DEFAULT.accept_max_step_s
+    assert QUICK.with_overrides(drain_n=None, repeats=2).repeats == 2
 
 
 def test_external_mode_is_chosen_by_api_urls() -> None:
@@ -440,7 +516,7 @@ def test_sampler_counts_cpu_of_the_measured_process() -> None:
         pass
     usage = sampler.stop()["loadgen"]
     assert usage["cpu_s"] >= 0.15
-    assert usage["peak_rss_mb"] > 0
+    assert usage["peak_pss_mb"] > 0 and usage["processes"] == 1
 
 
 # -- structure ---------------------------------------------------------------------------------------------

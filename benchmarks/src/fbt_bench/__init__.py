@@ -5,7 +5,8 @@ Layers, imports pointing down only:
 - orchestration: ``cli`` and ``harness`` (one run), with what they share with the layers below:
   ``profiles`` (the parameter sets), ``topology`` (where a runner is measured), ``progress``,
   ``results`` (the document and its writer) and ``schema`` (its contract).
-- ``scenarios``: the five scenarios and the floors (raw Redis, direct call).
+- ``scenarios``: the six scenarios (accept, drain, steady, email-io, cpu-heavy, mixed) and the floors
+  (raw Redis behind the same API, direct call).
 - ``faults``: fault injection per runner and queue config. Scenarios and faults never import each other.
 - ``measuring``: load generation, the API client, the ledger, resource sampling, statistics, environment.
 - ``report``: renders a results document; it reads the floors' names, never runs anything.

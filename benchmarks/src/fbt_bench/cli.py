@@ -55,18 +55,6 @@ def parse_list(value: str | None, allowed: tuple[Name, ...], what: str) -> tuple
     return tuple(next(name for name in allowed if name == item) for item in items)  # as the allowed names
 
 
-def parse_rates(value: str | None) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        rates = tuple(int(item) for item in value.split(",") if item.strip())
-    except ValueError:
-        raise typer.BadParameter("rates are comma-separated integers, e.g. 50,100,200") from None
-    if not rates or min(rates) <= 0:
-        raise typer.BadParameter("give at least one positive rate")
-    return rates
-
-
 @app.callback()
 def root() -> None:
     """Run `fbt-bench compare --help` for the options; `make compare PROFILE=quick` is the short way."""
@@ -89,15 +77,12 @@ def compare(
         int | None, typer.Option(min=1, help="Repeats of the whole matrix (overrides profile).")
     ] = None,
     n: Annotated[
-        int | None, typer.Option(min=1, help="log-burst size (overrides the profile's log_burst_n).")
+        int | None, typer.Option(min=1, help="drain size (overrides the profile's drain_n, e.g. 20000).")
     ] = None,
     email_n: Annotated[int | None, typer.Option(min=1, help="email-io size.")] = None,
     cpu_n: Annotated[int | None, typer.Option(min=1, help="cpu-heavy: number of resizes.")] = None,
-    rates: Annotated[
-        str | None, typer.Option(help="enqueue: comma-separated arrival rates per second.")
-    ] = None,
-    enqueue_duration: Annotated[
-        float | None, typer.Option(min=0.1, help="enqueue: seconds per rate.")
+    ceiling: Annotated[
+        float | None, typer.Option(min=1, help="accept: the highest rate the search may offer.")
     ] = None,
     mixed_rate: Annotated[int | None, typer.Option(min=1, help="mixed: arrivals per second.")] = None,
     mixed_duration: Annotated[float | None, typer.Option(min=0.1, help="mixed: seconds of load.")] = None,
@@ -110,7 +95,12 @@ def compare(
     out: Annotated[Path, typer.Option(help="Results root; each run writes <out>/<UTC time>/.")] = Path(
         "results"
     ),
-    seed: Annotated[int, typer.Option(help="Seeds the runner order shuffle and the mixed workload.")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Seeds the runner/scenario shuffles and the arrivals (default: a fresh one, recorded)."
+        ),
+    ] = None,
     fault_pass: Annotated[
         bool | None,
         typer.Option(
@@ -132,11 +122,10 @@ def compare(
         raise typer.BadParameter(f"config is one of {', '.join(QUEUE_CONFIG_NAMES)}")
     chosen = PROFILES[profile].with_overrides(
         repeats=repeats,
-        log_burst_n=n,
+        drain_n=n,
         email_n=email_n,
         cpu_n=cpu_n,
-        enqueue_rates=parse_rates(rates),
-        enqueue_duration_s=enqueue_duration,
+        accept_ceiling_rate=ceiling,
         mixed_rate=mixed_rate,
         mixed_duration_s=mixed_duration,
         smtp_delay_ms=smtp_delay_ms,
@@ -147,7 +136,7 @@ def compare(
         scenarios=parse_list(scenarios, SCENARIOS, "scenarios") or SCENARIOS,
         baselines=BASELINES if baselines is None else parse_list(baselines, BASELINES, "baselines") or (),
         config=config,
-        seed=seed,
+        seed=seed if seed is not None else secrets.randbelow(2**31),
         out_root=out,
         command=shlex.join(["fbt-bench", *sys.argv[1:]]),
         fault_pass=chosen.fault_pass if fault_pass is None else fault_pass,

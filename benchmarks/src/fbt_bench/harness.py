@@ -1,20 +1,24 @@
-"""One comparison run: every repeat, runners in a shuffled order, each on a fresh stack, then the floors.
+"""One comparison run: every repeat, runners and floors interleaved in a shuffled order (from a recorded seed),
+each on a fresh stack, its scenarios in a shuffled order too.
 
 Whatever happens (a runner that fails to start, a scenario that errors, Ctrl-C), every process started is
 torn down and what was measured is still written, marked partial, with the reason in the warnings.
 """
 
 import asyncio
+import contextlib
 import os
 import random
 import shutil
 import tempfile
+import time
 import traceback
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from fbt_bench import topology
 from fbt_bench.faults.model import SHORT
@@ -25,8 +29,9 @@ from fbt_bench.progress import NullProgress, ProgressSink
 from fbt_bench.report import write_reports
 from fbt_bench.results import finalize, new_document, run_directory, write_results
 from fbt_bench.scenarios import baselines
-from fbt_bench.scenarios.context import ScenarioContext, warm_up
-from fbt_bench.scenarios.registry import SCENARIO_RUNS
+from fbt_bench.scenarios.context import RepeatShared, ScenarioContext, warm_up
+from fbt_bench.scenarios.registry import DEPENDS_ON, FLOOR_SCENARIOS, SCENARIO_RUNS
+from fbt_bench.scenarios.steady import NoCapacity
 from fbt_bench.schema import validate_results
 from fbt_tasks.runner import QueueConfigName
 from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL
@@ -39,7 +44,7 @@ class Plan:
     scenarios: tuple[str, ...] = SCENARIOS
     baselines: tuple[str, ...] = baselines.BASELINES
     config: QueueConfigName = "safe"
-    seed: int = 0
+    seed: int = 0  # the CLI draws a fresh one per run unless --seed is given; recorded either way
     out_root: Path = Path("results")
     command: str | None = None
     # The short fault pass (fbt_bench.faults.SHORT: kill-worker, both queue configs) after the scenarios.
@@ -54,8 +59,24 @@ class RunOutcome:
     failures: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Clock:
+    """Where the time went: one entry per runner (or floor) x repeat x scenario, stack starts included."""
+
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    began: float = field(default_factory=time.monotonic)
+
+    def add(self, runner: str, repeat: int | None, scenario: str, since: float) -> None:
+        seconds = round(time.monotonic() - since, 2)
+        self.phases.append({"runner": runner, "repeat": repeat, "scenario": scenario, "seconds": seconds})
+
+    def record(self) -> dict[str, Any]:
+        return {"total": round(time.monotonic() - self.began, 1), "phases": self.phases}
+
+
 def runner_orders(runners: tuple[str, ...], repeats: int, seed: int) -> list[list[str]]:
-    """A shuffled runner order per repeat, so drift on a shared machine does not always hit the same one."""
+    """A shuffled order per repeat (runners and floors interleaved), so drift on a shared machine does not
+    always hit the same one."""
     rng = random.Random(seed)
     orders = []
     for _ in range(repeats):
@@ -65,10 +86,62 @@ def runner_orders(runners: tuple[str, ...], repeats: int, seed: int) -> list[lis
     return orders
 
 
-def parameters_for(plan: Plan, orders: list[list[str]]) -> dict[str, Any]:
+def scenario_orders(scenarios: tuple[str, ...], repeats: int, seed: int) -> list[list[str]]:
+    """A shuffled scenario order per repeat; a scenario that needs others' figures moves after them."""
+    rng = random.Random(seed + 1)
+    orders = []
+    for _ in range(repeats):
+        order = list(scenarios)
+        rng.shuffle(order)
+        for name, needs in DEPENDS_ON.items():
+            if name in order:
+                order.remove(name)
+                after = max((order.index(n) for n in needs if n in order), default=-1)
+                order.insert(after + 1, name)
+        orders.append(order)
+    return orders
+
+
+def placement(pin: bool = True) -> dict[str, Any]:
+    """Pin the load generator to one core and the system under test to the rest, given 3 cores or more."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin:
+        return {"pinned": False, "reason": "not requested", "cpus": cpus}
+    if len(cpus) < 3:
+        return {
+            "pinned": False,
+            "reason": f"only {len(cpus)} cores: pinning would starve the system under test or the load "
+            "generator, so every process shares every core",
+            "cpus": cpus,
+        }
+    return {
+        "pinned": True,
+        "reason": f"load generator on core {cpus[-1]}, the system under test on the other {len(cpus) - 1}",
+        "loadgen_cpus": [cpus[-1]],
+        "stack_cpus": cpus[:-1],
+    }
+
+
+def pin_stack(pids: list[int], where: dict[str, Any]) -> None:
+    """Keep the system under test off the load generator's core (every process in each pid's tree)."""
+    if not where.get("pinned"):
+        return
+    for root in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(root)
+            for member in [proc, *proc.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error, OSError):
+                    os.sched_setaffinity(member.pid, set(where["stack_cpus"]))
+
+
+def parameters_for(plan: Plan, orders: list[list[str]], scenarios: list[list[str]]) -> dict[str, Any]:
     return {
         **plan.profile.parameters(),
+        "slots_why": "every runner and floor gets the same number of task slots (tasks that can run at once): "
+        "each library spends them its own way (runners.<name>.slot_layout), so the budget is equal in "
+        "concurrent tasks, not in processes or threads",
         "runner_order": orders,
+        "scenario_order": scenarios,
         "runners": list(plan.runners),
         "scenarios": list(plan.scenarios),
         "baselines": list(plan.baselines),
@@ -85,15 +158,19 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
     progress = progress or NullProgress()
     external = topology.external_urls(env)
     runners = tuple(r for r in plan.runners if not external or r in external)
-    orders = runner_orders(runners, plan.profile.repeats, plan.seed)
+    floors = () if external else plan.baselines
+    orders = runner_orders((*runners, *floors), plan.profile.repeats, plan.seed)
+    scenarios = scenario_orders(plan.scenarios, plan.profile.repeats, plan.seed)
     progress.phase("recording the environment")
     document = new_document(
         profile=plan.profile.name,
         topology="external" if external else "local",
         environment=describe_environment(env.get("REDIS_URL") if external else None),
-        parameters=parameters_for(plan, orders),
+        parameters=parameters_for(plan, orders, scenarios),
         runners={},
     )
+    where = placement(pin=not external)
+    document["parameters"]["placement"] = where
     if plan.command:
         document["command"] = plan.command
     if external:
@@ -103,18 +180,39 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
         )
     failures: list[str] = []
     interrupted = False
+    clock = Clock()
     workroot = Path(tempfile.mkdtemp(prefix="fbt-bench-"))
     try:
         for repeat, order in enumerate(orders):
-            for runner in order:
-                failures += measure_runner(plan, runner, repeat, document, workroot, progress, external, env)
-            if plan.baselines and not external:
-                failures += measure_baselines(plan, repeat, document, workroot, progress)
+            shared = RepeatShared(pin_loadgen=bool(where.get("pinned")))
+            bare = (
+                contextlib.nullcontext()
+                if external
+                else baselines.bare_app(plan.profile, workroot / f"bare-r{repeat}", shared)
+            )
+            with bare:
+                for unit in order:
+                    job = Unit(
+                        plan,
+                        unit,
+                        repeat,
+                        scenarios[repeat],
+                        document,
+                        workroot,
+                        progress,
+                        shared,
+                        where,
+                        clock,
+                    )
+                    failures += job.measure(external, env)
         if plan.fault_pass and not external:
+            since = time.monotonic()
             failures += measure_faults(runners, document, workroot, progress)
+            clock.add("faults", None, "fault pass", since)
     except KeyboardInterrupt:
         interrupted = True
         failures.append("interrupted (Ctrl-C)")
+    document["parameters"]["time_spent_s"] = clock.record()
     if failures:
         kept = run_directory(plan.out_root, document["created_at"]) / "logs"
         shutil.copytree(workroot, kept, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.jsonl", "*.rdb"))
@@ -144,80 +242,115 @@ def publish(outcome: RunOutcome) -> tuple[list[Path], list[str]]:
     return reports, problems
 
 
-def measure_runner(
-    plan: Plan,
-    runner: str,
-    repeat: int,
-    document: dict[str, Any],
-    workroot: Path,
-    progress: ProgressSink,
-    external: Mapping[str, str],
-    env: Mapping[str, str],
-) -> list[str]:
-    """Start ``runner``'s stack, warm it up, run every scenario, tear it down; return what failed."""
-    progress.phase(f"{runner} repeat {repeat}: starting {'(external)' if external else 'the stack'}")
-    try:
-        deployment_cm: AbstractContextManager[topology.Deployment]
-        if external:
-            deployment_cm = topology.external_deployment(runner, plan.profile, plan.config, env)
-        else:
-            workdir = workroot / f"{runner}-r{repeat}"
-            deployment_cm = topology.local_deployment(runner, plan.profile, plan.config, workdir)
-        with deployment_cm as deployment:
-            if runner not in document["runners"]:
-                # The plugin's facts, then its backend's describe(): the configuration in force.
-                document["runners"][runner] = runner_facts(deployment.settings)
-            ctx = ScenarioContext(runner, repeat, plan.config, plan.profile, deployment, progress, plan.seed)
-            return asyncio.run(run_scenarios(ctx, plan.scenarios, document))
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        return [f"{runner} repeat {repeat} aborted: {_brief(exc)}"]
+@dataclass
+class Unit:
+    """One runner or floor in one repeat: its stack, its scenarios in the repeat's order, its timings."""
 
+    plan: Plan
+    name: str
+    repeat: int
+    scenarios: list[str]
+    document: dict[str, Any]
+    workroot: Path
+    progress: ProgressSink
+    shared: RepeatShared
+    where: dict[str, Any]
+    clock: Clock
 
-async def run_scenarios(
-    ctx: ScenarioContext, scenarios: tuple[str, ...], document: dict[str, Any]
-) -> list[str]:
-    ctx.progress.phase(f"{ctx.runner} repeat {ctx.repeat}: warming up")
-    warm = await warm_up(ctx)
-    if not warm.done:
-        return [f"{ctx.tag('warm-up')}: only {warm.completed} of {warm.expected} warm-up jobs completed"]
-    failures = []
-    for name in scenarios:
+    def measure(self, external: Mapping[str, str], env: Mapping[str, str]) -> list[str]:
+        if self.name == "direct-call":
+            return self._direct_call()
+        since = time.monotonic()
+        self.progress.phase(f"{self.name} repeat {self.repeat}: starting the stack")
         try:
-            document["records"].append(await SCENARIO_RUNS[name](ctx))
+            with self._deployment(external, env) as deployment:
+                self.clock.add(self.name, self.repeat, "stack start", since)
+                pin_stack(deployment.pids(), self.where)
+                if self.name not in self.document["runners"]:
+                    self.document["runners"][self.name] = self._facts(deployment)
+                ctx = ScenarioContext(
+                    self.name,
+                    self.repeat,
+                    self.plan.config,
+                    self.plan.profile,
+                    deployment,
+                    self.progress,
+                    self.plan.seed,
+                    self.shared,
+                    full_api=self.name not in baselines.BASELINES,
+                )
+                return asyncio.run(self._scenarios(ctx, external))
+        except KeyboardInterrupt:
+            raise
         except Exception as exc:
-            failures.append(f"{ctx.runner} repeat {ctx.repeat} {name} failed: {_brief(exc)}")
-    return failures
+            return [f"{self.name} repeat {self.repeat} aborted: {_brief(exc)}"]
 
+    def _deployment(self, external: Mapping[str, str], env: Mapping[str, str]) -> Any:
+        p, config = self.plan.profile, self.plan.config
+        workdir = self.workroot / f"{self.name}-r{self.repeat}"
+        if self.name == "raw-redis":
+            return baselines.raw_redis_floor(p, workdir)
+        if external:
+            return topology.external_deployment(self.name, p, config, env)
+        return topology.local_deployment(self.name, p, config, workdir)
 
-def measure_baselines(
-    plan: Plan, repeat: int, document: dict[str, Any], workroot: Path, progress: ProgressSink
-) -> list[str]:
-    floor_scenarios = [s for s in ("log-burst", "email-io") if s in plan.scenarios]
-    if not floor_scenarios:
+    def _facts(self, deployment: Any) -> dict[str, Any]:
+        if self.name in baselines.DESCRIPTIONS:
+            return baselines.DESCRIPTIONS[self.name]
+        # The plugin's facts, then its backend's describe(): the configuration in force.
+        return runner_facts(deployment.settings)
+
+    async def _scenarios(self, ctx: ScenarioContext, external: Mapping[str, str]) -> list[str]:
+        ctx.progress.phase(f"{ctx.runner} repeat {ctx.repeat}: warming up")
+        warm = await warm_up(ctx)
+        if not warm.done:
+            return [f"{ctx.tag('warm-up')}: only {warm.completed} of {warm.expected} warm-up jobs completed"]
+        allowed = FLOOR_SCENARIOS.get(self.name)
+        failures = []
+        for name in self.scenarios:
+            if allowed is not None and name not in allowed:
+                continue
+            if name == "drain" and external:
+                self.document["warnings"].append(
+                    f"{ctx.runner}: drain not measured (external topology: its workers cannot be stopped)"
+                )
+                continue
+            since = time.monotonic()
+            try:
+                made = await SCENARIO_RUNS[name](ctx)
+                self.document["records"].extend(made if isinstance(made, list) else [made])
+            except NoCapacity as exc:  # nothing to take a fraction of: not measured, and said so
+                self.document["warnings"].append(
+                    f"{ctx.runner} repeat {ctx.repeat} steady not measured: {exc}"
+                )
+            except Exception as exc:
+                failures.append(f"{ctx.runner} repeat {ctx.repeat} {name} failed: {_brief(exc)}")
+            self.clock.add(self.name, self.repeat, name, since)
+        return failures
+
+    def _direct_call(self) -> list[str]:
+        if "drain" not in self.scenarios:
+            return []
+        since = time.monotonic()
+        self.document["runners"].setdefault(self.name, baselines.DESCRIPTIONS[self.name])
+        try:
+            record = asyncio.run(
+                baselines.direct_call_drain(
+                    self.plan.profile,
+                    self.workroot / f"direct-r{self.repeat}",
+                    self.repeat,
+                    self.plan.config,
+                    self.progress,
+                )
+            )
+            self.document["records"].append(record)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            return [f"direct-call repeat {self.repeat} drain failed: {_brief(exc)}"]
+        finally:
+            self.clock.add(self.name, self.repeat, "drain", since)
         return []
-    progress.phase(f"baselines repeat {repeat}: starting Redis and the SMTP sink")
-    failures = []
-    try:
-        with baselines.floor_services(plan.profile, workroot / f"floors-r{repeat}") as services:
-            for name in plan.baselines:
-                document["runners"].setdefault(name, baselines.DESCRIPTIONS[name])
-                for scenario in floor_scenarios:
-                    try:
-                        record = asyncio.run(
-                            baselines.BASELINE_RUNS[name](
-                                services, scenario, plan.profile, repeat, plan.config, progress
-                            )
-                        )
-                        document["records"].append(record)
-                    except Exception as exc:
-                        failures.append(f"{name} repeat {repeat} {scenario} failed: {_brief(exc)}")
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        failures.append(f"baselines repeat {repeat} aborted: {_brief(exc)}")
-    return failures
 
 
 MAX_REASON_CHARS = 400

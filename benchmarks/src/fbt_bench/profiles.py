@@ -1,18 +1,19 @@
-"""Parameter sets (benchmark "profiles"): ``quick`` (CI smoke test, <= 2 minutes on 2 cores) and
-``default`` (<= 12 minutes).
+"""Parameter sets (benchmark "profiles"): ``quick`` (smoke test, <= 2 minutes on 2 cores), ``default``
+(<= 20 minutes: every runner and floor, 3 repeats, the short fault pass) and ``full`` (20,000-job drains,
+long windows, 5 repeats: a machine left alone for up to 90 minutes).
 
-The N's are budgeted so the whole matrix (every runner x 5 scenarios x repeats, plus the floors and a stack
-start per runner and repeat) fits those limits on a shared 2-core machine, and were tuned by measuring
-there. The slowest runner sets the budget: a worker that forks a process per job drains log jobs far
-slower than the others, so the issue's larger N's (``--n 20000``) are one option away when there is time
-to spend, not the default.
+Durations are data-driven where they can be: an accept step lasts max(min_step_s, knee_requests / rate),
+so steps near the knee carry at least ``accept_knee_requests`` requests and low rates stay short; a steady
+window lasts long enough for ``steady_completions`` completions at its offered rate, capped by
+``steady_max_window_s``. The figures below are estimates from short runs on a shared 2-core machine; the
+published default is timed on a quiet one (``parameters.time_spent_s`` says where the time went).
 """
 
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-SCENARIOS: tuple[str, ...] = ("enqueue", "log-burst", "email-io", "cpu-heavy", "mixed")
+SCENARIOS: tuple[str, ...] = ("accept", "drain", "steady", "email-io", "cpu-heavy", "mixed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +24,26 @@ class Profile:
     worker_processes: int
     worker_threads: int
     slo_ms: float
-    enqueue_rates: tuple[int, ...]
-    enqueue_duration_s: float
-    log_burst_n: int
+    # accept: start low, double until a step fails, bisect to ``accept_resolution``; never above the ceiling.
+    accept_start_rate: float
+    accept_ceiling_rate: float
+    accept_min_step_s: float
+    # A step far below the start rate (the start failed) would need minutes for knee_requests: cap it.
+    accept_max_step_s: float
+    # When the start rate already fails, halve at most this many times before giving up (no knee below).
+    accept_max_halvings: int
+    accept_knee_requests: int
+    accept_resolution: float
+    # The common offered rate of the API cost decomposition, as a fraction of the knee found.
+    decomposition_fraction: float
+    decomposition_enqueues: int
+    # drain: N write_log jobs pre-filled with the workers stopped.
+    drain_n: int
+    # steady: open-loop arrivals at these fractions of min(accept knee, drain capacity).
+    steady_fractions: tuple[float, ...]
+    steady_completions: int
+    steady_warmup_s: float
+    steady_max_window_s: float
     email_n: int
     smtp_delay_ms: int
     cpu_n: int
@@ -33,11 +51,12 @@ class Profile:
     probe_idle_s: float
     mixed_rate: int
     mixed_duration_s: float
-    # Closed-loop senders for bursts: enough to keep every slot busy, few enough not to swamp 2 cores.
+    # Closed-loop senders for the email and resize bursts: enough to keep every slot busy.
     burst_concurrency: int = 16
-    # The client's connection pool; in-flight requests beyond max_in_flight are counted as overflow.
+    # The httpx client's pool for those bursts (the open-loop generator sizes its own, see below).
     connections: int = 32
-    max_in_flight: int = 2000
+    # Open-loop generator: connections open on demand up to this; a request due when all are busy is late.
+    loadgen_connections: int = 512
     # The resize job: a generated noise image of this size scaled down (a fraction of a second of CPU).
     image_width: int = 1280
     image_height: int = 720
@@ -57,11 +76,15 @@ class Profile:
         given = {key: value for key, value in changes.items() if value is not None}
         return dataclasses.replace(self, **given) if given else self
 
+    def accept_step_s(self, rate: float) -> float:
+        """How long one accept step sends: enough requests near the knee, short far below it."""
+        return min(self.accept_max_step_s, max(self.accept_min_step_s, self.accept_knee_requests / rate))
+
     def parameters(self) -> dict[str, Any]:
         """The run's parameters for results.json."""
         out = dataclasses.asdict(self)
         out.pop("name")
-        out["enqueue_rates"] = list(self.enqueue_rates)
+        out["steady_fractions"] = list(self.steady_fractions)
         out["slots"] = self.slots
         return out
 
@@ -72,13 +95,24 @@ QUICK = Profile(
     worker_processes=2,
     worker_threads=4,
     slo_ms=50.0,
-    enqueue_rates=(50, 100),
-    enqueue_duration_s=1.0,
-    log_burst_n=1_000,
+    accept_start_rate=50.0,
+    accept_ceiling_rate=400.0,
+    accept_min_step_s=0.5,
+    accept_max_step_s=3.0,
+    accept_max_halvings=2,
+    accept_knee_requests=150,
+    accept_resolution=0.25,
+    decomposition_fraction=0.5,
+    decomposition_enqueues=300,
+    drain_n=500,
+    steady_fractions=(0.5,),
+    steady_completions=150,
+    steady_warmup_s=0.3,
+    steady_max_window_s=3.0,
     email_n=40,
     smtp_delay_ms=100,
     cpu_n=6,
-    probe_rate_hz=20.0,
+    probe_rate_hz=50.0,
     probe_idle_s=0.5,
     mixed_rate=50,
     mixed_duration_s=1.5,
@@ -94,16 +128,44 @@ DEFAULT = Profile(
     worker_processes=2,
     worker_threads=4,
     slo_ms=50.0,
-    enqueue_rates=(25, 50, 100, 200),
-    enqueue_duration_s=1.5,
-    log_burst_n=2_500,
+    accept_start_rate=50.0,
+    accept_ceiling_rate=3200.0,
+    accept_min_step_s=1.0,
+    accept_max_step_s=20.0,
+    accept_max_halvings=3,
+    accept_knee_requests=1000,
+    accept_resolution=0.1,
+    decomposition_fraction=0.5,
+    decomposition_enqueues=2000,
+    drain_n=5000,
+    steady_fractions=(0.5, 0.8),
+    steady_completions=1000,
+    steady_warmup_s=1.0,
+    steady_max_window_s=20.0,
     email_n=160,
     smtp_delay_ms=100,
-    cpu_n=20,
-    probe_rate_hz=20.0,
+    cpu_n=40,
+    probe_rate_hz=50.0,
     probe_idle_s=2.0,
     mixed_rate=100,
-    mixed_duration_s=5.0,
+    mixed_duration_s=10.0,
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, DEFAULT)}
+FULL = DEFAULT.with_overrides(
+    name="full",
+    repeats=5,
+    accept_knee_requests=3000,
+    accept_resolution=0.05,
+    decomposition_enqueues=5000,
+    drain_n=20_000,
+    steady_completions=5000,
+    steady_warmup_s=3.0,
+    steady_max_window_s=60.0,
+    email_n=400,
+    cpu_n=80,
+    probe_idle_s=5.0,
+    mixed_duration_s=30.0,
+    drain_timeout_s=300.0,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, DEFAULT, FULL)}

@@ -1,4 +1,4 @@
-"""The results document (schema_version 1, see the contract in fbt_bench.schema) and where it is written.
+"""The results document (schema_version 2, see the contract in fbt_bench.schema) and where it is written.
 
 A record (one runner x scenario x repeat) is built by ``fbt_bench.scenarios.record``; here the document
 around the records: ``new_document``, ``finalize`` once every record is in, and the faults-only document
@@ -25,7 +25,7 @@ from fbt_bench.profiles import PROFILES
 from fbt_tasks.runner import load_runner, runner_record
 from fbt_tasks.settings import Settings
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utc_now() -> datetime:
@@ -165,9 +165,7 @@ def standalone_document(
             "worker_threads": params.worker_threads,
             "repeats": 1,
             "slo_ms": PROFILES["default"].slo_ms,
-            "enqueue_rates": [],
-            "enqueue_duration_s": 0,
-            "log_burst_n": 0,
+            "drain_n": 0,
             "email_n": params.n,
             "smtp_delay_ms": params.smtp_delay_ms,
             "cpu_n": 0,

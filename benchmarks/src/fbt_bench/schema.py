@@ -12,7 +12,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 SCHEMA_PATH = Path(__file__).with_name("results_schema.json")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Enough to see a pattern without burying the first error under hundreds of identical ones.
 MAX_REPORTED_ERRORS = 20

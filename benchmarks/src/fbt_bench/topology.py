@@ -19,8 +19,8 @@ from typing import Protocol
 
 from fbt_bench.measuring.sampler import ProcSet, own_process
 from fbt_bench.profiles import Profile
-from fbt_devstack.stack import Stack
-from fbt_tasks.runner import QueueConfigName, installed_runners
+from fbt_devstack.stack import Stack, settings_env
+from fbt_tasks.runner import QueueConfigName, installed_runners, load_runner
 from fbt_tasks.settings import Settings
 
 GROUPS_TTL_S = 1.0
@@ -32,6 +32,8 @@ def external_url_var(runner: str) -> str:
 
 
 class Deployment(Protocol):
+    """What the scenarios drive: a runner's stack, someone else's deployment, or a floor behind the same API."""
+
     # Read-only: LocalDeployment derives most of these from its stack as properties.
     @property
     def runner(self) -> str: ...
@@ -48,7 +50,29 @@ class Deployment(Protocol):
     @property
     def settings(self) -> Settings: ...
 
+    @property
+    def broker(self) -> str: ...
+
+    @property
+    def runs_in_api(self) -> bool: ...
+
     def groups(self) -> list[ProcSet]: ...
+
+    def probe_env(self) -> dict[str, str]:
+        """The environment of a process that enqueues without HTTP (the runner's settings)."""
+        ...
+
+    def probe_args(self) -> list[str]:
+        """Extra arguments for ``fbt_bench.scenarios.enqueue_probe enqueue`` (a floor's own enqueue)."""
+        ...
+
+    def stop_workers(self) -> None: ...
+
+    def start_workers(self) -> None: ...
+
+    def pids(self) -> list[int]:
+        """Every process of the system under test (for CPU placement)."""
+        ...
 
 
 def runner_settings(runner: str, profile: Profile, config: QueueConfigName) -> Settings:
@@ -98,6 +122,31 @@ class LocalDeployment:
 
     _cached: tuple[float, list[ProcSet]] | None = None
 
+    @property
+    def broker(self) -> str:
+        return self.stack.runner.broker
+
+    @property
+    def runs_in_api(self) -> bool:
+        return self.stack.runner.runs_in_api
+
+    def probe_env(self) -> dict[str, str]:
+        return {**os.environ, **self.stack.env}
+
+    def probe_args(self) -> list[str]:
+        return []
+
+    def stop_workers(self) -> None:
+        self.stack.stop_workers()
+        self._cached = None
+
+    def start_workers(self) -> None:
+        self.stack.start_workers()
+        self._cached = None
+
+    def pids(self) -> list[int]:
+        return [pid for pids in self.stack.groups().values() for pid in pids]
+
     def groups(self) -> list[ProcSet]:
         # Stack.groups() walks each process tree; the sampler re-expands the trees itself every sample,
         # so knowing the roots is enough and a second-old answer saves the machine a few scans.
@@ -121,6 +170,29 @@ class ExternalDeployment:
     def groups(self) -> list[ProcSet]:
         # Someone else's processes: only the load generator here is ours to measure.
         return [own_process()]
+
+    @property
+    def broker(self) -> str:
+        return load_runner(self.runner).broker
+
+    @property
+    def runs_in_api(self) -> bool:
+        return load_runner(self.runner).runs_in_api
+
+    def probe_env(self) -> dict[str, str]:
+        return {**os.environ, **settings_env(self.settings)}
+
+    def probe_args(self) -> list[str]:
+        return []
+
+    def stop_workers(self) -> None:
+        raise NotImplementedError("external topology: someone else's workers cannot be stopped from here")
+
+    def start_workers(self) -> None:
+        raise NotImplementedError("external topology: someone else's workers cannot be started from here")
+
+    def pids(self) -> list[int]:
+        return []
 
 
 @contextmanager

@@ -29,6 +29,7 @@ class LedgerTally:
     failed: int  # ids whose attempts all failed so far
     missing: int  # expected ids with no ok event
     first_enqueued_at: float | None
+    first_finished_at: float | None
     last_finished_at: float | None
     latency: HdrHistogram = field(repr=False)
     latency_by_kind: dict[str, HdrHistogram] = field(repr=False)
@@ -106,14 +107,24 @@ class LedgerFollower:
         elif event.id not in self._ok_counts:
             self._failed.add(event.id)
 
-    def tally(self, expected: int | None = None) -> LedgerTally:
-        """The counts for the expected ids; ``expected`` may exceed the ids known (requests that failed)."""
+    def tally(self, expected: int | None = None, *, enqueued_from: float | None = None) -> LedgerTally:
+        """The counts for the expected ids; ``expected`` may exceed the ids known (requests that failed).
+
+        ``enqueued_from`` (epoch seconds) keeps only the latencies of jobs enqueued at or after it (a
+        warm-up excluded); the counts still cover every expected id.
+        """
         expected = len(self._ids) if expected is None else expected
         latency = stats.new_histogram()
         by_kind: dict[str, HdrHistogram] = {}
         first_enqueued: float | None = None
+        first_finished: float | None = None
         last_finished: float | None = None
         for event in self._first_ok.values():
+            first_finished = (
+                event.finished_at if first_finished is None else min(first_finished, event.finished_at)
+            )
+            if enqueued_from is not None and event.enqueued_at < enqueued_from:
+                continue
             e2e_ms = (event.finished_at - event.enqueued_at) * 1000.0
             stats.record_ms(latency, e2e_ms)
             stats.record_ms(by_kind.setdefault(event.kind, stats.new_histogram()), e2e_ms)
@@ -131,6 +142,7 @@ class LedgerFollower:
             failed=len(self._failed),
             missing=max(expected - completed, 0),
             first_enqueued_at=first_enqueued,
+            first_finished_at=first_finished,
             last_finished_at=last_finished,
             latency=latency,
             latency_by_kind=by_kind,

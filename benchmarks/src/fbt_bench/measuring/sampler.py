@@ -4,8 +4,11 @@ Each group is a list of root pids; a sample walks each root's whole process tree
 RQ's per-job work-horses and Dramatiq's worker processes are all counted. A process that exits between
 samples is not lost: once its parent reaps it, its CPU moves into the parent's ``children_user`` /
 ``children_system`` counters, which are counted, and its own last reading is dropped so nothing is
-counted twice. Peak RSS is the largest sum of resident set sizes seen at one sample (shared pages of
-forked children are counted once per process, as ``ps`` does).
+counted twice. Peak PSS is the largest sum of proportional set sizes seen at one sample: a page shared by
+k processes (the copy-on-write pages of prefork or forking workers) counts 1/k in each, so the sum is what
+the group really holds. Peak RSS (the same sum of resident sizes, shared pages once per process, as ``ps``
+counts them) comes from the same read and is kept beside it. ``processes`` is the most processes seen in
+the group at one sample: 0 means the group was not measured (nothing of it ran here).
 """
 
 import os
@@ -24,7 +27,9 @@ MB = 1024 * 1024
 
 class ProcUsage(TypedDict):
     cpu_s: float
+    peak_pss_mb: float
     peak_rss_mb: float
+    processes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,8 @@ class _ProcSetState:
     parents: dict[int, int] = field(default_factory=dict)
     gone: dict[int, float] = field(default_factory=dict)  # exited pids nobody in the group will account for
     peak_rss: int = 0
+    peak_pss: int = 0
+    processes: int = 0
 
 
 class ResourceSampler:
@@ -104,7 +111,7 @@ class ResourceSampler:
         parent_of = _parent_map() if any(group.tree and group.roots for group in groups) else {}
         readings = {group.name: self._read_group(group, parent_of) for group in groups}
         with self._lock:
-            for name, (cpu, parents, rss) in readings.items():
+            for name, (cpu, parents, rss, pss) in readings.items():
                 state = self._states.setdefault(name, _ProcSetState())
                 if initial:
                     state.baseline = dict(cpu)
@@ -112,13 +119,15 @@ class ResourceSampler:
                 state.last.update(cpu)
                 state.parents.update(parents)
                 state.peak_rss = max(state.peak_rss, rss)
+                state.peak_pss = max(state.peak_pss, pss)
+                state.processes = max(state.processes, len(cpu))
 
     def _read_group(
         self, group: ProcSet, parent_of: dict[int, int]
-    ) -> tuple[dict[int, float], dict[int, int], int]:
+    ) -> tuple[dict[int, float], dict[int, int], int, int]:
         cpu: dict[int, float] = {}
         parents: dict[int, int] = {}
-        rss = 0
+        rss = pss = 0
         pids = _tree_pids(group.roots, parent_of) if group.tree else set(group.roots)
         for pid in pids:
             try:
@@ -130,11 +139,13 @@ class ResourceSampler:
                         used += times.children_user + times.children_system
                     cpu[pid] = used
                     parents[pid] = parent_of.get(pid) or proc.ppid()
-                    rss += proc.memory_info().rss
+                    rss_now, pss_now = _memory(proc)
+                    rss += rss_now
+                    pss += pss_now
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 self._processes.pop(pid, None)
                 continue
-        return cpu, parents, rss
+        return cpu, parents, rss, pss
 
     def _process(self, pid: int) -> psutil.Process:
         # Kept between samples: psutil.Process checks pid reuse by creation time, which costs a read.
@@ -142,6 +153,16 @@ class ResourceSampler:
         if proc is None or not proc.is_running():
             proc = self._processes[pid] = psutil.Process(pid)
         return proc
+
+
+def _memory(proc: psutil.Process) -> tuple[int, int]:
+    """RSS and PSS in bytes; PSS falls back to RSS where smaps cannot be read (another user's process)."""
+    try:
+        full = proc.memory_full_info()
+    except psutil.AccessDenied:
+        rss = proc.memory_info().rss
+        return rss, rss
+    return full.rss, getattr(full, "pss", full.rss)
 
 
 def _parent_map() -> dict[int, int]:
@@ -184,7 +205,12 @@ def _account_exits(state: _ProcSetState, current: Mapping[int, float]) -> None:
 def _usage(state: _ProcSetState) -> ProcUsage:
     cpu = sum(value - state.baseline.get(pid, 0.0) for pid, value in state.last.items())
     cpu += sum(state.gone.values())
-    return ProcUsage(cpu_s=round(max(cpu, 0.0), 3), peak_rss_mb=round(state.peak_rss / MB, 1))
+    return ProcUsage(
+        cpu_s=round(max(cpu, 0.0), 3),
+        peak_pss_mb=round(state.peak_pss / MB, 1),
+        peak_rss_mb=round(state.peak_rss / MB, 1),
+        processes=state.processes,
+    )
 
 
 def own_process() -> ProcSet:

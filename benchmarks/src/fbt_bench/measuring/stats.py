@@ -27,7 +27,8 @@ class LatencySummary(TypedDict):
     p999: float
     max: float
     mean: float
-    count: int
+    n: int  # the number of samples every figure above rests on
+    count: int  # the same number under its schema-1 name, kept while readers of old files move to ``n``
 
 
 class RepeatSpread(TypedDict):
@@ -56,10 +57,11 @@ def histogram_of(values_ms: Iterable[float]) -> HdrHistogram:
 
 
 def summarize(histogram: HdrHistogram) -> LatencySummary:
-    """p50/p90/p99/p99.9/max/mean in milliseconds; all zero with count 0 for an empty histogram."""
+    """p50/p90/p99/p99.9/max/mean in milliseconds with their sample count ``n``; all zero with n 0 when
+    empty. Every figure is kept whatever ``n``: the reader decides (below 100 samples p99 is the max)."""
     count = histogram.get_total_count()
     if count == 0:
-        return LatencySummary(p50=0.0, p90=0.0, p99=0.0, p999=0.0, max=0.0, mean=0.0, count=0)
+        return LatencySummary(p50=0.0, p90=0.0, p99=0.0, p999=0.0, max=0.0, mean=0.0, n=0, count=0)
     at = histogram.get_percentile_to_value_dict([50.0, 90.0, 99.0, 99.9])
     return LatencySummary(
         p50=_ms(at[50.0]),
@@ -68,6 +70,7 @@ def summarize(histogram: HdrHistogram) -> LatencySummary:
         p999=_ms(at[99.9]),
         max=_ms(histogram.get_max_value()),
         mean=round(histogram.get_mean_value() / 1000.0, 3),
+        n=count,
         count=count,
     )
 

@@ -1,18 +1,33 @@
-"""What every scenario shares: the context of one runner and repeat, draining the ledger, the warm-up."""
+"""What every scenario shares: the context of one runner (or floor) and repeat, the open-loop sender,
+draining the ledger, the warm-up."""
 
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fbt_bench.measuring import loadgen
 from fbt_bench.measuring.api_client import ApiClient
 from fbt_bench.measuring.ledger_reader import LedgerFollower, LedgerTally
+from fbt_bench.measuring.openloop import OpenLoopResult, OpenLoopSpec, run_open_loop_async
 from fbt_bench.measuring.sampler import ResourceSampler
 from fbt_bench.profiles import Profile
 from fbt_bench.progress import ProgressSink
 from fbt_bench.topology import Deployment
+
+
+@dataclass
+class RepeatShared:
+    """What the runners and floors of one repeat share: the bare route's cost by offered rate (measured
+    once, reused by every runner at that rate), each one's capacities (steady's input), the placement."""
+
+    bare_url: str | None = None
+    bare_key: str = ""
+    bare_pid: int | None = None
+    bare_us_by_rate: dict[float, float] = field(default_factory=dict)
+    capacities: dict[str, dict[str, float]] = field(default_factory=dict)
+    pin_loadgen: bool = False
 
 
 @dataclass
@@ -24,6 +39,12 @@ class ScenarioContext:
     deployment: Deployment
     progress: ProgressSink
     seed: int = 0
+    shared: RepeatShared = field(default_factory=RepeatShared)
+    full_api: bool = True  # False for a floor's app, which serves POST /log/ and GET /health only
+
+    @property
+    def broker(self) -> str:
+        return self.deployment.broker
 
     def client(self) -> ApiClient:
         return ApiClient(
@@ -38,6 +59,25 @@ class ScenarioContext:
 
     def tag(self, scenario: str) -> str:
         return f"{self.runner} r{self.repeat} {scenario}"
+
+    def capacity(self) -> dict[str, float]:
+        return self.shared.capacities.setdefault(self.runner, {})
+
+    def spec(self, rate: float, duration_s: float, **fields: Any) -> OpenLoopSpec:
+        """An open-loop spec against this deployment: its URL and key, the profile's connection cap."""
+        return OpenLoopSpec(
+            base_url=self.deployment.api_url,
+            rate_hz=rate,
+            duration_s=duration_s,
+            headers={"X-API-Key": self.deployment.api_key},
+            max_connections=self.profile.loadgen_connections,
+            warm_connections=min(self.profile.slots, 16),
+            pin_cpu=self.shared.pin_loadgen,
+            **fields,
+        )
+
+    async def open_loop(self, spec: OpenLoopSpec) -> OpenLoopResult:
+        return await run_open_loop_async(spec)
 
 
 Scenario = Callable[[ScenarioContext], Awaitable[dict[str, Any]]]
@@ -73,8 +113,12 @@ def send_warnings(what: str, sent: int, errors: int, samples: list[str], overflo
     if errors:
         found.append(f"{what}: {errors} of {sent} requests failed (e.g. {'; '.join(samples[:2])})")
     if overflow:
-        found.append(f"{what}: {overflow} requests were due while the in-flight cap was reached and not sent")
+        found.append(f"{what}: {overflow} requests were due while every connection was busy and not sent")
     return found
+
+
+def open_loop_warnings(what: str, result: OpenLoopResult) -> list[str]:
+    return send_warnings(what, result.sent, result.errors, result.error_samples, result.late)
 
 
 def finish_window(tally: LedgerTally, began_wall: float) -> float:
@@ -91,6 +135,7 @@ async def warm_up(ctx: ScenarioContext) -> LedgerTally:
         result = await loadgen.burst(
             lambda i: client.log(f"warmup {ctx.runner} #{i}"), ctx.profile.warmup_n, 4
         )
-        await client.send_mail("warmup@example.com", "Warm-up", "Warm-up")
+        if ctx.full_api:
+            await client.send_mail("warmup@example.com", "Warm-up", "Warm-up")
     follower.expect(result.job_ids)
     return await drain(ctx, follower, len(result.job_ids), f"{ctx.runner} warm-up")

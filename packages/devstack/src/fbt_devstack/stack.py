@@ -88,6 +88,7 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         ready_timeout_s: float = 90.0,
         stop_timeout_s: float = 10.0,
+        start_workers: bool = True,
     ) -> None:
         self.requested = settings
         self.runner: Runner = load_runner(settings.backend)
@@ -100,6 +101,8 @@ class Stack:
         self.extra_env = dict(extra_env or {})
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        # False: start everything but the runner's workers (a queue to pre-fill); ``start_workers()`` later.
+        self.with_workers = start_workers
         self.logs_dir = self.workdir / "logs"
         self.redis: RedisServer | None = None
         self._settings: Settings | None = None
@@ -212,7 +215,8 @@ class Stack:
         self._settings = self.requested.model_copy(update=overrides)
         self._env = {**settings_env(self._settings), **self.extra_env}
         self._spawn("api", [console_script("fbt-api")])
-        self._spawn_worker()
+        if self.with_workers:
+            self._spawn_worker()
 
     def _spawn_worker(self) -> None:
         """Start the runner's own worker command, if it has one (tasks may run inside the API)."""
@@ -255,6 +259,8 @@ class Stack:
 
     def _wait_ready(self, deadline: float) -> None:
         self._wait_healthy(deadline)
+        if not self.with_workers and not self.runner.runs_in_api:
+            return  # no worker to prove: the API answers, and jobs it accepts wait in the broker
         job_id = self._submit_probe(deadline)
         self._wait(
             lambda: self._ledger_says(job_id),
@@ -321,6 +327,20 @@ class Stack:
         if self.runner.runs_in_api:
             self._spawn("api", [console_script("fbt-api")])
             self._wait_healthy(time.monotonic() + self.ready_timeout_s)
+            return
+        self._spawn_worker()
+        what = f"the {self.runner.display_name} worker to report ready"
+        self._wait(self._worker_healthy, what, "worker", self.ready_timeout_s)
+
+    def stop_workers(self) -> None:
+        """Stop the runner's workers gracefully (a queue to pre-fill). Tasks that run in the API: a no-op."""
+        if not self.runner.runs_in_api:
+            self._group.stop("worker", timeout_s=self.stop_timeout_s)
+
+    def start_workers(self) -> None:
+        """Start the runner's workers on a stack started with ``start_workers=False`` and wait until they
+        report ready (the runner's ``worker_ready``). Tasks that run in the API need no workers: a no-op."""
+        if self.runner.runs_in_api or self._group.pids("worker"):
             return
         self._spawn_worker()
         what = f"the {self.runner.display_name} worker to report ready"

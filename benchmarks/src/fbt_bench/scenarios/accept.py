@@ -1,0 +1,214 @@
+"""accept: the highest open-loop arrival rate at which POST /log/ keeps p99 under the SLO, workers running.
+
+The search starts low and doubles until a step fails, then bisects between the last pass and the first
+failure to the profile's resolution; it never offers more than the ceiling (passing it: ``knee_found``
+false). A step passes when every request was answered 2xx, none was late (due while every connection was
+busy) and the client latency p99, timed from the intended send, is under ``slo_ms`` (below 100 samples,
+the max stands in for p99). Between steps the backlog drains, so each step starts from an empty queue.
+
+The API's cost is then decomposed at one offered rate below the knee (``decomposition_fraction`` of it):
+the bare route (``floor_app`` bare, measured once per repeat and rate), the library's own enqueue without
+HTTP (``enqueue_probe``, paced at that rate) and the project's route; what is left is the project's share.
+"""
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+from hdrh.histogram import HdrHistogram
+
+from fbt_bench.measuring import stats
+from fbt_bench.measuring.ledger_reader import LedgerFollower
+from fbt_bench.measuring.sampler import ResourceSampler
+from fbt_bench.scenarios.context import ScenarioContext, drain, open_loop_warnings
+from fbt_bench.scenarios.probe_client import run_probe
+from fbt_bench.scenarios.record import Measured, make_record
+
+BODY = '{"msg": "accept #{i}"}'
+MIN_P99_SAMPLES = 100
+MAX_STEPS = 16
+
+
+@dataclass
+class Step:
+    rate: float
+    entry: dict[str, Any]
+    histogram: HdrHistogram
+    passed: bool
+    sent: int
+    loadgen_cpu_s: float
+    warnings: list[str]
+
+
+async def accept(ctx: ScenarioContext) -> dict[str, Any]:
+    p = ctx.profile
+    follower = ctx.follower()
+    with ctx.sampler() as sampler:
+        began = time.time()
+        steps, best, knee_found = await _search(ctx, sampler, follower)
+        window = time.time() - began
+        resources = sampler.stop()
+    decomposition = await _decompose(ctx, best) if best > 0 else None
+    sent = sum(step.sent for step in steps)
+    tally = follower.tally(expected=sent)
+    best_step = next((s for s in steps if s.rate == best), None)
+    ctx.capacity()["accept"] = best
+    extra = {
+        "max_rate_under_slo": best,
+        "knee_found": knee_found,
+        "slo_ms": p.slo_ms,
+        "steps": [s.entry for s in sorted(steps, key=lambda s: s.rate)],
+        "decomposition": decomposition,
+        "latency_ms_is": "client latency (from the intended send) of the step at max_rate_under_slo",
+    }
+    warnings = [w for s in steps for w in s.warnings if not s.passed or s.rate == best]
+    if not knee_found:
+        warnings.append(
+            f"the search reached its ceiling ({p.accept_ceiling_rate:g}/s) without a failing step"
+        )
+    measured = Measured(
+        tally=tally,
+        duration_s=window,
+        resources=resources,
+        rate_word="accepted",
+        throughput_per_s=best,
+        cost_tasks=sent,
+        latency=best_step.histogram if best_step else stats.new_histogram(),
+        loadgen_cpu_us_per_request=sum(s.loadgen_cpu_s for s in steps) * 1e6 / sent if sent else None,
+        extra=extra,
+        warnings=warnings,
+    )
+    return make_record(
+        runner=ctx.runner,
+        scenario="accept",
+        repeat=ctx.repeat,
+        config=ctx.config,
+        broker=ctx.broker,
+        measured=measured,
+    )
+
+
+async def _search(
+    ctx: ScenarioContext, sampler: ResourceSampler, follower: LedgerFollower
+) -> tuple[list[Step], float, bool]:
+    """Double, then bisect; return every step, the highest passing rate (0: none) and whether a knee was found."""
+    p = ctx.profile
+    steps: list[Step] = []
+    low, high, rate = 0.0, None, min(p.accept_start_rate, p.accept_ceiling_rate)
+    floor_rate = rate / 2**p.accept_max_halvings
+    while len(steps) < MAX_STEPS:
+        step = await _step(ctx, sampler, follower, rate)
+        steps.append(step)
+        if step.passed:
+            low = rate
+        else:
+            high = rate
+        if high is None:
+            if rate >= p.accept_ceiling_rate:
+                return steps, low, False
+            rate = min(rate * 2, p.accept_ceiling_rate)
+            continue
+        if low == 0.0:
+            if rate / 2 < floor_rate:
+                break  # nothing passed down to start / 2**max_halvings: no knee in reach
+            rate = round(rate / 2, 1)
+            continue
+        if (high - low) / low <= p.accept_resolution:
+            break
+        rate = round((low + high) / 2, 1)
+    return steps, low, high is not None and low > 0
+
+
+async def _step(
+    ctx: ScenarioContext, sampler: ResourceSampler, follower: LedgerFollower, rate: float
+) -> Step:
+    p = ctx.profile
+    duration = p.accept_step_s(rate)
+    ctx.progress.phase(f"{ctx.tag('accept')}: {rate:g}/s for {duration:.1f} s")
+    before = sampler.snapshot()
+    result = await ctx.open_loop(ctx.spec(rate, duration, body=BODY))
+    after = sampler.snapshot()
+    api_cpu = after["api"]["cpu_s"] - before["api"]["cpu_s"] if "api" in after else None
+    measured_api = api_cpu is not None and after["api"].get("processes", 0) > 0
+    histogram = stats.histogram_of(lat * 1000.0 for lat in result.ok_latencies_s())
+    summary = stats.summarize(histogram)
+    n = summary["n"]
+    p99 = summary["p99"] if n >= MIN_P99_SAMPLES else summary["max"]
+    passed = result.errors == 0 and result.late == 0 and n > 0 and p99 <= p.slo_ms
+    entry = {
+        "rate": rate,
+        "n": n,
+        "p50": summary["p50"],
+        "p99": summary["p99"] if n >= MIN_P99_SAMPLES else None,
+        "max": summary["max"],
+        "errors": result.errors,
+        "late": result.late,
+        "passed": passed,
+        "loadgen_cpu_us_per_request": round(result.cpu_us_per_request, 1),
+        "api_cpu_us_per_request": round(api_cpu * 1e6 / result.sent, 1)
+        if measured_api and api_cpu is not None and result.sent
+        else None,
+        "most_connections": result.most_connections,
+    }
+    ids = result.ok_job_ids()
+    follower.expect(ids)
+    await drain(ctx, follower, follower.tally().expected, f"{ctx.tag('accept')} backlog after {rate:g}/s")
+    return Step(
+        rate, entry, histogram, passed, result.sent, result.cpu_s, open_loop_warnings(f"{rate:g}/s", result)
+    )
+
+
+async def _decompose(ctx: ScenarioContext, knee: float) -> dict[str, Any] | None:
+    """bare route, library enqueue and the project's route, each at the same offered rate below the knee."""
+    p = ctx.profile
+    rate = round(knee * p.decomposition_fraction, 1)
+    duration = p.accept_step_s(rate)
+    ctx.progress.phase(f"{ctx.tag('accept')}: API cost decomposition at {rate:g}/s")
+    with ctx.sampler() as sampler:
+        before = sampler.snapshot()
+        result = await ctx.open_loop(ctx.spec(rate, duration, body=BODY))
+        after = sampler.snapshot()
+    api_us = None
+    if "api" in after and after["api"]["processes"] and result.sent:
+        api_us = (after["api"]["cpu_s"] - before["api"]["cpu_s"]) * 1e6 / result.sent
+    enqueues = max(1, min(p.decomposition_enqueues, round(rate * duration)))
+    library = await run_probe(ctx.deployment, ["enqueue", "--n", str(enqueues), "--rate", str(rate)])
+    library_us = float(library["cpu_us_per_enqueue"])
+    bare_us = await bare_route_us(ctx, rate, duration)
+    project_us = api_us - bare_us - library_us if api_us is not None and bare_us is not None else None
+    return {
+        "rate": rate,
+        "bare_route_us": _r(bare_us),
+        "library_enqueue_us": _r(library_us),
+        "library_enqueues": enqueues,
+        "api_us": _r(api_us),
+        "project_us": _r(project_us),
+        "requests": result.sent,
+    }
+
+
+async def bare_route_us(ctx: ScenarioContext, rate: float, duration: float) -> float | None:
+    """The bare FastAPI route's CPU per request at ``rate``, measured once per repeat and rate."""
+    shared = ctx.shared
+    if shared.bare_url is None or shared.bare_pid is None:
+        return None
+    if rate in shared.bare_us_by_rate:
+        return shared.bare_us_by_rate[rate]
+    spec = dataclasses.replace(
+        ctx.spec(rate, duration, body=BODY), base_url=shared.bare_url, headers={"X-API-Key": shared.bare_key}
+    )
+    process = psutil.Process(shared.bare_pid)
+    before = process.cpu_times()
+    result = await ctx.open_loop(spec)
+    after = process.cpu_times()
+    if not result.sent:
+        return None
+    us = (after.user + after.system - before.user - before.system) * 1e6 / result.sent
+    shared.bare_us_by_rate[rate] = us
+    return us
+
+
+def _r(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None

@@ -1,0 +1,98 @@
+"""Enqueue without HTTP, in a process of its own: the library's own enqueue cost, and a queue to pre-fill.
+
+``enqueue``: build ``n`` write_log jobs and hand each to the runner's own ``Backend.enqueue`` (settings from
+the environment, as a worker gets them), paced at ``rate`` per second or as fast as it goes; print one JSON
+line: how many, the CPU this process spent per enqueue, and (with ``--ids``) the job ids. For a runner
+whose tasks run in the API, enqueue is adding the job to a fresh Starlette ``BackgroundTasks`` (one per
+request, as FastAPI makes them), which is then dropped unrun. ``--raw-redis-queue`` LPUSHes the envelope to
+that list instead (the raw-Redis floor's enqueue).
+
+``run-in-threadpool``: the drain of a runner whose tasks run in the API: ``n`` jobs each added through the
+runner's backend to its own real ``BackgroundTasks``, then all run at once on anyio's threadpool resized
+to ``slots`` tokens, exactly the executor the API's BackgroundTasks use; no HTTP, no API process.
+"""
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import Annotated, Any
+
+import anyio.to_thread
+import redis
+import typer
+from starlette.background import BackgroundTasks
+
+from fbt_tasks.backend import load_backend
+from fbt_tasks.jobs import Job
+from fbt_tasks.settings import get_settings
+
+app = typer.Typer(add_completion=False, help=__doc__)
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _job(index: int) -> Job:
+    return Job(kind="write_log", payload={"message": f"drain #{index}"})
+
+
+@app.command()
+def enqueue(
+    n: Annotated[int, typer.Option(min=1, help="Jobs to enqueue.")],
+    rate: Annotated[float, typer.Option(help="Enqueues per second; 0: as fast as it goes.")] = 0.0,
+    ids: Annotated[bool, typer.Option(help="Print the job ids too.")] = False,
+    raw_redis_queue: Annotated[str | None, typer.Option(help="LPUSH to this list instead.")] = None,
+) -> None:
+    """Enqueue ``n`` write_log jobs through the runner's own client; print the CPU per enqueue."""
+    settings = get_settings()
+    jobs = [_job(i) for i in range(n)]  # built before the clock: the job envelope is not the library's cost
+    client = redis.Redis.from_url(settings.redis_url) if raw_redis_queue else None
+    backend = None if client else load_backend(settings)
+    started, cpu_before = time.perf_counter(), _cpu_s()
+    for index, job in enumerate(jobs):
+        if rate > 0 and (delay := started + index / rate - time.perf_counter()) > 0:
+            time.sleep(delay)
+        if client is not None and raw_redis_queue is not None:
+            client.lpush(raw_redis_queue, json.dumps(job.to_message()))
+        elif backend is not None:
+            backend.enqueue(job, BackgroundTasks())
+    cpu = _cpu_s() - cpu_before
+    elapsed = time.perf_counter() - started
+    if backend is not None:
+        backend.close()
+    out: dict[str, Any] = {"n": n, "cpu_us_per_enqueue": cpu * 1e6 / n, "elapsed_s": elapsed}
+    if ids:
+        out["ids"] = [job.id for job in jobs]
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+@app.command("run-in-threadpool")
+def run_in_threadpool(
+    n: Annotated[int, typer.Option(min=1, help="Jobs to run.")],
+    slots: Annotated[int, typer.Option(min=1, help="Threadpool tokens (the API's API_THREADPOOL).")],
+) -> None:
+    """Run ``n`` jobs through real BackgroundTasks on a threadpool of ``slots`` tokens; print timings."""
+    backend = load_backend(get_settings())
+    batches = []
+    for index in range(n):
+        background = BackgroundTasks()
+        backend.enqueue(_job(index), background)
+        batches.append(background)
+
+    async def main() -> float:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = slots
+        began = time.perf_counter()
+        await asyncio.gather(*(background() for background in batches))
+        return time.perf_counter() - began
+
+    elapsed = asyncio.run(main())
+    backend.close()
+    sys.stdout.write(json.dumps({"n": n, "elapsed_s": elapsed}) + "\n")
+
+
+if __name__ == "__main__":
+    app()
