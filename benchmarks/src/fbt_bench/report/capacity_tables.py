@@ -29,6 +29,7 @@ from fbt_bench.report.numbers import (
     fmt_cv,
     fmt_pct,
     fmt_range,
+    fmt_ratio,
     fmt_spread,
     repeats_text,
     table_id,
@@ -115,7 +116,7 @@ def decomposition_table(summary: Summary) -> Table | None:
                 fmt_spread(g.spread(decomposition("library_enqueue_us"))),
                 fmt_spread(g.spread(decomposition("project_us"))),
                 fmt_spread(g.spread(decomposition("api_us"))),
-                fmt_spread(ratio),
+                fmt_ratio(ratio.median) if ratio else "n/a",
                 f"{verdict} ×{fmt(DECOMPOSITION_TARGET)}",
             )
         )

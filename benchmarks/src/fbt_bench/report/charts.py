@@ -174,6 +174,8 @@ def throughput_bars(
             ax.set_ylabel(f"{unit} (log scale)")
         else:
             ax.set_ylabel(unit)
+        if any(b.flag for b in bars) and ax.get_yscale() == "linear":
+            ax.set_ylim(top=max(b.high for b in bars) * 1.2)  # room for the flags under the title
         ax.set_xticks(list(xs), [b.label for b in bars], rotation=15, ha="right")
         ax.set_title(title)
         _legend(ax)

@@ -21,7 +21,7 @@ from fbt_bench.report.analysis import (
 )
 from fbt_bench.report.numbers import figure_id, fmt, fmt_range, fmt_spread
 from fbt_bench.report.tables import Table
-from fbt_bench.report.wording import P99_MIN_N, P999_MIN_N, percentile_cell, percentiles_text
+from fbt_bench.report.wording import P99_MIN_N, P999_MIN_N, percentile_cell, percentiles_text, rate_unit
 from fbt_bench.scenarios.baselines import DISPLAY_NAMES as FLOOR_NAMES
 
 
@@ -98,7 +98,8 @@ def throughput_chart(summary: Summary, scenario: str, groups: list[RepeatSet]) -
         caption += f" Ideal = slots / SMTP delay ({fmt(p['smtp_delay_ms'])} ms)."
     chart_id = figure_id("throughput", scenario)
     title = f"{scenario}: throughput"
-    svg = charts.throughput_bars(chart_id, bars, title, palette(summary), references=references)
+    unit = rate_unit(scenario, (r for g in groups for r in g.records))
+    svg = charts.throughput_bars(chart_id, bars, title, palette(summary), references=references, unit=unit)
     return Chart(chart_id, title, caption + f" Numbers: {scenario} table.", svg, None)
 
 
