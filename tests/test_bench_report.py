@@ -3,6 +3,7 @@
 import copy
 import json
 import re
+from pathlib import Path
 
 import pytest
 from bench_fixtures import example_results
@@ -10,9 +11,10 @@ from jsonschema import Draft202012Validator
 
 from fbt_bench.report import main, write_reports
 from fbt_bench.report.analysis import summarize
+from fbt_bench.report.capacity_tables import drain_table
 from fbt_bench.report.choose import how_to_choose
 from fbt_bench.report.findings import builders, completeness, findings
-from fbt_bench.report.tables import scenario_table
+from fbt_bench.report.wording import percentile_cell, percentiles_text, rate_unit, tail, tails
 from fbt_bench.schema import ResultsSchemaError, load_schema, validate_results
 
 MD_SECTIONS = (
@@ -20,11 +22,13 @@ MD_SECTIONS = (
     "## Findings",
     "## How to choose",
     "## Results by scenario",
+    "## Cost per task",
     "## Resources",
     "## When things break",
     "## How to read this report",
     "## Reproduce",
 )
+REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = re.compile(r"""\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 
 
@@ -137,23 +141,32 @@ def test_header_states_machine_versions_budget_and_threadpool(complete_report):
     md = complete_report["report.md"]
     assert "synthetic CPU, 2 cores, 8 GB RAM" in md
     assert "| celery | 5.7.0 |" in md and "| Redis server | 6.2.14 |" in md
-    assert "8 slots = 2 processes × 4 threads" in md
+    assert "8 task slots (WORKER_PROCESSES 2 × WORKER_THREADS 4)" in md
+    assert "| Celery | 8 prefork processes x 1, prefetch multiplier 1 |" in md  # the real layout
+    assert "Why the budget is equal in task slots" in md and "do not equalise memory" in md
     assert "threadpool of 40 tokens (anyio's default)" in md
+
+
+def test_header_states_seed_load_generator_and_time_spent(complete_report):
+    md = complete_report["report.md"]
+    assert "seed 1234567" in md
+    assert re.search(r"Load generator \| placement: shared: .*CPU per request over \d+ records: median", md)
+    assert "| accept | 310 s |" in md and "| total | 1,164 s | 100% |" in md
 
 
 def test_partial_run_gets_a_loud_banner_at_the_top(partial_report):
     for text in partial_report.values():
         banner = text.index("INCOMPLETE RUN")
         assert banner < text.index("What was run")
-        assert "Celery, log-burst (safe): 137 of 60,000 tasks not completed" in text[banner:]
+        assert "Celery, drain (safe): 137 of 15,000 tasks not completed" in text[banner:]
 
 
 def test_partial_throughput_is_never_shown_bare(partial_report):
     md = partial_report["report.md"]
     celery_row = next(line for line in md.splitlines() if line.startswith("| Celery |") and "⛔" in line)
     assert re.search(r"\| [\d,.]+ ⛔ partial \|", celery_row), celery_row
-    burst = next(t for t in _texts(example_results(partial=True)) if t.startswith("log-burst: "))
-    assert "Celery [⛔ partial]" in burst
+    drain = next(t for t in _texts(example_results(partial=True)) if t.startswith("drain "))
+    assert "Celery [⛔ partial]" in drain
 
 
 def test_completed_beyond_expected_or_duplicates_are_flagged():
@@ -188,49 +201,133 @@ def test_findings_follow_the_numbers():
         record["extra"]["probe_idle_ms"]["p99"] = 2.0
         record["extra"]["probe_loaded_ms"]["p99"] = 987.0
     before = " ".join(_texts(doc))
-    assert "BackgroundTasks' /health p99 grew from 2 ms to 987 ms (×494)" in before
+    assert "BackgroundTasks' /health p99 2 ms (n=200) idle, p99 987 ms (n=400) under load (×494)" in before
 
     for record in _records(doc, "inprocess", "cpu-heavy"):
         record["extra"]["probe_loaded_ms"]["p99"] = 40.0
     after = " ".join(_texts(doc))
     assert "987 ms" not in after
-    assert "BackgroundTasks' /health p99 grew from 2 ms to 40 ms (×20)" in after
+    assert "p99 40 ms (n=400) under load (×20)" in after
+
+
+def _drain_text(doc):
+    return next(t for t in _texts(doc) if t.startswith("drain (pre-filled queue"))
 
 
 def test_ranking_changes_with_the_numbers_and_respects_noise():
     doc = example_results()
-    burst = next(t for t in _texts(doc) if t.startswith("log-burst: "))
-    assert burst.startswith("log-burst: Dramatiq drained")
+    drain = _drain_text(doc)
+    assert "Dramatiq" in drain and "drained/s ahead of BackgroundTasks" in drain
+    assert "min–max ranges apart across 3 repeats" in drain
 
-    for record in _records(doc, "dramatiq", "log-burst"):
-        record["throughput_per_s"] = 100.0
-    burst = next(t for t in _texts(doc) if t.startswith("log-burst: "))
-    assert burst.startswith("log-burst: Celery drained")
-    assert burst.endswith("Dramatiq 100/s.")
+    for record in _records(doc, "dramatiq", "drain"):
+        record["extra"]["drained_per_s"] = 100.0
+    drain = _drain_text(doc)
+    assert "BackgroundTasks" in drain.split("ahead of")[0] and drain.count("(3 repeats)") == 1
+    assert " > Dramatiq 100 drained/s (3 repeats)." in drain
 
-    # Overlapping min-max ranges: no winner may be declared.
-    for record, value in zip(_records(doc, "dramatiq", "log-burst"), (1850.0, 1990.0, 1900.0), strict=True):
-        record["throughput_per_s"] = value
-    burst = next(t for t in _texts(doc) if t.startswith("log-burst: "))
-    assert "indistinguishable within noise" in burst
+    # Overlapping min-max ranges: no winner may be declared, and the sentence says on how many repeats.
+    for record, value in zip(_records(doc, "dramatiq", "drain"), (1400.0, 1600.0, 1500.0), strict=True):
+        record["extra"]["drained_per_s"] = value
+    drain = _drain_text(doc)
+    assert "are indistinguishable within noise (3 repeats)" in drain
+    assert "ahead" not in drain.split(". ")[1]
 
 
 def test_a_single_repeat_ranks_only_clear_differences():
     doc = example_results(repeats=1)
-    _records(doc, "celery", "log-burst")[0]["throughput_per_s"] = 1000.0
-    _records(doc, "dramatiq", "log-burst")[0]["throughput_per_s"] = 1100.0  # within 15%: no spread to judge
-    burst = next(t for t in _texts(doc) if t.startswith("log-burst: "))
-    assert "within 15% of each other on a single repeat: indistinguishable within noise" in burst
+    _records(doc, "inprocess", "drain")[0]["extra"]["drained_per_s"] = 1000.0
+    _records(doc, "dramatiq", "drain")[0]["extra"]["drained_per_s"] = 1100.0  # within 15%: no spread to judge
+    drain = _drain_text(doc)
+    assert "within 15% of each other on a single repeat: indistinguishable within noise (1 repeat)" in drain
     assert any(t.startswith("Only 1 repeat") for t in _texts(doc, "noisy"))
 
 
 def test_noisy_figures_are_flagged():
     noisy = example_results(noisy=True)
-    assert any("RQ throughput (CV" in t for t in _texts(noisy, "noisy"))
-    table = scenario_table(summarize(noisy), "log-burst")
+    assert any("RQ drained/s (CV" in t for t in _texts(noisy, "noisy"))
+    table = drain_table(summarize(noisy))
     rq = next(row for row in table.rows if row[0] == "RQ")
-    assert "⚠" in rq[2] and "⚠" in rq[4]
+    assert "⚠" in rq[3] and "⚠" in rq[5]
     assert not _texts(example_results(), "noisy")
+
+
+# ---------------------------------------------------------------------------------------------- wording
+
+
+def _shape(n, p99=12.34, p999=30.0, maximum=45.0):
+    return {"p50": 1.2, "p90": 5.0, "p99": p99, "p999": p999, "max": maximum, "mean": 2.0, "n": n}
+
+
+def test_every_percentile_carries_its_sample_count():
+    assert percentiles_text([_shape(1204)]) == "p50 1.2 ms, p99 12.3 ms, p99.9 30 ms (n=1,204)"
+    assert tail([_shape(1204)]).text() == "p99 12.3 ms (n=1,204)"
+
+
+def test_below_100_samples_the_max_replaces_the_p99():
+    assert percentiles_text([_shape(38)]) == "p50 1.2 ms, max 45 ms (n=38)"
+    assert tail([_shape(38)]).text() == "max 45 ms (n=38)"
+    assert tail([_shape(38, p99=None)]).label == "max"  # the new records leave p99 null below 100
+    # one weak repeat decides for all: no p99 from a set where any repeat had fewer than 100 samples
+    assert tail([_shape(5000), _shape(99)]).label == "max"
+    assert percentile_cell([_shape(99)], "p99") == "— (n<100)"
+
+
+def test_below_1000_samples_there_is_no_p999():
+    assert "p99.9" not in percentiles_text([_shape(999)])
+    assert percentile_cell([_shape(999)], "p999") == "— (n<1,000)"
+    assert percentile_cell([_shape(1000)], "p999") == "30"
+
+
+def test_older_files_count_samples_under_count():
+    old = {"p50": 1.0, "p90": 2.0, "p99": 3.0, "p999": 4.0, "max": 5.0, "mean": 1.5, "count": 150}
+    assert tail([old]).text() == "p99 3 ms (n=150)"
+
+
+def test_two_tails_set_side_by_side_are_the_same_percentile():
+    idle, loaded = tails([_shape(200)], [_shape(33)])
+    assert idle.label == loaded.label == "max"
+
+
+def test_rate_words_match_what_was_measured(complete_report):
+    assert rate_unit("accept") == "accepted/s" and rate_unit("drain") == "drained/s"
+    assert rate_unit("steady") == rate_unit("email-io") == rate_unit("log-burst") == "completed/s"
+    md = complete_report["report.md"]
+    for line in md.splitlines():
+        if "drained/s" in line:
+            assert "drain" in line, line  # "drained" only where the drain scenario is cited
+    texts = _texts(example_results())
+    assert any(t.startswith("accept: ") and "accepted/s" in t for t in texts)
+    assert not any("drained" in t for t in texts if not t.startswith("drain") and "(drain)" not in t)
+
+
+def test_no_ratio_to_a_floor_across_paths():
+    texts = _texts(example_results())
+    accept = next(t for t in texts if t.startswith("accept: "))
+    assert "not divided" in accept and "raw Redis" in accept
+    drain = _drain_text(example_results())
+    assert "share of it at the same N" in drain
+    doc = example_results()
+    for record in _records(doc, "raw-redis", "drain"):
+        record["extra"]["n"] = 20000  # a different N: no share may be printed
+    assert "share of it" not in _drain_text(doc)
+
+
+def test_decomposition_is_printed_against_the_target():
+    text = next(t for t in _texts(example_results()) if t.startswith("accept, API CPU per POST /log/"))
+    assert re.search(
+        r"Celery [\d,]+ µs = bare route 700 \+ library 660 \+ project [\d,]+ µs, ×[\d.]+ \(over", text
+    )
+
+
+def test_old_documents_still_render_with_new_sections_not_measured(tmp_path):
+    doc = json.loads((REPO / "docs" / "sample-report" / "results.json").read_text(encoding="utf-8"))
+    md = next(p for p in write_reports(doc, tmp_path) if p.name == "report.md").read_text(encoding="utf-8")
+    for scenario in ("accept", "drain", "steady"):
+        assert f"**{scenario}: not measured in this run.**" in md
+    assert "Cost per task by component: not measured in this run." in md
+    found = md[md.index("## Findings") : md.index("## Results by scenario")]
+    assert "peak RSS" in md and "drained" not in found  # log-burst was never a drain
 
 
 def _incomplete_with_a_missing_runner():
@@ -269,7 +366,7 @@ def test_every_completeness_alert_cites_its_source():
 
 def test_surprises_are_found():
     texts = _texts(example_results(surprising=True), "surprise")
-    assert any("faster" in t and "raw-Redis floor" in t for t in texts)
+    assert any("drained faster" in t and "raw-Redis floor" in t for t in texts)
     assert any("faster than its slot budget allows" in t for t in texts)
     assert any("lower under cpu-heavy" in t for t in texts)
 
@@ -278,9 +375,11 @@ def test_how_to_choose_cites_figures_or_says_not_measured():
     doc = example_results(faults=False)
     rows = {row.need: row for row in how_to_choose(summarize(doc))}
     assert all(cell == "not measured in this run" for cell in rows["must survive a crash / deploy"].cells)
-    light = rows["fire-and-forget, light tasks"]
-    assert all(re.search(r"\d", cell) for cell in light.cells)
-    assert "Dramatiq" in light.verdict
+    light = rows["take light tasks at a high request rate"]
+    assert all(re.search(r"\d accepted/s", cell) for cell in light.cells)
+    assert "Dramatiq" in light.verdict and "3 repeats" in light.verdict
+    assert rows["work off a backlog"].cells[0].endswith("drained/s")
+    assert rows["latency at a steady load"].verdict.startswith("not ranked")
 
 
 def test_fixture_is_not_mutated_between_calls():

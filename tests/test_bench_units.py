@@ -7,7 +7,6 @@ guarantees by construction (a request that waited for a stalled server must show
 import asyncio
 import itertools
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -111,9 +110,9 @@ def test_spread_flags_noisy_repeats() -> None:
     assert steady == {"median": 100.0, "min": 100.0, "max": 100.0, "cv": 0.0, "noisy": False}
     noisy = stats.spread([50.0, 100.0, 150.0])
     assert noisy["median"] == 100.0
-    assert noisy["cv"] == pytest.approx(math.sqrt(2 / 3) / 2, abs=1e-3)
+    assert noisy["cv"] == pytest.approx(0.5, abs=1e-3)  # sample standard deviation (n - 1): 50 / 100
     assert noisy["noisy"] is True
-    assert stats.spread([100.0, 110.0])["noisy"] is False  # CV 4.8%
+    assert stats.spread([100.0, 110.0])["noisy"] is False  # CV 6.7%
 
 
 # -- ledger reading ----------------------------------------------------------------------------------------

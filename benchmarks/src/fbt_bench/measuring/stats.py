@@ -125,8 +125,8 @@ class Spread:
         if not xs:
             return None
         mean = statistics.fmean(xs)
-        # Population standard deviation: the repeats are all there is, not a sample of more.
-        cv = statistics.pstdev(xs) / mean if len(xs) > 1 and mean > 0 else None
+        # Sample standard deviation: the repeats are a sample of the runs this machine could have produced.
+        cv = statistics.stdev(xs) / mean if len(xs) > 1 and mean > 0 else None
         return cls(statistics.median(xs), min(xs), max(xs), cv, len(xs))
 
     @property

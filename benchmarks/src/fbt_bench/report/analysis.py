@@ -10,18 +10,21 @@ Runner facts come from the document: each runner's record in ``runners`` carries
 failing that the raw name (and "not in the API").
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from fbt_bench.measuring.stats import Spread
-from fbt_bench.profiles import SCENARIOS
 from fbt_bench.scenarios.baselines import BASELINES
 from fbt_bench.scenarios.baselines import DISPLAY_NAMES as FLOOR_NAMES
 from fbt_tasks.runner import Runner, UnknownRunner, load_runner
 
 PARTIAL_MARK = "⛔ partial"
+# The report's scenario order: the three capacities first, then the workloads; the scenarios older files
+# hold (replaced by accept/drain/steady) last, so such files still render.
+SCENARIOS = ("accept", "drain", "steady", "email-io", "cpu-heavy", "mixed", "enqueue", "log-burst")
+CURRENT_SCENARIOS = SCENARIOS[:6]
 # Process groups the harness adds for measuring; they are not part of a runner's ops footprint.
 HARNESS_GROUPS = frozenset({"loadgen", "smtp"})
 
@@ -42,10 +45,18 @@ def compare(a: Spread, b: Spread) -> int:
 # ---------------------------------------------------------------------------------------------- metrics
 
 
+def samples(shape: Mapping[str, Any] | None) -> int:
+    """A latency summary's sample count: ``n``, or ``count`` in files written before it was renamed."""
+    if not shape:
+        return 0
+    n = shape.get("n", shape.get("count"))
+    return n if isinstance(n, int) else 0
+
+
 def _latency(field: str, pct: str) -> Metric:
     def metric(record: Record) -> float | None:
         shape = record.get(field)
-        return shape[pct] if shape and shape.get("count", 0) > 0 else None
+        return _number(shape.get(pct)) if shape and samples(shape) > 0 else None
 
     return metric
 
@@ -59,7 +70,7 @@ def extra_metric(*path: str) -> Metric:
             if not isinstance(value, dict) or value.get(key) is None:
                 return None
             value = value[key]
-        return None if isinstance(value, dict) and value.get("count") == 0 else _number(value)
+        return None if isinstance(value, dict) and samples(value) == 0 else _number(value)
 
     return metric
 
@@ -86,6 +97,14 @@ def kind_p99(kind: str) -> Metric:
     return extra_metric("by_kind", kind, "p99")
 
 
+def kind_shape(record: Record, kind: str) -> dict[str, Any] | None:
+    """One task kind's end-to-end latency summary (mixed: by_kind; steady: latency_by_kind)."""
+    extra = record.get("extra", {})
+    by_kind = extra.get("latency_by_kind") or extra.get("by_kind") or {}
+    shape = by_kind.get(kind)
+    return shape if isinstance(shape, dict) else None
+
+
 def enqueue_p99_at(rate: float) -> Metric:
     return _enqueue_at(rate, "p99")
 
@@ -97,7 +116,7 @@ def enqueue_p50_at(rate: float) -> Metric:
 def _enqueue_at(rate: float, pct: str) -> Metric:
     def metric(record: Record) -> float | None:
         for step in record.get("extra", {}).get("rates", []):
-            if step["rate"] == rate and step["latency_ms"]["count"] > 0:
+            if step["rate"] == rate and samples(step["latency_ms"]) > 0:
                 value: float = step["latency_ms"][pct]
                 return value
         return None
@@ -230,7 +249,11 @@ class Summary:
 
     def scenarios(self) -> list[str]:
         present = {scenario for scenario, _, _ in self.repeat_sets}
-        return [s for s in SCENARIOS if s in present]
+        return [s for s in SCENARIOS if s in present] + sorted(present - set(SCENARIOS))
+
+    def missing_scenarios(self) -> list[str]:
+        """The current scenarios this document has no record of: their sections say "not measured"."""
+        return [s for s in CURRENT_SCENARIOS if s not in self.scenarios()]
 
     def in_scenario(self, scenario: str, *, baselines: bool = True) -> list[RepeatSet]:
         return [
@@ -279,7 +302,7 @@ def summarize(results: dict[str, Any]) -> Summary:
         name = display_name(results, runner)
         return f"{name} ({config})" if len(configs[runner]) > 1 else name
 
-    ordered = sorted(by_key, key=lambda k: (SCENARIOS.index(k[0]), runner_rank(results, k[1]), k[2]))
+    ordered = sorted(by_key, key=lambda k: (_scenario_rank(k[0]), runner_rank(results, k[1]), k[2]))
     groups = {
         key: RepeatSet(key[1], key[2], key[0], label(key[1], key[2]), tuple(sorted(by_key[key], key=_repeat)))
         for key in ordered
@@ -294,6 +317,10 @@ def summarize(results: dict[str, Any]) -> Summary:
 def _repeat(record: Record) -> int:
     repeat: int = record["repeat"]
     return repeat
+
+
+def _scenario_rank(scenario: str) -> tuple[int, str]:
+    return (SCENARIOS.index(scenario), "") if scenario in SCENARIOS else (len(SCENARIOS), scenario)
 
 
 # ---------------------------------------------------------------------------------------------- across scenarios
@@ -320,13 +347,26 @@ def footprint_groups(summary: Summary) -> list[RepeatSet]:
     return out
 
 
+def peak_mb(usage: dict[str, Any]) -> float:
+    """A process group's peak memory: PSS where measured (shared pages split between the processes that
+    share them), else the RSS older files hold (which counts a forked child's shared pages again)."""
+    value = usage.get("peak_pss_mb", usage.get("peak_rss_mb"))
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def memory_measure(summary: Summary) -> str:
+    """ "PSS" when every record measured it, else "RSS" (older files): what the memory figures mean."""
+    pss = all("peak_pss_mb" in u for r in summary.results["records"] for u in r["resources"].values())
+    return "PSS" if pss else "RSS"
+
+
 def group_peaks(group: RepeatSet) -> dict[str, Spread]:
-    """Process group -> its peak RSS over all scenarios, per repeat, summarised over repeats."""
+    """Process group -> its peak memory over all scenarios, per repeat, summarised over repeats."""
     per_repeat: dict[str, dict[int, float]] = {}
     for record in group.records:
         for name, usage in record["resources"].items():
             peaks = per_repeat.setdefault(name, {})
-            peaks[record["repeat"]] = max(usage["peak_rss_mb"], peaks.get(record["repeat"], 0.0))
+            peaks[record["repeat"]] = max(peak_mb(usage), peaks.get(record["repeat"], 0.0))
     return {name: s for name, peaks in sorted(per_repeat.items()) if (s := Spread.of(peaks.values()))}
 
 
@@ -340,5 +380,5 @@ def footprint(group: RepeatSet) -> Spread | None:
         peaks = per_repeat.setdefault(record["repeat"], {})
         for name, usage in record["resources"].items():
             if name not in HARNESS_GROUPS:
-                peaks[name] = max(usage["peak_rss_mb"], peaks.get(name, 0.0))
+                peaks[name] = max(peak_mb(usage), peaks.get(name, 0.0))
     return Spread.of(sum(peaks.values()) for peaks in per_repeat.values() if peaks)

@@ -26,7 +26,14 @@ Points = Sequence[Sequence[float]]
 RUNNER_COLOURS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd")
 FLOOR_COLOURS = ("#7f7f7f", "#111111")
 EXTRA_COLOURS = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-GROUP_COLOURS = {"api": "#1f77b4", "workers": "#ff7f0e", "broker": "#d62728"}
+GROUP_COLOURS = {
+    "api": "#1f77b4",
+    "workers": "#ff7f0e",
+    "broker": "#d62728",
+    "bare FastAPI route": "#9ecae1",
+    "library enqueue": "#3182bd",
+    "project's share": "#e6550d",
+}
 FIGSIZE = (7.2, 3.6)
 RC: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",
@@ -169,6 +176,8 @@ def throughput_bars(
             ax.set_ylabel(f"{unit} (log scale)")
         else:
             ax.set_ylabel(unit)
+        if any(b.flag for b in bars) and ax.get_yscale() == "linear":
+            ax.set_ylim(top=max(b.high for b in bars) * 1.2)  # room for the flags under the title
         ax.set_xticks(list(xs), [b.label for b in bars], rotation=15, ha="right")
         ax.set_title(title)
         _legend(ax)
@@ -197,25 +206,32 @@ def probe_timeseries(chart_id: str, series: Mapping[str, Points], title: str, pa
         return _svg(fig, chart_id, title)
 
 
+# One step of a rate sweep: (offered rate, p50, p99 or None below 100 samples, max or None).
+Step = tuple[float, float | None, float | None, float | None]
+
+
 def enqueue_vs_rate(
     chart_id: str,
-    series: Mapping[str, Sequence[tuple[float, float | None, float | None]]],
+    series: Mapping[str, Sequence[Step]],
     slo_ms: float,
     title: str,
     palette: Palette,
 ) -> str:
-    """Per runner, (rate, p50, p99) enqueue latency against offered rate, with the SLO as a red line."""
+    """Per runner, request latency against offered rate, with the SLO as a red line: p99 solid, p50 dotted,
+    and a hollow triangle for the max where a step had too few samples for a p99."""
     with matplotlib.rc_context(RC):
         fig = _figure()
         ax = fig.add_subplot()
         for i, (label, steps) in enumerate(series.items()):
             c = palette.colour(label, i)
-            p99 = [(rate, v) for rate, _, v in steps if v is not None]
-            p50 = [(rate, v) for rate, v, _ in steps if v is not None]
+            p99 = [(rate, v) for rate, _, v, _ in steps if v is not None]
+            p50 = [(rate, v) for rate, v, _, _ in steps if v is not None]
+            top = [(rate, m) for rate, _, v, m in steps if v is None and m is not None]
             ax.plot([r for r, _ in p99], [v for _, v in p99], "o-", color=c, label=label)
             ax.plot([r for r, _ in p50], [v for _, v in p50], "x:", color=c, alpha=0.7)
+            ax.plot([r for r, _ in top], [v for _, v in top], "^", color=c, markerfacecolor="none")
         ax.axhline(slo_ms, color="#b00020", linestyle="--", linewidth=1.4, label=f"SLO {slo_ms:g} ms")
-        rates = sorted({rate for steps in series.values() for rate, _, _ in steps})
+        rates = sorted({step[0] for steps in series.values() for step in steps})
         ax.set_xscale("log", base=2)  # rates usually double from step to step
         ax.set_xticks(rates, [f"{r:g}" for r in rates])
         ax.minorticks_off()
@@ -227,8 +243,10 @@ def enqueue_vs_rate(
         return _svg(fig, chart_id, title)
 
 
-def memory_bars(chart_id: str, usage: Mapping[str, Mapping[str, float]], title: str) -> str:
-    """Stacked peak RSS per process group (api, workers, broker, ...) for each runner."""
+def memory_bars(
+    chart_id: str, usage: Mapping[str, Mapping[str, float]], title: str, measure: str = "RSS"
+) -> str:
+    """Stacked peak memory (PSS, or RSS in older files) per process group (api, workers, broker, ...)."""
     with matplotlib.rc_context(RC):
         fig = _figure()
         ax = fig.add_subplot()
@@ -245,9 +263,42 @@ def memory_bars(chart_id: str, usage: Mapping[str, Mapping[str, float]], title: 
                 color=GROUP_COLOURS.get(group, EXTRA_COLOURS[k % len(EXTRA_COLOURS)]),
             )
             bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
-        ax.set_ylabel("peak RSS (MB)")
+        ax.set_ylabel(f"peak {measure} (MB)")
         ax.set_title(title)
         ax.tick_params(axis="x", rotation=15)
+        _legend(ax)
+        return _svg(fig, chart_id, title)
+
+
+def stacked_hbars(
+    chart_id: str,
+    rows: Sequence[tuple[str, Mapping[str, float]]],
+    title: str,
+    unit: str,
+    *,
+    reference: Mapping[str, float] | None = None,
+) -> str:
+    """One horizontal bar per row, stacked by part (e.g. api / broker / workers), part colours fixed;
+    ``reference`` marks a value per row (e.g. a target) with a black tick."""
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(FIGSIZE[0], max(2.0, 0.8 + 0.28 * len(rows))), layout="constrained")
+        ax = fig.add_subplot()
+        labels = [label for label, _ in rows]
+        parts = list(dict.fromkeys(part for _, values in rows for part in values))
+        lefts = [0.0] * len(rows)
+        ys = list(range(len(rows)))
+        for k, part in enumerate(parts):
+            widths = [values.get(part, 0.0) for _, values in rows]
+            colour = GROUP_COLOURS.get(part, EXTRA_COLOURS[k % len(EXTRA_COLOURS)])
+            ax.barh(ys, widths, left=lefts, label=part, color=colour, height=0.7)
+            lefts = [a + w for a, w in zip(lefts, widths, strict=True)]
+        for y, (label, _) in enumerate(rows):
+            if reference and label in reference:
+                ax.plot([reference[label]] * 2, [y - 0.4, y + 0.4], color="#111111", linewidth=1.6)
+        ax.set_yticks(ys, labels)
+        ax.invert_yaxis()  # the first row on top, as in the table
+        ax.set_xlabel(unit)
+        ax.set_title(title)
         _legend(ax)
         return _svg(fig, chart_id, title)
 

@@ -2,7 +2,9 @@
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from fbt_bench.measuring.stats import Spread
 from fbt_bench.report.analysis import (
     HARNESS_GROUPS,
     PARTIAL_MARK,
@@ -10,18 +12,27 @@ from fbt_bench.report.analysis import (
     RepeatSet,
     Summary,
     email_efficiency,
-    enqueue_cost,
     footprint,
     footprint_groups,
     group_peaks,
-    kind_p99,
-    probe_idle_p99,
-    probe_loaded_p99,
+    kind_shape,
+    memory_measure,
     throughput,
-    worst_slo_rate,
 )
-from fbt_bench.report.numbers import figure_id, fmt, fmt_pct, fmt_ratio, fmt_spread, table_id
-from fbt_bench.report.phrasing import Entry, best, names, slo_rate_text
+from fbt_bench.report.capacity import (
+    at_fraction,
+    cost,
+    drained_per_s,
+    fractions,
+    knee_found,
+    max_rate_under_slo,
+    offered_rate,
+    slo_ms,
+    tasks_per_core,
+)
+from fbt_bench.report.numbers import figure_id, fmt, fmt_pct, fmt_spread, repeats_text, table_id
+from fbt_bench.report.phrasing import Entry, best, names
+from fbt_bench.report.wording import percentiles_text, rate_unit, tails
 
 
 @dataclass(frozen=True)
@@ -38,30 +49,29 @@ NOT_MEASURED = "not measured in this run"
 def how_to_choose(summary: Summary) -> list[ChoiceRow]:
     """Rows of needs x runners; every cell quotes a figure from this run or says it was not measured."""
     return [
-        _row_light(summary),
-        _row_metric(summary, "I/O-bound tasks (email)", "email-io", throughput, "/s", True, _email_cell),
-        _row_metric(
-            summary,
-            "CPU-heavy tasks next to a live API",
-            "cpu-heavy",
-            probe_loaded_p99,
-            " ms",
-            False,
-            _cpu_cell,
+        _row_spread(
+            summary, "take light tasks at a high request rate", "accept", max_rate_under_slo, _accept_cell
         ),
-        _row_metric(
-            summary,
-            "light tasks behind heavy ones (mixed)",
-            "mixed",
-            kind_p99("write_log"),
-            " ms",
-            False,
-            _mixed_cell,
-        ),
+        _row_spread(summary, "work off a backlog", "drain", drained_per_s, _drain_cell),
+        _row_steady(summary),
+        _row_spread(summary, "I/O-bound tasks (email)", "email-io", throughput, _email_cell),
+        _row_tail(summary, "CPU-heavy tasks next to a live API", "cpu-heavy", _probe_loaded),
+        _row_tail(summary, "light tasks behind heavy ones (mixed)", "mixed", _write_log),
         _row_faults(summary, "must survive a crash / deploy", ("kill-worker", "deploy", "broker-restart")),
         _row_faults(summary, "need retries / visibility of failures", ("task-error",)),
+        _row_cost(summary),
         _row_footprint(summary),
     ]
+
+
+REFS = {
+    "accept": (table_id("accept"), figure_id("capacity", "accept")),
+    "drain": (table_id("drain"), figure_id("drain", "drain")),
+    "steady": (table_id("steady"),),
+    "email-io": (figure_id("throughput", "email-io"), table_id("email-io")),
+    "cpu-heavy": (figure_id("probe", "cpu-heavy"), table_id("cpu-heavy")),
+    "mixed": (table_id("mixed"),),
+}
 
 
 def _system_groups(summary: Summary, scenario: str) -> list[RepeatSet | None]:
@@ -73,68 +83,33 @@ def _verdict(entries: Sequence[Entry], unit: str, *, higher_is_better: bool, wha
     if not winners:
         return NOT_MEASURED
     top = winners[0]
+    n = repeats_text(min(s.n for _, s in entries))
     if len(winners) > 1:
-        return f"{what}: {names(winners)} (indistinguishable within noise)"
-    return f"{what}: {top[0].tag()} ({fmt(top[1].median, unit)})"
+        return f"{what}: {names(winners)} (indistinguishable within noise, {n})"
+    return f"{what}: {top[0].tag()} ({fmt(top[1].median, unit)}; ranges apart across {n})"
 
 
-def _row_light(summary: Summary) -> ChoiceRow:
-    cells, entries = [], []
-    rates = summary.params["enqueue_rates"]
-    for runner, config in summary.systems:
-        burst, enq = summary.get("log-burst", runner, config), summary.get("enqueue", runner, config)
-        parts = []
-        if burst and (tput := burst.spread(throughput)):
-            entries.append((burst, tput))
-            parts.append(
-                f"{fmt_spread(tput, '/s')} drained (log-burst)"
-                + (f" {PARTIAL_MARK}" if burst.partial else "")
-            )
-        if enq:
-            slo = fmt(summary.params["slo_ms"], " ms")
-            parts.append(f"{slo_rate_text(worst_slo_rate(enq), rates)} under the {slo} SLO")
-        cells.append("; ".join(parts) or NOT_MEASURED)
-    verdict = _verdict(entries, "/s", higher_is_better=True, what="highest log-burst throughput")
-    return ChoiceRow(
-        "fire-and-forget, light tasks",
-        tuple(cells),
-        verdict,
-        (figure_id("throughput", "log-burst"), figure_id("enqueue", "enqueue")),
-    )
+CellText = Callable[[RepeatSet, Spread, Summary], str]
 
 
-CellText = Callable[[RepeatSet, Summary], str]
+def _accept_cell(group: RepeatSet, spread: Spread, summary: Summary) -> str:
+    bound = "" if knee_found(group) else "≥"
+    unit = " " + rate_unit("accept", group.records)
+    return f"{bound}{fmt_spread(spread, unit)} with p99 under {fmt(slo_ms(group), ' ms')}"
 
 
-def _email_cell(group: RepeatSet, summary: Summary) -> str:
+def _drain_cell(group: RepeatSet, spread: Spread, summary: Summary) -> str:
+    return fmt_spread(spread, " " + rate_unit("drain", group.records))
+
+
+def _email_cell(group: RepeatSet, spread: Spread, summary: Summary) -> str:
     return (
-        f"{fmt_spread(group.spread(throughput), '/s')} = {fmt_pct(group.median(email_efficiency))} of the "
+        f"{fmt_spread(spread, ' completed/s')} = {fmt_pct(group.median(email_efficiency))} of the "
         f"{summary.params['slots']}-slot ideal"
     )
 
 
-def _cpu_cell(group: RepeatSet, summary: Summary) -> str:
-    idle, loaded = group.median(probe_idle_p99), group.median(probe_loaded_p99)
-    ratio = loaded / idle if loaded is not None and idle else None
-    return (
-        f"/health p99 {fmt_spread(group.spread(probe_loaded_p99), ' ms')} under load "
-        f"({fmt_ratio(ratio)} idle); {fmt_spread(group.spread(throughput), '/s')} resized"
-    )
-
-
-def _mixed_cell(group: RepeatSet, summary: Summary) -> str:
-    return f"write_log p99 {fmt_spread(group.spread(kind_p99('write_log')), ' ms')}"
-
-
-def _row_metric(
-    summary: Summary,
-    need: str,
-    scenario: str,
-    metric: Metric,
-    unit: str,
-    higher_is_better: bool,
-    cell: CellText,
-) -> ChoiceRow:
+def _row_spread(summary: Summary, need: str, scenario: str, metric: Metric, cell: CellText) -> ChoiceRow:
     cells, entries = [], []
     for group in _system_groups(summary, scenario):
         spread = group.spread(metric) if group else None
@@ -142,14 +117,69 @@ def _row_metric(
             cells.append(NOT_MEASURED)
             continue
         entries.append((group, spread))
-        cells.append(cell(group, summary) + (f" {PARTIAL_MARK}" if group.partial else ""))
-    what = {True: "highest", False: "lowest"}[higher_is_better] + f" ({scenario})"
-    verdict = _verdict(entries, unit, higher_is_better=higher_is_better, what=what)
-    refs = (
-        figure_id("probe", scenario) if scenario == "cpu-heavy" else figure_id("throughput", scenario),
-        table_id(scenario),
+        cells.append(cell(group, spread, summary) + (f" {PARTIAL_MARK}" if group.partial else ""))
+    unit = " " + rate_unit(scenario, (r for g, _ in entries for r in g.records))
+    verdict = _verdict(entries, unit, higher_is_better=True, what=f"highest ({scenario})")
+    return ChoiceRow(need, tuple(cells), verdict, REFS[scenario])
+
+
+def _row_steady(summary: Summary) -> ChoiceRow:
+    top = max(fractions(summary), default=None)
+    cells = []
+    for group in _system_groups(summary, "steady"):
+        g = at_fraction(group, top) if group and top is not None else None
+        if g is None:
+            cells.append(NOT_MEASURED)
+            continue
+        shapes = [r["latency_ms"] for r in g.records]
+        cells.append(f"at {fmt(offered_rate(g), '/s')}: {percentiles_text(shapes)}")
+    verdict = (
+        NOT_MEASURED
+        if top is None
+        else f"not ranked: each runner at {fmt_pct(top)} of its own capacity, so offered loads differ"
     )
-    return ChoiceRow(need, tuple(cells), verdict, refs)
+    return ChoiceRow("latency at a steady load", tuple(cells), verdict, REFS["steady"])
+
+
+Shapes = Callable[[RepeatSet], list[dict[str, Any] | None]]
+
+
+def _probe_loaded(group: RepeatSet) -> list[dict[str, Any] | None]:
+    return [r["extra"].get("probe_loaded_ms") for r in group.records]
+
+
+def _write_log(group: RepeatSet) -> list[dict[str, Any] | None]:
+    return [kind_shape(r, "write_log") for r in group.records]
+
+
+def _row_tail(summary: Summary, need: str, scenario: str, shapes: Shapes) -> ChoiceRow:
+    groups = _system_groups(summary, scenario)
+    found = tails(*(shapes(g) if g else [] for g in groups))
+    cells, entries = [], []
+    for group, tail in zip(groups, found, strict=True):
+        if group is None or tail is None:
+            cells.append(NOT_MEASURED)
+            continue
+        entries.append((group, tail.spread))
+        what = "/health" if scenario == "cpu-heavy" else "write_log"
+        cells.append(f"{what} {tail.text()}" + (f" {PARTIAL_MARK}" if group.partial else ""))
+    label = next((t.label for t in found if t), "tail")
+    verdict = _verdict(entries, " ms", higher_is_better=False, what=f"lowest {label} ({scenario})")
+    return ChoiceRow(need, tuple(cells), verdict, REFS[scenario])
+
+
+def _row_cost(summary: Summary) -> ChoiceRow:
+    cells, entries = [], []
+    for group in _system_groups(summary, "drain"):
+        spread = group.spread(cost("total")) if group else None
+        if group is None or spread is None:
+            cells.append(NOT_MEASURED)
+            continue
+        entries.append((group, spread))
+        per_core = group.spread(tasks_per_core)
+        cells.append(f"{fmt_spread(spread, ' µs')} CPU per task; {fmt_spread(per_core)} tasks/s per core")
+    verdict = _verdict(entries, " µs", higher_is_better=False, what="cheapest (drain)")
+    return ChoiceRow("CPU per task (drain)", tuple(cells), verdict, ("tab-cost", figure_id("cost")))
 
 
 def _row_faults(summary: Summary, need: str, kinds: tuple[str, ...]) -> ChoiceRow:
@@ -194,10 +224,6 @@ def _row_footprint(summary: Summary) -> ChoiceRow:
         groups = [
             name for name, s in group_peaks(group).items() if name not in HARNESS_GROUPS and s.median > 0
         ]
-        cost = summary.get("enqueue", group.runner, group.config)
-        text = f"{fmt_spread(spread, ' MB')} peak RSS ({' + '.join(groups)})"
-        if cost and (c := cost.spread(enqueue_cost)):
-            text += f"; {fmt_spread(c, ' µs')} CPU per enqueue"
-        cells.append(text)
+        cells.append(f"{fmt_spread(spread, ' MB')} peak {memory_measure(summary)} ({' + '.join(groups)})")
     verdict = _verdict(entries, " MB", higher_is_better=False, what="lightest")
     return ChoiceRow("ops footprint (memory, processes)", tuple(cells), verdict, (figure_id("memory"),))

@@ -14,11 +14,14 @@ from fbt_bench.report.analysis import (
     footprint,
     footprint_groups,
     group_peaks,
+    memory_measure,
     probe_loaded_p99,
+    samples,
     throughput,
 )
 from fbt_bench.report.numbers import figure_id, fmt, fmt_range, fmt_spread
 from fbt_bench.report.tables import Table
+from fbt_bench.report.wording import P99_MIN_N, P999_MIN_N, percentile_cell, percentiles_text, rate_unit
 from fbt_bench.scenarios.baselines import DISPLAY_NAMES as FLOOR_NAMES
 
 
@@ -47,14 +50,18 @@ def cdf_chart(summary: Summary, scenario: str, groups: list[RepeatSet]) -> Chart
     title = f"{scenario}: end-to-end latency CDF"
     rows = []
     for g in groups:
-        cells = [fmt_spread(g.spread(_pct(p))) for p in ("p50", "p90", "p99", "p999", "max")]
-        rows.append((g.tag(), *cells, f"{g.median(_pct('count')) or 0:,.0f}"))
+        shapes = [r["latency_ms"] for r in g.records]
+        cells = [percentile_cell(shapes, p) for p in ("p50", "p90", "p99", "p999", "max")]
+        rows.append((g.tag(), *cells, f"{min(samples(s) for s in shapes):,}"))
     data = Table(
         f"{chart_id}-data",
         title,
-        ("Runner", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "samples"),
+        ("Runner", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "n (fewest in a repeat)"),
         tuple(rows),
-        ("Medians across repeats, from HdrHistogram.",),
+        (
+            f"Medians across repeats, from HdrHistogram. No p99 below {P99_MIN_N} samples, no p99.9 below "
+            f"{P999_MIN_N:,}.",
+        ),
     )
     caption = (
         "One line per runner and repeat (log-x); dashed lines are the baselines. Further right is slower."
@@ -67,14 +74,6 @@ def cdf_chart(summary: Summary, scenario: str, groups: list[RepeatSet]) -> Chart
 def _chart_label(group: RepeatSet) -> str:
     # Chart fonts lack the ⛔ glyph; the words carry the same flag.
     return f"{group.label} (partial)" if group.partial else group.label
-
-
-def _pct(name: str) -> Metric:
-    def metric(record: dict[str, Any]) -> float | None:
-        shape = record["latency_ms"]
-        return float(shape[name]) if shape["count"] > 0 else None
-
-    return metric
 
 
 def throughput_chart(summary: Summary, scenario: str, groups: list[RepeatSet]) -> Chart:
@@ -99,7 +98,8 @@ def throughput_chart(summary: Summary, scenario: str, groups: list[RepeatSet]) -
         caption += f" Ideal = slots / SMTP delay ({fmt(p['smtp_delay_ms'])} ms)."
     chart_id = figure_id("throughput", scenario)
     title = f"{scenario}: throughput"
-    svg = charts.throughput_bars(chart_id, bars, title, palette(summary), references=references)
+    unit = rate_unit(scenario, (r for g in groups for r in g.records))
+    svg = charts.throughput_bars(chart_id, bars, title, palette(summary), references=references, unit=unit)
     return Chart(chart_id, title, caption + f" Numbers: {scenario} table.", svg, None)
 
 
@@ -124,12 +124,8 @@ def probe_chart(summary: Summary, groups: list[RepeatSet]) -> Chart | None:
             (
                 g.tag(),
                 str(record["repeat"]),
-                fmt(idle["p50"]),
-                fmt(idle["p99"]),
-                fmt(loaded["p50"]),
-                fmt(loaded["p99"]),
-                fmt(loaded["max"]),
-                f"{loaded['count']:,}",
+                percentiles_text([idle], ""),
+                percentiles_text([loaded], ""),
             )
         )
     if not series:
@@ -139,16 +135,7 @@ def probe_chart(summary: Summary, groups: list[RepeatSet]) -> Chart | None:
     data = Table(
         f"{chart_id}-data",
         title,
-        (
-            "Runner",
-            "repeat shown",
-            "idle p50 ms",
-            "idle p99 ms",
-            "loaded p50 ms",
-            "loaded p99 ms",
-            "loaded max ms",
-            "probes",
-        ),
+        ("Runner", "repeat shown", "idle /health ms", "loaded /health ms"),
         tuple(rows),
         ("Each runner's plotted repeat is the one with the median loaded p99.",),
     )
@@ -162,7 +149,9 @@ def enqueue_chart(summary: Summary, groups: list[RepeatSet]) -> Chart:
     rates = summary.params["enqueue_rates"]
     series, rows = {}, []
     for g in groups:
-        steps = [(rate, g.median(enqueue_p50_at(rate)), g.median(enqueue_p99_at(rate))) for rate in rates]
+        steps = [
+            (rate, g.median(enqueue_p50_at(rate)), g.median(enqueue_p99_at(rate)), None) for rate in rates
+        ]
         series[_chart_label(g)] = steps
         errors = [
             sum(s["errors"] for r in g.records for s in r["extra"]["rates"] if s["rate"] == rate)
@@ -210,7 +199,8 @@ def memory_chart(summary: Summary) -> Chart | None:
         cells = (fmt_spread(peaks[g.label][n]) if n in peaks[g.label] else "—" for n in groups_seen)
         rows.append((g.label, *cells, fmt_spread(total), fmt_range(total)))
     chart_id = figure_id("memory")
-    title = "Peak RSS per process group (MB)"
+    measure = memory_measure(summary)
+    title = f"Peak {measure} per process group (MB)"
     data = Table(
         f"{chart_id}-data",
         title,
@@ -222,6 +212,13 @@ def memory_chart(summary: Summary) -> Chart | None:
         ),
     )
     caption = (
-        "Stacked peak RSS of the runner's own processes; peaks need not coincide, so totals are upper bounds."
+        f"Stacked peak {measure} of the runner's own processes; peaks need not coincide, so totals are "
+        "upper bounds."
+        + (
+            " PSS splits pages shared between processes (a forked worker's copy-on-write pages) among them."
+            if measure == "PSS"
+            else " RSS counts pages shared between forked processes once per process: an overstatement "
+            "for prefork and forking workers."
+        )
     )
-    return Chart(chart_id, title, caption, charts.memory_bars(chart_id, usage, title), data)
+    return Chart(chart_id, title, caption, charts.memory_bars(chart_id, usage, title, measure), data)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fbt_bench.measuring.stats import NOISY_CV
+from fbt_bench.report import capacity_findings as capacities
 from fbt_bench.report import result_findings as results
 from fbt_bench.report.analysis import (
     PARTIAL_MARK,
@@ -15,15 +16,13 @@ from fbt_bench.report.analysis import (
     Summary,
     compare,
     email_efficiency,
-    enqueue_cost,
-    enqueue_p99_at,
-    kind_p99,
     latency_p50,
     latency_p99,
     probe_idle_p99,
     probe_loaded_p99,
     throughput,
 )
+from fbt_bench.report.capacity import cost, drained_per_s, max_rate_under_slo
 from fbt_bench.report.numbers import figure_id, fmt, fmt_cv, fmt_pct, possessive, repeats_text, table_id
 from fbt_bench.report.phrasing import Finding, measured
 from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, span
@@ -40,12 +39,15 @@ def builders() -> tuple[Callable[[Summary], list[Finding]], ...]:
     """Every finding builder, in the order their findings are listed within a kind."""
     return (
         completeness,
+        capacities.loadgen_findings,
+        capacities.accept_findings,
+        capacities.decomposition_findings,
+        capacities.drain_findings,
+        capacities.steady_findings,
+        capacities.cost_findings,
         results.throughput_findings,
-        results.baseline_overhead_findings,
         results.email_efficiency_findings,
         results.interference_findings,
-        results.slo_findings,
-        results.enqueue_cost_findings,
         results.mixed_findings,
         results.footprint_findings,
         _faults,
@@ -177,22 +179,7 @@ def _loss_alert(summary: Summary, group: list[dict[str, Any]]) -> Finding:
 
 
 def _surprises(summary: Summary) -> list[Finding]:
-    out = []
-    floor = summary.baseline("log-burst", "raw-redis")
-    floor_tput = floor.spread(throughput) if floor else None
-    if floor_tput is not None:
-        for group, tput in measured(summary.in_scenario("log-burst", baselines=False), throughput):
-            if compare(tput, floor_tput) > 0:
-                out.append(
-                    Finding(
-                        "surprise",
-                        f"{group.tag()} drained log-burst faster ({fmt(tput.median, '/s')}) than the "
-                        f"raw-Redis floor ({fmt(floor_tput.median, '/s')}): the baseline is not a floor "
-                        "here; check its consumers.",
-                        "log-burst",
-                        (table_id("log-burst"),),
-                    )
-                )
+    out = capacities.drain_surprises(summary)
     for group, eff in measured(summary.in_scenario("email-io", baselines=False), email_efficiency):
         if not summary.runs_in_api(group.runner) and eff.low > 1.05:
             out.append(
@@ -205,6 +192,7 @@ def _surprises(summary: Summary) -> list[Finding]:
                 )
             )
     for group in summary.in_scenario("cpu-heavy", baselines=False):
+        # p99 of both, or neither: a surprise needs the same percentile on both sides.
         idle, loaded = group.spread(probe_idle_p99), group.spread(probe_loaded_p99)
         if idle and loaded and compare(loaded, idle) < 0:
             out.append(
@@ -222,21 +210,18 @@ def _surprises(summary: Summary) -> list[Finding]:
 
 def headline_metrics(scenario: str, summary: Summary) -> list[tuple[str, Metric]]:
     """The figures each scenario table shows; the noise check covers exactly these."""
-    common: list[tuple[str, Metric]] = [
-        ("throughput", throughput),
-        ("p50", latency_p50),
-        ("p99", latency_p99),
-    ]
-    extra: dict[str, list[tuple[str, Metric]]] = {
-        "enqueue": [("enqueue cost", enqueue_cost)]
-        + [
-            (f"enqueue p99 @ {fmt(rate)}/s", enqueue_p99_at(rate)) for rate in summary.params["enqueue_rates"]
-        ],
-        "email-io": [("efficiency", email_efficiency)],
-        "cpu-heavy": [("/health p99 idle", probe_idle_p99), ("/health p99 loaded", probe_loaded_p99)],
-        "mixed": [(f"{kind} p99", kind_p99(kind)) for kind in ("write_log", "send_email", "resize_image")],
+    common: list[tuple[str, Metric]] = [("throughput", throughput), ("p50", latency_p50)]
+    # steady mixes fractions in one repeat set, its spread is per fraction (its table); percentiles with
+    # too few samples for a p99 are not judged for noise here (the tables print the max instead).
+    own: dict[str, list[tuple[str, Metric]]] = {
+        "accept": [("max rate under SLO", max_rate_under_slo)],
+        "drain": [("drained/s", drained_per_s), ("CPU µs/task", cost("total"))],
+        "steady": [],
+        "email-io": [*common, ("efficiency", email_efficiency)],
+        "cpu-heavy": common,
+        "mixed": [("p50", latency_p50)],
     }
-    return common + extra.get(scenario, [])
+    return own.get(scenario, [*common, ("p99", latency_p99)])
 
 
 def _noise(summary: Summary) -> list[Finding]:

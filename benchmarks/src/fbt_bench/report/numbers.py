@@ -5,8 +5,8 @@ from fbt_bench.measuring.stats import Spread
 NOISY_MARK = "⚠"
 
 
-def table_id(scenario: str) -> str:
-    return f"tab-{scenario}"
+def table_id(scenario: str, part: str = "") -> str:
+    return f"tab-{scenario}-{part}" if part else f"tab-{scenario}"
 
 
 def figure_id(chart: str, scenario: str = "") -> str:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from fbt_bench.measuring.stats import NOISY_CV, Spread
 from fbt_bench.report.analysis import Metric, RepeatSet, compare
-from fbt_bench.report.numbers import fmt, fmt_range, fmt_ratio, fmt_spread
+from fbt_bench.report.numbers import fmt, fmt_range, fmt_ratio, fmt_spread, repeats_text
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ def measured(groups: Sequence[RepeatSet], metric: Metric) -> list[Entry]:
 
 
 def ranking(entries: Sequence[Entry], unit: str, *, higher_is_better: bool) -> str:
-    """'Dramatiq 3,100/s > Celery 1,900/s ≈ RQ 1,850/s': ≈ where neighbouring ranges overlap."""
+    """'Dramatiq 3,100/s > Celery 1,900/s ≈ RQ 1,850/s (3 repeats)': ≈ where neighbouring ranges overlap."""
     ordered = sorted(entries, key=lambda e: e[1].median, reverse=higher_is_better)
     out = ""
     for i, (group, spread) in enumerate(ordered):
@@ -32,24 +32,34 @@ def ranking(entries: Sequence[Entry], unit: str, *, higher_is_better: bool) -> s
             same = compare(ordered[i - 1][1], spread) == 0
             out += " ≈ " if same else (" > " if higher_is_better else " < ")
         out += f"{group.tag()} {fmt_spread(spread, unit)}"
-    return out
+    return out + f" ({repeats_text(min((s.n for _, s in entries), default=0))})"
 
 
-def versus(a: Entry, b: Entry, unit: str) -> str:
-    """'Dramatiq 3,100/s, ×1.6 Celery (1,900/s)' or an explicit 'indistinguishable within noise'."""
+def versus(a: Entry, b: Entry, unit: str, *, higher_is_better: bool = True) -> str:
+    """'Dramatiq 3,100/s ahead of Celery (1,900/s, ×1.6): ranges apart across 3 repeats', or an explicit
+    'indistinguishable within noise (3 repeats)'. "Ahead" means better: a larger rate, or with
+    higher_is_better false a smaller latency or footprint (the caller puts the better one first)."""
     (ga, sa), (gb, sb) = a, b
+    n = repeats_text(min(sa.n, sb.n))
     if compare(sa, sb) == 0 and min(sa.n, sb.n) < 2:
         return (
             f"{ga.tag()} ({fmt(sa.median, unit)}) and {gb.tag()} ({fmt(sb.median, unit)}) are within "
-            f"{NOISY_CV:.0%} of each other on a single repeat: indistinguishable within noise"
+            f"{NOISY_CV:.0%} of each other on a single repeat: indistinguishable within noise ({n})"
         )
     if compare(sa, sb) == 0:
         return (
             f"{ga.tag()} ({fmt(sa.median, unit)}, range {fmt_range(sa)}) and {gb.tag()} "
-            f"({fmt(sb.median, unit)}, range {fmt_range(sb)}) are indistinguishable within noise"
+            f"({fmt(sb.median, unit)}, range {fmt_range(sb)}) are indistinguishable within noise ({n})"
         )
-    ratio = sa.median / sb.median if sb.median else None
-    return f"{ga.tag()} {fmt(sa.median, unit)}, {fmt_ratio(ratio)} {gb.tag()} ({fmt(sb.median, unit)})"
+    if higher_is_better:
+        ratio = fmt_ratio(sa.median / sb.median if sb.median else None)
+    else:
+        ratio = f"{fmt_ratio(sb.median / sa.median if sa.median else None)} as much"
+    apart = "min–max ranges apart" if min(sa.n, sb.n) > 1 else f"more than {NOISY_CV:.0%} apart"
+    return (
+        f"{ga.tag()} {fmt(sa.median, unit)} ahead of {gb.tag()} ({fmt(sb.median, unit)}, "
+        f"{ratio}): {apart} across {n}"
+    )
 
 
 def best(entries: Sequence[Entry], *, higher_is_better: bool) -> list[Entry]:
@@ -62,14 +72,3 @@ def best(entries: Sequence[Entry], *, higher_is_better: bool) -> list[Entry]:
 
 def names(entries: Sequence[Entry]) -> str:
     return " ≈ ".join(g.tag() for g, _ in entries)
-
-
-# ---------------------------------------------------------------------------------------------- findings
-
-
-def slo_rate_text(rate: float | None, rates: Sequence[float]) -> str:
-    if rate is None:
-        return "none of the tested rates"
-    if rates and rate >= max(rates):
-        return f"≥{fmt(rate, '/s')} (every tested rate)"
-    return fmt(rate, "/s")

@@ -1,33 +1,22 @@
-"""The findings each scenario's numbers support: throughput, overhead against the floors, the slot budget,
-interference, the SLO, enqueue cost, mixed latency and the ops footprint."""
+"""The findings of the fixed workloads (email-io, cpu-heavy, mixed) and of the ops footprint: throughput
+against the slot budget, the API's latency under CPU load, light tasks behind heavy ones, memory."""
 
 from collections.abc import Sequence
+from typing import Any
 
 from fbt_bench.report.analysis import (
+    RepeatSet,
     Summary,
     email_efficiency,
-    enqueue_cost,
     footprint,
     footprint_groups,
-    kind_p99,
-    latency_p50,
-    max_rate_under_slo,
-    probe_idle_p99,
-    probe_loaded_p99,
+    kind_shape,
+    memory_measure,
     throughput,
-    worst_slo_rate,
 )
-from fbt_bench.report.numbers import (
-    figure_id,
-    fmt,
-    fmt_pct,
-    fmt_ratio,
-    fmt_spread,
-    possessive,
-    repeats_text,
-    table_id,
-)
-from fbt_bench.report.phrasing import Entry, Finding, compare, measured, ranking, slo_rate_text, versus
+from fbt_bench.report.numbers import figure_id, fmt, fmt_pct, fmt_ratio, fmt_spread, possessive, table_id
+from fbt_bench.report.phrasing import Entry, Finding, measured, ranking, versus
+from fbt_bench.report.wording import rate_unit, tails
 
 
 def _budget_note(summary: Summary, entries: Sequence[Entry]) -> str:
@@ -43,66 +32,20 @@ def _budget_note(summary: Summary, entries: Sequence[Entry]) -> str:
 
 def throughput_findings(summary: Summary) -> list[Finding]:
     out = []
-    # mixed is open-loop at a fixed rate, so its throughput is the offered rate; its finding is about latency.
-    verbs = {"log-burst": "drained", "email-io": "sent", "cpu-heavy": "resized"}
-    for scenario, verb in verbs.items():
+    # mixed is open loop at a fixed rate, so its throughput is the offered rate; its finding is about latency.
+    for scenario in ("email-io", "cpu-heavy"):
         entries = measured(summary.in_scenario(scenario, baselines=False), throughput)
         if len(entries) < 2:
             continue
+        unit = " " + rate_unit(scenario, (r for g, _ in entries for r in g.records))
         ordered = sorted(entries, key=lambda e: e[1].median, reverse=True)
-        top, second = ordered[0], ordered[1]
-        if compare(top[1], second[1]) == 0:
-            head = versus(top, second, "/s")
-        else:
-            ratio = top[1].median / second[1].median if second[1].median else None
-            head = (
-                f"{top[0].tag()} {verb} {fmt(top[1].median)} tasks/s, {fmt_ratio(ratio)} {second[0].tag()} "
-                f"({fmt(second[1].median, '/s')}, the runner-up)"
-            )
         out.append(
             Finding(
                 "result",
-                f"{scenario}: {head}{_budget_note(summary, [top, second])}. "
-                f"Median throughput of {repeats_text(summary.repeats)}: "
-                f"{ranking(entries, '/s', higher_is_better=True)}.",
+                f"{scenario}: {versus(ordered[0], ordered[1], unit)}{_budget_note(summary, ordered[:2])}. "
+                f"All: {ranking(entries, unit, higher_is_better=True)}.",
                 scenario,
                 (figure_id("throughput", scenario), table_id(scenario)),
-            )
-        )
-    return out
-
-
-def baseline_overhead_findings(summary: Summary) -> list[Finding]:
-    out = []
-    # email-io is bound by the SMTP sink, not the queue, so only log-burst measures queue overhead.
-    for scenario in ("log-burst",):
-        floor = summary.baseline(scenario, "raw-redis")
-        direct = summary.baseline(scenario, "direct-call")
-        if floor is None or (floor_p50 := floor.spread(latency_p50)) is None:
-            continue
-        floor_tput = floor.spread(throughput)
-        parts = []
-        for group in summary.in_scenario(scenario, baselines=False):
-            p50, tput = group.spread(latency_p50), group.spread(throughput)
-            if p50 is None or tput is None:
-                continue
-            latency_x = p50.median / floor_p50.median if floor_p50.median else None
-            share = tput.median / floor_tput.median if floor_tput and floor_tput.median else None
-            parts.append(
-                f"{group.tag()} {fmt_ratio(latency_x)} the raw-Redis p50 round trip "
-                f"({fmt(p50.median, ' ms')}), {fmt_pct(share)} of its throughput"
-            )
-        if not parts:
-            continue
-        floors = f"raw Redis {fmt(floor_p50.median, ' ms')} p50, {fmt_spread(floor_tput, '/s')}"
-        if direct is not None:
-            floors += f"; direct call {fmt_spread(direct.spread(throughput), '/s')}"
-        out.append(
-            Finding(
-                "result",
-                f"{scenario} overhead against the floors ({floors}): " + "; ".join(parts) + ".",
-                scenario,
-                (table_id(scenario), figure_id("cdf", scenario)),
             )
         )
     return out
@@ -113,12 +56,12 @@ def email_efficiency_findings(summary: Summary) -> list[Finding]:
     entries = measured(groups, email_efficiency)
     if not entries:
         return []
-    slots, delay = summary.params["slots"], summary.params["smtp_delay_ms"]
+    slots, delay = summary.params["slots"], smtp_delay_ms(summary)
     ideal = slots / (delay / 1000) if delay else None
     parts = []
     for group, eff in entries:
         tput = group.spread(throughput)
-        parts.append(f"{group.tag()} {fmt_spread(tput, '/s')} = {fmt_pct(eff.median)} of ideal")
+        parts.append(f"{group.tag()} {fmt_spread(tput, ' completed/s')} = {fmt_pct(eff.median)} of ideal")
     out = [
         Finding(
             "result",
@@ -139,7 +82,7 @@ def email_efficiency_findings(summary: Summary) -> list[Finding]:
                     "result",
                     f"{summary.display_name(group.runner)} are not held to the {slots}-slot budget: "
                     "email-io reached "
-                    f"{fmt_spread(tput, '/s')}, {fmt_ratio(eff.median)} the {slots}-slot ideal, because "
+                    f"{fmt_spread(tput, ' completed/s')}, {fmt_ratio(eff.median)} the {slots}-slot ideal, because "
                     f"Starlette runs sync tasks on anyio's {tokens}-token threadpool (ideal {tokens} / "
                     f"{fmt(delay, ' ms')} = {fmt(own_ideal, '/s')}; {fmt_pct(own)} of that). "
                     "The same pool serves the API's sync endpoints.",
@@ -150,80 +93,63 @@ def email_efficiency_findings(summary: Summary) -> list[Finding]:
     return out
 
 
+def smtp_delay_ms(summary: Summary) -> float | None:
+    """The SMTP sink's delay: the run's parameter, else what the email-io records carry."""
+    delay = summary.params.get("smtp_delay_ms")
+    if isinstance(delay, int | float):
+        return float(delay)
+    found = [r["extra"].get("delay_ms") for g in summary.in_scenario("email-io") for r in g.records]
+    return next((float(v) for v in found if isinstance(v, int | float)), None)
+
+
 def interference_findings(summary: Summary) -> list[Finding]:
     rows = []
     for group in summary.in_scenario("cpu-heavy", baselines=False):
-        idle, loaded = group.spread(probe_idle_p99), group.spread(probe_loaded_p99)
-        if idle is None or loaded is None:
-            continue
-        rows.append((group, idle, loaded))
+        idle, loaded = tails(_probe(group, "probe_idle_ms"), _probe(group, "probe_loaded_ms"))
+        if idle is not None and loaded is not None:
+            rows.append((group, idle, loaded))
     if not rows:
         return []
-    rows.sort(key=lambda row: row[2].median, reverse=True)
+    rows.sort(key=lambda row: row[2].spread.median, reverse=True)
     parts = []
     for group, idle, loaded in rows:
-        ratio = loaded.median / idle.median if idle.median else None
+        ratio = loaded.spread.median / idle.spread.median if idle.spread.median else None
         parts.append(
-            f"{possessive(group.tag())} /health p99 grew from {fmt(idle.median, ' ms')} to "
-            f"{fmt_spread(loaded, ' ms')} ({fmt_ratio(ratio)})"
+            f"{possessive(group.tag())} /health {idle.text()} idle, {loaded.text()} under load "
+            f"({fmt_ratio(ratio)})"
         )
-    text = "under cpu-heavy, " + "; ".join(parts) + "."
-    if len(rows) > 1:
-        worst, calmest = rows[0], rows[-1]
-        text += " Loaded /health p99: " + versus((worst[0], worst[2]), (calmest[0], calmest[2]), " ms") + "."
+    text = "cpu-heavy, the API's own latency while resizes run: " + "; ".join(parts) + "."
+    if len(rows) > 1 and rows[0][2].label == rows[-1][2].label:
+        (worst, _, worst_tail), (calmest, _, calm_tail) = rows[0], rows[-1]
+        # "ahead" means the smaller latency: the calmest first.
+        pair = versus((calmest, calm_tail.spread), (worst, worst_tail.spread), " ms", higher_is_better=False)
+        text += f" Loaded /health {worst_tail.label}, calmest vs worst: {pair}."
     return [Finding("result", text, "cpu-heavy", (figure_id("probe", "cpu-heavy"), table_id("cpu-heavy")))]
 
 
-def slo_findings(summary: Summary) -> list[Finding]:
-    groups = summary.in_scenario("enqueue", baselines=False)
-    if not groups:
-        return []
-    slo, rates = summary.params["slo_ms"], summary.params["enqueue_rates"]
-    parts = []
-    for group in groups:
-        per_repeat = [max_rate_under_slo(r) for r in group.records]
-        text = f"{group.tag()} {slo_rate_text(worst_slo_rate(group), rates)}"
-        if len(set(per_repeat)) > 1:
-            text += " (repeats disagree: " + ", ".join(slo_rate_text(v, rates) for v in per_repeat) + ")"
-        parts.append(text)
-    tested = f"{fmt(min(rates))}–{fmt(max(rates))}/s" if len(rates) > 1 else f"{fmt(rates[0])}/s"
-    return [
-        Finding(
-            "result",
-            f"Highest enqueue rate with p99 under the {fmt(slo, ' ms')} SLO (tested {tested}, worst repeat): "
-            + "; ".join(parts)
-            + ".",
-            "enqueue",
-            (figure_id("enqueue", "enqueue"), table_id("enqueue")),
-        )
-    ]
-
-
-def enqueue_cost_findings(summary: Summary) -> list[Finding]:
-    entries = measured(summary.in_scenario("enqueue", baselines=False), enqueue_cost)
-    if len(entries) < 2:
-        return []
-    return [
-        Finding(
-            "result",
-            "API + broker CPU per enqueued task: " + ranking(entries, " µs", higher_is_better=False) + ".",
-            "enqueue",
-            (table_id("enqueue"),),
-        )
-    ]
+def _probe(group: RepeatSet, key: str) -> list[dict[str, Any]]:
+    return [r["extra"][key] for r in group.records if isinstance(r.get("extra", {}).get(key), dict)]
 
 
 def mixed_findings(summary: Summary) -> list[Finding]:
-    entries = measured(summary.in_scenario("mixed", baselines=False), kind_p99("write_log"))
+    groups = summary.in_scenario("mixed", baselines=False)
+    found = tails(*([kind_shape(r, "write_log") for r in g.records] for g in groups))
+    entries = [(g, t) for g, t in zip(groups, found, strict=True) if t is not None]
     if len(entries) < 2:
         return []
     p = summary.params
+    label, n = entries[0][1].label, min(t.n for _, t in entries)
+    load = (
+        f" ({fmt(p['mixed_rate'], '/s')} for {fmt(p['mixed_duration_s'], ' s')})"
+        if "mixed_rate" in p and "mixed_duration_s" in p
+        else ""
+    )
     return [
         Finding(
             "result",
-            f"mixed ({fmt(p['mixed_rate'], '/s')} for {fmt(p['mixed_duration_s'], ' s')}): light "
-            "write_log tasks' end-to-end p99 while emails and resizes share the runner: "
-            + ranking(entries, " ms", higher_is_better=False)
+            f"mixed{load}: light write_log tasks' end-to-end {label} (n≥{n:,} per repeat) while emails and "
+            "resizes share the runner: "
+            + ranking([(g, t.spread) for g, t in entries], " ms", higher_is_better=False)
             + ".",
             "mixed",
             (table_id("mixed"), figure_id("cdf", "mixed")),
@@ -240,9 +166,10 @@ def footprint_findings(summary: Summary) -> list[Finding]:
     return [
         Finding(
             "result",
-            "Ops footprint, summed peak RSS of API + workers + broker over all scenarios: "
+            f"Ops footprint, summed peak {memory_measure(summary)} of API + workers + broker over all "
+            "scenarios: "
             + ranking(entries, " MB", higher_is_better=False)
-            + f"; heaviest vs lightest: {versus(heavy, light, ' MB')}.",
+            + f"; lightest vs heaviest: {versus(light, heavy, ' MB', higher_is_better=False)}.",
             None,
             (figure_id("memory"),),
         )

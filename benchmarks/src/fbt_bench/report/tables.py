@@ -13,11 +13,8 @@ from fbt_bench.report.analysis import (
     email_efficiency,
     enqueue_cost,
     extra_metric,
-    kind_p99,
+    kind_shape,
     latency_p50,
-    latency_p99,
-    probe_idle_p99,
-    probe_loaded_p99,
     runner_rank,
     throughput,
     worst_slo_rate,
@@ -34,6 +31,7 @@ from fbt_bench.report.numbers import (
     repeats_text,
     table_id,
 )
+from fbt_bench.report.wording import P99_MIN_N, rate_unit, tail_cell, tails
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ def _tput(group: RepeatSet) -> str:
 
 
 def _common(group: RepeatSet) -> tuple[str, ...]:
-    tput, p99 = group.spread(throughput), group.spread(latency_p99)
+    tput = group.spread(throughput)
     return (
         group.label,
         _completed(group),
@@ -69,21 +67,13 @@ def _common(group: RepeatSet) -> tuple[str, ...]:
         fmt_range(tput),
         fmt_cv(tput),
         fmt_spread(group.spread(latency_p50)),
-        fmt_spread(p99),
-        fmt_range(p99),
+        tail_cell(r["latency_ms"] for r in group.records),
     )
 
 
-COMMON_COLUMNS = (
-    "Runner",
-    "Completed/expected",
-    "Throughput /s",
-    "min–max",
-    "CV",
-    "p50 ms",
-    "p99 ms",
-    "p99 min–max",
-)
+def common_columns(scenario: str, groups: list[RepeatSet]) -> tuple[str, ...]:
+    unit = rate_unit(scenario, (r for g in groups for r in g.records))
+    return ("Runner", "Completed/expected", unit, "min–max", "CV", "p50 ms", "tail ms (n)")
 
 
 Extra = tuple[tuple[str, ...], list[tuple[str, ...]], list[str]]  # columns, rows, notes
@@ -94,7 +84,8 @@ def scenario_table(summary: Summary, scenario: str) -> Table:
     rsets = summary.in_scenario(scenario)
     notes = [
         f"Medians of {repeats_text(summary.repeats)}; latency is end to end (enqueue → finished), "
-        "from the ledger."
+        f"from the ledger. Tail: p99 from {P99_MIN_N} samples per repeat up, else the max; n = the fewest "
+        "samples in a repeat."
     ]
     extra = SCENARIO_COLUMNS.get(scenario)
     extra_columns, rows, more = extra(summary, rsets) if extra else ((), [_common(g) for g in rsets], [])
@@ -111,7 +102,7 @@ def scenario_table(summary: Summary, scenario: str) -> Table:
     return Table(
         table_id(scenario),
         f"{scenario}: runners, medians across repeats",
-        COMMON_COLUMNS + extra_columns,
+        common_columns(scenario, rsets) + extra_columns,
         tuple(rows),
         tuple(notes),
     )
@@ -131,28 +122,19 @@ def _enqueue_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
 
 
 def _log_burst_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
-    floor = summary.baseline("log-burst", "raw-redis")
-    floor_p50 = floor.spread(latency_p50) if floor else None
-    floor_tput = floor.spread(throughput) if floor else None
-    rows = []
-    for g in rsets:
-        p50, tput = g.spread(latency_p50), g.spread(throughput)
-        lat_x = p50.median / floor_p50.median if p50 and floor_p50 and floor_p50.median else None
-        share = tput.median / floor_tput.median if tput and floor_tput and floor_tput.median else None
-        rows.append(
-            (
-                *_common(g),
-                fmt_spread(g.spread(extra_metric("send_s"))),
-                fmt_spread(g.spread(extra_metric("drain_s"))),
-                fmt_ratio(lat_x),
-                fmt_pct(share),
-            )
+    rows = [
+        (
+            *_common(g),
+            fmt_spread(g.spread(extra_metric("send_s"))),
+            fmt_spread(g.spread(extra_metric("drain_s"))),
         )
+        for g in rsets
+    ]
     note = (
-        "Baselines are floors: raw Redis = LPUSH/BRPOP through the same Redis with the same number "
-        "of consumer threads; direct call = the task function called in-process, no queue."
+        "An older scenario: the rate includes sending through the API, so it is not a drain rate; the "
+        "floors were fed without HTTP, so no ratio to them is printed."
     )
-    return ("send s", "drain s", "p50 vs raw Redis", "throughput vs raw Redis"), rows, [note]
+    return ("send s", "drain s"), rows, [note]
 
 
 def _email_io_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
@@ -171,17 +153,26 @@ def _email_io_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
 def _cpu_heavy_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
     rows = []
     for g in rsets:
-        idle, loaded = g.spread(probe_idle_p99), g.spread(probe_loaded_p99)
-        ratio = loaded.median / idle.median if idle and loaded and idle.median else None
-        rows.append((*_common(g), fmt_spread(idle), fmt_spread(loaded), fmt_ratio(ratio)))
-    return ("/health p99 idle ms", "/health p99 loaded ms", "loaded/idle"), rows, []
+        idle, loaded = tails(
+            *([r["extra"].get(k) for r in g.records] for k in ("probe_idle_ms", "probe_loaded_ms"))
+        )
+        ratio = loaded.spread.median / idle.spread.median if idle and loaded and idle.spread.median else None
+        rows.append(
+            (
+                *_common(g),
+                idle.cell() if idle else "n/a",
+                loaded.cell() if loaded else "n/a",
+                fmt_ratio(ratio),
+            )
+        )
+    return ("/health idle ms (n)", "/health loaded ms (n)", "loaded/idle"), rows, []
 
 
 def _mixed_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
     kinds = ("write_log", "send_email", "resize_image")
-    rows = [(*_common(g), *(fmt_spread(g.spread(kind_p99(k))) for k in kinds)) for g in rsets]
+    rows = [(*_common(g), *(tail_cell(kind_shape(r, k) for r in g.records) for k in kinds)) for g in rsets]
     note = "Open loop at a fixed rate: throughput is the offered rate unless the runner falls behind."
-    return tuple(f"{k} p99 ms" for k in kinds), rows, [note]
+    return tuple(f"{k} tail ms (n)" for k in kinds), rows, [note]
 
 
 SCENARIO_COLUMNS: dict[str, Callable[[Summary, list[RepeatSet]], Extra]] = {
@@ -229,12 +220,19 @@ def budget_table(summary: Summary) -> Table:
     p = summary.params
     results = summary.results
     runners = sorted(results["runners"].items(), key=lambda item: runner_rank(results, item[0]))
-    rows = [(name_label(results, name), _describe(info)) for name, info in runners]
+    rows = [
+        (
+            name_label(results, name),
+            str(info.get("slot_layout") or info.get("layout") or "not recorded"),
+            _describe(info),
+        )
+        for name, info in runners
+    ]
     return Table(
         "tab-budget",
-        f"Equal slot budget: {p['slots']} slots = {p['worker_processes']} processes × {p['worker_threads']} "
-        "threads. How each runner spends it (its describe() in this run):",
-        ("Runner", "Configuration in force"),
+        f"Equal slot budget: {p['slots']} task slots (WORKER_PROCESSES {p['worker_processes']} × WORKER_THREADS "
+        f"{p['worker_threads']}). How each runner really spends them, and its configuration in this run:",
+        ("Runner", "Real layout", "Configuration in force"),
         tuple(rows),
     )
 

@@ -1,0 +1,131 @@
+"""The three capacities (accept, drain, steady) and cost per task, as the report reads them from records.
+
+- accept: the highest open-loop rate at which POST /log/ kept p99 under the SLO with no errors; a record
+  whose search hit its ceiling (``knee_found`` false) gives a lower bound, not a knee.
+- drain: a pre-filled queue emptied by the workers, no HTTP; drained/s from the first to the last completion.
+- steady: open-loop arrivals at fractions of each runner's own capacity, so offered loads differ by runner.
+- cost: CPU µs per completed task by process group (api, broker, workers, total), from the sampler.
+
+``same_load`` is the rule for every ratio the report prints: two figures are compared only when they were
+measured on the same path at the same offered load.
+"""
+
+from typing import Any
+
+from fbt_bench.report.analysis import Metric, Record, RepeatSet, Summary, extra_metric
+
+COST_PARTS = ("api", "broker", "workers")
+DECOMPOSITION_PARTS = ("bare_route_us", "library_enqueue_us", "project_us")
+DECOMPOSITION_LABELS = {
+    "bare_route_us": "bare FastAPI route",
+    "library_enqueue_us": "library enqueue",
+    "project_us": "project's share",
+}
+# The issue's target: the project's POST /log/ costs at most this times (bare route + library enqueue).
+DECOMPOSITION_TARGET = 1.15
+# Workloads whose offered load is fixed by the run's parameters, the same for every runner.
+FIXED_LOAD_SCENARIOS = frozenset({"email-io", "cpu-heavy", "mixed"})
+SAME_RATE_TOLERANCE = 0.01
+
+max_rate_under_slo = extra_metric("max_rate_under_slo")
+drained_per_s = extra_metric("drained_per_s")
+first_to_last_s = extra_metric("first_to_last_s")
+
+
+def cost(part: str) -> Metric:
+    """CPU µs per task of one component ("api", "broker", "workers", "total"); None where not measured."""
+
+    def metric(record: Record) -> float | None:
+        value = (record.get("cpu_us_per_task") or {}).get(part)
+        return float(value) if isinstance(value, int | float) else None
+
+    return metric
+
+
+def record_number(field: str) -> Metric:
+    def metric(record: Record) -> float | None:
+        value = record.get(field)
+        return float(value) if isinstance(value, int | float) else None
+
+    return metric
+
+
+tasks_per_core = record_number("tasks_per_s_per_core")
+loadgen_cpu = record_number("loadgen_cpu_us_per_request")
+
+
+def decomposition(part: str) -> Metric:
+    return extra_metric("decomposition", part)
+
+
+def decomposition_ratio(record: Record) -> float | None:
+    """api_us / (bare route + library enqueue): how much the project costs on top of the two."""
+    parts = record.get("extra", {}).get("decomposition") or {}
+    api, bare, library = parts.get("api_us"), parts.get("bare_route_us"), parts.get("library_enqueue_us")
+    if not (
+        isinstance(api, int | float) and isinstance(bare, int | float) and isinstance(library, int | float)
+    ):
+        return None
+    if not bare + library:
+        return None
+    return float(api) / float(bare + library)
+
+
+def knee_found(group: RepeatSet) -> bool:
+    """True only if every repeat's search found the knee; otherwise the figure is a lower bound."""
+    return all(r.get("extra", {}).get("knee_found") is True for r in group.records)
+
+
+def slo_ms(group: RepeatSet) -> float | None:
+    values = {r.get("extra", {}).get("slo_ms") for r in group.records} - {None}
+    return float(min(values)) if values else None
+
+
+def fractions(summary: Summary) -> list[float]:
+    """The steady fractions in this run, ascending."""
+    found = {
+        float(r["extra"]["fraction"])
+        for g in summary.in_scenario("steady")
+        for r in g.records
+        if isinstance(r.get("extra", {}).get("fraction"), int | float)
+    }
+    return sorted(found)
+
+
+def at_fraction(group: RepeatSet, fraction: float) -> RepeatSet | None:
+    """The repeats of a steady repeat set run at one fraction of the runner's capacity."""
+    records = tuple(r for r in group.records if r.get("extra", {}).get("fraction") == fraction)
+    return RepeatSet(group.runner, group.config, group.scenario, group.label, records) if records else None
+
+
+def offered_rate(group: RepeatSet) -> float | None:
+    rates = [r["extra"].get("offered_rate") for r in group.records]
+    numbers = [float(v) for v in rates if isinstance(v, int | float)]
+    return min(numbers) if numbers else None
+
+
+def _load(record: Record) -> Any:
+    extra = record.get("extra", {})
+    if record["scenario"] == "drain":
+        return extra.get("n", record["expected"])
+    if record["scenario"] == "steady":
+        return extra.get("offered_rate")
+    return None
+
+
+def same_load(a: RepeatSet, b: RepeatSet) -> bool:
+    """Whether a and b were measured on the same path at the same offered load, so a ratio means something.
+
+    drain: the same number of pre-filled jobs; steady: the same offered rate; the fixed workloads share
+    their parameters. accept is a search whose steps differ by runner: its capacities are ranked, never
+    divided.
+    """
+    if a.scenario != b.scenario:
+        return False
+    if a.scenario in FIXED_LOAD_SCENARIOS:
+        return True
+    loads = [_load(r) for r in (*a.records, *b.records)]
+    if any(not isinstance(v, int | float) for v in loads) or not loads:
+        return False
+    low, high = min(loads), max(loads)
+    return bool(high) and (high - low) / high <= SAME_RATE_TOLERANCE

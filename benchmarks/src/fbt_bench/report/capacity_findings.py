@@ -1,0 +1,194 @@
+"""Findings of the three capacities, the API cost decomposition, cost per task and the load generator.
+
+Each sentence is computed from the document and cites the table or figure its numbers come from. Runners
+are ranked only where their ranges across repeats do not overlap (``phrasing``); a ratio to a floor is
+printed only where both ran the same path at the same offered load (``capacity.same_load``).
+"""
+
+from fbt_bench.report.analysis import RepeatSet, Summary
+from fbt_bench.report.capacity import (
+    DECOMPOSITION_TARGET,
+    at_fraction,
+    cost,
+    decomposition,
+    decomposition_ratio,
+    drained_per_s,
+    fractions,
+    knee_found,
+    loadgen_cpu,
+    max_rate_under_slo,
+    offered_rate,
+    same_load,
+    slo_ms,
+    tasks_per_core,
+)
+from fbt_bench.report.numbers import figure_id, fmt, fmt_pct, fmt_ratio, fmt_spread, table_id
+from fbt_bench.report.phrasing import Entry, Finding, measured, ranking, versus
+from fbt_bench.report.wording import percentiles_text, rate_unit
+
+# The issue's budget for the load generator: beyond it, a rate sweep measures the sender too.
+LOADGEN_TARGET_US = 150.0
+
+
+def _unit(summary: Summary, scenario: str) -> str:
+    return " " + rate_unit(scenario, (r for g in summary.in_scenario(scenario) for r in g.records))
+
+
+def _head_to_head(entries: list[Entry], unit: str) -> str:
+    ordered = sorted(entries, key=lambda e: e[1].median, reverse=True)
+    return versus(ordered[0], ordered[1], unit)
+
+
+def accept_findings(summary: Summary) -> list[Finding]:
+    groups = summary.in_scenario("accept", baselines=False)
+    entries = measured(groups, max_rate_under_slo)
+    if not entries:
+        return []
+    unit = _unit(summary, "accept")
+    slo = next((v for g in groups if (v := slo_ms(g)) is not None), None)
+    ceiling = [g.tag() for g, _ in entries if not knee_found(g)]
+    text = f"accept: highest rate at which POST /log/ kept p99 under the {fmt(slo, ' ms')} SLO with no errors"
+    text += ": " + ranking(entries, unit, higher_is_better=True) + "."
+    if len(entries) > 1:
+        text += " " + _head_to_head(entries, unit) + "."
+    if ceiling:
+        text += (
+            f" No knee for {', '.join(ceiling)}: the search hit its ceiling with p99 still under the SLO, so "
+            "that figure is a lower bound."
+        )
+    floors = [
+        (g, s) for g in summary.in_scenario("accept") if g.baseline and (s := g.spread(max_rate_under_slo))
+    ]
+    if floors:
+        text += (
+            " Floors on the same route (not divided: the search steps differ): "
+            + "; ".join(f"{g.tag()} {fmt_spread(s, unit)}" for g, s in floors)
+            + "."
+        )
+    refs = (table_id("accept"), figure_id("capacity", "accept"), figure_id("accept-rate", "accept"))
+    return [Finding("result", text, "accept", refs)]
+
+
+def decomposition_findings(summary: Summary) -> list[Finding]:
+    parts = []
+    for g in summary.in_scenario("accept", baselines=False):
+        ratio, api = g.spread(decomposition_ratio), g.spread(decomposition("api_us"))
+        if ratio is None or api is None:
+            continue
+        verdict = "within" if ratio.median <= DECOMPOSITION_TARGET else "over"
+        parts.append(
+            f"{g.tag()} {fmt_spread(api, ' µs')} = bare route {fmt(g.median(decomposition('bare_route_us')))}"
+            f" + library {fmt(g.median(decomposition('library_enqueue_us')))} + project "
+            f"{fmt(g.median(decomposition('project_us')))} µs, {fmt_ratio(ratio.median)} ({verdict} the "
+            f"×{fmt(DECOMPOSITION_TARGET)} target)"
+        )
+    if not parts:
+        return []
+    text = "accept, API CPU per POST /log/ (same run, same rate): " + "; ".join(parts) + "."
+    refs = (table_id("accept", "cost"), figure_id("decomposition", "accept"))
+    return [Finding("result", text, "accept", refs)]
+
+
+def drain_findings(summary: Summary) -> list[Finding]:
+    entries = measured(summary.in_scenario("drain", baselines=False), drained_per_s)
+    if not entries:
+        return []
+    unit = _unit(summary, "drain")
+    text = "drain (pre-filled queue, workers started, no HTTP): " + ranking(
+        entries, unit, higher_is_better=True
+    )
+    text += "." + (" " + _head_to_head(entries, unit) + "." if len(entries) > 1 else "")
+    floor = summary.baseline("drain", "raw-redis")
+    floor_rate = floor.spread(drained_per_s) if floor else None
+    if floor and floor_rate:
+        shares = [
+            f"{g.tag()} {fmt_pct(s.median / floor_rate.median)}"
+            for g, s in entries
+            if same_load(g, floor) and floor_rate.median
+        ]
+        text += f" Floor {floor.tag()}: {fmt_spread(floor_rate, unit)}"
+        text += f"; share of it at the same N: {', '.join(shares)}." if shares else "."
+    refs = (table_id("drain"), figure_id("drain", "drain"))
+    return [Finding("result", text, "drain", refs)]
+
+
+def steady_findings(summary: Summary) -> list[Finding]:
+    out = []
+    for fraction in fractions(summary):
+        parts = []
+        for group in summary.in_scenario("steady"):
+            g = at_fraction(group, fraction)
+            if g is None:
+                continue
+            shapes = [r["latency_ms"] for r in g.records]
+            parts.append(f"{g.tag()} at {fmt(offered_rate(g), '/s')}: {percentiles_text(shapes)}")
+        if parts:
+            out.append(
+                Finding(
+                    "result",
+                    f"steady at {fmt_pct(fraction)} of each runner's own capacity, end-to-end latency "
+                    "(offered rates differ, so not ranked): " + "; ".join(parts) + ".",
+                    "steady",
+                    (table_id("steady"),),
+                )
+            )
+    return out
+
+
+def cost_findings(summary: Summary) -> list[Finding]:
+    groups = summary.in_scenario("drain", baselines=False)
+    entries = measured(groups, cost("total"))
+    if len(entries) < 2:
+        return []
+    per_core = "; ".join(f"{g.tag()} {fmt_spread(s)}" for g, _ in entries if (s := g.spread(tasks_per_core)))
+    text = "drain, CPU per task (broker + workers, no HTTP): " + ranking(
+        entries, " µs", higher_is_better=False
+    )
+    text += "." + (f" Tasks per second per core: {per_core}." if per_core else "")
+    return [Finding("result", text, "drain", ("tab-cost", figure_id("cost")))]
+
+
+def loadgen_findings(summary: Summary) -> list[Finding]:
+    """The load generator's own CPU per request: above the budget, the rates measure the sender too."""
+    worst: tuple[float, RepeatSet] | None = None
+    for group in summary.repeat_sets.values():
+        for record in group.records:
+            value = loadgen_cpu(record)
+            if value is not None and (worst is None or value > worst[0]):
+                worst = (value, group)
+    if worst is None:
+        return []
+    value, group = worst
+    kind = "alert" if value > LOADGEN_TARGET_US else "result"
+    verdict = (
+        "above the budget: the rates it drove measure the sender as well as the system"
+        if value > LOADGEN_TARGET_US
+        else "within the budget"
+    )
+    text = (
+        f"The load generator spent at most {fmt(value, ' µs')} of CPU per request in any record "
+        f"({group.label}, {group.scenario}); budget {fmt(LOADGEN_TARGET_US, ' µs')}: {verdict}."
+    )
+    return [Finding(kind, text, None, ("what-was-run",))]
+
+
+def drain_surprises(summary: Summary) -> list[Finding]:
+    floor = summary.baseline("drain", "raw-redis")
+    floor_rate = floor.spread(drained_per_s) if floor else None
+    if floor is None or floor_rate is None:
+        return []
+    out = []
+    unit = _unit(summary, "drain")
+    for g, s in measured(summary.in_scenario("drain", baselines=False), drained_per_s):
+        if same_load(g, floor) and s.low > floor_rate.high:
+            out.append(
+                Finding(
+                    "surprise",
+                    f"{g.tag()} drained faster ({fmt(s.median, unit)}) than the raw-Redis floor "
+                    f"({fmt(floor_rate.median, unit)}) at the same N: the floor is not a floor here; check "
+                    "its consumers.",
+                    "drain",
+                    (table_id("drain"),),
+                )
+            )
+    return out

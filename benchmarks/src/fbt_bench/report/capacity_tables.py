@@ -1,0 +1,231 @@
+"""The tables of the three capacities (accept, drain, steady), the API cost decomposition and cost per task.
+
+Every percentile carries its sample count (``wording``); every rate its word (accepted/s, drained/s,
+completed/s); floors sit in the same tables only where they ran the same path.
+"""
+
+from collections.abc import Sequence
+
+from fbt_bench.measuring.stats import NOISY_CV
+from fbt_bench.report.analysis import PARTIAL_MARK, RepeatSet, Summary, latency_p50, throughput
+from fbt_bench.report.capacity import (
+    COST_PARTS,
+    DECOMPOSITION_TARGET,
+    at_fraction,
+    cost,
+    decomposition,
+    decomposition_ratio,
+    drained_per_s,
+    first_to_last_s,
+    fractions,
+    knee_found,
+    loadgen_cpu,
+    max_rate_under_slo,
+    offered_rate,
+    slo_ms,
+    tasks_per_core,
+)
+from fbt_bench.report.numbers import (
+    NOISY_MARK,
+    fmt,
+    fmt_cv,
+    fmt_pct,
+    fmt_range,
+    fmt_ratio,
+    fmt_spread,
+    repeats_text,
+    table_id,
+)
+from fbt_bench.report.tables import Table
+from fbt_bench.report.wording import P99_MIN_N, rate_unit, tail_cell
+
+
+def _flag(group: RepeatSet, text: str) -> str:
+    return text + (f" {PARTIAL_MARK}" if group.partial else "")
+
+
+def _completed(group: RepeatSet) -> str:
+    return _flag(group, f"{group.total('completed'):,}/{group.total('expected'):,}")
+
+
+def _notes(summary: Summary, rows: Sequence[tuple[str, ...]], *notes: str) -> tuple[str, ...]:
+    out = [f"Medians of {repeats_text(summary.repeats)}.", *notes]
+    if any(NOISY_MARK in cell for row in rows for cell in row):
+        out.append(f"{NOISY_MARK} noisy: coefficient of variation > {NOISY_CV:.0%} across repeats.")
+    if any(PARTIAL_MARK in cell for row in rows for cell in row):
+        out.append(f"{PARTIAL_MARK}: some tasks never completed or completed twice in this scenario.")
+    return tuple(out)
+
+
+def accept_table(summary: Summary) -> Table:
+    groups = summary.in_scenario("accept")
+    unit = rate_unit("accept", (r for g in groups for r in g.records))
+    rows = []
+    for g in groups:
+        rate = g.spread(max_rate_under_slo)
+        knee = "yes" if knee_found(g) else "no: search ceiling, a lower bound"
+        steps = [
+            s for r in g.records for s in r["extra"].get("steps", []) if rate and s["rate"] == rate.median
+        ]
+        rows.append(
+            (
+                g.label,
+                _flag(g, fmt_spread(rate)),
+                fmt_range(rate),
+                knee,
+                fmt(slo_ms(g), " ms"),
+                tail_cell(steps),
+                fmt_spread(g.spread(loadgen_cpu)),
+                fmt_spread(g.spread(cost("api"))),
+            )
+        )
+    notes = _notes(
+        summary,
+        rows,
+        "Max rate under SLO: the highest offered rate whose POST /log/ p99 stayed under the SLO with no "
+        "errors, found by doubling then bisection, workers running. Tail at that rate: p99 from "
+        f"{P99_MIN_N} requests up, else the max.",
+        "Floors run the same route; capacities are ranked, never divided (the search steps differ).",
+    )
+    columns = (
+        "Runner",
+        f"max {unit} under SLO",
+        "min–max",
+        "knee found",
+        "SLO",
+        "tail at that rate ms (n)",
+        "load generator CPU µs/request",
+        "API CPU µs/task",
+    )
+    return Table(
+        table_id("accept"), "accept: capacity of POST /log/ under the SLO", columns, tuple(rows), notes
+    )
+
+
+def decomposition_table(summary: Summary) -> Table | None:
+    groups = [g for g in summary.in_scenario("accept") if g.spread(decomposition("api_us"))]
+    if not groups:
+        return None
+    rows = []
+    for g in groups:
+        ratio = g.spread(decomposition_ratio)
+        verdict = "n/a" if ratio is None else ("within" if ratio.median <= DECOMPOSITION_TARGET else "over")
+        rows.append(
+            (
+                g.label,
+                fmt(g.median(decomposition("rate")), "/s"),
+                fmt_spread(g.spread(decomposition("bare_route_us"))),
+                fmt_spread(g.spread(decomposition("library_enqueue_us"))),
+                fmt_spread(g.spread(decomposition("project_us"))),
+                fmt_spread(g.spread(decomposition("api_us"))),
+                fmt_ratio(ratio.median) if ratio else "n/a",
+                f"{verdict} ×{fmt(DECOMPOSITION_TARGET)}",
+            )
+        )
+    notes = _notes(
+        summary,
+        rows,
+        "API CPU per POST /log/, measured in the same run at the stated rate: a bare FastAPI route of the "
+        "same shape served the same way, the library's own enqueue without HTTP, and what the project adds "
+        "(the rest). Ratio = API / (bare route + library enqueue).",
+    )
+    columns = (
+        "Runner",
+        "at rate",
+        "bare route µs",
+        "library enqueue µs",
+        "project µs",
+        "API µs",
+        "ratio",
+        "target",
+    )
+    return Table(
+        table_id("accept", "cost"), "accept: API CPU per request, decomposed", columns, tuple(rows), notes
+    )
+
+
+def drain_table(summary: Summary) -> Table:
+    groups = summary.in_scenario("drain")
+    unit = rate_unit("drain", (r for g in groups for r in g.records))
+    rows = []
+    for g in groups:
+        rate = g.spread(drained_per_s) or g.spread(throughput)
+        ns = {r["extra"].get("n", r["expected"]) for r in g.records}
+        rows.append(
+            (
+                g.label,
+                ", ".join(f"{n:,}" for n in sorted(ns)),
+                _completed(g),
+                _flag(g, fmt_spread(rate)),
+                fmt_range(rate),
+                fmt_cv(rate),
+                fmt_spread(g.spread(first_to_last_s)),
+            )
+        )
+    notes = _notes(
+        summary,
+        rows,
+        "N jobs enqueued through the runner's own client with its workers stopped, then the workers "
+        "started; rate from the first to the last completion in the ledger. No HTTP.",
+    )
+    columns = ("Runner", "N", "Completed/expected (all repeats)", unit, "min–max", "CV", "first → last s")
+    return Table(
+        table_id("drain"), "drain: how fast the workers empty a full queue", columns, tuple(rows), notes
+    )
+
+
+def steady_table(summary: Summary) -> Table:
+    rows = []
+    for fraction in fractions(summary):
+        for group in summary.in_scenario("steady"):
+            g = at_fraction(group, fraction)
+            if g is None:
+                continue
+            kinds = sorted({k for r in g.records for k in r["extra"].get("latency_by_kind", {})})
+            by_kind = "; ".join(
+                f"{k} {tail_cell(r['extra']['latency_by_kind'].get(k) for r in g.records)}" for k in kinds
+            )
+            rows.append(
+                (
+                    g.label,
+                    fmt_pct(fraction),
+                    fmt(offered_rate(g), "/s"),
+                    _flag(g, fmt_spread(g.spread(throughput))),
+                    fmt_spread(g.spread(latency_p50)),
+                    tail_cell(r["latency_ms"] for r in g.records),
+                    by_kind or "n/a",
+                )
+            )
+    notes = _notes(
+        summary,
+        rows,
+        "Open-loop arrivals at a fraction of each runner's own capacity (the lower of its accept knee and "
+        "drain rate), warm-up excluded. Offered rates differ by runner, so rows are not ranked against "
+        "each other. Latency is end to end (enqueue → finished), from the ledger.",
+    )
+    columns = ("Runner", "fraction", "offered", "completed/s", "p50 ms", "tail ms (n)", "tail by kind ms (n)")
+    return Table(
+        table_id("steady"), "steady: latency at a fixed share of capacity", columns, tuple(rows), notes
+    )
+
+
+def cost_table(summary: Summary) -> Table | None:
+    rows = []
+    for scenario in summary.scenarios():
+        for g in summary.in_scenario(scenario):
+            total = g.spread(cost("total"))
+            if total is None:
+                continue
+            parts = (fmt_spread(g.spread(cost(part))) for part in COST_PARTS)
+            rows.append((scenario, g.label, *parts, fmt_spread(total), fmt_spread(g.spread(tasks_per_core))))
+    if not rows:
+        return None
+    notes = _notes(
+        summary,
+        rows,
+        "CPU microseconds per completed task by process group, from the resource sampler; n/a where a "
+        "group was not part of the path (no API in drain, no broker in-process). Tasks per second per "
+        "core = 1,000,000 / total. Compare within a scenario: the paths differ between scenarios.",
+    )
+    columns = ("Scenario", "Runner", "API µs", "broker µs", "workers µs", "total µs", "tasks/s per core")
+    return Table("tab-cost", "Cost per task by component", columns, tuple(rows), notes)
