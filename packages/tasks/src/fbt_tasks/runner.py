@@ -20,6 +20,9 @@ ENTRY_POINT_GROUP = "fbt.backends"
 QueueConfigName = Literal["safe", "defaults"]
 QUEUE_CONFIG_NAMES: tuple[QueueConfigName, ...] = ("safe", "defaults")
 FaultName = Literal["kill-worker", "deploy", "broker-restart", "task-error"]
+BrokerName = Literal["redis", "rabbitmq", "none"]
+# How the report and the terminal name a broker.
+BROKER_TITLES: Mapping[str, str] = {"redis": "Redis", "rabbitmq": "RabbitMQ", "none": "no broker"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,12 @@ class QueueConfig:
 
 
 class Holdings(TypedDict):
-    """How many of some job ids the broker still holds, by where they wait."""
+    """How many of some job ids the broker still holds, by where they wait.
+
+    On Redis a runner finds each id in the broker's keys. RabbitMQ cannot show a message without consuming
+    it, so a RabbitMQ runner counts per queue (ready and unacked), not per id: every message in our
+    private node's queue is one of the cell's jobs, but the counts are the queue's, not filtered by ``ids``.
+    """
 
     queued: int  # waiting for a worker
     held: int  # delivered to a worker and not acked: comes back after the library's timeout
@@ -118,14 +126,15 @@ class Runner(Protocol):
 
     name: str  # the BACKEND value and the entry point's name
     display_name: str  # "Celery", "BackgroundTasks"
-    description: str  # one line for the report
-    broker: str  # "redis", or "none" when tasks run inside the API process
+    # The BROKER values it runs on, the default first: ("redis", "rabbitmq"), or ("none",) in the API.
+    brokers: tuple[BrokerName, ...]
     # Tasks run inside the API process (no worker, no broker): its threadpool is the task slots.
     runs_in_api: bool
     # Distributions whose versions a report records (the library and its transport).
     distributions: tuple[str, ...]
-    # Its reliability configurations (QUEUE_CONFIG): "safe" as shipped, "defaults" the library out of the box.
-    queue_configs: Mapping[QueueConfigName, QueueConfig]
+    # Its reliability configurations per broker (QUEUE_CONFIG): "safe" as shipped, "defaults" the library
+    # out of the box; a library takes different options on each broker, each with its own reason.
+    queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]]
     faults: FaultModel
 
     def backend(self, settings: Settings) -> Backend:
@@ -149,6 +158,10 @@ class UnknownRunner(ValueError):
     """BACKEND names no installed runner; the message lists the installed ones."""
 
 
+class UnsupportedBroker(ValueError):
+    """BROKER names a broker the runner does not run on; the message lists the ones it does."""
+
+
 @cache
 def installed_runners() -> tuple[str, ...]:
     """The names registered under the ``fbt.backends`` entry points, sorted."""
@@ -169,13 +182,18 @@ def load_runner(name: str) -> Runner:
     return runner
 
 
+def queue_config(runner: Runner, settings: Settings) -> QueueConfig:
+    """The configuration in force: QUEUE_CONFIG on BROKER."""
+    return runner.queue_configs[settings.broker_name][settings.queue_config]
+
+
 def runner_record(runner: Runner, settings: Settings) -> dict[str, Any]:
     """What results.json records about a runner beside its backend's describe(): the plugin's own facts."""
-    config = runner.queue_configs[settings.queue_config]
+    config = queue_config(runner, settings)
     return {
         "display_name": runner.display_name,
-        "description": runner.description,
-        "broker": runner.broker,
+        "description": f"{runner.description}, on {BROKER_TITLES[settings.broker_name]}",
+        "broker": settings.broker_name,
         "runs_in_api": runner.runs_in_api,
         "slot_layout": runner.slot_layout(settings),
         "queue_config": config.as_record(),
