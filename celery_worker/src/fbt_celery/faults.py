@@ -11,7 +11,6 @@ from typing import Any
 
 import amqp.exceptions
 import kombu
-
 from celery.app.defaults import DEFAULTS as CELERY_DEFAULTS
 from celery.backends.base import KeyValueStoreBackend
 from kombu.transport.redis import Channel as RedisChannel

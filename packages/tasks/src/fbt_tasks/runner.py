@@ -192,7 +192,9 @@ def runner_record(runner: Runner, settings: Settings) -> dict[str, Any]:
     config = queue_config(runner, settings)
     return {
         "display_name": runner.display_name,
-        "description": f"{runner.description}, on {BROKER_TITLES[settings.broker_name]}",
+        "description": runner.description
+        if settings.broker_name == "none"
+        else f"{runner.description}, on {BROKER_TITLES[settings.broker_name]}",
         "broker": settings.broker_name,
         "runs_in_api": runner.runs_in_api,
         "slot_layout": runner.slot_layout(settings),
