@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fbt_bench import topology
 from fbt_bench.faults.model import CONFIGS, FAULTS, FULL, matrix
 from fbt_bench.faults.run import run_faults
 from fbt_bench.harness import Plan, RunOutcome, publish, run
@@ -21,7 +22,10 @@ from fbt_bench.profiles import PROFILES, SCENARIOS
 from fbt_bench.progress import RichProgress
 from fbt_bench.results import standalone_document, write_results
 from fbt_bench.scenarios.baselines import BASELINES
-from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners
+from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners, load_runner, system_key
+
+# Every broker any installed runner can use (the runners' own ``brokers``), "none" aside.
+BROKERS = tuple(sorted({b for r in installed_runners() for b in load_runner(r).brokers} - {"none"}))
 
 # Every installed runner plugin (the fbt.backends entry points); nothing here names one.
 RUNNERS = installed_runners()
@@ -72,6 +76,10 @@ def compare(
     profile: Annotated[str, typer.Option(help=f"Parameter set: {', '.join(PROFILES)}.")] = "default",
     runners: Annotated[
         str | None, typer.Option(help=f"Comma-separated subset of {','.join(RUNNERS)} (default: all).")
+    ] = None,
+    brokers: Annotated[
+        str | None,
+        typer.Option(help=f"Comma-separated subset of {','.join(BROKERS)} (default: all this machine has)."),
     ] = None,
     scenarios: Annotated[
         str | None, typer.Option(help=f"Comma-separated subset of {','.join(SCENARIOS)} (default: all).")
@@ -145,6 +153,7 @@ def compare(
         out_root=out,
         command=shlex.join(["fbt-bench", *sys.argv[1:]]),
         fault_pass=chosen.fault_pass if fault_pass is None else fault_pass,
+        brokers=parse_list(brokers, BROKERS, "brokers"),
     )
     console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -167,6 +176,10 @@ def faults(
             "--faults", help="Comma-separated subset of kill-worker,deploy,broker-restart,task-error."
         ),
     ] = None,
+    brokers: Annotated[
+        str | None,
+        typer.Option(help=f"Comma-separated subset of {','.join(BROKERS)} (default: all this machine has)."),
+    ] = None,
     n: Annotated[int | None, typer.Option(min=2, help="Emails per burst (default 60).")] = None,
     parallel: Annotated[
         int | None, typer.Option(min=1, help="Cells run at once; most of a cell is waiting (default 3).")
@@ -182,13 +195,23 @@ def faults(
     duplicated emails are counted at the SMTP sink by Message-ID; results.json holds them under "faults".
     """
     chosen = parse_list(kinds, FAULTS, "faults") or FAULTS
+    wanted = parse_list(brokers, BROKERS, "brokers")
+    console = Console(stderr=True)
+    # A broker this machine cannot provide is skipped, with the one-line reason on the terminal.
+    available = tuple(
+        b
+        for b in (wanted or BROKERS)
+        if b not in topology.BROKER_AVAILABILITY or not topology.BROKER_AVAILABILITY[b]()
+    )
+    for broker in sorted(set(wanted or BROKERS) - set(available)):
+        console.print(f"[yellow]skipped {broker}:[/] {topology.BROKER_AVAILABILITY[broker]()}")
     cells = matrix(
         parse_list(runners, RUNNERS, "runners") or RUNNERS,
         parse_list(configs, CONFIGS, "configs") or CONFIGS,  # type: ignore[arg-type]
         chosen,  # type: ignore[arg-type]
+        available,
     )
     params = FULL.with_overrides(n=n, parallel=parallel)
-    console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)
     interrupted, records = False, []
     try:
@@ -234,7 +257,7 @@ def summary_table(document: dict[str, Any]) -> Table:
         table.add_column(column, justify="left" if column in ("scenario", "runner", "notes") else "right")
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in document["records"]:
-        groups[(record["scenario"], record["runner"])].append(record)
+        groups[(record["scenario"], system_key(record["runner"], record.get("broker")))].append(record)
     order = {name: i for i, name in enumerate(SCENARIOS)}
     for (scenario, runner), records in sorted(
         groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])
@@ -273,7 +296,7 @@ def fault_table(document: dict[str, Any]) -> Table:
         recovery = "never" if f["recovery_s"] is None else f"{f['recovery_s']:.1f}"
         mark = "[red]" if f["lost"] or f["duplicate_effects"] or f.get("error") else ""
         table.add_row(
-            f["runner"],
+            system_key(f["runner"], f.get("broker")),
             f["config"],
             f["fault"],
             f"{mark}{f['lost']}/{f['expected']}",

@@ -10,6 +10,7 @@ import random
 import shutil
 import tempfile
 import traceback
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from fbt_bench.scenarios import baselines
 from fbt_bench.scenarios.context import ScenarioContext, warm_up
 from fbt_bench.scenarios.registry import SCENARIO_RUNS
 from fbt_bench.schema import validate_results
-from fbt_tasks.runner import QueueConfigName
+from fbt_tasks.runner import BROKER_TITLES, QueueConfigName
 from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL
 
 
@@ -43,6 +44,8 @@ class Plan:
     command: str | None = None
     # The short fault pass (fbt_bench.faults.SHORT: kill-worker, both queue configs) after the scenarios.
     fault_pass: bool = True
+    # The brokers to measure each runner on (None: every broker it supports that this machine can provide).
+    brokers: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -53,7 +56,7 @@ class RunOutcome:
     failures: list[str] = field(default_factory=list)
 
 
-def runner_orders(runners: tuple[str, ...], repeats: int, seed: int) -> list[list[str]]:
+def runner_orders(runners: tuple[Any, ...], repeats: int, seed: int) -> list[list[Any]]:
     """A shuffled runner order per repeat, so drift on a shared machine does not always hit the same one."""
     rng = random.Random(seed)
     orders = []
@@ -64,11 +67,15 @@ def runner_orders(runners: tuple[str, ...], repeats: int, seed: int) -> list[lis
     return orders
 
 
-def parameters_for(plan: Plan, orders: list[list[str]]) -> dict[str, Any]:
+def parameters_for(
+    plan: Plan, systems: list[topology.System], orders: list[list[topology.System]]
+) -> dict[str, Any]:
     return {
         **plan.profile.parameters(),
-        "runner_order": orders,
-        "runners": list(plan.runners),
+        "runner_order": [[system.key for system in order] for order in orders],
+        # The measured configurations' keys in ``runners`` (a runner on a second broker: <runner>/<broker>).
+        "runners": [system.key for system in systems],
+        "brokers": list(plan.brokers) if plan.brokers is not None else "all available",
         "scenarios": list(plan.scenarios),
         "baselines": list(plan.baselines),
         "config": plan.config,
@@ -84,17 +91,23 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
     progress = progress or NullProgress()
     external = topology.external_urls(env)
     runners = tuple(r for r in plan.runners if not external or r in external)
-    orders = runner_orders(runners, plan.profile.repeats, plan.seed)
+    # External mode measures the deployment as it is configured: its runners' default brokers only.
+    systems, skipped = topology.plan_systems(runners, ("redis", "none") if external else plan.brokers)
+    orders = runner_orders(tuple(systems), plan.profile.repeats, plan.seed)
     progress.phase("recording the environment")
     document = new_document(
         profile=plan.profile.name,
         topology="external" if external else "local",
         environment=describe_environment(env.get("REDIS_URL") if external else None),
-        parameters=parameters_for(plan, orders),
+        parameters=parameters_for(plan, systems, orders),
         runners={},
     )
     if plan.command:
         document["command"] = plan.command
+    # A broker this machine cannot provide (no rabbitmq-server, no AMQP_URL): its rows are skipped, said why.
+    document["warnings"].extend(skipped)
+    for line in skipped:
+        progress.phase(f"skipped: {line}")
     if external:
         document["warnings"].append(
             "external topology: only the load generator's resources are measured, and the SMTP sink's delay "
@@ -105,12 +118,13 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
     workroot = Path(tempfile.mkdtemp(prefix="fbt-bench-"))
     try:
         for repeat, order in enumerate(orders):
-            for runner in order:
-                failures += measure_runner(plan, runner, repeat, document, workroot, progress, external, env)
+            for system in order:
+                failures += measure_runner(plan, system, repeat, document, workroot, progress, external, env)
             if plan.baselines and not external:
                 failures += measure_baselines(plan, repeat, document, workroot, progress)
         if plan.fault_pass and not external:
-            failures += measure_faults(runners, document, workroot, progress)
+            brokers = tuple(dict.fromkeys(system.broker for system in systems))
+            failures += measure_faults(runners, document, workroot, progress, brokers)
     except KeyboardInterrupt:
         interrupted = True
         failures.append("interrupted (Ctrl-C)")
@@ -119,6 +133,7 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
         shutil.copytree(workroot, kept, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.jsonl", "*.rdb"))
         document["warnings"].append(f"process logs of this run kept in {kept}")
     shutil.rmtree(workroot, ignore_errors=True)
+    name_brokers(document, systems)
     finalize(document, partial_reason="; ".join(failures) if failures else None)
     path = write_results(document, plan.out_root)
     return RunOutcome(document=document, results_path=path, interrupted=interrupted, failures=failures)
@@ -145,7 +160,7 @@ def publish(outcome: RunOutcome) -> tuple[list[Path], list[str]]:
 
 def measure_runner(
     plan: Plan,
-    runner: str,
+    system: topology.System,
     repeat: int,
     document: dict[str, Any],
     workroot: Path,
@@ -153,24 +168,27 @@ def measure_runner(
     external: Mapping[str, str],
     env: Mapping[str, str],
 ) -> list[str]:
-    """Start ``runner``'s stack, warm it up, run every scenario, tear it down; return what failed."""
-    progress.phase(f"{runner} repeat {repeat}: starting {'(external)' if external else 'the stack'}")
+    """Start the system's stack, warm it up, run every scenario, tear it down; return what failed."""
+    runner, key = system.runner, system.key
+    progress.phase(f"{key} repeat {repeat}: starting {'(external)' if external else 'the stack'}")
     try:
         if external:
             deployment_cm = topology.external_deployment(runner, plan.profile, plan.config, env)
         else:
-            workdir = workroot / f"{runner}-r{repeat}"
-            deployment_cm = topology.local_deployment(runner, plan.profile, plan.config, workdir)
+            workdir = workroot / f"{key.replace('/', '-')}-r{repeat}"
+            deployment_cm = topology.local_deployment(
+                runner, plan.profile, plan.config, workdir, system.broker
+            )
         with deployment_cm as deployment:
-            if runner not in document["runners"]:
+            if key not in document["runners"]:
                 # The plugin's facts, then its backend's describe(): the configuration in force.
-                document["runners"][runner] = runner_facts(deployment.settings)
+                document["runners"][key] = runner_facts(deployment.settings)
             ctx = ScenarioContext(runner, repeat, plan.config, plan.profile, deployment, progress, plan.seed)
             return asyncio.run(run_scenarios(ctx, plan.scenarios, document))
     except KeyboardInterrupt:
         raise
     except Exception as exc:
-        return [f"{runner} repeat {repeat} aborted: {_brief(exc)}"]
+        return [f"{key} repeat {repeat} aborted: {_brief(exc)}"]
 
 
 async def run_scenarios(
@@ -183,7 +201,10 @@ async def run_scenarios(
     failures = []
     for name in scenarios:
         try:
-            document["records"].append(await SCENARIO_RUNS[name](ctx))
+            record = await SCENARIO_RUNS[name](ctx)
+            # Records keep the plain runner name; the broker says which of its configurations ran.
+            record["broker"] = ctx.deployment.settings.broker_name
+            document["records"].append(record)
         except Exception as exc:
             failures.append(f"{ctx.runner} repeat {ctx.repeat} {name} failed: {_brief(exc)}")
     return failures
@@ -208,6 +229,7 @@ def measure_baselines(
                                 services, scenario, plan.profile, repeat, plan.config, progress
                             )
                         )
+                        record.setdefault("broker", FLOOR_BROKERS.get(name, "none"))
                         document["records"].append(record)
                     except Exception as exc:
                         failures.append(f"{name} repeat {repeat} {scenario} failed: {_brief(exc)}")
@@ -219,15 +241,31 @@ def measure_baselines(
 
 
 MAX_REASON_CHARS = 400
+# What each floor runs on: raw-redis is Redis lists, direct-call no queue at all.
+FLOOR_BROKERS = {"raw-redis": "redis", "direct-call": "none"}
+
+
+def name_brokers(document: dict[str, Any], systems: list[topology.System]) -> None:
+    """A runner measured on more than one broker: each of its entries says which ("Celery on RabbitMQ")."""
+    counts = Counter(system.runner for system in systems)
+    for system in systems:
+        facts = document["runners"].get(system.key)
+        if counts[system.runner] > 1 and facts is not None and "display_name" in facts:
+            facts["display_name"] = f"{facts['display_name']} on {BROKER_TITLES[system.broker]}"
 
 
 def measure_faults(
-    runners: tuple[str, ...], document: dict[str, Any], workroot: Path, progress: ProgressSink
+    runners: tuple[str, ...],
+    document: dict[str, Any],
+    workroot: Path,
+    progress: ProgressSink,
+    brokers: tuple[str, ...] | None = None,
 ) -> list[str]:
-    """Kill each runner's workers mid-burst in both queue configs: the report's loss row, every run."""
-    progress.phase("faults: SIGKILL mid-burst, every runner, both queue configurations")
+    """Kill each runner's workers mid-burst in both queue configs on each measured broker: the report's
+    loss row, every run."""
+    progress.phase("faults: SIGKILL mid-burst, every runner and broker, both queue configurations")
     try:
-        document["faults"], not_measured = compare_pass(runners, workroot, progress)
+        document["faults"], not_measured = compare_pass(runners, workroot, progress, brokers)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # the scenarios measured so far must still be written

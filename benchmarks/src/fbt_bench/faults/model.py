@@ -1,10 +1,17 @@
-"""What a fault pass runs: its parameters, the cells (runner x queue config x fault) and the matrix."""
+"""What a fault pass runs: its parameters, the cells (runner x broker x queue config x fault), the matrix."""
 
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fbt_tasks.runner import QUEUE_CONFIG_NAMES, FaultName, QueueConfig, QueueConfigName, load_runner
+from fbt_tasks.runner import (
+    QUEUE_CONFIG_NAMES,
+    FaultName,
+    QueueConfig,
+    QueueConfigName,
+    load_runner,
+    system_key,
+)
 
 FAULTS: tuple[FaultName, ...] = ("kill-worker", "deploy", "broker-restart", "task-error")
 # The order cells appear in: the library's out-of-the-box behaviour first, then what the project ships.
@@ -57,40 +64,54 @@ class Cell:
     runner: str
     config: QueueConfigName
     fault: FaultName
+    # None: the runner's default (first) broker.
+    broker: str | None = None
+
+    @property
+    def broker_name(self) -> str:
+        return self.broker or load_runner(self.runner).brokers[0]
 
     @property
     def tag(self) -> str:
-        return f"{self.runner}/{self.config}/{self.fault}"
+        return f"{system_key(self.runner, self.broker_name)}/{self.config}/{self.fault}"
 
 
-def distinct_configs(runner: str, configs: tuple[QueueConfigName, ...] = CONFIGS) -> list[QueueConfig]:
-    """The runner's configurations among ``configs``, each object once (under its own name).
+def distinct_configs(
+    runner: str, configs: tuple[QueueConfigName, ...] = CONFIGS, broker: str | None = None
+) -> list[QueueConfig]:
+    """The runner's configurations on ``broker`` among ``configs``, each object once (under its own name).
 
     A runner with nothing to configure maps every QUEUE_CONFIG name to one configuration: it runs once.
     """
+    plugin = load_runner(runner)
     found: list[QueueConfig] = []
     for name in configs:
-        config = load_runner(runner).queue_configs[name]
+        config = plugin.queue_configs[broker or plugin.brokers[0]][name]
         if all(config is not seen and config.name != seen.name for seen in found):
             found.append(config)
     return found
 
 
-def has_one_config(runner: str) -> bool:
+def has_one_config(runner: str, broker: str | None = None) -> bool:
     """Whether every QUEUE_CONFIG name gives this runner the same configuration (no queue to configure)."""
-    return len(distinct_configs(runner, QUEUE_CONFIG_NAMES)) == 1
+    return len(distinct_configs(runner, QUEUE_CONFIG_NAMES, broker)) == 1
 
 
 def matrix(
     runners: tuple[str, ...],
     configs: tuple[QueueConfigName, ...] = CONFIGS,
     faults: tuple[FaultName, ...] = FAULTS,
+    brokers: tuple[str, ...] | None = None,
 ) -> list[Cell]:
-    """Every cell: each runner in each of its distinct configurations among ``configs``, every fault."""
+    """Every cell: each runner on each of its brokers among ``brokers`` (None: all), in each of its
+    distinct configurations among ``configs``, every fault."""
     cells = []
     for runner in runners:
-        for config in distinct_configs(runner, configs):
-            cells.extend(Cell(runner, config.name, fault) for fault in faults)
+        for broker in load_runner(runner).brokers:
+            if brokers is not None and broker not in brokers and broker != "none":
+                continue
+            for config in distinct_configs(runner, configs, broker):
+                cells.extend(Cell(runner, config.name, fault, broker) for fault in faults)
     return cells
 
 

@@ -114,7 +114,7 @@ class FaultContext:
 
         Empty without a broker (tasks run in the API: nothing outside its memory) or without ids.
         """
-        if not ids or self.runner.broker == "none":
+        if not ids or self.stack.settings.broker_name == "none":
             return {}
         return dict(self.runner.faults.holdings(self.stack.settings, ids))
 

@@ -31,7 +31,7 @@ from fbt_bench.progress import NullProgress, ProgressSink
 from fbt_devstack.processes import log_tail
 from fbt_devstack.sink import Sink, smtp_sink
 from fbt_devstack.stack import Stack
-from fbt_tasks.runner import load_runner
+from fbt_tasks.runner import load_runner, system_key
 from fbt_tasks.settings import Settings
 
 # A cell with nothing to wait for: the stack's start and stop, the burst and a short watch.
@@ -58,6 +58,7 @@ def cell_settings(cell: Cell, params: FaultParams, sink: Sink, workdir: Path) ->
         options["smtp_timeout_s"] = params.smtp_timeout_s
     return Settings(
         backend=cell.runner,
+        broker=cell.broker_name,
         queue_config=cell.config,
         worker_processes=params.worker_processes,
         worker_threads=params.worker_threads,
@@ -98,11 +99,13 @@ def run_cell(
             ctx = FaultContext(cell, params, stack, sink, described, cancel or threading.Event(), progress)
             result = asyncio.run(FAULT_RUNS[cell.fault](ctx))
             notes = ctx.notes
-            if has_one_config(cell.runner):
+            if has_one_config(cell.runner, cell.broker_name):
                 # Nothing to configure: the one configuration's summary says what that means.
-                notes = [load_runner(cell.runner).queue_configs[cell.config].summary, *notes]
+                summary = load_runner(cell.runner).queue_configs[cell.broker_name][cell.config].summary
+                notes = [summary, *notes]
             record = {
                 "runner": cell.runner,
+                "broker": cell.broker_name,
                 "config": cell.config,
                 "fault": cell.fault,
                 **result,
@@ -119,6 +122,7 @@ def failed_cell(cell: Cell, error: BaseException, workdir: Path) -> dict[str, An
     tail = log_tail(workdir / "logs" / "worker.log", lines=5) if (workdir / "logs").exists() else ""
     return {
         "runner": cell.runner,
+        "broker": cell.broker_name,
         "config": cell.config,
         "fault": cell.fault,
         "expected": 0,
@@ -184,13 +188,15 @@ def likely_wait_s(cell: Cell, params: FaultParams) -> float:
     """
     runner = load_runner(cell.runner)
     if cell.fault == "kill-worker":
-        described = describe_runner(Settings(backend=cell.runner, queue_config=cell.config))
+        described = describe_runner(
+            Settings(backend=cell.runner, broker=cell.broker_name, queue_config=cell.config)
+        )
         bound = runner.faults.redelivery_bound_s(described)
         if bound == 0:
             return QUICK_CELL_S
         waited = bound if bound is not None and bound <= params.patience_s else params.watch_s
         return waited + MARGIN_S
-    if cell.fault == "task-error" and runner.queue_configs[cell.config].max_attempts > 1:
+    if cell.fault == "task-error" and runner.queue_configs[cell.broker_name][cell.config].max_attempts > 1:
         return QUICK_CELL_S + POISON_WAIT_S
     return QUICK_CELL_S
 
@@ -210,17 +216,24 @@ def parameters(params: FaultParams) -> dict[str, Any]:
 
 
 def compare_pass(
-    runners: tuple[str, ...], workroot: Path, progress: ProgressSink | None = None
+    runners: tuple[str, ...],
+    workroot: Path,
+    progress: ProgressSink | None = None,
+    brokers: tuple[str, ...] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The short pass ``fbt-bench compare`` runs: kill-worker in both configurations for every runner.
+    """The short pass ``fbt-bench compare`` runs: kill-worker in both configurations for every runner on
+    each of its brokers among ``brokers`` (None: all).
 
     Returns the fault records and a warning per cell that could not be measured.
     """
-    records = run_faults(matrix(runners, CONFIGS, ("kill-worker",)), SHORT, workroot / "faults", progress)
+    cells = matrix(runners, CONFIGS, ("kill-worker",), brokers)
+    records = run_faults(cells, SHORT, workroot / "faults", progress)
     return records, not_measured(records)
 
 
 def not_measured(records: list[dict[str, Any]]) -> list[str]:
     return [
-        f"fault {r['runner']}/{r['config']}/{r['fault']}: {r['notes']}" for r in records if r.get("error")
+        f"fault {system_key(r['runner'], r.get('broker'))}/{r['config']}/{r['fault']}: {r['notes']}"
+        for r in records
+        if r.get("error")
     ]

@@ -17,6 +17,7 @@ from fbt_bench.report.analysis import (
     kind_p99,
     probe_idle_p99,
     probe_loaded_p99,
+    system_of,
     throughput,
     worst_slo_rate,
 )
@@ -157,8 +158,8 @@ def _row_faults(summary: Summary, need: str, kinds: tuple[str, ...]) -> ChoiceRo
     cells, losses = [], []
     for runner, config in summary.systems:
         # Faults are injected per queue config; a run benchmarked in one config still shows both.
-        rows = [f for f in faults if f["runner"] == runner and f["config"] == config] or [
-            f for f in faults if f["runner"] == runner
+        rows = [f for f in faults if system_of(f) == runner and f["config"] == config] or [
+            f for f in faults if system_of(f) == runner
         ]
         if not rows:
             cells.append(NOT_MEASURED)

@@ -21,6 +21,7 @@ from fbt_bench.report.analysis import (
     latency_p99,
     probe_idle_p99,
     probe_loaded_p99,
+    system_of,
     throughput,
 )
 from fbt_bench.report.numbers import figure_id, fmt, fmt_cv, fmt_pct, possessive, repeats_text, table_id
@@ -121,8 +122,8 @@ def _brief(text: str) -> str:
 def _faults(summary: Summary) -> list[Finding]:
     faults = summary.results["faults"]
     out = []
-    for runner in dict.fromkeys(f["runner"] for f in faults):
-        rows = [f for f in faults if f["runner"] == runner]
+    for runner in dict.fromkeys(system_of(f) for f in faults):
+        rows = [f for f in faults if system_of(f) == runner]
         parts = [
             f"{f['fault']} ({f['config']}): {f['lost']} of {f['expected']} lost, "
             f"{f['reexecuted']} re-executed, {f['duplicate_effects']} duplicate effects"

@@ -25,6 +25,7 @@ from fbt_bench.report.analysis import (
     probe_idle_p99,
     probe_loaded_p99,
     summarize,
+    system_of,
     throughput,
 )
 from fbt_bench.report.figures import Chart
@@ -290,7 +291,7 @@ def record_warnings(results: dict[str, Any]) -> list[str]:
     where: dict[tuple[str, str, str], list[str]] = {}
     for r in results["records"]:
         for w in r["warnings"]:
-            where.setdefault((r["runner"], r["scenario"], w), []).append(str(r["repeat"]))
+            where.setdefault((system_of(r), r["scenario"], w), []).append(str(r["repeat"]))
     return [
         f"{runner} · {scenario} · repeat {', '.join(dict.fromkeys(repeats))}: {w}"
         for (runner, scenario, w), repeats in where.items()

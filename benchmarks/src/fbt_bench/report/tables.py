@@ -19,6 +19,7 @@ from fbt_bench.report.analysis import (
     probe_idle_p99,
     probe_loaded_p99,
     runner_rank,
+    system_of,
     throughput,
     worst_slo_rate,
 )
@@ -269,7 +270,7 @@ def faults_table(results: dict[str, Any]) -> Table | None:
         return None
     rows = tuple(
         (
-            name_label(results, f["runner"]),
+            name_label(results, system_of(f)),
             f["config"],
             f["fault"],
             str(f["expected"]),
@@ -302,11 +303,11 @@ def faults_table(results: dict[str, Any]) -> Table | None:
 def mechanisms(results: dict[str, Any]) -> list[tuple[str, str]]:
     """One sentence per runner: its distinct mechanisms, each tagged with the fault and config it explains."""
     out = []
-    runners = dict.fromkeys(f["runner"] for f in results["faults"])
+    runners = dict.fromkeys(system_of(f) for f in results["faults"])
     for runner in runners:
         parts = {}
         for f in results["faults"]:
-            if f["runner"] == runner and f["mechanism"]:
+            if system_of(f) == runner and f["mechanism"]:
                 parts.setdefault(f["mechanism"].rstrip("."), []).append(f"{f['fault']}, {f['config']}")
         text = "; ".join(f"{why} ({'; '.join(where)})" for why, where in parts.items())
         out.append((name_label(results, runner), text + "." if text else "no mechanism recorded."))

@@ -182,6 +182,15 @@ def load_runner(name: str) -> Runner:
     return runner
 
 
+def system_key(runner: str, broker: str | None) -> str:
+    """How results.json and the report key one measured configuration of a runner: its name on its default
+    (first) broker, ``<name>/<broker>`` on another, so Celery on RabbitMQ never merges with Celery on Redis.
+    """
+    if broker is None or runner not in installed_runners():
+        return runner
+    return runner if broker == load_runner(runner).brokers[0] else f"{runner}/{broker}"
+
+
 def queue_config(runner: Runner, settings: Settings) -> QueueConfig:
     """The configuration in force: QUEUE_CONFIG on BROKER."""
     return runner.queue_configs[settings.broker_name][settings.queue_config]
@@ -196,6 +205,8 @@ def runner_record(runner: Runner, settings: Settings) -> dict[str, Any]:
         if settings.broker_name == "none"
         else f"{runner.description}, on {BROKER_TITLES[settings.broker_name]}",
         "broker": settings.broker_name,
+        # describe() may replace "broker" with its own words; this one stays the BROKER value.
+        "broker_name": settings.broker_name,
         "runs_in_api": runner.runs_in_api,
         "slot_layout": runner.slot_layout(settings),
         "queue_config": config.as_record(),
