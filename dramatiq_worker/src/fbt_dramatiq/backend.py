@@ -11,7 +11,7 @@ import dramatiq
 import pika
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.errors import ConnectionError as DramatiqConnectionError
+from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Retries, TimeLimit
 from dramatiq.results import ResultFailure
 from dramatiq.worker import QUEUE_PREFETCH
@@ -51,7 +51,7 @@ class DramatiqBackend:
             # On RabbitMQ it is one basic.publish (confirmed in the safe config); Dramatiq itself retries a
             # publish on a fresh connection after a connection error, so a lost confirm can queue a job twice.
             self._broker.enqueue(message)
-        except (redis.RedisError, DramatiqConnectionError) as exc:
+        except (redis.RedisError, BrokerConnectionError) as exc:
             where = "Redis" if isinstance(exc, redis.RedisError) else "RabbitMQ"
             raise BrokerUnavailable(
                 f"{where} did not take the message ({type(exc).__name__}: {exc})"

@@ -25,7 +25,7 @@ from types import TracebackType
 
 from fbt_devstack.ports import free_port, http_status
 from fbt_devstack.processes import ProcessGroup, log_tail
-from fbt_devstack.rabbitmq_server import RabbitMQServer, RabbitMQUnavailable, rabbitmq_unavailable_reason
+from fbt_devstack.rabbitmq_server import RabbitMQServer, RabbitMQUnavailable, missing_binary_reason
 from fbt_devstack.redis_server import RedisServer
 from fbt_devstack.sink import start_sink
 from fbt_tasks.ledger import read_events
@@ -231,7 +231,7 @@ class Stack:
 
     def _start_rabbitmq(self) -> str:
         """A private RabbitMQ node under the work dir (never the system one on 5672); its AMQP URL."""
-        reason = rabbitmq_unavailable_reason()
+        reason = missing_binary_reason()
         if reason is not None:
             raise StackError(f"BROKER=rabbitmq: {reason}")
         try:
