@@ -19,7 +19,7 @@ from typing import Protocol
 
 from fbt_bench.measuring.sampler import ProcSet, own_process
 from fbt_bench.profiles import Profile
-from fbt_devstack.rabbitmq_server import missing_binary_reason
+from fbt_devstack.rabbitmq_server import rabbitmq_unavailable_reason
 from fbt_devstack.stack import Stack
 from fbt_tasks.runner import BROKER_TITLES, QueueConfigName, installed_runners, load_runner, system_key
 from fbt_tasks.settings import Settings
@@ -44,8 +44,8 @@ class Deployment(Protocol):
     def groups(self) -> list[ProcSet]: ...
 
 
-# Brokers a local stack can only start when the OS provides their binary: why each one is missing.
-BROKER_AVAILABILITY = {"rabbitmq": missing_binary_reason}
+# Brokers a local stack can only have when AMQP_URL or an OS binary provides them: why each one is missing.
+BROKER_AVAILABILITY = {"rabbitmq": rabbitmq_unavailable_reason}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,12 @@ from types import TracebackType
 
 from fbt_devstack.ports import free_port, http_status
 from fbt_devstack.processes import ProcessGroup, log_tail
-from fbt_devstack.rabbitmq_server import RabbitMQServer, RabbitMQUnavailable, missing_binary_reason
+from fbt_devstack.rabbitmq_server import (
+    RabbitMQServer,
+    RabbitMQUnavailable,
+    external_amqp_url,
+    missing_binary_reason,
+)
 from fbt_devstack.redis_server import RedisServer
 from fbt_devstack.sink import start_sink
 from fbt_tasks.ledger import read_events
@@ -94,8 +99,14 @@ class Stack:
         self.runner: Runner = load_runner(settings.backend)
         self.workdir = Path(workdir).resolve()
         self.start_redis = start_redis
-        # Only when BROKER=rabbitmq; Redis still starts beside it (results, the send-once guard).
-        self.start_rabbitmq = start_rabbitmq and settings.broker_name == "rabbitmq"
+        # Only when BROKER=rabbitmq and no AMQP_URL is given (then that broker is used, as for Redis); Redis
+        # still starts beside it (results, the send-once guard).
+        self.start_rabbitmq = (
+            start_rabbitmq
+            and settings.broker_name == "rabbitmq"
+            and external_amqp_url() is None
+            and "amqp_url" not in settings.model_fields_set
+        )
         self.start_smtp = start_smtp
         self.smtp_delay_ms = smtp_delay_ms
         self.redis_appendonly = redis_appendonly
