@@ -129,3 +129,22 @@ def test_a_killed_worker_loses_nothing_on_rabbitmq_in_the_safe_config(
     lost = [job_id for job_id in accepted if copies[job_id] == 0]
     assert not lost and record["lost"] == 0, record["notes"]
     assert "RabbitMQ requeued" in record["mechanism"], record["mechanism"]
+
+
+def test_a_broker_this_machine_lacks_is_skipped_and_said_why_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fbt_bench import topology
+
+    reason = "no RabbitMQ: rabbitmq-server is not installed; apt install rabbitmq-server"
+    monkeypatch.setitem(topology.BROKER_AVAILABILITY, "rabbitmq", lambda: reason)
+    systems, warnings = topology.plan_systems(("celery", "dramatiq", "inprocess", "rq"), None)
+    assert {(s.runner, s.broker) for s in systems} == {
+        ("celery", "redis"),
+        ("dramatiq", "redis"),
+        ("inprocess", "none"),
+        ("rq", "redis"),
+    }
+    assert warnings == [f"celery, dramatiq on RabbitMQ not measured: {reason}"]
+    only_redis, none_skipped = topology.plan_systems(("celery",), ("redis",))
+    assert [s.key for s in only_redis] == ["celery"] and none_skipped == []
