@@ -50,7 +50,8 @@ class CeleryBackend:
         # Atomic by construction: kombu's Redis transport publishes a message with one LPUSH of the whole
         # JSON message onto the queue list, and publish retries are off (see app.py), so either that one
         # command took effect or nothing did. (If Redis applied it but its reply timed out, the job still
-        # runs despite the 503: the one ambiguity no client can remove.)
+        # runs despite the 503: the one ambiguity no client can remove.) On RabbitMQ it is one basic.publish,
+        # confirmed by the broker before this returns when the queue config turns publisher confirms on.
         task = self._app.tasks[task_name(job.kind)]
         try:
             task.apply_async(args=[job.to_message()], task_id=job.id)
