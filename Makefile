@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 BACKEND ?= inprocess
+# Empty: the runner's default broker (Redis; none for inprocess). rabbitmq for Celery or Dramatiq on RabbitMQ.
+BROKER ?=
 PROFILE ?= default
 # pip may put uv where PATH does not look (e.g. ~/.local/bin); `python3 -m uv` works wherever pip put it.
 UV ?= $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
@@ -17,14 +19,14 @@ setup: ## Install uv if missing, then the locked workspace (idempotent)
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --all-packages --quiet
 
-run: setup ## Start Redis, an SMTP sink, the API and BACKEND's workers; Ctrl-C stops them all
-	@BACKEND=$(BACKEND) $(RUN) fbt-run
+run: setup ## Start Redis (and RabbitMQ if BROKER=rabbitmq), an SMTP sink, the API and BACKEND's workers; Ctrl-C stops them all
+	@BACKEND=$(BACKEND) $(if $(BROKER),BROKER=$(BROKER)) $(RUN) fbt-run
 
 api: setup ## Start only the API against the configured REDIS_URL and SMTP
-	@BACKEND=$(BACKEND) $(RUN) fbt-api
+	@BACKEND=$(BACKEND) $(if $(BROKER),BROKER=$(BROKER)) $(RUN) fbt-api
 
 worker: setup ## Start only BACKEND's worker against the configured REDIS_URL and SMTP (exit 2 if it has none)
-	@BACKEND=$(BACKEND) $(RUN) fbt-worker
+	@BACKEND=$(BACKEND) $(if $(BROKER),BROKER=$(BROKER)) $(RUN) fbt-worker
 
 test: setup ## Run the whole test suite (real Redis, real SMTP sink, real workers)
 	@$(RUN) pytest

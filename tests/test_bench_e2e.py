@@ -61,6 +61,8 @@ def outcome(tmp_path_factory: pytest.TempPathFactory):
         out_root=out,
         command="pytest tests/test_bench_e2e.py",
         fault_pass=False,
+        # Each runner on its default broker; RabbitMQ configurations have their own tests.
+        brokers=("redis",),
     )
     result = run(plan)
     reports, problems = publish(result)

@@ -27,6 +27,14 @@ from fbt_tasks.runner import installed_runners, load_runner
 from fbt_tasks.settings import Settings
 
 BACKENDS = installed_runners()
+# Every runner on every broker it supports: one API (and worker) service each, "api-<runner>" on the
+# runner's default broker, "api-<runner>-<broker>" on another.
+SYSTEMS = [(backend, broker) for backend in BACKENDS for broker in load_runner(backend).brokers]
+
+
+def service_suffix(backend: str, broker: str) -> str:
+    return backend if broker == load_runner(backend).brokers[0] else f"{backend}-{broker}"
+
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "compose.yaml"
@@ -307,6 +315,26 @@ def test_third_party_healthchecks_use_what_their_images_ship() -> None:
     assert healthcheck_argv(services()["redis"])[0].endswith("redis-cli ping | grep -q PONG")
     assert services()["mailpit"]["image"].startswith("axllent/mailpit:")
     assert healthcheck_argv(services()["mailpit"]) == ["/mailpit", "readyz"]
+    # rabbitmq-diagnostics ships in every official rabbitmq image; `-q ping` is its basic liveness check.
+    assert (
+        services()["rabbitmq"]["image"].startswith("rabbitmq:")
+        and "management" in services()["rabbitmq"]["image"]
+    )
+    assert healthcheck_argv(services()["rabbitmq"]) == ["rabbitmq-diagnostics", "-q", "ping"]
+
+
+def test_rabbitmq_is_private_persistent_and_feeds_only_its_broker_services() -> None:
+    rabbitmq = services()["rabbitmq"]
+    assert any(volume.endswith(":/var/lib/rabbitmq") for volume in rabbitmq["volumes"])
+    assert [container for _, _, container in published_ports()["rabbitmq"]] == [15672]  # the UI, not AMQP
+    for name, svc in built_services().items():
+        env = svc.get("environment", {})
+        on_rabbitmq = env.get("BROKER") == "rabbitmq"
+        assert ("AMQP_URL" in env) == on_rabbitmq, name
+        assert ("rabbitmq" in svc.get("depends_on", {})) == on_rabbitmq, name
+        if on_rabbitmq:
+            assert urlsplit(resolve(env["AMQP_URL"])).hostname == "rabbitmq", name
+            assert "redis" in svc["depends_on"], f"{name}: results and the send-once guard stay in Redis"
 
 
 # --- Ports ----------------------------------------------------------------------------------------
@@ -334,10 +362,11 @@ def test_published_ports_are_distinct_and_bound_to_loopback_by_default() -> None
 
 def test_each_api_listens_where_it_is_published_and_health_checked() -> None:
     apis = {name: svc for name, svc in services().items() if name.startswith("api-")}
-    assert sorted(svc["environment"]["BACKEND"] for svc in apis.values()) == sorted(BACKENDS)
+    assert sorted(apis) == sorted(f"api-{service_suffix(*system)}" for system in SYSTEMS)
     for name, svc in apis.items():
         env = svc["environment"]
-        assert name == f"api-{env['BACKEND']}"
+        broker = env.get("BROKER", load_runner(env["BACKEND"]).brokers[0])
+        assert name == f"api-{service_suffix(env['BACKEND'], broker)}"
         assert env["HOST"] == "0.0.0.0"  # inside the container; published on loopback
         port = int(env["PORT"])
         assert [container for _, _, container in published_ports()[name]] == [port]
@@ -373,8 +402,9 @@ def test_profiles_keep_monitoring_and_bench_out_of_a_plain_up() -> None:
     assert services()["rq-dashboard"]["profiles"] == ["monitoring"]
     assert services()["bench"]["profiles"] == ["bench"]
     plain = {name for name, svc in services().items() if "profiles" not in svc}
-    workers = {f"{b}-worker" for b in BACKENDS if b != "inprocess"}
-    assert plain == {"redis", "mailpit", *(f"api-{b}" for b in BACKENDS), *workers}
+    workers = {f"{service_suffix(b, broker)}-worker" for b, broker in SYSTEMS if broker != "none"}
+    apis = {f"api-{service_suffix(*system)}" for system in SYSTEMS}
+    assert plain == {"redis", "rabbitmq", "mailpit", *apis, *workers}
 
 
 # --- Shutdown and shared state --------------------------------------------------------------------
@@ -463,14 +493,16 @@ def test_runner_services_call_the_entry_points_make_calls() -> None:
     # make worker runs fbt-worker, which execs the runner's worker_command: compose runs that command.
     makefile = (ROOT / "Makefile").read_text()
     assert "fbt-worker\n" in makefile and "fbt-api" in makefile
-    for backend in BACKENDS:
-        assert services()[f"api-{backend}"]["command"] == ["fbt-api"]
-        command = load_runner(backend).worker_command(Settings(backend=backend))
+    for backend, broker in SYSTEMS:
+        suffix = service_suffix(backend, broker)
+        assert services()[f"api-{suffix}"]["command"] == ["fbt-api"]
+        command = load_runner(backend).worker_command(Settings(backend=backend, broker=broker))  # type: ignore[arg-type]
         if command is not None:
-            worker = services()[f"{backend}-worker"]
+            worker = services()[f"{suffix}-worker"]
             assert worker["command"] == command
             assert healthcheck_argv(worker) == ["python", "-m", f"fbt_{backend}.health"]
             assert worker["environment"]["BACKEND"] == backend
+            assert worker["environment"].get("BROKER", load_runner(backend).brokers[0]) == broker
 
 
 # --- Environment: compose.yaml, .env.example and Settings agree -----------------------------------

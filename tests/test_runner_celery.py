@@ -94,8 +94,8 @@ def test_worker_is_celerys_cli_with_prefork_and_one_process_per_slot() -> None:
 
 
 def test_queue_configs_are_json_only_and_safe_adds_the_documented_reliability_settings() -> None:
-    safe = celery_config(Settings(queue_config="safe"))
-    defaults = celery_config(Settings(queue_config="defaults"))
+    safe = celery_config(Settings(backend="celery", queue_config="safe"))
+    defaults = celery_config(Settings(backend="celery", queue_config="defaults"))
     for config in (safe, defaults):
         assert config["accept_content"] == config["result_accept_content"] == ["json"]
         assert config["task_serializer"] == config["result_serializer"] == "json"
@@ -108,8 +108,24 @@ def test_queue_configs_are_json_only_and_safe_adds_the_documented_reliability_se
         "task_acks_late" not in defaults and "visibility_timeout" not in defaults["broker_transport_options"]
     )
     # Only transient errors are retried (fbt_tasks.retry); a ValueError from a bad header fails at once.
-    assert retry_options(Settings(queue_config="safe"))["autoretry_for"] == TRANSIENT_ERRORS
-    assert retry_options(Settings(queue_config="defaults")) == {}
+    assert retry_options(Settings(backend="celery", queue_config="safe"))["autoretry_for"] == TRANSIENT_ERRORS
+    assert retry_options(Settings(backend="celery", queue_config="defaults")) == {}
+
+
+def test_on_rabbitmq_safe_adds_quorum_queues_persistence_and_publisher_confirms() -> None:
+    safe = celery_config(Settings(backend="celery", broker="rabbitmq", queue_config="safe"))
+    defaults = celery_config(Settings(backend="celery", broker="rabbitmq", queue_config="defaults"))
+    for config in (safe, defaults):
+        assert config["broker_url"].startswith("amqp://") and config["result_backend"].startswith("redis://")
+        assert "visibility_timeout" not in config["broker_transport_options"]
+    assert (
+        safe["task_acks_late"]
+        and safe["task_reject_on_worker_lost"]
+        and safe["worker_prefetch_multiplier"] == 1
+    )
+    assert safe["task_default_queue_type"] == "quorum" and safe["task_default_exchange_type"] == "topic"
+    assert safe["broker_transport_options"]["confirm_publish"] is True
+    assert "task_acks_late" not in defaults and "confirm_publish" not in defaults["broker_transport_options"]
 
 
 def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: WorkerEnv) -> None:

@@ -25,6 +25,7 @@ from fbt_tasks.runner import (
     load_runner,
     pending,
     runner_record,
+    system_key,
 )
 from fbt_tasks.settings import Settings
 
@@ -53,12 +54,14 @@ def test_every_runner_is_a_runner_with_both_queue_configs_explained(name: str) -
     runner = load_runner(name)
     assert isinstance(runner, Runner) and runner.name == name
     assert runner.display_name and runner.description and "\n" not in runner.description
-    assert runner.broker in ("redis", "none") and runner.distributions
-    assert set(runner.queue_configs) == set(QUEUE_CONFIG_NAMES)
-    for config in runner.queue_configs.values():
-        assert config.summary and config.max_attempts >= 1
-        assert all(setting.why.strip() for setting in config.settings.values()), config.name
-        json.dumps(config.as_record())  # results.json must be able to hold it
+    assert runner.brokers and set(runner.brokers) <= {"redis", "rabbitmq", "none"} and runner.distributions
+    assert set(runner.queue_configs) == set(runner.brokers)
+    for broker, configs in runner.queue_configs.items():
+        assert set(configs) == set(QUEUE_CONFIG_NAMES), broker
+        for config in configs.values():
+            assert config.summary and config.max_attempts >= 1
+            assert all(setting.why.strip() for setting in config.settings.values()), (broker, config.name)
+            json.dumps(config.as_record())  # results.json must be able to hold it
     assert runner.faults.exhausted_to
 
 
@@ -67,7 +70,7 @@ def test_worker_command_agrees_with_runs_in_api(name: str) -> None:
     runner = load_runner(name)
     settings = Settings(backend=name)
     command = runner.worker_command(settings)
-    assert (command is None) == runner.runs_in_api == (runner.broker == "none")
+    assert (command is None) == runner.runs_in_api == (settings.broker_name == "none")
     if command is not None:
         assert (Path(sys.executable).parent / command[0]).exists(), f"{command[0]} is not installed"
     assert runner.slot_layout(settings)
@@ -76,9 +79,32 @@ def test_worker_command_agrees_with_runs_in_api(name: str) -> None:
 @pytest.mark.parametrize("name", RUNNERS)
 def test_safe_configuration_redelivers_within_a_finite_bound(name: str) -> None:
     runner = load_runner(name)
-    bound = runner.faults.redelivery_bound_s(described(Settings(backend=name, queue_config="safe")))
-    assert bound is not None and math.isfinite(bound)
-    assert (bound == 0) == runner.runs_in_api
+    for broker in runner.brokers:
+        settings = Settings(backend=name, broker=broker, queue_config="safe")
+        bound = runner.faults.redelivery_bound_s(described(settings))
+        assert bound is not None and math.isfinite(bound)
+        assert (bound == 0) == runner.runs_in_api
+        assert described(settings).get("broker_name", broker) == broker
+
+
+def test_broker_defaults_to_the_runners_first_and_an_unsupported_pair_is_refused() -> None:
+    for name in RUNNERS:
+        assert Settings(backend=name).broker_name == load_runner(name).brokers[0]
+    assert Settings(backend="celery", broker="rabbitmq").broker_name == "rabbitmq"
+    for backend, broker in (("rq", "rabbitmq"), ("inprocess", "redis")):
+        with pytest.raises(pydantic.ValidationError) as caught:
+            Settings(backend=backend, broker=broker)  # type: ignore[arg-type]
+        assert f"BACKEND={backend} does not run on BROKER={broker}" in str(caught.value)
+
+
+def test_runner_record_names_the_broker_and_its_configuration() -> None:
+    for name in RUNNERS:
+        runner = load_runner(name)
+        for broker in runner.brokers:
+            record = runner_record(runner, Settings(backend=name, broker=broker))
+            assert record["broker"] == record["broker_name"] == broker
+            assert record["queue_config"] == runner.queue_configs[broker]["safe"].as_record()
+            assert system_key(name, broker) == (name if broker == runner.brokers[0] else f"{name}/{broker}")
 
 
 def test_runner_record_is_json() -> None:
@@ -89,7 +115,7 @@ def test_runner_record_is_json() -> None:
 
 
 def test_in_process_has_one_configuration_for_both_names() -> None:
-    configs = load_runner("inprocess").queue_configs
+    configs = load_runner("inprocess").queue_configs["none"]
     assert configs["safe"] is configs["defaults"]
     assert "no queue to configure" in configs["safe"].summary
 

@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fbt_bench.faults.model import CONFIGS, FAULTS, FULL, matrix
+from fbt_bench import topology
+from fbt_bench.faults.model import CONFIGS, FAULTS, FULL, matrix, skipped_faults
 from fbt_bench.faults.run import run_faults
 from fbt_bench.harness import Plan, RunOutcome, publish, run
 from fbt_bench.measuring import stats
@@ -23,7 +24,10 @@ from fbt_bench.progress import RichProgress
 from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, span
 from fbt_bench.results import standalone_document, write_results
 from fbt_bench.scenarios.baselines import BASELINES
-from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners
+from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners, load_runner, system_key
+
+# Every broker any installed runner can use (the runners' own ``brokers``), "none" aside.
+BROKERS = tuple(sorted({b for r in installed_runners() for b in load_runner(r).brokers} - {"none"}))
 
 # Every installed runner plugin (the fbt.backends entry points); nothing here names one.
 RUNNERS = installed_runners()
@@ -66,6 +70,10 @@ def compare(
     profile: Annotated[str, typer.Option(help=f"Parameter set: {', '.join(PROFILES)}.")] = "default",
     runners: Annotated[
         str | None, typer.Option(help=f"Comma-separated subset of {','.join(RUNNERS)} (default: all).")
+    ] = None,
+    brokers: Annotated[
+        str | None,
+        typer.Option(help=f"Comma-separated subset of {','.join(BROKERS)} (default: all this machine has)."),
     ] = None,
     scenarios: Annotated[
         str | None, typer.Option(help=f"Comma-separated subset of {','.join(SCENARIOS)} (default: all).")
@@ -140,6 +148,7 @@ def compare(
         out_root=out,
         command=shlex.join(["fbt-bench", *sys.argv[1:]]),
         fault_pass=chosen.fault_pass if fault_pass is None else fault_pass,
+        brokers=parse_list(brokers, BROKERS, "brokers"),
     )
     console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -159,6 +168,10 @@ def faults(
     kinds: Annotated[
         str | None,
         typer.Option("--faults", help=f"Comma-separated subset of {','.join(FAULTS)}."),
+    ] = None,
+    brokers: Annotated[
+        str | None,
+        typer.Option(help=f"Comma-separated subset of {','.join(BROKERS)} (default: all this machine has)."),
     ] = None,
     n: Annotated[int | None, typer.Option(min=2, help="Emails per burst (default 60).")] = None,
     parallel: Annotated[
@@ -182,13 +195,29 @@ def faults(
     params = FULL.with_overrides(
         n=n, parallel=parallel, trials=trials, seed=secrets.randbelow(2**31) if seed is None else seed
     )
+    wanted = parse_list(brokers, BROKERS, "brokers")
+    console = Console(stderr=True)
+    # A broker this machine cannot provide is skipped, with the one-line reason on the terminal.
+    available = tuple(
+        b
+        for b in (wanted or BROKERS)
+        if b not in topology.BROKER_AVAILABILITY or not topology.BROKER_AVAILABILITY[b]()
+    )
+    skipped = [
+        f"{broker} not measured: {topology.BROKER_AVAILABILITY[broker]()}"
+        for broker in sorted(set(wanted or BROKERS) - set(available))
+    ]
+    chosen_runners = parse_list(runners, RUNNERS, "runners") or RUNNERS
     cells = matrix(
-        parse_list(runners, RUNNERS, "runners") or RUNNERS,
+        chosen_runners,
         parse_list(configs, CONFIGS, "configs") or CONFIGS,
         chosen,
         trials=params.trials,
+        brokers=available,
     )
-    console = Console(stderr=True)
+    skipped += skipped_faults(chosen_runners, chosen, available)
+    for line in skipped:
+        console.print(f"[yellow]skipped:[/] {line}")
     signal.signal(signal.SIGTERM, _interrupt)
     interrupted, records = False, []
     try:
@@ -197,6 +226,7 @@ def faults(
     except KeyboardInterrupt:
         interrupted = True
     document = standalone_document(records, params, shlex.join(["fbt-bench", *sys.argv[1:]]))
+    document["warnings"].extend(skipped)  # what was left out, and why, stays with the results
     path = write_results(document, out)
     outcome = RunOutcome(document=document, results_path=path, interrupted=interrupted)
     _publish_and_exit(console, outcome, fault_table(document), say_incomplete=False)
@@ -234,7 +264,7 @@ def summary_table(document: dict[str, Any]) -> Table:
         table.add_column(column, justify="left" if column in ("scenario", "runner", "notes") else "right")
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in document["records"]:
-        groups[(record["scenario"], record["runner"])].append(record)
+        groups[(record["scenario"], system_key(record["runner"], record.get("broker")))].append(record)
     order = {name: i for i, name in enumerate(SCENARIOS)}
     for (scenario, runner), records in sorted(
         groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])
@@ -286,7 +316,7 @@ def fault_table(document: dict[str, Any]) -> Table:
         f = group[0]
         alarm = any(r["lost"] or r["duplicate_effects"] or r.get("error") for r in group)
         table.add_row(
-            f["runner"],
+            system_key(f["runner"], f.get("broker")),
             f["config"],
             fault_label(f),
             str(len(group)),

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 import traceback
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from fbt_bench.scenarios.context import RepeatShared, ScenarioContext, warm_up
 from fbt_bench.scenarios.registry import DEPENDS_ON, FLOOR_SCENARIOS, SCENARIO_RUNS
 from fbt_bench.scenarios.steady import NoCapacity
 from fbt_bench.schema import validate_results
-from fbt_tasks.runner import QueueConfigName
+from fbt_tasks.runner import BROKER_TITLES, QueueConfigName
 from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL
 
 
@@ -49,6 +50,8 @@ class Plan:
     command: str | None = None
     # The short fault pass (fbt_bench.faults.SHORT: kill-worker, both queue configs) after the scenarios.
     fault_pass: bool = True
+    # The brokers to measure each runner on (None: every broker it supports that this machine can provide).
+    brokers: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -75,8 +78,8 @@ class Clock:
 
 
 def runner_orders(runners: tuple[str, ...], repeats: int, seed: int) -> list[list[str]]:
-    """A shuffled order per repeat (runners and floors interleaved), so drift on a shared machine does not
-    always hit the same one."""
+    """A shuffled order per repeat (runners on each broker, by system key, and floors interleaved), so drift
+    on a shared machine does not always hit the same one."""
     rng = random.Random(seed)
     orders = []
     for _ in range(repeats):
@@ -134,7 +137,9 @@ def pin_stack(pids: list[int], where: dict[str, Any]) -> None:
                     os.sched_setaffinity(member.pid, set(where["stack_cpus"]))
 
 
-def parameters_for(plan: Plan, orders: list[list[str]], scenarios: list[list[str]]) -> dict[str, Any]:
+def parameters_for(
+    plan: Plan, systems: list[topology.System], orders: list[list[str]], scenarios: list[list[str]]
+) -> dict[str, Any]:
     return {
         **plan.profile.parameters(),
         "slots_why": "every runner and floor gets the same number of task slots (tasks that can run at once): "
@@ -142,7 +147,9 @@ def parameters_for(plan: Plan, orders: list[list[str]], scenarios: list[list[str
         "concurrent tasks, not in processes or threads",
         "runner_order": orders,
         "scenario_order": scenarios,
-        "runners": list(plan.runners),
+        # The measured configurations' keys in ``runners`` (a runner on a second broker: <runner>/<broker>).
+        "runners": [system.key for system in systems],
+        "brokers": list(plan.brokers) if plan.brokers is not None else "all available",
         "scenarios": list(plan.scenarios),
         "baselines": list(plan.baselines),
         "config": plan.config,
@@ -158,21 +165,27 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
     progress = progress or NullProgress()
     external = topology.external_urls(env)
     runners = tuple(r for r in plan.runners if not external or r in external)
+    # External mode measures the deployment as it is configured: its runners' default brokers only.
+    systems, skipped = topology.plan_systems(runners, ("redis", "none") if external else plan.brokers)
     floors = () if external else plan.baselines
-    orders = runner_orders((*runners, *floors), plan.profile.repeats, plan.seed)
+    orders = runner_orders((*(system.key for system in systems), *floors), plan.profile.repeats, plan.seed)
     scenarios = scenario_orders(plan.scenarios, plan.profile.repeats, plan.seed)
     progress.phase("recording the environment")
     document = new_document(
         profile=plan.profile.name,
         topology="external" if external else "local",
         environment=describe_environment(env.get("REDIS_URL") if external else None),
-        parameters=parameters_for(plan, orders, scenarios),
+        parameters=parameters_for(plan, systems, orders, scenarios),
         runners={},
     )
     where = placement(pin=not external)
     document["parameters"]["placement"] = where
     if plan.command:
         document["command"] = plan.command
+    # A broker this machine cannot provide (no rabbitmq-server, no AMQP_URL): its rows are skipped, said why.
+    document["warnings"].extend(skipped)
+    for line in skipped:
+        progress.phase(f"skipped: {line}")
     if external:
         document["warnings"].append(
             "external topology: only the load generator's resources are measured, and the SMTP sink's delay "
@@ -181,6 +194,7 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
     failures: list[str] = []
     interrupted = False
     clock = Clock()
+    by_key = {system.key: system for system in systems}
     workroot = Path(tempfile.mkdtemp(prefix="fbt-bench-"))
     try:
         for repeat, order in enumerate(orders):
@@ -203,11 +217,13 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
                         shared,
                         where,
                         clock,
+                        by_key.get(unit),
                     )
                     failures += job.measure(external, env)
         if plan.fault_pass and not external:
             since = time.monotonic()
-            failures += measure_faults(runners, document, workroot, progress)
+            brokers = tuple(dict.fromkeys(system.broker for system in systems))
+            failures += measure_faults(runners, document, workroot, progress, brokers)
             clock.add("faults", None, "fault pass", since)
     except KeyboardInterrupt:
         interrupted = True
@@ -218,6 +234,7 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
         shutil.copytree(workroot, kept, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.jsonl", "*.rdb"))
         document["warnings"].append(f"process logs of this run kept in {kept}")
     shutil.rmtree(workroot, ignore_errors=True)
+    name_brokers(document, systems)
     finalize(document, partial_reason="; ".join(failures) if failures else None)
     path = write_results(document, plan.out_root)
     return RunOutcome(document=document, results_path=path, interrupted=interrupted, failures=failures)
@@ -244,7 +261,8 @@ def publish(outcome: RunOutcome) -> tuple[list[Path], list[str]]:
 
 @dataclass
 class Unit:
-    """One runner or floor in one repeat: its stack, its scenarios in the repeat's order, its timings."""
+    """One runner on one broker (or a floor) in one repeat: its stack, its scenarios in the repeat's order,
+    its timings."""
 
     plan: Plan
     name: str
@@ -256,6 +274,13 @@ class Unit:
     shared: RepeatShared
     where: dict[str, Any]
     clock: Clock
+    # The runner and broker behind ``name`` (a system key); None for a floor.
+    system: topology.System | None = None
+
+    @property
+    def runner(self) -> str:
+        """The plain runner name records carry (the broker is their own field); a floor's name."""
+        return self.system.runner if self.system is not None else self.name
 
     def measure(self, external: Mapping[str, str], env: Mapping[str, str]) -> list[str]:
         if self.name == "direct-call":
@@ -269,7 +294,7 @@ class Unit:
                 if self.name not in self.document["runners"]:
                     self.document["runners"][self.name] = self._facts(deployment)
                 ctx = ScenarioContext(
-                    self.name,
+                    self.runner,
                     self.repeat,
                     self.plan.config,
                     self.plan.profile,
@@ -287,12 +312,13 @@ class Unit:
 
     def _deployment(self, external: Mapping[str, str], env: Mapping[str, str]) -> Any:
         p, config = self.plan.profile, self.plan.config
-        workdir = self.workroot / f"{self.name}-r{self.repeat}"
+        workdir = self.workroot / f"{self.name.replace('/', '-')}-r{self.repeat}"
         if self.name == "raw-redis":
             return baselines.raw_redis_floor(p, workdir)
         if external:
-            return topology.external_deployment(self.name, p, config, env)
-        return topology.local_deployment(self.name, p, config, workdir)
+            return topology.external_deployment(self.runner, p, config, env)
+        broker = self.system.broker if self.system is not None else None
+        return topology.local_deployment(self.runner, p, config, workdir, broker)
 
     def _facts(self, deployment: Any) -> dict[str, Any]:
         if self.name in baselines.DESCRIPTIONS:
@@ -301,7 +327,7 @@ class Unit:
         return runner_facts(deployment.settings)
 
     async def _scenarios(self, ctx: ScenarioContext, external: Mapping[str, str]) -> list[str]:
-        ctx.progress.phase(f"{ctx.runner} repeat {ctx.repeat}: warming up")
+        ctx.progress.phase(f"{ctx.key} repeat {ctx.repeat}: warming up")
         warm = await warm_up(ctx)
         if not warm.done:
             return [f"{ctx.tag('warm-up')}: only {warm.completed} of {warm.expected} warm-up jobs completed"]
@@ -312,7 +338,7 @@ class Unit:
                 continue
             if name == "drain" and external:
                 self.document["warnings"].append(
-                    f"{ctx.runner}: drain not measured (external topology: its workers cannot be stopped)"
+                    f"{ctx.key}: drain not measured (external topology: its workers cannot be stopped)"
                 )
                 continue
             since = time.monotonic()
@@ -320,11 +346,9 @@ class Unit:
                 made = await SCENARIO_RUNS[name](ctx)
                 self.document["records"].extend(made if isinstance(made, list) else [made])
             except NoCapacity as exc:  # nothing to take a fraction of: not measured, and said so
-                self.document["warnings"].append(
-                    f"{ctx.runner} repeat {ctx.repeat} steady not measured: {exc}"
-                )
+                self.document["warnings"].append(f"{ctx.key} repeat {ctx.repeat} steady not measured: {exc}")
             except Exception as exc:
-                failures.append(f"{ctx.runner} repeat {ctx.repeat} {name} failed: {_brief(exc)}")
+                failures.append(f"{ctx.key} repeat {ctx.repeat} {name} failed: {_brief(exc)}")
             self.clock.add(self.name, self.repeat, name, since)
         return failures
 
@@ -356,13 +380,27 @@ class Unit:
 MAX_REASON_CHARS = 400
 
 
+def name_brokers(document: dict[str, Any], systems: list[topology.System]) -> None:
+    """A runner measured on more than one broker: each of its entries says which ("Celery on RabbitMQ")."""
+    counts = Counter(system.runner for system in systems)
+    for system in systems:
+        facts = document["runners"].get(system.key)
+        if counts[system.runner] > 1 and facts is not None and "display_name" in facts:
+            facts["display_name"] = f"{facts['display_name']} on {BROKER_TITLES[system.broker]}"
+
+
 def measure_faults(
-    runners: tuple[str, ...], document: dict[str, Any], workroot: Path, progress: ProgressSink
+    runners: tuple[str, ...],
+    document: dict[str, Any],
+    workroot: Path,
+    progress: ProgressSink,
+    brokers: tuple[str, ...] | None = None,
 ) -> list[str]:
-    """Kill each runner's workers mid-burst in both queue configs: the report's loss row, every run."""
-    progress.phase("faults: SIGKILL mid-burst, every runner, both queue configurations")
+    """Kill each runner's workers mid-burst in both queue configs on each measured broker: the report's
+    loss row, every run."""
+    progress.phase("faults: SIGKILL mid-burst, every runner and broker, both queue configurations")
     try:
-        document["faults"], not_measured = compare_pass(runners, workroot, progress)
+        document["faults"], not_measured = compare_pass(runners, workroot, progress, brokers)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # the scenarios measured so far must still be written

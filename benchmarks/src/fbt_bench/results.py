@@ -22,7 +22,7 @@ from fbt_bench.faults.run import not_measured, parameters
 from fbt_bench.measuring import stats
 from fbt_bench.measuring.environment import describe_environment
 from fbt_bench.profiles import PROFILES
-from fbt_tasks.runner import load_runner, runner_record
+from fbt_tasks.runner import load_runner, runner_record, system_key
 from fbt_tasks.settings import Settings
 
 SCHEMA_VERSION = 2
@@ -70,7 +70,9 @@ def flag_noisy_repeats(records: list[dict[str, Any]]) -> list[str]:
     """Warn, on the records and for the run, where a metric varies by more than 15% across repeats."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        groups[(record["runner"], record["scenario"], record["config"])].append(record)
+        groups[
+            (system_key(record["runner"], record.get("broker")), record["scenario"], record["config"])
+        ].append(record)
     found: list[str] = []
     for (runner, scenario, _), members in sorted(groups.items()):
         if len(members) < 2:
@@ -100,7 +102,7 @@ def finalize(document: dict[str, Any], *, partial_reason: str | None = None) -> 
     incomplete = [r for r in document["records"] if not record_is_complete(r)]
     for record in incomplete:
         warnings.append(
-            f"{record['runner']}/{record['scenario']} repeat {record['repeat']}: "
+            f"{system_key(record['runner'], record.get('broker'))}/{record['scenario']} repeat {record['repeat']}: "
             f"{record['completed']}/{record['expected']} completed, {record['duplicated']} duplicated, "
             f"{record['failed']} failed"
         )
@@ -152,8 +154,9 @@ def standalone_document(
     """A results document holding only fault records (``fbt-bench faults``): no scenario records."""
     runners: dict[str, dict[str, Any]] = {}
     for record in sorted(records, key=lambda r: r["config"] != "safe"):  # the safe configuration first
-        if record["runner"] not in runners and not record.get("error"):
-            runners[record["runner"]] = _fault_runner(record, params)
+        key = system_key(record["runner"], record.get("broker"))
+        if key not in runners and not record.get("error"):
+            runners[key] = _fault_runner(record, params)
     document = new_document(
         profile="faults",
         topology="local",
@@ -173,7 +176,7 @@ def standalone_document(
             "mixed_rate": 0,
             "mixed_duration_s": 0,
             "runner_order": [],
-            "runners": list(dict.fromkeys(r["runner"] for r in records)),
+            "runners": list(dict.fromkeys(system_key(r["runner"], r.get("broker")) for r in records)),
             "scenarios": [],
             "faults": parameters(params),
         },
@@ -191,6 +194,7 @@ def _fault_runner(record: dict[str, Any], params: FaultParams) -> dict[str, Any]
     """The plugin's facts for the cell's settings, then the configuration in force it recorded."""
     settings = Settings(
         backend=record["runner"],
+        broker=record.get("broker"),
         queue_config=record["config"],
         worker_processes=params.worker_processes,
         worker_threads=params.worker_threads,

@@ -19,8 +19,9 @@ from typing import Protocol
 
 from fbt_bench.measuring.sampler import ProcSet, own_process
 from fbt_bench.profiles import Profile
+from fbt_devstack.rabbitmq_server import rabbitmq_unavailable_reason
 from fbt_devstack.stack import Stack, settings_env
-from fbt_tasks.runner import QueueConfigName, installed_runners, load_runner
+from fbt_tasks.runner import BROKER_TITLES, QueueConfigName, installed_runners, load_runner, system_key
 from fbt_tasks.settings import Settings
 
 GROUPS_TTL_S = 1.0
@@ -75,10 +76,51 @@ class Deployment(Protocol):
         ...
 
 
-def runner_settings(runner: str, profile: Profile, config: QueueConfigName) -> Settings:
-    """Identical API and uvicorn settings for every runner; only BACKEND differs."""
+# Brokers a local stack can only have when AMQP_URL or an OS binary provides them: why each one is missing.
+BROKER_AVAILABILITY = {"rabbitmq": rabbitmq_unavailable_reason}
+
+
+@dataclass(frozen=True)
+class System:
+    """One measured configuration: a runner on one of its brokers."""
+
+    runner: str
+    broker: str
+
+    @property
+    def key(self) -> str:
+        """Its key in results.json's ``runners``: the runner's name on its default broker."""
+        return system_key(self.runner, self.broker)
+
+
+def plan_systems(runners: tuple[str, ...], brokers: tuple[str, ...] | None) -> tuple[list[System], list[str]]:
+    """Every runner on each of its brokers among ``brokers`` (None: all), and one line per broker skipped
+    because this machine cannot provide it (say why and how to get it)."""
+    systems: list[System] = []
+    skipped: dict[tuple[str, str], list[str]] = {}
+    for runner in runners:
+        for broker in load_runner(runner).brokers:
+            if brokers is not None and broker not in brokers and broker != "none":
+                continue
+            reason = BROKER_AVAILABILITY[broker]() if broker in BROKER_AVAILABILITY else None
+            if reason is not None:
+                skipped.setdefault((broker, reason), []).append(runner)
+                continue
+            systems.append(System(runner, broker))
+    warnings = [
+        f"{', '.join(names)} on {BROKER_TITLES.get(broker, broker)} not measured: {reason}"
+        for (broker, reason), names in skipped.items()
+    ]
+    return systems, warnings
+
+
+def runner_settings(
+    runner: str, profile: Profile, config: QueueConfigName, broker: str | None = None
+) -> Settings:
+    """Identical API and uvicorn settings for every runner; only BACKEND (and BROKER) differ."""
     return Settings(
         backend=runner,
+        broker=broker,
         # A free port for every stack: other engineers' APIs and test runs share this machine.
         port=0,
         api_key=secrets.token_hex(16),
@@ -124,7 +166,7 @@ class LocalDeployment:
 
     @property
     def broker(self) -> str:
-        return self.stack.runner.broker
+        return self.stack.settings.broker_name
 
     @property
     def runs_in_api(self) -> bool:
@@ -173,7 +215,7 @@ class ExternalDeployment:
 
     @property
     def broker(self) -> str:
-        return load_runner(self.runner).broker
+        return self.settings.broker_name
 
     @property
     def runs_in_api(self) -> bool:
@@ -197,10 +239,10 @@ class ExternalDeployment:
 
 @contextmanager
 def local_deployment(
-    runner: str, profile: Profile, config: QueueConfigName, workdir: Path
+    runner: str, profile: Profile, config: QueueConfigName, workdir: Path, broker: str | None = None
 ) -> Iterator[LocalDeployment]:
-    """Start the whole stack for ``runner``; always tear it down, even on Ctrl-C or an error."""
-    settings = runner_settings(runner, profile, config)
+    """Start the whole stack for ``runner`` on ``broker``; always tear it down, even on Ctrl-C or an error."""
+    settings = runner_settings(runner, profile, config, broker)
     stack = Stack(
         settings, workdir=workdir, start_redis=True, start_smtp=True, smtp_delay_ms=profile.smtp_delay_ms
     )

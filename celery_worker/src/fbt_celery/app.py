@@ -1,4 +1,4 @@
-"""The Celery app: Redis as broker and result backend, JSON only, configured from ``fbt_tasks`` settings.
+"""The Celery app: Redis or RabbitMQ (BROKER) as broker, Redis as result backend, JSON only.
 
 ``celery -A fbt_celery.app worker`` finds ``app`` here. It is built on first access (PEP 562), so the API,
 which builds its own app from the settings it was given, never reads the environment by importing this.
@@ -9,6 +9,7 @@ this module applies them where Celery takes them.
 
 from typing import Any
 
+import amqp.exceptions
 import redis.exceptions
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -21,12 +22,22 @@ RESULT_EXPIRES_S = 3600
 
 # What "Redis did not serve the request" looks like through Celery: kombu wraps the transport's connection
 # and channel errors in OperationalError; the Redis result backend lets redis-py's own errors through
-# (connection, timeout, an error reply such as OOM); a bare socket raises OSError.
-BROKER_ERRORS: tuple[type[BaseException], ...] = (OperationalError, redis.exceptions.RedisError, OSError)
+# (connection, timeout, an error reply such as OOM); a bare socket raises OSError. On RabbitMQ, py-amqp's
+# own errors (a channel closed by the broker, a publish nacked under confirms) come through as AMQPError.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    redis.exceptions.RedisError,
+    amqp.exceptions.AMQPError,
+    OSError,
+)
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
-    """kombu Redis transport options: socket timeouts always, the queue config's redelivery tuning on top."""
+    """kombu transport options: socket timeouts on Redis, the queue config's options on top."""
+    if settings.broker_name == "rabbitmq":
+        # py-amqp hands these to amqp.Connection: no producer retry (as on Redis), publisher confirms
+        # when the queue config asks for them. The connect is bounded by broker_connection_timeout.
+        return {"max_retries": 0} | queue_config_for(settings).options(TRANSPORT)
     options: dict[str, Any] = {
         # Without these a publish to a dead or unreachable Redis waits forever (kombu transport docs).
         "socket_timeout": settings.redis_socket_timeout_s,
@@ -44,8 +55,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Every Celery setting we change, for the given settings and queue config."""
     timeout = settings.redis_socket_timeout_s
     config: dict[str, Any] = {
-        "broker_url": settings.redis_url,
-        # The Redis result backend holds each task's state so /jobs can answer; same server as the broker.
+        "broker_url": settings.amqp_url if settings.broker_name == "rabbitmq" else settings.redis_url,
+        # The Redis result backend holds each task's state so /jobs can answer (beside RabbitMQ too: the
+        # Celery docs pair RabbitMQ with a Redis result backend; RabbitMQ keeps no results).
         "result_backend": settings.redis_url,
         # JSON is Celery's default since 4.0; pinned so no pickle can ever be accepted (security guide).
         "task_serializer": "json",

@@ -1,4 +1,4 @@
-"""Celery on Redis, as the API sees it: publish a task message, read its state from the result backend.
+"""Celery on Redis or RabbitMQ, as the API sees it: publish a task message, read its state from Redis.
 
 The job id is the Celery task id, so ``/jobs/{id}`` reads Celery's own record of the task.
 """
@@ -7,12 +7,13 @@ from typing import Any
 
 import celery
 import kombu
+import redis
 from celery import states
 from celery.result import AsyncResult
 from kombu.transport.redis import Channel as RedisChannel
 
 from fbt_celery.app import BROKER_ERRORS, create_app
-from fbt_celery.queue_configs import TASK, queue_config_for
+from fbt_celery.queue_configs import TASK, TRANSPORT, queue_config_for
 from fbt_celery.tasks import task_name
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
@@ -42,13 +43,15 @@ class CeleryBackend:
         self._settings = settings
         self._app = create_app(settings)
         broker = self._app.connection_for_write()
-        self._broker = f"Redis at {broker.hostname}:{broker.port}"  # for messages: no password
+        title = "RabbitMQ" if settings.broker_name == "rabbitmq" else "Redis"
+        self._broker = f"{title} at {broker.hostname}:{broker.port}"  # for messages: no password
 
     def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
         # Atomic by construction: kombu's Redis transport publishes a message with one LPUSH of the whole
         # JSON message onto the queue list, and publish retries are off (see app.py), so either that one
         # command took effect or nothing did. (If Redis applied it but its reply timed out, the job still
-        # runs despite the 503: the one ambiguity no client can remove.)
+        # runs despite the 503: the one ambiguity no client can remove.) On RabbitMQ it is one basic.publish,
+        # confirmed by the broker before this returns when the queue config turns publisher confirms on.
         task = self._app.tasks[task_name(job.kind)]
         try:
             # countdown: Celery's delay, held by a worker as an unacked ETA task until due (see faults.py).
@@ -71,6 +74,8 @@ class CeleryBackend:
         return STATE_OF.get(state, JobState.queued)
 
     def ping(self) -> bool:
+        if self._settings.broker_name == "rabbitmq":
+            return self._ping_rabbitmq() and self._ping_results()
         try:
             with self._app.connection_or_acquire() as conn:
                 # One PING on a pooled broker connection, bounded by the transport's socket timeouts.
@@ -79,19 +84,38 @@ class CeleryBackend:
             return False
         return True
 
+    def _ping_rabbitmq(self) -> bool:
+        # A fresh AMQP login (bounded by broker_connection_timeout): a pooled connection may not yet know
+        # that a restarted broker closed it.
+        try:
+            with self._app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1)
+        except BROKER_ERRORS:
+            return False
+        return True
+
+    def _ping_results(self) -> bool:
+        # Beside RabbitMQ, Redis holds the results /jobs reads and the send-once guard: it must answer too.
+        client = redis.Redis.from_url(
+            self._settings.redis_url,
+            socket_timeout=self._settings.redis_socket_timeout_s,
+            socket_connect_timeout=self._settings.redis_socket_timeout_s,
+        )
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
     def describe(self) -> dict[str, Any]:
         conf = self._app.conf
-        transport = conf.broker_transport_options
-
-        def option(name: str) -> Any:
-            return transport.get(name, getattr(RedisChannel, name))  # else kombu's default
-
         retry = queue_config_for(self._settings).options(TASK)
-        return {
+        common = {
             "runner": "Celery",
             "library_version": celery.__version__,
             "kombu_version": kombu.__version__,
-            "broker": "Redis (kombu redis transport)",
+            "broker_name": self._settings.broker_name,
             "result_backend": "Redis",
             "serializer": conf.task_serializer,
             "accept_content": list(conf.accept_content),
@@ -99,9 +123,6 @@ class CeleryBackend:
             "acks_late": bool(conf.task_acks_late),
             "reject_on_worker_lost": bool(conf.task_reject_on_worker_lost),
             "prefetch_multiplier": conf.worker_prefetch_multiplier,
-            "visibility_timeout_s": option("visibility_timeout"),
-            # kombu scans for abandoned unacked messages every interval x throttle seconds.
-            "unacked_sweep_s": option("unacked_restore_interval") * option("unacked_restore_throttle"),
             "retries": (
                 f"{retry['max_retries']} retries, {retry['retry_backoff']} s backoff doubling, "
                 f"max {retry['retry_backoff_max']} s"
@@ -111,6 +132,36 @@ class CeleryBackend:
             "concurrency_model": "prefork pool (one process per slot)",
             "slots": self._settings.slots,
             "socket_timeout_s": self._settings.redis_socket_timeout_s,
+        }
+        return common | (
+            self._describe_rabbitmq() if self._settings.broker_name == "rabbitmq" else self._describe_redis()
+        )
+
+    def _describe_redis(self) -> dict[str, Any]:
+        transport = self._app.conf.broker_transport_options
+
+        def option(name: str) -> Any:
+            return transport.get(name, getattr(RedisChannel, name))  # else kombu's default
+
+        return {
+            "broker": "Redis (kombu redis transport)",
+            "visibility_timeout_s": option("visibility_timeout"),
+            # kombu scans for abandoned unacked messages every interval x throttle seconds.
+            "unacked_sweep_s": option("unacked_restore_interval") * option("unacked_restore_throttle"),
+        }
+
+    def _describe_rabbitmq(self) -> dict[str, Any]:
+        conf = self._app.conf
+        return {
+            "broker": "RabbitMQ (kombu py-amqp transport); results in Redis, as the Celery docs pair them",
+            "queue_type": conf.task_default_queue_type,
+            "exchange_type": conf.task_default_exchange_type,
+            "delivery_mode": conf.task_default_delivery_mode,
+            "confirm_publish": bool(
+                queue_config_for(self._settings).options(TRANSPORT).get("confirm_publish")
+            ),
+            # No visibility timeout: RabbitMQ requeues a consumer's unacked messages when its connection closes.
+            "redelivery": "on consumer connection close",
         }
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """What the Celery runner knows about its own behaviour under faults (``fbt_tasks.runner.FaultModel``).
 
-Read by the fault harness: where kombu's Redis transport keeps messages, when a killed worker's messages
-come back, and one sentence per fault on why Celery, configured as ``describe()`` recorded, behaved so.
+Read by the fault harness: where kombu's Redis transport (or RabbitMQ) keeps messages, when a killed
+worker's messages come back, and one sentence per fault on why Celery, configured as ``describe()``
+recorded, behaved so.
 """
 
 import base64
@@ -10,12 +11,14 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import amqp.exceptions
+import kombu
 from celery.app.defaults import DEFAULTS as CELERY_DEFAULTS
 from celery.backends.base import KeyValueStoreBackend
 from kombu.transport.redis import Channel as RedisChannel
 
 from fbt_tasks.fault_words import crash, executions, malformed, outage
-from fbt_tasks.holdings import count_ids, inspection_client
+from fbt_tasks.holdings import INSPECTION_TIMEOUT_S, count_ids, inspection_client
 from fbt_tasks.runner import FaultName, Holdings
 from fbt_tasks.settings import Settings
 
@@ -24,6 +27,37 @@ from fbt_tasks.settings import Settings
 QUEUE_KEY: str = CELERY_DEFAULTS["task_default_queue"]
 UNACKED_KEY: str = RedisChannel.unacked_key
 RESULT_KEY_PREFIX: str = KeyValueStoreBackend.task_keyprefix
+
+
+# RabbitMQ requeues on connection close; a second covers the broker noticing the closed socket.
+REQUEUE_ON_CLOSE_S = 1.0
+
+
+def rabbitmq_queue_depth(amqp_url: str, queue: str) -> int:
+    """Ready messages in ``queue`` (0 before it exists), by a passive declare that consumes nothing.
+
+    AMQP shows neither message ids nor unacked messages without consuming, so this is the queue's count.
+    """
+    with kombu.Connection(amqp_url, connect_timeout=INSPECTION_TIMEOUT_S) as conn:
+        try:
+            _name, ready, _consumers = conn.default_channel.queue_declare(queue, passive=True)
+        except amqp.exceptions.NotFound:
+            return 0
+        return int(ready)
+
+
+def publish_malformed(amqp_url: str, marker: str) -> None:
+    """A message whose JSON body does not parse and without a "task" header, straight onto Celery's queue."""
+    with kombu.Connection(amqp_url, connect_timeout=INSPECTION_TIMEOUT_S) as conn:
+        conn.Producer().publish(
+            f"{{not json {marker}",
+            exchange="",
+            routing_key=QUEUE_KEY,
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+            headers={},
+        )
 
 
 def celery_task_id(raw: bytes) -> str:
@@ -37,24 +71,42 @@ class CeleryFaults:
     exhausted_to = "result backend (FAILURE); no dead-letter queue"
 
     def message_locations(self, settings: Settings) -> list[str]:
+        if settings.broker_name == "rabbitmq":
+            return [
+                f"RabbitMQ queue {QUEUE_KEY} (ready and unacked)",
+                f"Redis {RESULT_KEY_PREFIX}* (results)",
+            ]
         return [QUEUE_KEY, UNACKED_KEY]
 
     def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
+        """On RabbitMQ: the queue's ready count, not per id (see ``fbt_tasks.runner.Holdings``)."""
         with inspection_client(settings) as client:
             states = client.mget([f"{RESULT_KEY_PREFIX}{job_id}" for job_id in ids]) if ids else []
+            failed = sum(1 for raw in states if raw and json.loads(raw).get("status") == "FAILURE")
+            if settings.broker_name == "rabbitmq":
+                # Unacked messages are invisible over AMQP; they return to ready when their consumer's
+                # connection closes, so only ready ones are counted.
+                ready = rabbitmq_queue_depth(settings.amqp_url, QUEUE_KEY)
+                return Holdings(queued=ready, held=0, scheduled=0, failed=failed)
             return Holdings(
                 queued=count_ids(client.lrange(QUEUE_KEY, 0, -1), ids, celery_task_id),
                 held=count_ids(client.hvals(UNACKED_KEY), ids, celery_task_id),
                 scheduled=0,  # a retry with a countdown is held by a worker (unacked) until it is due
-                failed=sum(1 for raw in states if raw and json.loads(raw).get("status") == "FAILURE"),
+                failed=failed,
             )
 
     def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+        if described.get("broker_name") == "rabbitmq":
+            return None  # RabbitMQ redelivers on a closed connection, never after a timer
         return float(described.get("visibility_timeout_s", 3600))
 
     def inject_malformed(self, settings: Settings) -> str:
-        """A kombu envelope whose JSON body does not parse, LPUSHed as kombu's Redis transport publishes."""
+        """A kombu envelope whose JSON body does not parse, LPUSHed as kombu's Redis transport publishes
+        (on RabbitMQ: published straight to the queue)."""
         marker = f"poison-{uuid.uuid4().hex}"
+        if settings.broker_name == "rabbitmq":
+            publish_malformed(settings.amqp_url, marker)
+            return marker
         body = base64.b64encode(f"{{not json {marker}".encode()).decode()
         envelope = {
             "body": body,
@@ -75,6 +127,14 @@ class CeleryFaults:
         return marker
 
     def malformed_whereabouts(self, settings: Settings, marker: str) -> str:
+        if settings.broker_name == "rabbitmq":
+            # AMQP cannot look for one message without consuming it: the queue's count is all there is.
+            ready = rabbitmq_queue_depth(settings.amqp_url, QUEUE_KEY)
+            return (
+                f"queue {QUEUE_KEY} holds {ready} ready messages (RabbitMQ cannot show which)"
+                if ready
+                else f"not in queue {QUEUE_KEY}: taken by the worker (no dead-letter queue)"
+            )
         with inspection_client(settings) as client:
             if any(marker.encode() in raw for raw in client.lrange(QUEUE_KEY, 0, -1)):
                 return f"still in the queue {QUEUE_KEY}"
@@ -83,12 +143,18 @@ class CeleryFaults:
         return "discarded: acked after the decode error was logged (no dead-letter queue)"
 
     def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
+        if described.get("broker_name") == "rabbitmq":
+            # The broker requeues a consumer's unacked messages as soon as its connection closes, which the
+            # kernel does at once for a killed process: only the requeue itself is left to wait for.
+            return REQUEUE_ON_CLOSE_S
         # kombu sweeps the unacked hash every unacked_sweep_s and restores entries older than the timeout.
         return float(described.get("visibility_timeout_s", 3600)) + float(
             described.get("unacked_sweep_s", 100)
         )
 
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+        if described.get("broker_name") == "rabbitmq":
+            return rabbitmq_mechanism(fault, described, result)
         d, r = described, result
         vt, sweep = d.get("visibility_timeout_s", 3600), d.get("unacked_sweep_s", 100)
         retries = d.get("retries", "none")
@@ -139,6 +205,47 @@ class CeleryFaults:
             "Celery retries nothing by default: the first refusal ended the task as FAILURE in the result "
             "backend (visible through /jobs), and there is no dead-letter queue"
         )
+
+
+def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    """Celery on RabbitMQ: the broker, not a timeout, returns a dead consumer's unacked messages."""
+    d, r = described, result
+    queue = f"{d.get('queue_type', 'classic')} queue"
+    if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
+        if d.get("acks_late"):
+            return (
+                "Celery acks late, so the killed worker's messages were still unacked and RabbitMQ requeued "
+                f"them on the {queue} as soon as the worker's connection closed"
+            )
+        return (
+            "Celery acks a message when its task starts, so the running tasks were gone at the kill; its "
+            "prefetched, still unacked messages RabbitMQ requeued as soon as the connection closed"
+        )
+    if fault == "deploy":
+        return (
+            "SIGTERM is Celery's warm shutdown: the pool finishes the tasks it is running and RabbitMQ requeues "
+            "the unacked prefetched messages when the worker closes its connection"
+        )
+    if fault == "broker-restart":
+        kept = "persistent messages on a durable" if d.get("delivery_mode") in (2, "persistent") else "a"
+        return f"RabbitMQ kept {kept} {queue} across the restart and the worker reconnected; " + outage(
+            r, "autoretry_for"
+        )
+    if fault == "delay-past-timeout":
+        return (
+            f"RabbitMQ has no visibility timeout to pass, so a countdown is not redelivered: {executions(r)}"
+        )
+    if fault == "poison-message":
+        return "Celery logs a message body it cannot decode and acks it so it cannot loop; " + malformed(r)
+    if d.get("retries", "none") != "none":
+        return (
+            f"autoretry_for retried the SMTP refusals ({d['retries']}); a task that exhausts them is stored as "
+            "FAILURE in the Redis result backend, and Celery declares no dead-letter queue"
+        )
+    return (
+        "Celery retries nothing by default: the first refusal ended the task as FAILURE in the Redis result "
+        "backend (visible through /jobs), and there is no dead-letter queue"
+    )
 
 
 FAULTS = CeleryFaults()

@@ -7,18 +7,18 @@ from celery.app.defaults import DEFAULTS as CELERY_DEFAULTS
 from fbt_celery.faults import FAULTS
 from fbt_celery.queue_configs import QUEUE_CONFIGS, queue_config_for
 from fbt_tasks.backend import Backend
-from fbt_tasks.runner import FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.runner import BrokerName, FaultModel, QueueConfig, QueueConfigName
 from fbt_tasks.settings import Settings
 
 
 class CeleryRunner:
     name = "celery"
     display_name = "Celery"
-    description = "Celery workers (prefork pool) on the Redis broker, Redis result backend, JSON only"
-    broker = "redis"
+    description = "Celery workers (prefork pool), Redis result backend, JSON only"
+    brokers: tuple[BrokerName, ...] = ("redis", "rabbitmq")
     runs_in_api = False
     distributions = ("celery", "kombu")
-    queue_configs: Mapping[QueueConfigName, QueueConfig] = QUEUE_CONFIGS
+    queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = QUEUE_CONFIGS
     faults: FaultModel = FAULTS
 
     def backend(self, settings: Settings) -> Backend:

@@ -7,8 +7,12 @@
   up to three attempts with a short backoff for transient errors only. The price is at-least-once
   delivery: tasks must be idempotent (email is, through ``fbt_tasks.once``; logs and resizes tolerate a repeat).
 
+On RabbitMQ (BROKER=rabbitmq) there is no visibility timeout: the broker itself returns a consumer's
+unacked messages the moment its connection closes. ``safe`` there adds what RabbitMQ offers for durability:
+quorum queues, persistent messages and publisher confirms.
+
 Setting names say where Celery takes them: a bare name is an app setting (``app.conf``),
-``broker_transport_options.<name>`` a kombu Redis transport option, ``Task.<name>`` a task option.
+``broker_transport_options.<name>`` a kombu transport option, ``Task.<name>`` a task option.
 """
 
 from fbt_tasks.retry import TRANSIENT_ERROR_NAMES
@@ -37,15 +41,32 @@ MAX_RETRIES = 2
 RETRY_BACKOFF_S = 1
 RETRY_BACKOFF_MAX_S = 4
 
-SAFE = QueueConfig(
-    name="safe",
-    summary=(
-        "late ack, requeue on a lost pool process and a 30 s visibility timeout: a killed worker's tasks "
-        "come back; a failing task gets 3 attempts, then FAILURE in the result backend"
-    ),
-    max_attempts=MAX_RETRIES + 1,
-    retries_on=TRANSIENT_ERROR_NAMES,
-    settings={
+
+def _retries() -> dict[str, Setting]:
+    """The retry options both brokers share: three attempts with a short doubling backoff, on
+    transient errors only."""
+    return {
+        f"{TASK}.autoretry_for": Setting(
+            list(TRANSIENT_ERROR_NAMES),
+            "retry only errors that can pass (SMTP, connection and Redis errors: fbt_tasks.retry); a task "
+            "that can never succeed (a ValueError from a bad header) fails at once instead of 3 times",
+        ),
+        f"{TASK}.max_retries": Setting(MAX_RETRIES, "three attempts in all: the first run plus two retries"),
+        f"{TASK}.retry_backoff": Setting(
+            RETRY_BACKOFF_S, "exponential backoff from 1 s (retry_backoff=N starts at N s): 1 s, then 2 s"
+        ),
+        f"{TASK}.retry_backoff_max": Setting(RETRY_BACKOFF_MAX_S, "caps the doubling backoff"),
+        f"{TASK}.retry_jitter": Setting(
+            False,
+            "off, unlike Celery's default: full jitter can run a retry at once, racing the RETRY state "
+            "Celery stores only after publishing it, and a stale RETRY could land after the final FAILURE",
+        ),
+    }
+
+
+def _late_ack() -> dict[str, Setting]:
+    """The acknowledgement settings both brokers share: ack after the run, requeue on a lost process."""
+    return {
         "task_acks_late": Setting(
             True, "ack after the task ran, not before, so a task killed mid-run is redelivered"
         ),
@@ -65,6 +86,19 @@ SAFE = QueueConfig(
             'make cancelling it the default in Celery 6, as running it twice in parallel "leads to more '
             'problems than it solves"',
         ),
+    }
+
+
+SAFE = QueueConfig(
+    name="safe",
+    summary=(
+        "late ack, requeue on a lost pool process and a 30 s visibility timeout: a killed worker's tasks "
+        "come back; a failing task gets 3 attempts, then FAILURE in the result backend"
+    ),
+    max_attempts=MAX_RETRIES + 1,
+    retries_on=TRANSIENT_ERROR_NAMES,
+    settings={
+        **_late_ack(),
         f"{TRANSPORT}.visibility_timeout": Setting(
             VISIBILITY_TIMEOUT_S,
             "longer than a message stays unacked (our longest task, ~7 s on a loaded machine; an SMTP "
@@ -81,21 +115,7 @@ SAFE = QueueConfig(
             "scan Redis on every sweep, not every 10th (kombu transport docs: set the throttle to 1 to "
             "make the interval the sole control), so redelivery is due by visibility timeout + 1 s",
         ),
-        f"{TASK}.autoretry_for": Setting(
-            list(TRANSIENT_ERROR_NAMES),
-            "retry only errors that can pass (SMTP, connection and Redis errors: fbt_tasks.retry); a task "
-            "that can never succeed (a ValueError from a bad header) fails at once instead of 3 times",
-        ),
-        f"{TASK}.max_retries": Setting(MAX_RETRIES, "three attempts in all: the first run plus two retries"),
-        f"{TASK}.retry_backoff": Setting(
-            RETRY_BACKOFF_S, "exponential backoff from 1 s (retry_backoff=N starts at N s): 1 s, then 2 s"
-        ),
-        f"{TASK}.retry_backoff_max": Setting(RETRY_BACKOFF_MAX_S, "caps the doubling backoff"),
-        f"{TASK}.retry_jitter": Setting(
-            False,
-            "off, unlike Celery's default: full jitter can run a retry at once, racing the RETRY state "
-            "Celery stores only after publishing it, and a stale RETRY could land after the final FAILURE",
-        ),
+        **_retries(),
     },
 )
 
@@ -109,8 +129,56 @@ DEFAULTS = QueueConfig(
     settings={},
 )
 
-QUEUE_CONFIGS: dict[QueueConfigName, QueueConfig] = {"safe": SAFE, "defaults": DEFAULTS}
+SAFE_RABBITMQ = QueueConfig(
+    name="safe",
+    summary=(
+        "late ack and requeue on a lost pool process on a durable quorum queue, persistent messages and "
+        "publisher confirms: a killed worker's tasks return when its connection closes; a failing task "
+        "gets 3 attempts, then FAILURE in the Redis result backend"
+    ),
+    max_attempts=MAX_RETRIES + 1,
+    retries_on=TRANSIENT_ERROR_NAMES,
+    settings={
+        **_late_ack(),
+        "task_default_queue_type": Setting(
+            "quorum",
+            "a durable, replicated queue, the type RabbitMQ recommends for data safety; Celery 5.5+ "
+            "declares it and switches to per-consumer QoS, which quorum queues require",
+        ),
+        "task_default_exchange_type": Setting(
+            "topic",
+            "a retry's countdown on a quorum queue uses Celery's native delayed delivery, which needs the "
+            "queue bound to a topic exchange (Celery quorum queue docs; a direct one blocks the worker)",
+        ),
+        "task_default_delivery_mode": Setting(
+            "persistent",
+            "messages are written to disk, so a broker restart keeps them (Celery's default, pinned)",
+        ),
+        f"{TRANSPORT}.confirm_publish": Setting(
+            True,
+            "publisher confirms: apply_async returns only once RabbitMQ took the message, and a refusal "
+            "raises instead of being dropped silently (kombu py-amqp transport docs)",
+        ),
+        **_retries(),
+    },
+)
+
+DEFAULTS_RABBITMQ = QueueConfig(
+    name="defaults",
+    summary=(
+        "Celery out of the box on RabbitMQ: a durable classic queue and persistent messages, but early ack "
+        "(a killed worker's running tasks are lost, its prefetched ones return when its connection closes), "
+        "no publisher confirms and no retry"
+    ),
+    max_attempts=1,
+    settings={},
+)
+
+QUEUE_CONFIGS: dict[str, dict[QueueConfigName, QueueConfig]] = {
+    "redis": {"safe": SAFE, "defaults": DEFAULTS},
+    "rabbitmq": {"safe": SAFE_RABBITMQ, "defaults": DEFAULTS_RABBITMQ},
+}
 
 
 def queue_config_for(settings: Settings) -> QueueConfig:
-    return QUEUE_CONFIGS[settings.queue_config]
+    return QUEUE_CONFIGS[settings.broker_name][settings.queue_config]

@@ -1,1 +1,1 @@
-"""Dramatiq runner on the Redis broker: ``backend`` for the API, ``fbt-worker-dramatiq`` for the workers."""
+"""Dramatiq runner on the Redis or RabbitMQ broker: ``backend`` for the API, ``fbt-worker-dramatiq`` for the workers."""

@@ -1,13 +1,17 @@
-"""Dramatiq on Redis: the API enqueues a message, ``fbt-worker-dramatiq`` processes run the actors.
+"""Dramatiq on Redis or RabbitMQ: the API enqueues a message, ``fbt-worker-dramatiq`` processes run the actors.
 
-Messages are acked late, so a killed worker's jobs are requeued once its heartbeat expires (see
-``queue_configs``). Job states come from Dramatiq's Results middleware plus a "started" mark (see ``middleware``).
+Messages are acked late, so a killed worker's jobs are requeued once its heartbeat expires on Redis, or as
+soon as its connection closes on RabbitMQ (see ``queue_configs``). Job states come from Dramatiq's Results
+middleware plus a "started" mark (see ``middleware``), both in Redis whichever broker carries the messages.
 """
 
 from typing import Any, TypeVar
 
 import dramatiq
+import pika
 import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Retries, TimeLimit
 from dramatiq.results import ResultFailure
 from dramatiq.worker import QUEUE_PREFETCH
@@ -15,7 +19,7 @@ from dramatiq.worker import QUEUE_PREFETCH
 from fbt_dramatiq.actors import QUEUE_NAME, actor_name
 from fbt_dramatiq.broker import build_broker
 from fbt_dramatiq.middleware import started_key
-from fbt_dramatiq.queue_configs import ACTOR, queue_config_for
+from fbt_dramatiq.queue_configs import ACTOR, RABBITMQ_BROKER, queue_config_for
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import TASKS, Job, JobState
 from fbt_tasks.settings import Settings
@@ -30,8 +34,8 @@ class DramatiqBackend:
         self._settings = settings
         self._queue_config = queue_config_for(settings)
         self._broker = build_broker(settings)
-        self._client: redis.Redis = self._broker.client
         self._results = self._broker.get_results_backend()
+        self._client: redis.Redis = self._results.client  # type: ignore[attr-defined]  # RedisBackend's
 
     def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
         actor = self._broker.get_actor(actor_name(job.kind))
@@ -44,10 +48,15 @@ class DramatiqBackend:
             # runs as a single script, so a job is either fully queued or absent. The one ambiguity is a reply
             # lost after Redis ran it: the job is queued yet we answer 503. We never replay it (no retries),
             # so this call cannot enqueue a job twice.
+            # On RabbitMQ it is one basic.publish (confirmed in the safe config); Dramatiq itself retries a
+            # publish on a fresh connection after a connection error, so a lost confirm can queue a job twice.
             # delay: Dramatiq puts the message on the queue's delay queue (".DQ") with an eta.
             self._broker.enqueue(message, delay=round(delay_s * 1000) or None)
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(f"Redis did not take the message ({type(exc).__name__}: {exc})") from exc
+        except (redis.RedisError, BrokerConnectionError) as exc:
+            where = "Redis" if isinstance(exc, redis.RedisError) else "RabbitMQ"
+            raise BrokerUnavailable(
+                f"{where} did not take the message ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def status(self, job_id: str) -> JobState | None:
         # Results keys are derived from queue, actor and message id, and only the id is known: probe every
@@ -77,9 +86,15 @@ class DramatiqBackend:
 
     def ping(self) -> bool:
         try:
-            return bool(self._client.ping())
+            redis_up = bool(self._client.ping())
         except redis.RedisError:
             return False
+        if isinstance(self._broker, RedisBroker):
+            return redis_up
+        # Beside RabbitMQ, Redis keeps the results and the send-once guard: both must answer.
+        from fbt_dramatiq.health import rabbitmq_consumers
+
+        return rabbitmq_consumers(self._settings) is not None
 
     def describe(self) -> dict[str, Any]:
         retries = _middleware(self._broker, Retries)
@@ -89,13 +104,13 @@ class DramatiqBackend:
         return {
             "runner": "Dramatiq",
             "library_version": dramatiq.__version__,
-            "broker": f"RedisBroker, redis-py {redis.__version__}",
+            "broker_name": self._settings.broker_name,
+            "broker": self._broker_text(),
+            "result_backend": "Redis (Results middleware)",
             "serializer": "JSON (dramatiq.JSONEncoder: Dramatiq's default, also set explicitly; no pickle)",
             "queue_config": self._queue_config.name,
             "reliability": {
-                "acks": "late: a message leaves Redis only after its actor finished",
-                "heartbeat_timeout_ms": self._broker.heartbeat_timeout,
-                "maintenance_chance_per_million": self._broker.maintenance_chance,
+                **self._acks(),
                 "max_retries": options.get("max_retries", retries.max_retries),
                 "min_backoff_ms": options.get("min_backoff", retries.min_backoff),
                 "max_backoff_ms": options.get("max_backoff", retries.max_backoff),
@@ -109,8 +124,29 @@ class DramatiqBackend:
             "job_status": "Results middleware (succeeded/failed) + a started mark; unknown ids read queued",
         }
 
+    def _broker_text(self) -> str:
+        if isinstance(self._broker, RedisBroker):
+            return f"RedisBroker, redis-py {redis.__version__}"
+        return f"RabbitmqBroker, pika {pika.__version__}; results in Redis"
+
+    def _acks(self) -> dict[str, Any]:
+        if isinstance(self._broker, RedisBroker):
+            return {
+                "acks": "late: a message leaves Redis only after its actor finished",
+                "heartbeat_timeout_ms": self._broker.heartbeat_timeout,
+                "maintenance_chance_per_million": self._broker.maintenance_chance,
+            }
+        return {
+            "acks": "late: RabbitMQ requeues a consumer's unacked messages when its connection closes",
+            "confirm_delivery": bool(self._queue_config.options(RABBITMQ_BROKER).get("confirm_delivery")),
+            "durable_queues": True,
+            "delivery_mode": 2,
+        }
+
     def close(self) -> None:
         self._client.close()
+        if not isinstance(self._broker, RedisBroker):
+            self._broker.close()
 
 
 def _probe(name: str, job_id: str) -> dramatiq.Message[Any]:

@@ -1,10 +1,18 @@
-"""The Dramatiq broker, configured from Settings: Redis, JSON only, one queue config, the ``fbt.<kind>`` actors.
+"""The Dramatiq broker, configured from Settings: Redis or RabbitMQ (BROKER), JSON only, the ``fbt.<kind>`` actors.
+
+Results and the "started" marks live in Redis whichever broker carries the messages (Dramatiq's Results
+middleware has Redis and Memcached backends; RabbitMQ keeps no results).
 
 The API and the workers both build it here, each from their own Settings; nothing is global except
 Dramatiq's encoder (see ``global_broker`` for the module the ``dramatiq`` CLI loads).
 """
 
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
 import dramatiq
+import pika
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
 from dramatiq.results import Results
@@ -15,7 +23,7 @@ from redis.retry import Retry
 
 from fbt_dramatiq.actors import RESULT_TTL_MS, declare_actors
 from fbt_dramatiq.middleware import MarkStarted, WorkerHeartbeats
-from fbt_dramatiq.queue_configs import ACTOR, BROKER, queue_config_for
+from fbt_dramatiq.queue_configs import ACTOR, BROKER, RABBITMQ_BROKER, queue_config_for
 from fbt_tasks.settings import Settings
 
 
@@ -33,20 +41,42 @@ def redis_client(settings: Settings) -> Redis:
     )
 
 
-def build_broker(settings: Settings) -> RedisBroker:
+def rabbitmq_parameters(settings: Settings) -> dict[str, Any]:
+    """pika connection parameters from AMQP_URL, bounded like the Redis client (a URL alone would not be)."""
+    url = urlsplit(settings.amqp_url)
+    return {
+        "host": url.hostname or "127.0.0.1",
+        "port": url.port or 5672,
+        "virtual_host": unquote(url.path[1:]) or "/",
+        "credentials": pika.PlainCredentials(
+            unquote(url.username or "guest"), unquote(url.password or "guest")
+        ),
+        # A broker that is down or unreachable fails within the socket timeout (API answers 503).
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "connection_attempts": 1,
+    }
+
+
+def build_broker(settings: Settings) -> dramatiq.Broker:
     queue = queue_config_for(settings)
     client = redis_client(settings)
     # JSONEncoder is Dramatiq's default already; set it anyway so no import order can swap in pickle.
     dramatiq.set_encoder(dramatiq.JSONEncoder())
-    # Passing the client (not url=) is what makes the timeouts apply: with url= the broker builds its own
-    # connection pool and ignores extra connection parameters.
-    broker = RedisBroker(client=client, **queue.options(BROKER))
+    broker: dramatiq.Broker
+    if settings.broker_name == "rabbitmq":
+        broker = RabbitmqBroker(**rabbitmq_parameters(settings), **queue.options(RABBITMQ_BROKER))
+    else:
+        # Passing the client (not url=) is what makes the timeouts apply: with url= the broker builds its
+        # own connection pool and ignores extra connection parameters.
+        broker = RedisBroker(client=client, **queue.options(BROKER))
     # Dramatiq has no status store of its own; Results (its documented way to keep outcomes) stores each
     # actor's return value or final exception, JSON-encoded, under a key derived from the message id.
     broker.add_middleware(Results(backend=RedisBackend(client=client, encoder=dramatiq.JSONEncoder())))
     # Exposes the message being processed, whose options carry the retry count the actors report.
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(MarkStarted(client, ttl_s=RESULT_TTL_MS // 1000))
-    broker.add_middleware(WorkerHeartbeats())
+    if isinstance(broker, RedisBroker):
+        # RabbitMQ needs no heartbeats of ours: the health check counts the queue's consumers instead.
+        broker.add_middleware(WorkerHeartbeats())
     declare_actors(broker, queue.options(ACTOR))
     return broker

@@ -1,8 +1,8 @@
 """What the Dramatiq runner knows about its own behaviour under faults (``fbt_tasks.runner.FaultModel``).
 
-Read by the fault harness: the Redis broker's keys for our queue, when maintenance requeues a killed
-worker's messages, and one sentence per fault on why Dramatiq, configured as ``describe()`` recorded,
-behaved so.
+Read by the fault harness: the Redis broker's keys (or RabbitMQ's queues) for our queue, when a killed
+worker's messages are requeued, and one sentence per fault on why Dramatiq, configured as ``describe()``
+recorded, behaved so.
 """
 
 import json
@@ -27,6 +27,8 @@ QUEUE_KEY = f"{NAMESPACE}:{QUEUE_NAME}"
 DELAY_KEY = f"{NAMESPACE}:{dq_name(QUEUE_NAME)}"
 DEAD_KEY = f"{NAMESPACE}:{xq_name(QUEUE_NAME)}"
 ACKS_PATTERN = f"{NAMESPACE}:__acks__.*"
+# RabbitMQ requeues on connection close; a second covers the broker noticing the closed socket.
+REQUEUE_ON_CLOSE_S = 1.0
 
 
 def _message_id(body: bytes | str) -> str:
@@ -38,12 +40,18 @@ def _message_id(body: bytes | str) -> str:
 
 
 class DramatiqFaults:
-    exhausted_to = f"dead-letter queue ({DEAD_KEY})"
+    exhausted_to = f"dead-letter queue ({xq_name(QUEUE_NAME)})"
 
     def message_locations(self, settings: Settings) -> list[str]:
+        if settings.broker_name == "rabbitmq":
+            queues = (QUEUE_NAME, dq_name(QUEUE_NAME), xq_name(QUEUE_NAME))
+            return [f"RabbitMQ queue {name}" for name in queues]
         return [QUEUE_KEY, DELAY_KEY, DEAD_KEY, ACKS_PATTERN]
 
     def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
+        """On RabbitMQ: ready counts per queue, not per id (see ``fbt_tasks.runner.Holdings``)."""
+        if settings.broker_name == "rabbitmq":
+            return rabbitmq_holdings(settings)
         with inspection_client(settings) as client:
             ours: dict[bytes | str, str] = {}
             for key in (QUEUE_KEY, DELAY_KEY, DEAD_KEY):
@@ -91,6 +99,9 @@ class DramatiqFaults:
         return "gone"
 
     def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
+        if described.get("broker_name") == "rabbitmq":
+            # Requeued by RabbitMQ as soon as the killed worker's connection closes (the kernel closes it).
+            return REQUEUE_ON_CLOSE_S
         reliability = described.get("reliability", {})
         chance = float(reliability.get("maintenance_chance_per_million", 1000)) / 1e6
         # Maintenance runs on a random share of broker calls; an idle worker makes about one a second, so
@@ -98,6 +109,8 @@ class DramatiqFaults:
         return float(reliability.get("heartbeat_timeout_ms", 60_000)) / 1000 + 3 / chance
 
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+        if described.get("broker_name") == "rabbitmq":
+            return rabbitmq_mechanism(fault, described, result)
         rel, r = described.get("reliability", {}), result
         hb_s = rel.get("heartbeat_timeout_ms", 60_000) / 1000
         share = rel.get("maintenance_chance_per_million", 1000) / 1e4
@@ -136,6 +149,44 @@ class DramatiqFaults:
             f"the Retries middleware retried the refusals ({retries}, doubling with jitter); a message that "
             f"exhausts them goes to the dead-letter queue {xq_name(QUEUE_NAME)}"
         )
+
+
+def rabbitmq_holdings(settings: Settings) -> Holdings:
+    """Ready messages in our queue, its delay queue and its dead-letter queue (unacked ones are invisible)."""
+    from fbt_dramatiq.health import queue_counts
+
+    counts = [queue_counts(settings, name) for name in (QUEUE_NAME, dq_name(QUEUE_NAME), xq_name(QUEUE_NAME))]
+    if any(c is None for c in counts):
+        raise ConnectionError("RabbitMQ did not answer a passive queue declare")
+    ready = [c[0] for c in counts if c is not None]
+    return Holdings(queued=ready[0], held=0, scheduled=ready[1], failed=ready[2])
+
+
+def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    """Dramatiq on RabbitMQ: the broker returns a dead consumer's unacked messages at once."""
+    rel, r = described.get("reliability", {}), result
+    backoff_s = rel.get("min_backoff_ms", 15_000) / 1000
+    retries = f"max_retries {rel.get('max_retries')}, backoff from {backoff_s:g} s"
+    if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
+        return (
+            "Dramatiq acks late, so the killed worker's messages were still unacked and RabbitMQ requeued them "
+            "as soon as its connection closed; no heartbeat timeout to wait out"
+        )
+    if fault == "deploy":
+        return (
+            "on SIGTERM Dramatiq stops consuming, lets running actors finish, and its unacked prefetched "
+            "messages return to the queue"
+        )
+    if fault == "broker-restart":
+        confirmed = "confirmed, " if rel.get("confirm_delivery") else ""
+        return (
+            f"RabbitMQ kept the {confirmed}persistent messages on its durable queues and the consumers reconnected; "
+            + outage(r, f"the Retries middleware ({retries})")
+        )
+    return (
+        f"the Retries middleware retried the refusals ({retries}, doubling with jitter); a message that "
+        f"exhausts them is dead-lettered to the RabbitMQ queue {xq_name(QUEUE_NAME)}"
+    )
 
 
 FAULTS = DramatiqFaults()

@@ -3,15 +3,20 @@
 Every broker call a process makes stamps its broker id in ``dramatiq:__heartbeats__`` (dispatch.lua); a
 worker's idle consumers poll about once a second, so a fresh stamp means a worker process is running and
 talking to Redis. Worker ids carry a prefix (``middleware.WorkerHeartbeats``) because API processes
-stamp the same set when they enqueue. ``python -m fbt_dramatiq.health`` exits 0 if a worker is alive.
+stamp the same set when they enqueue. On RabbitMQ the broker itself knows: a worker is alive while it
+consumes our queue (API processes only publish). ``python -m fbt_dramatiq.health`` exits 0 if a worker is
+alive.
 """
 
 import sys
 import time
 
+import pika
+import pika.exceptions
 import redis
 
-from fbt_dramatiq.broker import redis_client
+from fbt_dramatiq.actors import QUEUE_NAME
+from fbt_dramatiq.broker import rabbitmq_parameters, redis_client
 from fbt_dramatiq.middleware import HEARTBEATS_KEY, WORKER_ID_PREFIX
 from fbt_tasks.settings import Settings, get_settings
 
@@ -20,7 +25,37 @@ from fbt_tasks.settings import Settings, get_settings
 FRESH_MS = 10_000
 
 
+def queue_counts(settings: Settings, queue: str) -> tuple[int, int] | None:
+    """(ready messages, consumers) of a RabbitMQ queue by a passive declare; (0, 0) before it exists.
+
+    None when RabbitMQ does not answer. Nothing is consumed; unacked messages are not counted (AMQP shows
+    them only to their consumer).
+    """
+    try:
+        connection = pika.BlockingConnection(pika.ConnectionParameters(**rabbitmq_parameters(settings)))
+    except pika.exceptions.AMQPError:
+        return None
+    try:
+        declared = connection.channel().queue_declare(queue, passive=True)
+        return declared.method.message_count, declared.method.consumer_count
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0, 0  # 404: no worker or publisher declared it yet
+    except pika.exceptions.AMQPError:
+        return None
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def rabbitmq_consumers(settings: Settings) -> int | None:
+    """Consumers of our queue (workers), or None when RabbitMQ does not answer."""
+    counts = queue_counts(settings, QUEUE_NAME)
+    return None if counts is None else counts[1]
+
+
 def worker_ready(settings: Settings) -> bool:
+    if settings.broker_name == "rabbitmq":
+        return bool(rabbitmq_consumers(settings))
     client = redis_client(settings)
     try:
         # Stamps are the workers' wall clock in ms, as Dramatiq's own maintenance compares them.
@@ -38,7 +73,7 @@ def worker_ready(settings: Settings) -> bool:
 
 def main() -> None:
     alive = worker_ready(get_settings())
-    print("a dramatiq worker is alive" if alive else "no dramatiq worker heartbeat in the last 10 s")
+    print("a dramatiq worker is alive" if alive else "no live dramatiq worker found")
     sys.exit(0 if alive else 1)
 
 

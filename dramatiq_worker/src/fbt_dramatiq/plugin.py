@@ -5,18 +5,18 @@ from collections.abc import Mapping
 from fbt_dramatiq.faults import FAULTS
 from fbt_dramatiq.queue_configs import QUEUE_CONFIGS
 from fbt_tasks.backend import Backend
-from fbt_tasks.runner import FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.runner import BrokerName, FaultModel, QueueConfig, QueueConfigName
 from fbt_tasks.settings import Settings
 
 
 class DramatiqRunner:
     name = "dramatiq"
     display_name = "Dramatiq"
-    description = "Dramatiq workers (processes x threads) on the Redis broker, late acks, JSON"
-    broker = "redis"
+    description = "Dramatiq workers (processes x threads), late acks, JSON"
+    brokers: tuple[BrokerName, ...] = ("redis", "rabbitmq")
     runs_in_api = False
     distributions = ("dramatiq",)
-    queue_configs: Mapping[QueueConfigName, QueueConfig] = QUEUE_CONFIGS
+    queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = QUEUE_CONFIGS
     faults: FaultModel = FAULTS
 
     def backend(self, settings: Settings) -> Backend:

@@ -8,8 +8,14 @@ put back on their respective queues" (Bogdanp, dramatiq#527). Maintenance is not
 command runs it with probability ``maintenance_chance`` per million. Both queue configs lose nothing on
 SIGKILL; they differ in how soon the messages come back, and in retries.
 
-Setting names say where Dramatiq takes them: ``RedisBroker.<name>`` a keyword argument of the broker,
-``actor.<name>`` an option every actor is declared with; a missing one keeps Dramatiq's default.
+On RabbitMQ (BROKER=rabbitmq) acks are the broker's own: a consumer's unacked messages return the moment
+its connection closes, so there is no heartbeat timeout or maintenance to tune. Queues are durable and
+messages persistent in both configs (Dramatiq always declares and publishes them so); ``safe`` adds
+publisher confirms.
+
+Setting names say where Dramatiq takes them: ``RedisBroker.<name>`` / ``RabbitmqBroker.<name>`` a keyword
+argument of the broker, ``actor.<name>`` an option every actor is declared with; a missing one keeps
+Dramatiq's default.
 """
 
 from fbt_tasks.retry import TRANSIENT_ERROR_NAMES
@@ -17,7 +23,37 @@ from fbt_tasks.runner import QueueConfig, QueueConfigName, Setting
 from fbt_tasks.settings import Settings
 
 BROKER = "RedisBroker"
+RABBITMQ_BROKER = "RabbitmqBroker"
 ACTOR = "actor"
+
+
+def _actor_options() -> dict[str, Setting]:
+    """Retries (transient errors only), backoff and time limit: the same on both brokers."""
+    return {
+        f"{ACTOR}.max_retries": Setting(
+            2,
+            "at most 3 attempts: transient faults (an SMTP hiccup) get two more tries, a poison job fails fast",
+        ),
+        f"{ACTOR}.retry_when": Setting(
+            list(TRANSIENT_ERROR_NAMES),
+            "retry only errors that can pass (fbt_tasks.retry), up to max_retries: Dramatiq's retry_when "
+            "predicate replaces max_retries, so fbt_dramatiq.actors builds one that checks both",
+        ),
+        f"{ACTOR}.min_backoff": Setting(
+            1_000,
+            "backoff doubles from min_backoff with up to 2x jitter (compute_backoff): ~1-2 s, then ~2-4 s, "
+            "instead of the default 15 s start, so a failed job settles within seconds",
+        ),
+        f"{ACTOR}.max_backoff": Setting(
+            5_000, "caps the jittered delay; with two retries it only matters if max_retries is raised"
+        ),
+        f"{ACTOR}.time_limit": Setting(
+            60_000,
+            "TimeLimit interrupts a hung actor and frees its thread: 6x SMTP_TIMEOUT_S's default and ~35x a "
+            "40-megapixel resize, instead of the default 10 minutes",
+        ),
+    }
+
 
 SAFE = QueueConfig(
     name="safe",
@@ -43,28 +79,7 @@ SAFE = QueueConfig(
             "10 % of broker calls run maintenance (default 0.1 %): an idle worker process polls each queue "
             "about once a second, so requeueing follows the heartbeat expiry within seconds, not minutes",
         ),
-        f"{ACTOR}.max_retries": Setting(
-            2,
-            "at most 3 attempts: transient faults (an SMTP hiccup) get two more tries, a poison job fails fast",
-        ),
-        f"{ACTOR}.retry_when": Setting(
-            list(TRANSIENT_ERROR_NAMES),
-            "retry only errors that can pass (fbt_tasks.retry), up to max_retries: Dramatiq's retry_when "
-            "predicate replaces max_retries, so fbt_dramatiq.actors builds one that checks both",
-        ),
-        f"{ACTOR}.min_backoff": Setting(
-            1_000,
-            "backoff doubles from min_backoff with up to 2x jitter (compute_backoff): ~1-2 s, then ~2-4 s, "
-            "instead of the default 15 s start, so a failed job settles within seconds",
-        ),
-        f"{ACTOR}.max_backoff": Setting(
-            5_000, "caps the jittered delay; with two retries it only matters if max_retries is raised"
-        ),
-        f"{ACTOR}.time_limit": Setting(
-            60_000,
-            "TimeLimit interrupts a hung actor and frees its thread: 6x SMTP_TIMEOUT_S's default and ~35x a "
-            "40-megapixel resize, instead of the default 10 minutes",
-        ),
+        **_actor_options(),
     },
 )
 
@@ -82,8 +97,41 @@ DEFAULTS = QueueConfig(
     settings={},
 )
 
-QUEUE_CONFIGS: dict[QueueConfigName, QueueConfig] = {"safe": SAFE, "defaults": DEFAULTS}
+SAFE_RABBITMQ = QueueConfig(
+    name="safe",
+    summary=(
+        "late acks with publisher confirms on durable queues: a killed worker's messages return when its "
+        "connection closes; a failing job gets 3 attempts, then the dead-letter queue"
+    ),
+    max_attempts=3,
+    retries_on=TRANSIENT_ERROR_NAMES,
+    settings={
+        f"{RABBITMQ_BROKER}.confirm_delivery": Setting(
+            True,
+            "enqueue waits for RabbitMQ to confirm the message was committed (Dramatiq docs), so an accepted "
+            "job is on the broker; it also lets Dramatiq re-declare a queue that went missing",
+        ),
+        **_actor_options(),
+    },
+)
+
+# Nothing set: RabbitmqBroker(confirm_delivery=False), the same Retries and TimeLimit defaults as on Redis.
+DEFAULTS_RABBITMQ = QueueConfig(
+    name="defaults",
+    summary=(
+        "Dramatiq out of the box on RabbitMQ: late acks on durable queues (a killed worker's messages return "
+        "when its connection closes), no publisher confirms, 20 retries from a 15 s backoff"
+    ),
+    max_attempts=21,
+    retries_on=("Exception",),
+    settings={},
+)
+
+QUEUE_CONFIGS: dict[str, dict[QueueConfigName, QueueConfig]] = {
+    "redis": {"safe": SAFE, "defaults": DEFAULTS},
+    "rabbitmq": {"safe": SAFE_RABBITMQ, "defaults": DEFAULTS_RABBITMQ},
+}
 
 
 def queue_config_for(settings: Settings) -> QueueConfig:
-    return QUEUE_CONFIGS[settings.queue_config]
+    return QUEUE_CONFIGS[settings.broker_name][settings.queue_config]

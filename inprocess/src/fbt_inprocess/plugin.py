@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from fbt_inprocess.faults import FAULTS
 from fbt_tasks.backend import Backend
-from fbt_tasks.runner import FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.runner import BrokerName, FaultModel, QueueConfig, QueueConfigName
 from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL, Settings
 
 HEALTH_TIMEOUT_S = 2.0
@@ -33,10 +33,12 @@ class InProcessRunner:
     name = "inprocess"
     display_name = "BackgroundTasks"
     description = "FastAPI BackgroundTasks: tasks run in the API process after the response, no broker"
-    broker = "none"
+    brokers: tuple[BrokerName, ...] = ("none",)
     runs_in_api = True
     distributions = ("fastapi", "starlette", "anyio")
-    queue_configs: Mapping[QueueConfigName, QueueConfig] = {"safe": AS_SHIPPED, "defaults": AS_SHIPPED}
+    queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {
+        "none": {"safe": AS_SHIPPED, "defaults": AS_SHIPPED}
+    }
     faults: FaultModel = FAULTS
 
     def backend(self, settings: Settings) -> Backend:

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from fbt_rq.faults import FAULTS
 from fbt_rq.queue_configs import QUEUE_CONFIGS
 from fbt_tasks.backend import Backend
-from fbt_tasks.runner import FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.runner import BrokerName, FaultModel, QueueConfig, QueueConfigName
 from fbt_tasks.settings import Settings
 
 
@@ -13,10 +13,10 @@ class RQRunner:
     name = "rq"
     display_name = "RQ"
     description = "RQ (Redis Queue) workers, one job at a time each, JSON serializer"
-    broker = "redis"
+    brokers: tuple[BrokerName, ...] = ("redis",)
     runs_in_api = False
     distributions = ("rq",)
-    queue_configs: Mapping[QueueConfigName, QueueConfig] = QUEUE_CONFIGS
+    queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {"redis": QUEUE_CONFIGS}
     faults: FaultModel = FAULTS
 
     def backend(self, settings: Settings) -> Backend:

@@ -91,19 +91,20 @@ Answer = tuple[float, str, float]  # (sent at, "200"|"503"|"other"|"hang", laten
 
 
 async def broker_restart(ctx: FaultContext) -> dict[str, Any]:
-    """Stop Redis mid-burst (SIGTERM: the AOF is flushed), keep it down ``outage_s``, start it again."""
+    """Stop the deployment's broker mid-burst (gracefully: Redis flushes its AOF, RabbitMQ its queues), keep
+    it down ``outage_s``, start it again."""
     p, stack = ctx.params, ctx.stack
-    if stack.redis is None:
-        raise RuntimeError("broker-restart needs the stack's own Redis")
     sending = asyncio.create_task(ctx.burst(p.n, "fault"))
     await asyncio.to_thread(ctx.wait_for_deliveries, p.fault_after)
-    ctx.phase(f"stopping Redis for {p.outage_s:g} s after {p.fault_after} deliveries")
+    ctx.phase(
+        f"stopping the {stack.settings.broker_name} broker for {p.outage_s:g} s after {p.fault_after} deliveries"
+    )
     fault_at = time.time()
     probing = asyncio.create_task(outage_probe(ctx, p.outage_s + 2.0))
-    await asyncio.to_thread(stack.redis.stop)
+    await asyncio.to_thread(stack.stop_broker)
     down_at = time.time()
     await asyncio.sleep(p.outage_s)
-    await asyncio.to_thread(stack.redis.start)
+    await asyncio.to_thread(stack.start_broker)
     up_at = time.time()
     answers = await probing
     await sending

@@ -1,4 +1,4 @@
-"""What a fault pass runs: its parameters, the cells (runner x queue config x fault) and the matrix."""
+"""What a fault pass runs: its parameters, the cells (runner x broker x queue config x fault), the matrix."""
 
 import random
 import zlib
@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from fbt_bench.profiles import PROFILES
-from fbt_tasks.runner import QUEUE_CONFIG_NAMES, FaultName, QueueConfig, QueueConfigName, load_runner
+from fbt_tasks.runner import (
+    BROKER_TITLES,
+    QUEUE_CONFIG_NAMES,
+    FaultName,
+    QueueConfig,
+    QueueConfigName,
+    load_runner,
+    system_key,
+)
 
 FAULTS: tuple[FaultName, ...] = (
     "kill-worker",
@@ -25,6 +33,9 @@ FAULTS: tuple[FaultName, ...] = (
 BROKER_FAULTS: frozenset[FaultName] = frozenset({"broker-crash", "delay-past-timeout", "poison-message"})
 # broker-crash runs once per AOF fsync policy: Redis's default, and the one that survives a crash.
 FSYNC_POLICIES: tuple[str, ...] = ("everysec", "always")
+# broker-crash SIGKILLs the stack's Redis and measures its AOF fsync policies, a Redis question: on another
+# broker the cell is not run, and the run says so (``skipped_faults``).
+CRASH_BROKERS: frozenset[str] = frozenset({"redis"})
 # The benchmark's slot layout, so a fault cell runs the runner as `make compare` measures it.
 BENCH_LAYOUT = PROFILES["default"]
 # The order cells appear in: the library's out-of-the-box behaviour first, then what the project ships.
@@ -111,16 +122,27 @@ class Cell:
     fault: FaultName
     variant: str = ""  # broker-crash: the AOF fsync policy
     trial: int = 1
+    # None: the runner's default (first) broker.
+    broker: str | None = None
+
+    @property
+    def broker_name(self) -> str:
+        return self.broker or load_runner(self.runner).brokers[0]
+
+    @property
+    def system(self) -> str:
+        """The runner's key on this broker (its plain name on its default broker)."""
+        return system_key(self.runner, self.broker_name)
 
     @property
     def tag(self) -> str:
         variant = f"({self.variant})" if self.variant else ""
-        return f"{self.runner}/{self.config}/{self.fault}{variant}#{self.trial}"
+        return f"{self.system}/{self.config}/{self.fault}{variant}#{self.trial}"
 
     def seed(self, base: int) -> int:
         """This trial's seed: derived from the run's base seed and the cell, recorded with its record."""
         return zlib.crc32(
-            f"{base}/{self.runner}/{self.config}/{self.fault}/{self.variant}/{self.trial}".encode()
+            f"{base}/{self.system}/{self.config}/{self.fault}/{self.variant}/{self.trial}".encode()
         )
 
 
@@ -136,22 +158,57 @@ def trial_params(params: FaultParams, seed: int) -> tuple[FaultParams, float]:
     return replace(params, fault_after=fault_after), mid_send
 
 
-def distinct_configs(runner: str, configs: tuple[QueueConfigName, ...] = CONFIGS) -> list[QueueConfig]:
-    """The runner's configurations among ``configs``, each object once (under its own name).
+def distinct_configs(
+    runner: str, configs: tuple[QueueConfigName, ...] = CONFIGS, broker: str | None = None
+) -> list[QueueConfig]:
+    """The runner's configurations on ``broker`` among ``configs``, each object once (under its own name).
 
     A runner with nothing to configure maps every QUEUE_CONFIG name to one configuration: it runs once.
     """
+    plugin = load_runner(runner)
     found: list[QueueConfig] = []
     for name in configs:
-        config = load_runner(runner).queue_configs[name]
+        config = plugin.queue_configs[broker or plugin.brokers[0]][name]
         if all(config is not seen and config.name != seen.name for seen in found):
             found.append(config)
     return found
 
 
-def has_one_config(runner: str) -> bool:
+def has_one_config(runner: str, broker: str | None = None) -> bool:
     """Whether every QUEUE_CONFIG name gives this runner the same configuration (no queue to configure)."""
-    return len(distinct_configs(runner, QUEUE_CONFIG_NAMES)) == 1
+    return len(distinct_configs(runner, QUEUE_CONFIG_NAMES, broker)) == 1
+
+
+def runs_fault(fault: FaultName, broker: str, config: QueueConfigName) -> bool:
+    """Whether a cell of ``fault`` runs for a runner on ``broker`` in ``config`` (see BROKER_FAULTS)."""
+    if fault in BROKER_FAULTS and not (broker != "none" and config == "safe"):
+        return False
+    return fault != "broker-crash" or broker in CRASH_BROKERS
+
+
+def skipped_faults(
+    runners: tuple[str, ...], faults: tuple[FaultName, ...], brokers: tuple[str, ...] | None = None
+) -> list[str]:
+    """One line per fault left out on a broker it does not apply to, naming the runners it leaves out."""
+    left_out = sorted(
+        {
+            (broker, runner)
+            for runner in runners
+            for broker in load_runner(runner).brokers
+            if "broker-crash" in faults
+            and broker != "none"
+            and broker not in CRASH_BROKERS
+            and (brokers is None or broker in brokers)
+        }
+    )
+    by_broker: dict[str, list[str]] = {}
+    for broker, runner in left_out:
+        by_broker.setdefault(broker, []).append(runner)
+    return [
+        f"broker-crash not run for {', '.join(names)} on {BROKER_TITLES.get(broker, broker)}: the cell SIGKILLs "
+        "Redis and measures its AOF fsync policies, which do not apply to this broker"
+        for broker, names in by_broker.items()
+    ]
 
 
 def matrix(
@@ -159,23 +216,26 @@ def matrix(
     configs: tuple[QueueConfigName, ...] = CONFIGS,
     faults: tuple[FaultName, ...] = FAULTS,
     trials: int = 1,
+    brokers: tuple[str, ...] | None = None,
 ) -> list[Cell]:
-    """Every cell: each runner in each of its distinct configurations among ``configs``, every fault (a broker
-    fault only where there is a broker, in the safe config; broker-crash once per fsync policy), ``trials``
-    times."""
+    """Every cell: each runner on each of its brokers among ``brokers`` (None: all), in each of its distinct
+    configurations among ``configs``, every fault (a broker fault only where there is a broker, in the safe
+    config; broker-crash once per fsync policy, on Redis only), ``trials`` times."""
     cells: list[Cell] = []
     for runner in runners:
-        has_broker = load_runner(runner).broker != "none"
-        for config in distinct_configs(runner, configs):
-            for fault in faults:
-                if fault in BROKER_FAULTS and not (has_broker and config.name == "safe"):
-                    continue
-                variants = FSYNC_POLICIES if fault == "broker-crash" else ("",)
-                cells.extend(
-                    Cell(runner, config.name, fault, variant, trial)
-                    for variant in variants
-                    for trial in range(1, trials + 1)
-                )
+        for broker in load_runner(runner).brokers:
+            if brokers is not None and broker not in brokers and broker != "none":
+                continue
+            for config in distinct_configs(runner, configs, broker):
+                for fault in faults:
+                    if not runs_fault(fault, broker, config.name):
+                        continue
+                    variants = FSYNC_POLICIES if fault == "broker-crash" else ("",)
+                    cells.extend(
+                        Cell(runner, config.name, fault, variant, trial, broker)
+                        for variant in variants
+                        for trial in range(1, trials + 1)
+                    )
     return cells
 
 

@@ -135,7 +135,7 @@ class FaultContext:
 
         Empty without a broker (tasks run in the API: nothing outside its memory) or without ids.
         """
-        if not ids or self.runner.broker == "none":
+        if not ids or self.stack.settings.broker_name == "none":
             return {}
         found = self.runner.faults.holdings(self.stack.settings, ids)
         return {

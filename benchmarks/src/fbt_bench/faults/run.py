@@ -33,7 +33,7 @@ from fbt_devstack.processes import log_tail
 from fbt_devstack.redis_server import AppendFsync
 from fbt_devstack.sink import Sink, smtp_sink
 from fbt_devstack.stack import Stack
-from fbt_tasks.runner import load_runner
+from fbt_tasks.runner import load_runner, system_key
 from fbt_tasks.settings import Settings
 
 # A cell with nothing to wait for: the stack's start and stop, the burst and a short watch.
@@ -46,7 +46,8 @@ def mechanism(cell: Cell, described: dict[str, Any], result: dict[str, Any]) -> 
     if twice := result["duplicate_effects"]:
         why = (
             "their send-once record could not be written while Redis was down"
-            if cell.fault in ("broker-restart", "broker-crash")
+            # The send-once record lives in Redis whatever the broker: only a Redis outage keeps it unwritten.
+            if cell.fault in ("broker-restart", "broker-crash") and cell.broker_name == "redis"
             else "the fault fell between the SMTP server's acceptance and the send-once record, the window "
             "fbt_tasks.once documents"
         )
@@ -60,6 +61,7 @@ def cell_settings(cell: Cell, params: FaultParams, sink: Sink, workdir: Path) ->
         options["smtp_timeout_s"] = params.smtp_timeout_s
     return Settings(
         backend=cell.runner,
+        broker=cell.broker_name,
         queue_config=cell.config,
         worker_processes=params.worker_processes,
         worker_threads=params.worker_threads,
@@ -109,12 +111,15 @@ def run_cell(
             result = asyncio.run(FAULT_RUNS[cell.fault](ctx))
             notes = ctx.notes
             if cell.fault == "task-error":
-                retried = list(load_runner(cell.runner).queue_configs[cell.config].retries_on)
+                retried = list(
+                    load_runner(cell.runner).queue_configs[cell.broker_name][cell.config].retries_on
+                )
                 result["retried_errors"] = retried
                 notes.append(f"retried on: {', '.join(retried) or 'nothing (no retry)'}")
-            if has_one_config(cell.runner):
+            if has_one_config(cell.runner, cell.broker_name):
                 # Nothing to configure: the one configuration's summary says what that means.
-                notes = [load_runner(cell.runner).queue_configs[cell.config].summary, *notes]
+                summary = load_runner(cell.runner).queue_configs[cell.broker_name][cell.config].summary
+                notes = [summary, *notes]
             record = {
                 **identity(cell, seed),
                 "fault_after": params.fault_after,
@@ -131,6 +136,7 @@ def identity(cell: Cell, seed: int) -> dict[str, Any]:
     """What names a record: the cell, its variant, its trial and the seed its fault moment was drawn from."""
     found = {
         "runner": cell.runner,
+        "broker": cell.broker_name,
         "config": cell.config,
         "fault": cell.fault,
         "trial": cell.trial,
@@ -213,16 +219,20 @@ def likely_wait_s(cell: Cell, params: FaultParams) -> float:
     """
     runner = load_runner(cell.runner)
     if cell.fault == "kill-worker":
-        described = describe_runner(Settings(backend=cell.runner, queue_config=cell.config))
+        described = describe_runner(
+            Settings(backend=cell.runner, broker=cell.broker_name, queue_config=cell.config)
+        )
         bound = runner.faults.redelivery_bound_s(described)
         if bound == 0:
             return QUICK_CELL_S
         waited = bound if bound is not None and bound <= params.patience_s else params.watch_s
         return waited + MARGIN_S
-    if cell.fault == "task-error" and runner.queue_configs[cell.config].max_attempts > 1:
+    if cell.fault == "task-error" and runner.queue_configs[cell.broker_name][cell.config].max_attempts > 1:
         return QUICK_CELL_S + POISON_WAIT_S
     if cell.fault == "delay-past-timeout":
-        described = describe_runner(Settings(backend=cell.runner, queue_config=cell.config))
+        described = describe_runner(
+            Settings(backend=cell.runner, broker=cell.broker_name, queue_config=cell.config)
+        )
         timeout = runner.faults.visibility_timeout_s(described)
         delay = 2 * timeout if timeout is not None and 2 * timeout <= params.max_delay_s else params.delay_s
         return QUICK_CELL_S + delay + min(timeout or 0.0, params.patience_s)
@@ -245,17 +255,24 @@ def parameters(params: FaultParams) -> dict[str, Any]:
 
 
 def compare_pass(
-    runners: tuple[str, ...], workroot: Path, progress: ProgressSink | None = None
+    runners: tuple[str, ...],
+    workroot: Path,
+    progress: ProgressSink | None = None,
+    brokers: tuple[str, ...] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The short pass ``fbt-bench compare`` runs: kill-worker in both configurations for every runner.
+    """The short pass ``fbt-bench compare`` runs: kill-worker in both configurations for every runner on
+    each of its brokers among ``brokers`` (None: all).
 
     Returns the fault records and a warning per cell that could not be measured.
     """
-    records = run_faults(matrix(runners, CONFIGS, ("kill-worker",)), SHORT, workroot / "faults", progress)
+    cells = matrix(runners, CONFIGS, ("kill-worker",), brokers=brokers)
+    records = run_faults(cells, SHORT, workroot / "faults", progress)
     return records, not_measured(records)
 
 
 def not_measured(records: list[dict[str, Any]]) -> list[str]:
     return [
-        f"fault {r['runner']}/{r['config']}/{r['fault']}: {r['notes']}" for r in records if r.get("error")
+        f"fault {system_key(r['runner'], r.get('broker'))}/{r['config']}/{r['fault']}: {r['notes']}"
+        for r in records
+        if r.get("error")
     ]

@@ -18,7 +18,7 @@ from typing import Any
 from fbt_bench.measuring.stats import Spread
 from fbt_bench.scenarios.baselines import BASELINES
 from fbt_bench.scenarios.baselines import DISPLAY_NAMES as FLOOR_NAMES
-from fbt_tasks.runner import Runner, UnknownRunner, load_runner
+from fbt_tasks.runner import Runner, UnknownRunner, load_runner, system_key
 
 PARTIAL_MARK = "⛔ partial"
 # The report's scenario order: the three capacities first, then the workloads; the scenarios older files
@@ -130,11 +130,20 @@ def _enqueue_at(rate: float, pct: str) -> Metric:
 # ---------------------------------------------------------------------------------------------- runners
 
 
+def system_of(record: Record) -> str:
+    """The measured configuration a record (or fault record) belongs to: its key in ``runners``.
+
+    A runner on its default broker is its plain name; on another broker ``<runner>/<broker>``, so Celery on
+    RabbitMQ is never grouped, averaged or compared as if it were Celery on Redis.
+    """
+    return system_key(record["runner"], record.get("broker"))
+
+
 @cache
 def _installed(runner: str) -> Runner | None:
-    """The installed plugin of that name, for documents that predate the recorded runner facts."""
+    """The installed plugin of that name (or system key), for documents that predate the recorded facts."""
     try:
-        return load_runner(runner)
+        return load_runner(runner.split("/", 1)[0])
     except (UnknownRunner, TypeError):  # not installed, or an entry point that is not a runner plugin
         return None
 
@@ -293,7 +302,7 @@ def summarize(results: dict[str, Any]) -> Summary:
     """Group records into repeat sets by scenario, runner and config, in the report's runner order."""
     by_key: dict[tuple[str, str, str], list[Record]] = {}
     for record in results["records"]:
-        by_key.setdefault((record["scenario"], record["runner"], record["config"]), []).append(record)
+        by_key.setdefault((record["scenario"], system_of(record), record["config"]), []).append(record)
     configs: dict[str, set[str]] = {}
     for _, runner, config in by_key:
         configs.setdefault(runner, set()).add(config)

@@ -17,6 +17,7 @@ from fbt_bench.report.analysis import (
     group_peaks,
     kind_shape,
     memory_measure,
+    system_of,
     throughput,
 )
 from fbt_bench.report.capacity import (
@@ -187,8 +188,8 @@ def _row_faults(summary: Summary, need: str, kinds: tuple[str, ...]) -> ChoiceRo
     cells, losses = [], []
     for runner, config in summary.systems:
         # Faults are injected per queue config; a run benchmarked in one config still shows both.
-        rows = [f for f in faults if f["runner"] == runner and f["config"] == config] or [
-            f for f in faults if f["runner"] == runner
+        rows = [f for f in faults if system_of(f) == runner and f["config"] == config] or [
+            f for f in faults if system_of(f) == runner
         ]
         if not rows:
             cells.append(NOT_MEASURED)

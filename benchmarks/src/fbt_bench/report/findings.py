@@ -20,6 +20,7 @@ from fbt_bench.report.analysis import (
     latency_p99,
     probe_idle_p99,
     probe_loaded_p99,
+    system_of,
     throughput,
 )
 from fbt_bench.report.capacity import cost, drained_per_s, max_rate_under_slo
@@ -126,7 +127,7 @@ def _faults(summary: Summary) -> list[Finding]:
     """⛔ first for a runner that runs tasks in the API and lost some, then for any loss in a safe
     configuration; ⚠ for duplicates a receiver can drop by Message-ID; then a result line per runner."""
     groups = fault_groups(summary.results["faults"])
-    in_api = [g for g in groups if summary.runs_in_api(g[0]["runner"]) and any(f["lost"] for f in g)]
+    in_api = [g for g in groups if summary.runs_in_api(system_of(g[0])) and any(f["lost"] for f in g)]
     unsafe = [g for g in groups if g not in in_api and _safe(g[0]) and any(f["lost"] for f in g)]
     out = [_loss_alert(summary, g) for g in in_api + unsafe]
     for g in groups:
@@ -143,13 +144,13 @@ def _faults(summary: Summary) -> list[Finding]:
                 )
             )
             out.append(Finding("warning" if same else "alert", text, None, ("faults",)))
-    for runner in dict.fromkeys(g[0]["runner"] for g in groups):
+    for runner in dict.fromkeys(system_of(g[0]) for g in groups):
         parts = [
             f"{fault_label(g[0])} ({g[0]['config']}, {len(g)} trials): "
             + ", ".join(f"{span([f.get(c, 0) for f in g])} {c.replace('_', ' ')}" for c in FAULT_COUNTS)
             + f" of {span([f['expected'] for f in g])}"
             for g in groups
-            if g[0]["runner"] == runner
+            if system_of(g[0]) == runner
         ]
         name = summary.display_name(runner)
         out.append(
@@ -165,7 +166,7 @@ def _safe(record: dict[str, Any]) -> bool:
 
 def _cell(summary: Summary, group: list[dict[str, Any]]) -> str:
     f = group[0]
-    return f"{summary.display_name(f['runner'])} ({f['config']}), {fault_label(f)}"
+    return f"{summary.display_name(system_of(f))} ({f['config']}), {fault_label(f)}"
 
 
 def _loss_alert(summary: Summary, group: list[dict[str, Any]]) -> Finding:

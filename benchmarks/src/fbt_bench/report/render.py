@@ -18,7 +18,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from fbt_bench.report import capacity_figures, capacity_tables, figures, header, tables
-from fbt_bench.report.analysis import summarize
+from fbt_bench.report.analysis import summarize, system_of
 from fbt_bench.report.figures import Chart
 from fbt_bench.report.findings import completeness, findings
 from fbt_bench.report.numbers import table_id
@@ -183,7 +183,7 @@ def record_warnings(results: dict[str, Any]) -> list[str]:
     where: dict[tuple[str, str, str], list[str]] = {}
     for r in results["records"]:
         for w in r["warnings"]:
-            where.setdefault((r["runner"], r["scenario"], w), []).append(str(r["repeat"]))
+            where.setdefault((system_of(r), r["scenario"], w), []).append(str(r["repeat"]))
     return [
         f"{runner} · {scenario} · repeat {', '.join(dict.fromkeys(repeats))}: {w}"
         for (runner, scenario, w), repeats in where.items()

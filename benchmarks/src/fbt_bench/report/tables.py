@@ -16,6 +16,7 @@ from fbt_bench.report.analysis import (
     kind_shape,
     latency_p50,
     runner_rank,
+    system_of,
     throughput,
     worst_slo_rate,
 )
@@ -265,10 +266,10 @@ FAULT_COUNTS = ("lost", "held", "failed", "reexecuted", "duplicate_effects", "sk
 
 
 def fault_groups(faults: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The trials of each cell (runner, config, fault, fsync policy) together, in first-seen order."""
+    """The trials of each cell (runner on its broker, config, fault, fsync policy) together, first-seen order."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for f in faults:
-        key = (f["runner"], f["config"], f["fault"], f.get("appendfsync", ""))
+        key = (system_of(f), f["config"], f["fault"], f.get("appendfsync", ""))
         groups.setdefault(key, []).append(f)
     return list(groups.values())
 
@@ -293,7 +294,7 @@ def faults_table(results: dict[str, Any]) -> Table | None:
         return None
     rows = tuple(
         (
-            name_label(results, group[0]["runner"]),
+            name_label(results, system_of(group[0])),
             group[0]["config"],
             fault_label(group[0]),
             str(len(group)),
@@ -329,12 +330,12 @@ def faults_table(results: dict[str, Any]) -> Table | None:
 def mechanisms(results: dict[str, Any]) -> list[tuple[str, str]]:
     """One sentence per runner: its distinct mechanisms, each tagged with the fault and config it explains."""
     out = []
-    runners = dict.fromkeys(f["runner"] for f in results["faults"])
+    runners = dict.fromkeys(system_of(f) for f in results["faults"])
     for runner in runners:
         parts: dict[str, list[str]] = {}
         for group in fault_groups(results["faults"]):
             f = group[0]  # one sentence per fault: the first trial's (the others differ only in counts)
-            if f["runner"] == runner and f["mechanism"]:
+            if system_of(f) == runner and f["mechanism"]:
                 parts.setdefault(f["mechanism"].rstrip("."), []).append(f"{fault_label(f)}, {f['config']}")
         text = "; ".join(f"{why} ({'; '.join(where)})" for why, where in parts.items())
         out.append((name_label(results, runner), text + "." if text else "no mechanism recorded."))

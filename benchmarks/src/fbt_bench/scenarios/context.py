@@ -15,6 +15,7 @@ from fbt_bench.measuring.sampler import ResourceSampler
 from fbt_bench.profiles import Profile
 from fbt_bench.progress import ProgressSink
 from fbt_bench.topology import Deployment
+from fbt_tasks.runner import system_key
 
 
 @dataclass
@@ -57,11 +58,17 @@ class ScenarioContext:
     def follower(self) -> LedgerFollower:
         return LedgerFollower.from_end(self.deployment.ledger_path)
 
+    @property
+    def key(self) -> str:
+        """The runner's key on this broker (``celery/rabbitmq``; its plain name on its default broker)."""
+        return system_key(self.runner, self.broker)
+
     def tag(self, scenario: str) -> str:
-        return f"{self.runner} r{self.repeat} {scenario}"
+        return f"{self.key} r{self.repeat} {scenario}"
 
     def capacity(self) -> dict[str, float]:
-        return self.shared.capacities.setdefault(self.runner, {})
+        # By system key: Celery on RabbitMQ has capacities of its own, never Celery on Redis's.
+        return self.shared.capacities.setdefault(self.key, {})
 
     def spec(self, rate: float, duration_s: float, **fields: Any) -> OpenLoopSpec:
         """An open-loop spec against this deployment: its URL and key, the profile's connection cap."""
@@ -138,4 +145,4 @@ async def warm_up(ctx: ScenarioContext) -> LedgerTally:
         if ctx.full_api:
             await client.send_mail("warmup@example.com", "Warm-up", "Warm-up")
     follower.expect(result.job_ids)
-    return await drain(ctx, follower, len(result.job_ids), f"{ctx.runner} warm-up")
+    return await drain(ctx, follower, len(result.job_ids), f"{ctx.key} warm-up")

@@ -25,7 +25,7 @@ async def steady(ctx: ScenarioContext) -> list[dict[str, Any]]:
     known = ctx.capacity()
     rates = [known[k] for k in ("accept", "drain") if known.get(k)]
     if not rates:
-        raise NoCapacity(f"{ctx.runner}: no accept knee or drain rate measured in this repeat")
+        raise NoCapacity(f"{ctx.key}: no accept knee or drain rate measured in this repeat")
     capacity = min(rates)
     return [await _at(ctx, fraction, capacity, known) for fraction in ctx.profile.steady_fractions]
 

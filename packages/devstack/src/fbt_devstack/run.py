@@ -43,7 +43,13 @@ def curl_example(stack: Stack) -> str:
 def summary(stack: Stack, *, own_redis: bool, own_smtp: bool) -> Panel:
     settings = stack.settings
     table = Table.grid(padding=(0, 2))
-    table.add_row("Backend", f"[bold]{settings.backend}[/] (QUEUE_CONFIG={settings.queue_config})")
+    table.add_row(
+        "Backend",
+        f"[bold]{settings.backend}[/] on {settings.broker_name} (QUEUE_CONFIG={settings.queue_config})",
+    )
+    if settings.broker_name == "rabbitmq":
+        where = f"private node {stack.rabbitmq.node}" if stack.rabbitmq is not None else "external (AMQP_URL)"
+        table.add_row("RabbitMQ", f"{settings.amqp_url.split('@')[-1]}  ({where})")
     table.add_row("API", f"{stack.api_url}  (interactive docs: {stack.api_url}/docs)")
     key_note = " [bold red](development key: API_KEY is unset)[/]" if not settings.api_key else ""
     table.add_row("API key", f"{stack.api_key}{key_note}")
@@ -108,11 +114,13 @@ def cli(
 ) -> None:
     """Start Redis, an SMTP sink, the API and BACKEND's workers, wired together; Ctrl-C stops them all.
 
-    Settings come from the environment (see .env.example): BACKEND, PORT, API_KEY, QUEUE_CONFIG, ...
-    An embedded Redis starts unless REDIS_URL is set, and an SMTP sink unless SMTP_HOST is set.
+    Settings come from the environment (see .env.example): BACKEND, BROKER, PORT, API_KEY, QUEUE_CONFIG, ...
+    An embedded Redis starts unless REDIS_URL is set, a private RabbitMQ node when BROKER=rabbitmq unless
+    AMQP_URL is set, and an SMTP sink unless SMTP_HOST is set.
     """
     settings = Settings()
     own_redis = "REDIS_URL" not in os.environ
+    own_rabbitmq = "AMQP_URL" not in os.environ
     own_smtp = "SMTP_HOST" not in os.environ
     if not settings.api_key:
         console.print(
@@ -130,6 +138,7 @@ def cli(
         settings,
         workdir=workdir,
         start_redis=own_redis,
+        start_rabbitmq=own_rabbitmq,
         start_smtp=own_smtp,
         smtp_delay_ms=smtp_delay_ms,
         redis_appendonly=redis_appendonly,

@@ -1,4 +1,4 @@
-"""The whole topology in one object: Redis, the SMTP sink, the API and the backend's workers.
+"""The whole topology in one object: Redis, RabbitMQ when BROKER=rabbitmq, the SMTP sink, the API, the workers.
 
 ``fbt-run``, the end-to-end tests and the benchmark harness all start it this way, so they measure and test
 exactly what a developer runs. Commands come only from the console scripts (``fbt-api`` and the runner's
@@ -25,6 +25,12 @@ from types import TracebackType
 
 from fbt_devstack.ports import free_port, http_status
 from fbt_devstack.processes import ProcessGroup, log_tail
+from fbt_devstack.rabbitmq_server import (
+    RabbitMQServer,
+    RabbitMQUnavailable,
+    external_amqp_url,
+    missing_binary_reason,
+)
 from fbt_devstack.redis_server import AppendFsync, RedisServer
 from fbt_devstack.sink import start_sink
 from fbt_tasks.ledger import read_events
@@ -81,6 +87,7 @@ class Stack:
         *,
         workdir: Path,
         start_redis: bool = True,
+        start_rabbitmq: bool = True,
         start_smtp: bool = True,
         smtp_delay_ms: int = 0,
         redis_appendonly: bool = False,
@@ -94,6 +101,14 @@ class Stack:
         self.runner: Runner = load_runner(settings.backend)
         self.workdir = Path(workdir).resolve()
         self.start_redis = start_redis
+        # Only when BROKER=rabbitmq and no AMQP_URL is given (then that broker is used, as for Redis); Redis
+        # still starts beside it (results, the send-once guard).
+        self.start_rabbitmq = (
+            start_rabbitmq
+            and settings.broker_name == "rabbitmq"
+            and external_amqp_url() is None
+            and "amqp_url" not in settings.model_fields_set
+        )
         self.start_smtp = start_smtp
         self.smtp_delay_ms = smtp_delay_ms
         self.redis_appendonly = redis_appendonly
@@ -105,6 +120,7 @@ class Stack:
         self.with_workers = start_workers
         self.logs_dir = self.workdir / "logs"
         self.redis: RedisServer | None = None
+        self.rabbitmq: RabbitMQServer | None = None
         self._settings: Settings | None = None
         self.warmup_job_ids: list[str] = []
         self._group = ProcessGroup()
@@ -167,7 +183,10 @@ class Stack:
         return {
             "api": self._group.pids("api"),
             "workers": self._group.pids("worker"),
-            "broker": [pid] if self.redis is not None and (pid := self.redis.pid) is not None else [],
+            "broker": [
+                *([pid] if self.redis is not None and (pid := self.redis.pid) is not None else []),
+                *(self.rabbitmq.pids() if self.rabbitmq is not None else []),
+            ],
             "smtp": self._group.pids("smtp"),
         }
 
@@ -176,6 +195,8 @@ class Stack:
         dead = self._group.exited()
         if self.redis is not None and (code := self.redis.returncode) is not None:
             dead["redis"] = code
+        if self.rabbitmq is not None and (code := self.rabbitmq.returncode) is not None:
+            dead["rabbitmq"] = code
         return dead
 
     # -- lifecycle ----------------------------------------------------------------------------------------
@@ -208,6 +229,8 @@ class Stack:
                 log_path=self.process_log("redis"),
             ).start()
             overrides["redis_url"] = self.redis.url
+        if self.start_rabbitmq:
+            overrides["amqp_url"] = self._start_rabbitmq()
         if self.start_smtp:
             overrides["smtp_host"], overrides["smtp_port"] = "127.0.0.1", self._start_smtp()
         overrides["port"] = self.requested.port or free_port()
@@ -223,6 +246,17 @@ class Stack:
         command = self.runner.worker_command(self.settings)
         if command is not None:
             self._spawn("worker", [console_script(command[0]), *command[1:]])
+
+    def _start_rabbitmq(self) -> str:
+        """A private RabbitMQ node under the work dir (never the system one on 5672); its AMQP URL."""
+        reason = missing_binary_reason()
+        if reason is not None:
+            raise StackError(f"BROKER=rabbitmq: {reason}")
+        try:
+            self.rabbitmq = RabbitMQServer(self.workdir / "rabbitmq", keep_workdir=True).start()
+        except (RabbitMQUnavailable, TimeoutError, RuntimeError) as exc:
+            raise StackError(f"the RabbitMQ node did not start: {exc}") from exc
+        return self.rabbitmq.url
 
     def _start_smtp(self) -> int:
         try:
@@ -357,6 +391,24 @@ class Stack:
         time.sleep(HEALTH_POLL_S if check.returncode else 0)
         return check.returncode == 0
 
+    def stop_broker(self) -> None:
+        """Stop the deployment's broker gracefully (RabbitMQ when BROKER=rabbitmq, else Redis); data survives."""
+        if self.rabbitmq is not None:
+            self.rabbitmq.stop()
+        elif self.redis is not None:
+            self.redis.stop()
+        else:
+            raise StackError("this stack uses an external broker; it cannot stop it")
+
+    def start_broker(self) -> None:
+        """Start the broker ``stop_broker`` stopped, on the same ports and data."""
+        if self.rabbitmq is not None:
+            self.rabbitmq.start()
+        elif self.redis is not None:
+            self.redis.start()
+        else:
+            raise StackError("this stack uses an external broker; it cannot start it")
+
     def restart_redis(self) -> None:
         """Stop and start the embedded Redis on the same port and data dir (data survives with appendonly)."""
         if self.redis is None:
@@ -368,6 +420,8 @@ class Stack:
         for name in ("worker", "api", "smtp"):
             self._group.stop(name, timeout_s=self.stop_timeout_s)
         self._group.stop_all(timeout_s=self.stop_timeout_s)
+        if self.rabbitmq is not None:
+            self.rabbitmq.stop()
         if self.redis is not None:
             self.redis.stop()
 

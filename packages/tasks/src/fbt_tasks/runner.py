@@ -28,6 +28,9 @@ FaultName = Literal[
     "delay-past-timeout",
     "poison-message",
 ]
+BrokerName = Literal["redis", "rabbitmq", "none"]
+# How the report and the terminal name a broker.
+BROKER_TITLES: Mapping[str, str] = {"redis": "Redis", "rabbitmq": "RabbitMQ", "none": "no broker"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,8 @@ class RunnerRecord(TypedDict):
     display_name: str
     description: str
     broker: str
+    # The BROKER value, kept when a backend's describe() words "broker" its own way.
+    broker_name: str
     runs_in_api: bool
     slot_layout: str
     queue_config: QueueConfigRecord
@@ -110,7 +115,12 @@ class RunnerRecord(TypedDict):
 
 
 class Holdings(TypedDict):
-    """How many of some job ids the broker still holds, by where they wait."""
+    """How many of some job ids the broker still holds, by where they wait.
+
+    On Redis a runner finds each id in the broker's keys. RabbitMQ cannot show a message without consuming
+    it, so a RabbitMQ runner counts per queue (ready and unacked), not per id: every message in our
+    private node's queue is one of the cell's jobs, but the counts are the queue's, not filtered by ``ids``.
+    """
 
     queued: int  # waiting for a worker
     held: int  # delivered to a worker and not acked: comes back after the library's timeout
@@ -178,13 +188,15 @@ class Runner(Protocol):
     name: str  # the BACKEND value and the entry point's name
     display_name: str  # "Celery", "BackgroundTasks"
     description: str  # one line for the report
-    broker: str  # "redis", or "none" when tasks run inside the API process
+    # The BROKER values it runs on, the default first: ("redis", "rabbitmq"), or ("none",) in the API.
+    brokers: tuple[BrokerName, ...]
     # Tasks run inside the API process (no worker, no broker): its threadpool is the task slots.
     runs_in_api: bool
     # Distributions whose versions a report records (the library and its transport).
     distributions: tuple[str, ...]
-    # Its reliability configurations (QUEUE_CONFIG): "safe" as shipped, "defaults" the library out of the box.
-    queue_configs: Mapping[QueueConfigName, QueueConfig]
+    # Its reliability configurations per broker (QUEUE_CONFIG): "safe" as shipped, "defaults" the library
+    # out of the box; a library takes different options on each broker, each with its own reason.
+    queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]]
     faults: FaultModel
 
     def backend(self, settings: Settings) -> Backend:
@@ -208,6 +220,10 @@ class UnknownRunner(ValueError):
     """BACKEND names no installed runner; the message lists the installed ones."""
 
 
+class UnsupportedBroker(ValueError):
+    """BROKER names a broker the runner does not run on; the message lists the ones it does."""
+
+
 @cache
 def installed_runners() -> tuple[str, ...]:
     """The names registered under the ``fbt.backends`` entry points, sorted."""
@@ -228,13 +244,31 @@ def load_runner(name: str) -> Runner:
     return runner
 
 
+def system_key(runner: str, broker: str | None) -> str:
+    """How results.json and the report key one measured configuration of a runner: its name on its default
+    (first) broker, ``<name>/<broker>`` on another, so Celery on RabbitMQ never merges with Celery on Redis.
+    """
+    if broker is None or runner not in installed_runners():
+        return runner
+    return runner if broker == load_runner(runner).brokers[0] else f"{runner}/{broker}"
+
+
+def queue_config(runner: Runner, settings: Settings) -> QueueConfig:
+    """The configuration in force: QUEUE_CONFIG on BROKER."""
+    return runner.queue_configs[settings.broker_name][settings.queue_config]
+
+
 def runner_record(runner: Runner, settings: Settings) -> RunnerRecord:
     """What results.json records about a runner beside its backend's describe(): the plugin's own facts."""
-    config = runner.queue_configs[settings.queue_config]
+    config = queue_config(runner, settings)
     return {
         "display_name": runner.display_name,
-        "description": runner.description,
-        "broker": runner.broker,
+        "description": runner.description
+        if settings.broker_name == "none"
+        else f"{runner.description}, on {BROKER_TITLES[settings.broker_name]}",
+        "broker": settings.broker_name,
+        # describe() may replace "broker" with its own words; this one stays the BROKER value.
+        "broker_name": settings.broker_name,
         "runs_in_api": runner.runs_in_api,
         "slot_layout": runner.slot_layout(settings),
         "queue_config": config.as_record(),

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # anyio's default thread limiter: what Starlette's threadpool (sync routes and BackgroundTasks) gets when
@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     # An open name: any runner installed under the fbt.backends entry points (fbt_tasks.runner).
     backend: str = "inprocess"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Where a runner's messages wait: one of the runner's ``brokers`` (fbt_tasks.runner); unset means its
+    # first (default) one. Redis stays in use beside RabbitMQ for results and the send-once guard.
+    broker: Literal["redis", "rabbitmq", "none"] | None = None
+    # RabbitMQ's AMQP URL, used when BROKER=rabbitmq (the devstack starts a private node and sets it).
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     # Fail fast when Redis is gone so the API can answer 503 instead of hanging.
     redis_socket_timeout_s: float = Field(1.0, gt=0, le=30)
 
@@ -70,6 +75,25 @@ class Settings(BaseSettings):
                 f"BACKEND={name!r} is not installed; installed: {', '.join(installed_runners())}"
             )
         return name
+
+    @model_validator(mode="after")
+    def _supported_broker(self) -> "Settings":
+        from fbt_tasks.runner import UnsupportedBroker, load_runner
+
+        brokers = load_runner(self.backend).brokers
+        if self.broker is None:
+            self.broker = brokers[0]
+        elif self.broker not in brokers:
+            raise UnsupportedBroker(
+                f"BACKEND={self.backend} does not run on BROKER={self.broker}; it supports: {', '.join(brokers)}"
+            )
+        return self
+
+    @property
+    def broker_name(self) -> str:
+        """The broker in force (always set once validated): redis, rabbitmq, or none."""
+        assert self.broker is not None
+        return self.broker
 
     @property
     def slots(self) -> int:

@@ -1,0 +1,150 @@
+"""Celery and Dramatiq on RabbitMQ (BROKER=rabbitmq), end to end, on a private node this module starts.
+
+One node serves the whole module (a boot costs seconds of CPU). Every kind goes through the API to a real
+``fbt-worker-<runner>`` consuming from RabbitMQ, with results in Redis beside it; then the fault harness's
+kill-worker cell SIGKILLs each worker mid-burst: the safe configuration loses nothing, because RabbitMQ
+requeues a dead consumer's unacked messages when its connection closes. The node stays private: its own
+ports, never the system one on 5672. Skipped only where rabbitmq-server is not installed (CI has it).
+"""
+
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from runner_support import (
+    events_by_id,
+    every_kind_until_succeeded,
+    is_in_order,
+    make_worker_env,
+    running_worker,
+)
+
+from fbt_api.app import create_app
+from fbt_bench.faults.model import Cell, FaultParams, FaultRun
+from fbt_bench.faults.observe import deliveries
+from fbt_bench.faults.run import run_cell
+from fbt_devstack.rabbitmq_server import AMQP_URL_ENV, RabbitMQServer, missing_binary_reason
+from fbt_devstack.redis_server import RedisServer
+from fbt_tasks.runner import load_runner
+from fbt_tasks.settings import Settings
+
+# Safety nets only: generous, never a performance assertion.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+RUNNERS = ("celery", "dramatiq")
+# Databases of the session Redis no other test module uses.
+REDIS_DB = {"celery": 6, "dramatiq": 7}
+PARAMS = FaultParams(
+    n=30,
+    fault_after=8,
+    smtp_delay_ms=300,
+    worker_processes=1,
+    worker_threads=1,
+    burst_concurrency=2,
+    # The send-once lease is 2 x SMTP_TIMEOUT_S + 5 s: a redelivered email waits it out, so keep it short.
+    smtp_timeout_s=3.0,
+    api_threadpool=4,
+)
+
+
+@pytest.fixture(scope="module")
+def rabbit() -> Iterator[RabbitMQServer]:
+    reason = missing_binary_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with RabbitMQServer() as server:
+        yield server
+
+
+def on_db(url: str, db: int) -> str:
+    return f"{url.rsplit('/', 1)[0]}/{db}"
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_every_kind_runs_through_rabbitmq_and_reads_succeeded(
+    runner: str,
+    rabbit: RabbitMQServer,
+    redis_server: RedisServer,
+    smtp_sink: tuple[int, Path],
+    tmp_path: Path,
+) -> None:
+    env = make_worker_env(
+        runner,
+        tmp_path,
+        on_db(redis_server.url, REDIS_DB[runner]),
+        smtp_sink,
+        BROKER="rabbitmq",
+        AMQP_URL=rabbit.url,
+    )
+    plugin = load_runner(runner)
+    with running_worker(env, plugin.worker_ready, f"a {runner} worker consuming from RabbitMQ"):
+        with TestClient(create_app(env.settings)) as client:
+            ids, seen = every_kind_until_succeeded(client, runner)
+    assert all(is_in_order(states, ["queued", "started", "succeeded"]) for states in seen.values()), seen
+    events = events_by_id(env)
+    for kind, job_id in ids.items():
+        assert [(e.kind, e.ok, e.attempt) for e in events[job_id]] == [(kind, True, 1)]
+    described = plugin.backend(env.settings)
+    try:
+        facts = described.describe()
+    finally:
+        described.close()
+    assert facts["broker_name"] == "rabbitmq" and "Redis" in str(facts["result_backend"])
+
+
+def test_settings_refuse_rabbitmq_for_a_redis_only_runner() -> None:
+    with pytest.raises(ValueError, match="does not run on BROKER=rabbitmq"):
+        Settings(backend="rq", broker="rabbitmq")
+
+
+@pytest.fixture(scope="module")
+def killed_runs(rabbit: RabbitMQServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, FaultRun]:
+    """The fault harness's kill-worker cell, safe config, both runners at once on the module's node."""
+    root = tmp_path_factory.mktemp("rabbitmq-faults")
+    with pytest.MonkeyPatch.context() as patch:
+        # AMQP_URL: the cells' stacks use this node instead of each booting its own.
+        patch.setenv(AMQP_URL_ENV, rabbit.url)
+        with ThreadPoolExecutor(max_workers=len(RUNNERS)) as pool:
+            futures = {
+                runner: pool.submit(
+                    run_cell, Cell(runner, "safe", "kill-worker", broker="rabbitmq"), PARAMS, root / runner
+                )
+                for runner in RUNNERS
+            }
+            return {runner: future.result() for runner, future in futures.items()}
+
+
+@pytest.mark.parametrize("runner", RUNNERS)
+def test_a_killed_worker_loses_nothing_on_rabbitmq_in_the_safe_config(
+    runner: str, killed_runs: dict[str, FaultRun]
+) -> None:
+    run = killed_runs[runner]
+    record = run.record
+    assert record["broker"] == "rabbitmq" and record["configuration"]["broker_name"] == "rabbitmq"
+    copies = deliveries(run.mailbox)
+    accepted = Counter(run.accepted)
+    lost = [job_id for job_id in accepted if copies[job_id] == 0]
+    assert not lost and record["lost"] == 0, record["notes"]
+    assert "RabbitMQ requeued" in record["mechanism"], record["mechanism"]
+
+
+def test_a_broker_this_machine_lacks_is_skipped_and_said_why_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fbt_bench import topology
+
+    reason = "no RabbitMQ: rabbitmq-server is not installed; apt install rabbitmq-server"
+    monkeypatch.setitem(topology.BROKER_AVAILABILITY, "rabbitmq", lambda: reason)
+    systems, warnings = topology.plan_systems(("celery", "dramatiq", "inprocess", "rq"), None)
+    assert {(s.runner, s.broker) for s in systems} == {
+        ("celery", "redis"),
+        ("dramatiq", "redis"),
+        ("inprocess", "none"),
+        ("rq", "redis"),
+    }
+    assert warnings == [f"celery, dramatiq on RabbitMQ not measured: {reason}"]
+    only_redis, none_skipped = topology.plan_systems(("celery",), ("redis",))
+    assert [s.key for s in only_redis] == ["celery"] and none_skipped == []
