@@ -77,12 +77,17 @@ class DramatiqFaults:
     def inject_malformed(self, settings: Settings) -> str:
         """A body Dramatiq's JSON encoder cannot decode, stored and queued as dispatch.lua enqueues."""
         marker = f"poison-{uuid.uuid4().hex}"
+        if settings.broker_name == "rabbitmq":
+            publish_malformed(settings, marker)
+            return marker
         with inspection_client(settings) as client:
             client.hset(f"{QUEUE_KEY}.msgs", marker, f"{{not json {marker}")
             client.rpush(QUEUE_KEY, marker)
         return marker
 
     def malformed_whereabouts(self, settings: Settings, marker: str) -> str:
+        if settings.broker_name == "rabbitmq":
+            return rabbitmq_whereabouts(settings)
         with inspection_client(settings) as client:
             if marker.encode() in client.lrange(QUEUE_KEY, 0, -1):
                 return f"still in the queue {QUEUE_KEY}"
@@ -162,6 +167,37 @@ def rabbitmq_holdings(settings: Settings) -> Holdings:
     return Holdings(queued=ready[0], held=0, scheduled=ready[1], failed=ready[2])
 
 
+def publish_malformed(settings: Settings, marker: str) -> None:
+    """A persistent message whose body is not JSON, published straight onto our RabbitMQ queue."""
+    import pika
+
+    from fbt_dramatiq.broker import rabbitmq_parameters
+
+    connection = pika.BlockingConnection(pika.ConnectionParameters(**rabbitmq_parameters(settings)))
+    try:
+        connection.channel().basic_publish(
+            exchange="",
+            routing_key=QUEUE_NAME,
+            body=f"{{not json {marker}".encode(),
+            properties=pika.BasicProperties(delivery_mode=2),
+        )
+    finally:
+        connection.close()
+
+
+def rabbitmq_whereabouts(settings: Settings) -> str:
+    """AMQP cannot look for one message without consuming it: the queue's and dead-letter queue's counts."""
+    from fbt_dramatiq.health import queue_counts
+
+    queued, dead = queue_counts(settings, QUEUE_NAME), queue_counts(settings, xq_name(QUEUE_NAME))
+    if queued is None or dead is None:
+        return "unknown: RabbitMQ did not answer"
+    return (
+        f"{queued[0]} ready in {QUEUE_NAME} and {dead[0]} in the dead-letter queue {xq_name(QUEUE_NAME)} "
+        "(RabbitMQ counts per queue, not per message)"
+    )
+
+
 def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
     """Dramatiq on RabbitMQ: the broker returns a dead consumer's unacked messages at once."""
     rel, r = described.get("reliability", {}), result
@@ -182,6 +218,13 @@ def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: M
         return (
             f"RabbitMQ kept the {confirmed}persistent messages on its durable queues and the consumers reconnected; "
             + outage(r, f"the Retries middleware ({retries})")
+        )
+    if fault == "delay-past-timeout":
+        return f"a delayed message waits on the delay queue and is acked late like any other: {executions(r)}"
+    if fault == "poison-message":
+        return (
+            "Dramatiq logs a message it cannot decode and nacks it without requeue, which RabbitMQ "
+            f"dead-letters to {xq_name(QUEUE_NAME)}; " + malformed(r)
         )
     return (
         f"the Retries middleware retried the refusals ({retries}, doubling with jitter); a message that "
