@@ -336,7 +336,8 @@ def _cdf(p50_ms: float, sigma: float, shift_ms: float) -> list[list[float]]:
 def _resources(runner: str, duration_s: float, rng: random.Random) -> dict[str, Any]:
     """Every group the sampler knows; one with no process seen is all zeros (processes 0: not measured)."""
     groups = {
-        group: {"cpu_s": 0.0, "peak_pss_mb": 0.0, "peak_rss_mb": 0.0, "processes": 0} for group in RESOURCE_GROUPS
+        group: {"cpu_s": 0.0, "peak_pss_mb": 0.0, "peak_rss_mb": 0.0, "processes": 0}
+        for group in RESOURCE_GROUPS
     }
     for group, mb in _BEHAVIOUR[runner].pss_mb.items():
         pss = round(mb * _jitter(rng), 1)
@@ -346,7 +347,12 @@ def _resources(runner: str, duration_s: float, rng: random.Random) -> dict[str, 
             "peak_rss_mb": round(pss * 1.6, 1),
             "processes": 1,
         }
-    groups["loadgen"] = {"cpu_s": round(duration_s * 0.02, 3), "peak_pss_mb": 30.0, "peak_rss_mb": 42.0, "processes": 1}
+    groups["loadgen"] = {
+        "cpu_s": round(duration_s * 0.02, 3),
+        "peak_pss_mb": 30.0,
+        "peak_rss_mb": 42.0,
+        "processes": 1,
+    }
     return groups
 
 
