@@ -64,6 +64,8 @@ def accept_table(summary: Summary) -> Table:
     for g in groups:
         rate = g.spread(max_rate_under_slo)
         knee = "yes" if knee_found(g) else "no: search ceiling, a lower bound"
+        if rate is not None and rate.high == 0:
+            knee = "no: no step passed, not even the lowest rate tried"
         steps = [
             s for r in g.records for s in r["extra"].get("steps", []) if rate and s["rate"] == rate.median
         ]
