@@ -148,7 +148,7 @@ def decomposition_table(summary: Summary) -> Table | None:
 
 def _record_notes(groups: Sequence[RepeatSet]) -> list[str]:
     """What a record says about how it was measured differently (extra.notes), once per runner."""
-    out = []
+    out: list[str] = []
     for g in groups:
         notes = dict.fromkeys(n for r in g.records if isinstance(n := r["extra"].get("notes"), str) and n)
         out.extend(f"{g.label}: {note}." for note in notes)
