@@ -95,7 +95,7 @@ def test_schema_rejects_a_missing_required_field(path, where):
 
 def test_schema_rejects_wrong_types_and_unknown_scenarios():
     doc = example_results()
-    doc["schema_version"] = 2
+    doc["schema_version"] = 1  # an older version: one of the three problems
     doc["records"][0]["completed"] = -1
     doc["records"][1]["scenario"] = "made-up"
     with pytest.raises(ResultsSchemaError) as info:

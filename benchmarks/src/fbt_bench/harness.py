@@ -322,7 +322,7 @@ class Unit:
 
     def _facts(self, deployment: Any) -> dict[str, Any]:
         if self.name in baselines.DESCRIPTIONS:
-            return baselines.DESCRIPTIONS[self.name]
+            return baselines.floor_facts(self.name, self.plan.profile)
         # The plugin's facts, then its backend's describe(): the configuration in force.
         return runner_facts(deployment.settings)
 
@@ -356,7 +356,7 @@ class Unit:
         if "drain" not in self.scenarios:
             return []
         since = time.monotonic()
-        self.document["runners"].setdefault(self.name, baselines.DESCRIPTIONS[self.name])
+        self.document["runners"].setdefault(self.name, baselines.floor_facts(self.name, self.plan.profile))
         try:
             record = asyncio.run(
                 baselines.direct_call_drain(

@@ -113,14 +113,21 @@ def _load(record: Record) -> Any:
     return None
 
 
+def _brokers(group: RepeatSet) -> set[Any]:
+    return {r.get("broker") for r in group.records}
+
+
 def same_load(a: RepeatSet, b: RepeatSet) -> bool:
     """Whether a and b were measured on the same path at the same offered load, so a ratio means something.
 
-    drain: the same number of pre-filled jobs; steady: the same offered rate; the fixed workloads share
-    their parameters. accept is a search whose steps differ by runner: its capacities are ranked, never
-    divided.
+    drain: the same number of pre-filled jobs through the same kind of broker (a runner whose tasks run
+    in the API drains a threadpool with no broker: the raw-Redis floor is not its floor); steady: the same
+    offered rate; the fixed workloads share their parameters. accept is a search whose steps differ by
+    runner: its capacities are ranked, never divided.
     """
     if a.scenario != b.scenario:
+        return False
+    if a.scenario == "drain" and _brokers(a) != _brokers(b):
         return False
     if a.scenario in FIXED_LOAD_SCENARIOS:
         return True

@@ -67,6 +67,8 @@ def accept_capacity_chart(summary: Summary) -> Chart | None:
         flag = (
             "partial" if g.partial else ("no knee (≥)" if not knee_found(g) else ("noisy" if s.noisy else ""))
         )
+        if s.high == 0:
+            flag = "none passed"
         bars.append(charts.Bar(g.label, s.median, s.low, s.high, flag))
     if not bars:
         return None

@@ -46,7 +46,9 @@ def accept_findings(summary: Summary) -> list[Finding]:
         return []
     unit = _unit(summary, "accept")
     slo = next((v for g in groups if (v := slo_ms(g)) is not None), None)
-    ceiling = [g.tag() for g, _ in entries if not knee_found(g)]
+    # The harness records 0 when no step passed (the search halved down without a pass): no ceiling then.
+    ceiling = [g.tag() for g, s in entries if not knee_found(g) and s.high > 0]
+    none_passed = [g.tag() for g, s in entries if s.high == 0]
     text = f"accept: highest rate at which POST /log/ kept p99 under the {fmt(slo, ' ms')} SLO with no errors"
     text += ": " + ranking(entries, unit, higher_is_better=True) + "."
     if len(entries) > 1:
@@ -56,6 +58,8 @@ def accept_findings(summary: Summary) -> list[Finding]:
             f" No knee for {', '.join(ceiling)}: the search hit its ceiling with p99 still under the SLO, so "
             "that figure is a lower bound."
         )
+    if none_passed:
+        text += f" No step passed for {', '.join(none_passed)}, not even the lowest rate the search tried."
     floors = [
         (g, s) for g in summary.in_scenario("accept") if g.baseline and (s := g.spread(max_rate_under_slo))
     ]

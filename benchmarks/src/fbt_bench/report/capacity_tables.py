@@ -64,6 +64,8 @@ def accept_table(summary: Summary) -> Table:
     for g in groups:
         rate = g.spread(max_rate_under_slo)
         knee = "yes" if knee_found(g) else "no: search ceiling, a lower bound"
+        if rate is not None and rate.high == 0:
+            knee = "no: no step passed, not even the lowest rate tried"
         steps = [
             s for r in g.records for s in r["extra"].get("steps", []) if rate and s["rate"] == rate.median
         ]
@@ -144,6 +146,15 @@ def decomposition_table(summary: Summary) -> Table | None:
     )
 
 
+def _record_notes(groups: Sequence[RepeatSet]) -> list[str]:
+    """What a record says about how it was measured differently (extra.notes), once per runner."""
+    out: list[str] = []
+    for g in groups:
+        notes = dict.fromkeys(n for r in g.records if isinstance(n := r["extra"].get("notes"), str) and n)
+        out.extend(f"{g.label}: {note}." for note in notes)
+    return out
+
+
 def drain_table(summary: Summary) -> Table:
     groups = summary.in_scenario("drain")
     unit = rate_unit("drain", (r for g in groups for r in g.records))
@@ -167,6 +178,7 @@ def drain_table(summary: Summary) -> Table:
         rows,
         "N jobs enqueued through the runner's own client with its workers stopped, then the workers "
         "started; rate from the first to the last completion in the ledger. No HTTP.",
+        *_record_notes(groups),
     )
     columns = ("Runner", "N", "Completed/expected (all repeats)", unit, "min–max", "CV", "first → last s")
     return Table(

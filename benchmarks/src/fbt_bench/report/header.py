@@ -58,15 +58,22 @@ def header_rows(summary: Summary) -> list[tuple[str, str]]:
 
 def loadgen_text(summary: Summary) -> str:
     """Where the load generator ran and what each request cost it, against its budget."""
-    placement = summary.params.get("placement")
     spread = Spread.of(loadgen_cpu(r) for g in summary.repeat_sets.values() for r in g.records)
-    place = f"placement: {placement}" if placement else f"placement {NOT_RECORDED}"
+    place = placement_text(summary.params.get("placement"))
     if spread is None:
         return f"{place}; its CPU per request was not measured in this run"
     return (
         f"{place}; CPU per request over {spread.n:,} records: median {fmt(spread.median, ' µs')}, "
         f"max {fmt(spread.high, ' µs')} (budget {fmt(LOADGEN_TARGET_US, ' µs')})"
     )
+
+
+def placement_text(placement: object) -> str:
+    """``parameters.placement`` as the harness writes it: {pinned, reason, ...}."""
+    if not isinstance(placement, dict) or "pinned" not in placement:
+        return f"placement {NOT_RECORDED}"
+    how = "pinned" if placement["pinned"] else "shared"
+    return f"placement: {how}: {placement.get('reason', 'no reason recorded')}"
 
 
 def budget_paragraph(summary: Summary) -> str:
@@ -84,15 +91,24 @@ def budget_paragraph(summary: Summary) -> str:
 
 
 def time_spent_table(summary: Summary) -> Table | None:
+    """``parameters.time_spent_s`` ({total, phases: [{runner, repeat, scenario, seconds}]}) by scenario."""
     spent = summary.params.get("time_spent_s")
-    if not isinstance(spent, dict) or not spent:
+    if not isinstance(spent, dict) or not isinstance(spent.get("phases"), list):
         return None
-    total = sum(v for v in spent.values() if isinstance(v, int | float))
-    rows = [
-        (phase, fmt(float(v), " s"), f"{v / total:.0%}" if total else "n/a")
-        for phase, v in spent.items()
-        if isinstance(v, int | float)
-    ]
+    by_scenario: dict[str, float] = {}
+    for phase in spent["phases"]:
+        by_scenario[phase["scenario"]] = by_scenario.get(phase["scenario"], 0.0) + float(phase["seconds"])
+    measured = sum(by_scenario.values())
+    total = max(float(spent.get("total") or 0.0), measured)
+    if total - measured >= 0.5:  # between phases: shuffles, the environment, writing results
+        by_scenario["other"] = total - measured
+    if not by_scenario:
+        return None
+
+    def share(seconds: float) -> str:
+        return f"{seconds / total:.0%}" if total else "n/a"
+
+    rows = [(name, fmt(seconds, " s"), share(seconds)) for name, seconds in by_scenario.items()]
     rows.append(("total", fmt(total, " s"), "100%"))
     return Table("tab-time", "How the run's time was spent", ("Phase", "Wall time", "Share"), tuple(rows))
 

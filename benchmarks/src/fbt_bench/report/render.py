@@ -25,7 +25,7 @@ from fbt_bench.report.numbers import table_id
 from fbt_bench.report.phrasing import Finding
 from fbt_bench.report.sections import NOT_MEASURED, SCENARIO_BLURBS, ScenarioSection, scenario_section
 from fbt_bench.report.tables import Table
-from fbt_bench.schema import validate_results
+from fbt_bench.schema import SCHEMA_VERSION, validate_results
 
 TEMPLATES = Path(__file__).with_name("templates")
 REPORT_MD = "report.md"
@@ -43,8 +43,13 @@ class Citation:
 
 
 def write_reports(results: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Validate the document, then write report.md and report.html into out_dir; return their paths."""
-    validate_results(results)
+    """Validate the document, then write report.md and report.html into out_dir; return their paths.
+
+    A document of an older schema_version (a committed sample, an old run) is rendered without validation:
+    the schema describes only the current version, and the report reads older shapes where they differ.
+    """
+    if not _older_version(results):
+        validate_results(results)
     context = build_context(results)
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -63,6 +68,11 @@ def write_reports(results: dict[str, Any], out_dir: Path) -> list[Path]:
         path.write_text(env.get_template(template).render(**context), encoding="utf-8")
         written.append(path)
     return written
+
+
+def _older_version(results: dict[str, Any]) -> bool:
+    version = results.get("schema_version")
+    return isinstance(version, int) and not isinstance(version, bool) and 1 <= version < SCHEMA_VERSION
 
 
 def main(argv: Sequence[str] | None = None) -> int:

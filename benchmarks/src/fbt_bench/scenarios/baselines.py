@@ -49,16 +49,27 @@ DESCRIPTIONS: dict[str, dict[str, Any]] = {
         "runs_in_api": False,
         "description": "the same API route shape LPUSHes the job; BRPOP loops call run_job: no framework, "
         "no acks, no retries",
-        "slot_layout": "worker_processes processes x worker_threads threads, the runners' slot budget",
+        "slot_layout": "{processes} processes x {threads} threads, the runners' slot budget",
     },
     "direct-call": {
         "display_name": "direct call",
         "broker": "none",
         "runs_in_api": False,
         "description": "run_job called through a pool of `slots` threads: no queue, no HTTP (drain only)",
-        "slot_layout": "1 process x slots threads",
+        "slot_layout": "1 process x {slots} threads",
     },
 }
+
+
+def floor_facts(name: str, profile: Profile) -> dict[str, Any]:
+    """What results.json records under runners.<floor>, its layout in this run's numbers."""
+    facts = dict(DESCRIPTIONS[name])
+    facts["slot_layout"] = facts["slot_layout"].format(
+        processes=profile.worker_processes, threads=profile.worker_threads, slots=profile.slots
+    )
+    return facts
+
+
 START_TIMEOUT_S = 30.0
 PROCESS_EXIT_TIMEOUT_S = 600.0
 
