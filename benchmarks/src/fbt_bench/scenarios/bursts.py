@@ -50,9 +50,9 @@ def burst_record(
         tally=tally,
         duration_s=duration,
         resources=resources,
-        loadgen_cpu_us_per_request=loadgen_us(resources, result.sent),
+        loadgen_cpu_us_per_request=None,
         client_latency_ms=stats.summarize_ms(result.latencies_ms),
-        extra=extra,
+        extra={**extra, "harness_cpu_us_per_request": loadgen_us(resources, result.sent)},
         warnings=send_warnings("send", result.sent, result.errors, result.error_samples),
     )
     return make_record(

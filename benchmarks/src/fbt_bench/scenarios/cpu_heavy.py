@@ -66,10 +66,11 @@ async def cpu_heavy(ctx: ScenarioContext) -> dict[str, Any]:
         tally=tally,
         duration_s=finish_window(tally, began_wall),
         resources=resources,
-        # The harness sent the resizes; the probe generator's own CPU is in the probe summary's extra.
-        loadgen_cpu_us_per_request=loadgen_us(resources, sent.sent),
+        # The harness sent the resizes (closed loop): its CPU is not a load generator's; the probe generator's
+        # own CPU is in the probe summary's extra.
+        loadgen_cpu_us_per_request=None,
         client_latency_ms=stats.summarize_ms(sent.latencies_ms),
-        extra=extra,
+        extra={**extra, "harness_cpu_us_per_request": loadgen_us(resources, sent.sent)},
         warnings=warnings,
     )
     return make_record(
