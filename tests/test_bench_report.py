@@ -321,7 +321,8 @@ def test_decomposition_is_printed_against_the_target():
 
 
 def test_old_documents_still_render_with_new_sections_not_measured(tmp_path):
-    doc = json.loads((REPO / "docs" / "sample-report" / "results.json").read_text(encoding="utf-8"))
+    # A schema-1 document (the harness before accept/drain/steady): old results must still render.
+    doc = json.loads((REPO / "tests" / "data" / "results-v1.json").read_text(encoding="utf-8"))
     md = next(p for p in write_reports(doc, tmp_path) if p.name == "report.md").read_text(encoding="utf-8")
     for scenario in ("accept", "drain", "steady"):
         assert f"**{scenario}: not measured in this run.**" in md
