@@ -43,7 +43,7 @@ format: setup ## Apply ruff's fixes and formatting
 	@$(RUN) ruff check --fix .
 	@$(RUN) ruff format .
 
-compare: setup ## Benchmark the four runners side by side (PROFILE=quick|default); writes results/latest/
+compare: setup ## Benchmark every installed runner on every broker it supports (PROFILE=quick|default|full); writes results/latest/
 	@$(RUN) fbt-bench compare --profile $(PROFILE)
 
 faults: setup ## Kill, deploy, crash/restart Redis, delay, poison, fail tasks: every runner x queue config, 3 trials; writes results/faults/
