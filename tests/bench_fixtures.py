@@ -252,7 +252,7 @@ def _parameters(repeats: int, rng: random.Random) -> dict[str, Any]:
         "worker_threads": 4,
         "repeats": repeats,
         "seed": 1234567,
-        # What fbt_bench.harness.placement writes on a 2-core machine.
+        # What fbt_bench.plan.placement writes on a 2-core machine.
         "placement": {
             "pinned": False,
             "reason": "only 2 cores: pinning would starve the system under test or the load generator, "
@@ -291,7 +291,7 @@ FAULT_PASS_S = 190.0
 
 
 def _time_spent(repeats: int) -> dict[str, Any]:
-    """``parameters.time_spent_s`` as fbt_bench.harness.Clock writes it: {total, phases: [...]}."""
+    """``parameters.time_spent_s`` as fbt_bench.plan.Clock writes it: {total, phases: [...]}."""
     phases: list[dict[str, Any]] = []
     for scenario, seconds in _SPENT.items():
         share = seconds / (repeats * len(RUNNERS))

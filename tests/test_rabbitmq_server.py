@@ -13,13 +13,8 @@ import psutil
 import pytest
 
 from fbt_devstack.processes import all_alive, descendants_of_self, is_alive, session_members
-from fbt_devstack.rabbitmq_server import (
-    RabbitMQServer,
-    amqp_handshake,
-    amqp_url_or_start,
-    missing_binary_reason,
-    rabbitmq_unavailable_reason,
-)
+from fbt_devstack.rabbitmq_server import RabbitMQServer, amqp_url_or_start
+from fbt_devstack.rabbitmq_tools import amqp_handshake, missing_binary_reason, rabbitmq_unavailable_reason
 
 # Safety nets only: generous, never a performance assertion.
 pytestmark = pytest.mark.timeout(240)

@@ -26,7 +26,8 @@ from fbt_api.app import create_app
 from fbt_bench.faults.model import Cell, FaultParams, FaultRun
 from fbt_bench.faults.observe import deliveries
 from fbt_bench.faults.run import run_cell
-from fbt_devstack.rabbitmq_server import AMQP_URL_ENV, RabbitMQServer, missing_binary_reason
+from fbt_devstack.rabbitmq_server import RabbitMQServer
+from fbt_devstack.rabbitmq_tools import AMQP_URL_ENV, missing_binary_reason
 from fbt_devstack.redis_server import RedisServer
 from fbt_tasks.runner import load_runner
 from fbt_tasks.settings import Settings

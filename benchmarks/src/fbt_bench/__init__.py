@@ -2,7 +2,8 @@
 
 Layers, imports pointing down only:
 
-- orchestration: ``cli`` and ``harness`` (one run), with what they share with the layers below:
+- orchestration: ``cli``, ``harness`` (one run) and ``plan`` (its orders, placement and clock), with what
+  they share with the layers below:
   ``profiles`` (the parameter sets), ``topology`` (where a runner is measured), ``progress``,
   ``results`` (the document and its writer) and ``schema`` (its contract).
 - ``scenarios``: the six scenarios (accept, drain, steady, email-io, cpu-heavy, mixed) and the floors

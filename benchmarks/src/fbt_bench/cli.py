@@ -157,6 +157,7 @@ def compare(
     _publish_and_exit(console, outcome, summary_table(outcome.document), say_incomplete=True)
 
 
+# The signature is Typer's option list (one parameter per CLI option), hence its length.
 @app.command()
 def faults(
     runners: Annotated[

@@ -8,7 +8,6 @@ torn down and what was measured is still written, marked partial, with the reaso
 import asyncio
 import contextlib
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -19,39 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from fbt_bench import topology
 from fbt_bench.faults.model import SHORT
 from fbt_bench.faults.run import compare_pass, parameters
 from fbt_bench.measuring.environment import describe_environment, runner_facts
-from fbt_bench.profiles import SCENARIOS, Profile
+from fbt_bench.plan import Clock, Plan, parameters_for, pin_stack, placement, runner_orders, scenario_orders
 from fbt_bench.progress import NullProgress, ProgressSink
 from fbt_bench.report import write_reports
 from fbt_bench.results import finalize, new_document, run_directory, write_results
 from fbt_bench.scenarios import baselines
 from fbt_bench.scenarios.context import RepeatShared, ScenarioContext, warm_up
-from fbt_bench.scenarios.registry import DEPENDS_ON, FLOOR_SCENARIOS, SCENARIO_RUNS
+from fbt_bench.scenarios.registry import FLOOR_SCENARIOS, SCENARIO_RUNS
 from fbt_bench.scenarios.steady import NoCapacity
 from fbt_bench.schema import validate_results
-from fbt_tasks.runner import BROKER_TITLES, QueueConfigName
-from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL
-
-
-@dataclass(frozen=True)
-class Plan:
-    profile: Profile
-    runners: tuple[str, ...]
-    scenarios: tuple[str, ...] = SCENARIOS
-    baselines: tuple[str, ...] = baselines.BASELINES
-    config: QueueConfigName = "safe"
-    seed: int = 0  # the CLI draws a fresh one per run unless --seed is given; recorded either way
-    out_root: Path = Path("results")
-    command: str | None = None
-    # The short fault pass (fbt_bench.faults.SHORT: kill-worker, both queue configs) after the scenarios.
-    fault_pass: bool = True
-    # The brokers to measure each runner on (None: every broker it supports that this machine can provide).
-    brokers: tuple[str, ...] | None = None
+from fbt_tasks.runner import BROKER_TITLES
 
 
 @dataclass
@@ -62,114 +42,18 @@ class RunOutcome:
     failures: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Clock:
-    """Where the time went: one entry per runner (or floor) x repeat x scenario, stack starts included."""
-
-    phases: list[dict[str, Any]] = field(default_factory=list)
-    began: float = field(default_factory=time.monotonic)
-
-    def add(self, runner: str, repeat: int | None, scenario: str, since: float) -> None:
-        seconds = round(time.monotonic() - since, 2)
-        self.phases.append({"runner": runner, "repeat": repeat, "scenario": scenario, "seconds": seconds})
-
-    def record(self) -> dict[str, Any]:
-        return {"total": round(time.monotonic() - self.began, 1), "phases": self.phases}
-
-
-def runner_orders(runners: tuple[str, ...], repeats: int, seed: int) -> list[list[str]]:
-    """A shuffled order per repeat (runners on each broker, by system key, and floors interleaved), so drift
-    on a shared machine does not always hit the same one."""
-    rng = random.Random(seed)
-    orders = []
-    for _ in range(repeats):
-        order = list(runners)
-        rng.shuffle(order)
-        orders.append(order)
-    return orders
-
-
-def scenario_orders(scenarios: tuple[str, ...], repeats: int, seed: int) -> list[list[str]]:
-    """A shuffled scenario order per repeat; a scenario that needs others' figures moves after them."""
-    rng = random.Random(seed + 1)
-    orders = []
-    for _ in range(repeats):
-        order = list(scenarios)
-        rng.shuffle(order)
-        for name, needs in DEPENDS_ON.items():
-            if name in order:
-                order.remove(name)
-                after = max((order.index(n) for n in needs if n in order), default=-1)
-                order.insert(after + 1, name)
-        orders.append(order)
-    return orders
-
-
-def placement(pin: bool = True) -> dict[str, Any]:
-    """Pin the load generator to one core and the system under test to the rest, given 3 cores or more."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if not pin:
-        return {"pinned": False, "reason": "not requested", "cpus": cpus}
-    if len(cpus) < 3:
-        return {
-            "pinned": False,
-            "reason": f"only {len(cpus)} cores: pinning would starve the system under test or the load "
-            "generator, so every process shares every core",
-            "cpus": cpus,
-        }
-    return {
-        "pinned": True,
-        "reason": f"load generator on core {cpus[-1]}, the system under test on the other {len(cpus) - 1}",
-        "loadgen_cpus": [cpus[-1]],
-        "stack_cpus": cpus[:-1],
-    }
-
-
-def pin_stack(pids: list[int], where: dict[str, Any]) -> None:
-    """Keep the system under test off the load generator's core (every process in each pid's tree)."""
-    if not where.get("pinned"):
-        return
-    for root in pids:
-        with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(root)
-            for member in [proc, *proc.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error, OSError):
-                    os.sched_setaffinity(member.pid, set(where["stack_cpus"]))
-
-
-def parameters_for(
-    plan: Plan, systems: list[topology.System], orders: list[list[str]], scenarios: list[list[str]]
-) -> dict[str, Any]:
-    return {
-        **plan.profile.parameters(),
-        "slots_why": "every runner and floor gets the same number of task slots (tasks that can run at once): "
-        "each library spends them its own way (runners.<name>.slot_layout), so the budget is equal in "
-        "concurrent tasks, not in processes or threads",
-        "runner_order": orders,
-        "scenario_order": scenarios,
-        # The measured configurations' keys in ``runners`` (a runner on a second broker: <runner>/<broker>).
-        "runners": [system.key for system in systems],
-        "brokers": list(plan.brokers) if plan.brokers is not None else "all available",
-        "scenarios": list(plan.scenarios),
-        "baselines": list(plan.baselines),
-        "config": plan.config,
-        "seed": plan.seed,
-        # Every runner's API gets this threadpool; for BackgroundTasks it is also the task slots.
-        "api_threadpool": plan.profile.slots,
-        "anyio_default_threadpool": ANYIO_DEFAULT_THREADPOOL,
-        "uvicorn": {"workers": 1, "access_log": False},
-    }
-
-
-def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str] = os.environ) -> RunOutcome:
-    progress = progress or NullProgress()
-    external = topology.external_urls(env)
-    runners = tuple(r for r in plan.runners if not external or r in external)
-    # External mode measures the deployment as it is configured: its runners' default brokers only.
-    systems, skipped = topology.plan_systems(runners, ("redis", "none") if external else plan.brokers)
-    floors = () if external else plan.baselines
-    orders = runner_orders((*(system.key for system in systems), *floors), plan.profile.repeats, plan.seed)
-    scenarios = scenario_orders(plan.scenarios, plan.profile.repeats, plan.seed)
+def _start_document(
+    plan: Plan,
+    systems: list[topology.System],
+    orders: list[list[str]],
+    scenarios: list[list[str]],
+    skipped: list[str],
+    external: Mapping[str, str],
+    env: Mapping[str, str],
+    progress: ProgressSink,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The results document before anything is measured (environment, parameters, skipped systems, the
+    external topology's caveat) and the process placement it records."""
     progress.phase("recording the environment")
     document = new_document(
         profile=plan.profile.name,
@@ -191,6 +75,19 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
             "external topology: only the load generator's resources are measured, and the SMTP sink's delay "
             f"is the deployment's own (email-io's ideal assumes {plan.profile.smtp_delay_ms} ms per message)"
         )
+    return document, where
+
+
+def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str] = os.environ) -> RunOutcome:
+    progress = progress or NullProgress()
+    external = topology.external_urls(env)
+    runners = tuple(r for r in plan.runners if not external or r in external)
+    # External mode measures the deployment as it is configured: its runners' default brokers only.
+    systems, skipped = topology.plan_systems(runners, ("redis", "none") if external else plan.brokers)
+    floors = () if external else plan.baselines
+    orders = runner_orders((*(system.key for system in systems), *floors), plan.profile.repeats, plan.seed)
+    scenarios = scenario_orders(plan.scenarios, plan.profile.repeats, plan.seed)
+    document, where = _start_document(plan, systems, orders, scenarios, skipped, external, env, progress)
     failures: list[str] = []
     interrupted = False
     clock = Clock()

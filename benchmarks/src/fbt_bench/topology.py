@@ -19,8 +19,9 @@ from typing import Protocol
 
 from fbt_bench.measuring.sampler import ProcSet, own_process
 from fbt_bench.profiles import Profile
-from fbt_devstack.rabbitmq_server import rabbitmq_unavailable_reason
-from fbt_devstack.stack import Stack, settings_env
+from fbt_devstack.rabbitmq_tools import rabbitmq_unavailable_reason
+from fbt_devstack.stack import Stack
+from fbt_devstack.stack_env import settings_env
 from fbt_tasks.runner import BROKER_TITLES, QueueConfigName, installed_runners, load_runner, system_key
 from fbt_tasks.settings import Settings
 

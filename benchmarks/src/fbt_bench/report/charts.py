@@ -121,6 +121,30 @@ def latency_cdf(chart_id: str, series: Mapping[str, Sequence[Points]], title: st
         return _svg(fig, chart_id, title)
 
 
+def _label_bars(ax: Axes, bars: Sequence[Bar]) -> None:
+    """Each bar's median above its whisker, and its flag (if any) above that."""
+    for x, bar in enumerate(bars):
+        ax.annotate(
+            f"{bar.median:,.4g}",
+            (x, bar.high),
+            textcoords="offset points",
+            xytext=(0, 3),
+            ha="center",
+            fontsize=8,
+        )
+        if bar.flag:
+            ax.annotate(
+                bar.flag,
+                (x, bar.high),
+                textcoords="offset points",
+                xytext=(0, 13),
+                ha="center",
+                fontsize=8,
+                color="#b00020",
+                fontweight="bold",
+            )
+
+
 def throughput_bars(
     chart_id: str,
     bars: Sequence[Bar],
@@ -142,26 +166,7 @@ def throughput_bars(
         drawn = ax.bar(xs, medians, color=colours, yerr=errors, capsize=4, ecolor="#333333", alpha=0.9)
         for patch, hatch in zip(drawn, hatches, strict=True):
             patch.set_hatch(hatch)
-        for x, bar in zip(xs, bars, strict=True):
-            ax.annotate(
-                f"{bar.median:,.4g}",
-                (x, bar.high),
-                textcoords="offset points",
-                xytext=(0, 3),
-                ha="center",
-                fontsize=8,
-            )
-            if bar.flag:
-                ax.annotate(
-                    bar.flag,
-                    (x, bar.high),
-                    textcoords="offset points",
-                    xytext=(0, 13),
-                    ha="center",
-                    fontsize=8,
-                    color="#b00020",
-                    fontweight="bold",
-                )
+        _label_bars(ax, bars)
         for k, (name, value) in enumerate(references):
             ax.axhline(
                 value,

@@ -97,6 +97,41 @@ def watch(stack: Stack, census: Census) -> tuple[str, int]:
         time.sleep(WATCH_S)
 
 
+def _preflight(settings: Settings) -> None:
+    """Warn about the development API key; exit (2) if the API's port is already taken."""
+    if not settings.api_key:
+        console.print(
+            f"[bold yellow]API_KEY is unset: using the development key {DEV_API_KEY!r}. "
+            "Fine on loopback; the API refuses any other address with it.[/]"
+        )
+    probe_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    if settings.port and port_is_open(probe_host, settings.port):
+        console.print(f"[bold red]Port {settings.port} is already in use; set PORT to a free port.[/]")
+        raise typer.Exit(2)
+
+
+def _serve(stack: Stack, census: Census, workdir: Path, *, own_redis: bool, own_smtp: bool) -> int:
+    """Start the stack and serve until a child dies (exit code 1) or a signal arrives (0); the caller stops it."""
+    try:
+        console.print(f"Starting the {stack.backend} stack in {workdir}/ ...")
+        stack.start()
+        census.update(stack)
+        console.print(summary(stack, own_redis=own_redis, own_smtp=own_smtp))
+        console.print("Try it:")
+        console.print(curl_example(stack), soft_wrap=True, markup=False)
+        name, code = watch(stack, census)
+        console.print(f"[bold red]{name} exited unexpectedly with status {code}; stopping everything.[/]")
+        console.print(log_tail(stack.process_log(name)), markup=False, soft_wrap=True)
+        return 1
+    except Interrupted as exc:
+        console.print(f"\nReceived {exc}; stopping ...")
+        return 0
+    except StackError as exc:
+        console.print("[bold red]The stack did not start:[/]")
+        console.print(str(exc), markup=False, soft_wrap=True)
+        return 1
+
+
 def cli(
     workdir: Annotated[
         Path,
@@ -122,16 +157,7 @@ def cli(
     own_redis = "REDIS_URL" not in os.environ
     own_rabbitmq = "AMQP_URL" not in os.environ
     own_smtp = "SMTP_HOST" not in os.environ
-    if not settings.api_key:
-        console.print(
-            f"[bold yellow]API_KEY is unset: using the development key {DEV_API_KEY!r}. "
-            "Fine on loopback; the API refuses any other address with it.[/]"
-        )
-    probe_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-    if settings.port and port_is_open(probe_host, settings.port):
-        console.print(f"[bold red]Port {settings.port} is already in use; set PORT to a free port.[/]")
-        raise typer.Exit(2)
-
+    _preflight(settings)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
     stack = Stack(
@@ -145,24 +171,8 @@ def cli(
         ready_timeout_s=ready_timeout_s,
     )
     census = Census()
-    exit_code = 0
     try:
-        console.print(f"Starting the {settings.backend} stack in {workdir}/ ...")
-        stack.start()
-        census.update(stack)
-        console.print(summary(stack, own_redis=own_redis, own_smtp=own_smtp))
-        console.print("Try it:")
-        console.print(curl_example(stack), soft_wrap=True, markup=False)
-        name, code = watch(stack, census)
-        console.print(f"[bold red]{name} exited unexpectedly with status {code}; stopping everything.[/]")
-        console.print(log_tail(stack.process_log(name)), markup=False, soft_wrap=True)
-        exit_code = 1
-    except Interrupted as exc:
-        console.print(f"\nReceived {exc}; stopping ...")
-    except StackError as exc:
-        console.print("[bold red]The stack did not start:[/]")
-        console.print(str(exc), markup=False, soft_wrap=True)
-        exit_code = 1
+        exit_code = _serve(stack, census, workdir, own_redis=own_redis, own_smtp=own_smtp)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)

@@ -20,19 +20,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from shutil import which
 from types import TracebackType
 
+from fbt_devstack import brokers
 from fbt_devstack.ports import free_port, http_status
 from fbt_devstack.processes import ProcessGroup, log_tail
-from fbt_devstack.rabbitmq_server import (
-    RabbitMQServer,
-    RabbitMQUnavailable,
-    external_amqp_url,
-    missing_binary_reason,
-)
+from fbt_devstack.rabbitmq_server import RabbitMQServer
 from fbt_devstack.redis_server import AppendFsync, RedisServer
 from fbt_devstack.sink import start_sink
+from fbt_devstack.stack_env import StackError, console_script, loopback_for, settings_env
 from fbt_tasks.ledger import read_events
 from fbt_tasks.runner import Runner, load_runner
 from fbt_tasks.settings import Settings
@@ -42,40 +38,6 @@ POLL_S = 0.1
 # Worker readiness is probed by a fresh interpreter (python -m fbt_tasks.health), so poll it gently.
 HEALTH_POLL_S = 0.5
 WORKDIR_FILES = {"log_file": "log.txt", "ledger_file": "ledger.jsonl", "media_dir": "media"}
-
-
-class StackError(RuntimeError):
-    """The stack could not start or recover; the message carries the tail of the relevant log."""
-
-
-def console_script(name: str) -> str:
-    """The path of an installed console script, preferring the one beside this interpreter (the venv's)."""
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = which(name)
-    if found is None:
-        raise StackError(
-            f"console script {name!r} is not installed; is its package a member of the workspace?"
-        )
-    return found
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Every Settings field as its upper-case environment variable."""
-    env = {}
-    for name, value in settings.model_dump(mode="json").items():
-        if isinstance(value, bool):
-            env[name.upper()] = "true" if value else "false"
-        elif isinstance(value, str | int | float):
-            env[name.upper()] = str(value)
-        else:
-            env[name.upper()] = json.dumps(value)  # pydantic-settings parses complex fields from JSON
-    return env
-
-
-def _loopback_for(host: str) -> str:
-    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
 class Stack:
@@ -101,14 +63,7 @@ class Stack:
         self.runner: Runner = load_runner(settings.backend)
         self.workdir = Path(workdir).resolve()
         self.start_redis = start_redis
-        # Only when BROKER=rabbitmq and no AMQP_URL is given (then that broker is used, as for Redis); Redis
-        # still starts beside it (results, the send-once guard).
-        self.start_rabbitmq = (
-            start_rabbitmq
-            and settings.broker_name == "rabbitmq"
-            and external_amqp_url() is None
-            and "amqp_url" not in settings.model_fields_set
-        )
+        self.start_rabbitmq = brokers.wants_private_rabbitmq(settings, start_rabbitmq)
         self.start_smtp = start_smtp
         self.smtp_delay_ms = smtp_delay_ms
         self.redis_appendonly = redis_appendonly
@@ -146,7 +101,7 @@ class Stack:
 
     @property
     def api_url(self) -> str:
-        return f"http://{_loopback_for(self.settings.host)}:{self.settings.port}"
+        return f"http://{loopback_for(self.settings.host)}:{self.settings.port}"
 
     @property
     def redis_url(self) -> str:
@@ -183,21 +138,13 @@ class Stack:
         return {
             "api": self._group.pids("api"),
             "workers": self._group.pids("worker"),
-            "broker": [
-                *([pid] if self.redis is not None and (pid := self.redis.pid) is not None else []),
-                *(self.rabbitmq.pids() if self.rabbitmq is not None else []),
-            ],
+            "broker": brokers.broker_pids(self.redis, self.rabbitmq),
             "smtp": self._group.pids("smtp"),
         }
 
     def failed(self) -> dict[str, int]:
         """Children that died without being stopped, with their exit status (negative: by that signal)."""
-        dead = self._group.exited()
-        if self.redis is not None and (code := self.redis.returncode) is not None:
-            dead["redis"] = code
-        if self.rabbitmq is not None and (code := self.rabbitmq.returncode) is not None:
-            dead["rabbitmq"] = code
-        return dead
+        return {**self._group.exited(), **brokers.broker_exits(self.redis, self.rabbitmq)}
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -230,7 +177,9 @@ class Stack:
             ).start()
             overrides["redis_url"] = self.redis.url
         if self.start_rabbitmq:
-            overrides["amqp_url"] = self._start_rabbitmq()
+            # A private node under the work dir (never the system one on 5672).
+            self.rabbitmq = brokers.start_rabbitmq(self.workdir / "rabbitmq")
+            overrides["amqp_url"] = self.rabbitmq.url
         if self.start_smtp:
             overrides["smtp_host"], overrides["smtp_port"] = "127.0.0.1", self._start_smtp()
         overrides["port"] = self.requested.port or free_port()
@@ -246,17 +195,6 @@ class Stack:
         command = self.runner.worker_command(self.settings)
         if command is not None:
             self._spawn("worker", [console_script(command[0]), *command[1:]])
-
-    def _start_rabbitmq(self) -> str:
-        """A private RabbitMQ node under the work dir (never the system one on 5672); its AMQP URL."""
-        reason = missing_binary_reason()
-        if reason is not None:
-            raise StackError(f"BROKER=rabbitmq: {reason}")
-        try:
-            self.rabbitmq = RabbitMQServer(self.workdir / "rabbitmq", keep_workdir=True).start()
-        except (RabbitMQUnavailable, TimeoutError, RuntimeError) as exc:
-            raise StackError(f"the RabbitMQ node did not start: {exc}") from exc
-        return self.rabbitmq.url
 
     def _start_smtp(self) -> int:
         try:
@@ -393,21 +331,11 @@ class Stack:
 
     def stop_broker(self) -> None:
         """Stop the deployment's broker gracefully (RabbitMQ when BROKER=rabbitmq, else Redis); data survives."""
-        if self.rabbitmq is not None:
-            self.rabbitmq.stop()
-        elif self.redis is not None:
-            self.redis.stop()
-        else:
-            raise StackError("this stack uses an external broker; it cannot stop it")
+        brokers.stop_broker(self.redis, self.rabbitmq)
 
     def start_broker(self) -> None:
         """Start the broker ``stop_broker`` stopped, on the same ports and data."""
-        if self.rabbitmq is not None:
-            self.rabbitmq.start()
-        elif self.redis is not None:
-            self.redis.start()
-        else:
-            raise StackError("this stack uses an external broker; it cannot start it")
+        brokers.start_broker(self.redis, self.rabbitmq)
 
     def restart_redis(self) -> None:
         """Stop and start the embedded Redis on the same port and data dir (data survives with appendonly)."""
