@@ -36,7 +36,7 @@ async def deploy(ctx: FaultContext) -> dict[str, Any]:
 async def _interrupt_burst(ctx: FaultContext, sig: int) -> dict[str, Any]:
     p, stack = ctx.params, ctx.stack
     sending = asyncio.create_task(ctx.burst(p.n, "fault"))
-    await asyncio.to_thread(ctx.wait_for_deliveries, p.fault_after)
+    await asyncio.to_thread(lambda: ctx.wait_for_deliveries(p.fault_after, in_flight=True))
     ctx.phase(f"{signal.Signals(sig).name} to {stack.worker_name} after {p.fault_after} deliveries")
     fault_at = time.time()
     await asyncio.to_thread(stack.kill_workers, sig)
@@ -95,7 +95,7 @@ async def broker_restart(ctx: FaultContext) -> dict[str, Any]:
     it down ``outage_s``, start it again."""
     p, stack = ctx.params, ctx.stack
     sending = asyncio.create_task(ctx.burst(p.n, "fault"))
-    await asyncio.to_thread(ctx.wait_for_deliveries, p.fault_after)
+    await asyncio.to_thread(lambda: ctx.wait_for_deliveries(p.fault_after, in_flight=True))
     ctx.phase(
         f"stopping the {stack.settings.broker_name} broker for {p.outage_s:g} s after {p.fault_after} deliveries"
     )

@@ -168,15 +168,43 @@ class FaultContext:
             self.notes.append(f"{result.errors} of {n} requests refused ({reason})")
         return result
 
-    def wait_for_deliveries(self, count: int, timeout_s: float = 120.0) -> None:
-        """Block until ``count`` emails arrived, then half an SMTP delay more: the next sends are mid-way."""
+    def wait_for_deliveries(self, count: int, timeout_s: float = 120.0, *, in_flight: bool = False) -> None:
+        """Block until ``count`` emails arrived, then ``mid_send`` of an SMTP delay more: the next sends are mid-way.
+
+        With ``in_flight``, the delay runs from the moment a next send holds its send-once lease (waited for up
+        to one SMTP delay and a second), not from the delivery: a worker that takes a while between jobs (RQ
+        forks a work-horse per job) would otherwise be between sends when the fault lands.
+        """
         deadline = time.monotonic() + timeout_s
         while sum(deliveries(self.sink.mailbox).values()) < count:
             self.check()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.cell.tag}: {count} deliveries did not arrive in {timeout_s:.0f} s")
             time.sleep(0.01)
+        if in_flight:
+            self._wait_for_a_lease(self.params.smtp_delay_ms / 1000 + 1.0)
         time.sleep(self.params.smtp_delay_ms / 1000 * self.mid_send)
+
+    def _wait_for_a_lease(self, timeout_s: float) -> None:
+        """Until an undelivered email's send-once lease is held (a next send is under way), or ``timeout_s``.
+
+        A delivered email's lease lingers a few milliseconds past the sink's answer (the sent record is written
+        first), so only leases of emails not yet in the mailbox count.
+        """
+        deadline = time.monotonic() + timeout_s
+        delivered = set(deliveries(self.sink.mailbox))
+        client = self.redis_client()
+        try:
+            while time.monotonic() < deadline:
+                self.check()
+                keys = client.scan_iter(match=LEASE_PATTERN, count=1000)
+                if any(key.decode().rsplit(":", 1)[-1] not in delivered for key in keys):
+                    return
+                time.sleep(0.005)
+        except redis.RedisError:
+            return  # no answer: fall back to timing from the delivery
+        finally:
+            client.close()
 
     async def probe(self) -> str | None:
         """Post one log job once the runner is back; its completion marks that the runner serves again."""
