@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fbt_devstack.ports import free_port
+
 KEY = "hotpath-key-not-a-secret"
 MESSAGE = "hotpath: user 42 did a thing"
 
@@ -132,25 +134,11 @@ def project_app() -> Any:
 
 
 def bare_app() -> Any:
-    """A bare FastAPI sync route of the same shape: API-key header check, JSON body with msg, three fields back."""
-    import secrets
-    import uuid
+    """The benchmark's own bare route (``fbt_bench.scenarios.floor_app``): the same shape, one definition."""
+    os.environ.update({"FLOOR_MODE": "bare", "API_KEY": KEY})
+    from fbt_bench.scenarios.floor_app import create_app
 
-    from fastapi import FastAPI, Header, HTTPException
-    from pydantic import BaseModel
-
-    class LogIn(BaseModel):
-        msg: str
-
-    app = FastAPI()
-
-    @app.post("/log/")
-    def log(body: LogIn, x_api_key: str | None = Header(default=None)) -> dict[str, str]:
-        if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), KEY.encode()):
-            raise HTTPException(401, detail="Missing or invalid X-API-Key header")
-        return {"status": "Message logged in background", "job_id": uuid.uuid4().hex, "backend": "stub"}
-
-    return app
+    return create_app()
 
 
 APPS: dict[str, Callable[[], Any]] = {"project": project_app, "bare": bare_app}
@@ -160,12 +148,6 @@ def serve(which: str, port: int) -> None:
     import uvicorn
 
     uvicorn.run(APPS[which](), host="127.0.0.1", port=port, workers=1, access_log=False, log_level="warning")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_up(proc: "subprocess.Popen[bytes]", port: int, timeout_s: float = 90) -> None:
@@ -210,7 +192,7 @@ def api(seconds: int, repeats: int, connections: int) -> dict[str, list[float]]:
     servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     try:
         for name in APPS:
-            port = _free_port()
+            port = free_port()
             proc = subprocess.Popen([sys.executable, __file__, "serve", name, "--port", str(port)])
             servers[name] = (proc, port)
         for proc, port in servers.values():
