@@ -228,6 +228,11 @@ class ProcessGroup:
             return []
         return [child.popen.pid, *(proc.pid for proc in descendants if is_alive(proc))]
 
+    def running_pid(self, name: str) -> int | None:
+        """The pid of child ``name`` while it runs; None if it never started or has exited."""
+        child = self._children.get(name)
+        return child.popen.pid if child is not None and child.returncode is None else None
+
     def exited(self) -> dict[str, int]:
         """Children that ended without being stopped through this group, with their exit status."""
         return {

@@ -113,9 +113,7 @@ class RabbitMQServer:
     @property
     def pid(self) -> int | None:
         """The root of the node's tree (the rabbitmq-server script, parent of beam.smp) while it runs."""
-        if NAME not in self._group.names or self._group.child(NAME).returncode is not None:
-            return None
-        return self._group.child(NAME).popen.pid
+        return self._group.running_pid(NAME)
 
     @property
     def returncode(self) -> int | None:

@@ -62,9 +62,7 @@ class RedisServer:
 
     @property
     def pid(self) -> int | None:
-        if NAME not in self._group.names or self._group.child(NAME).returncode is not None:
-            return None
-        return self._group.child(NAME).popen.pid
+        return self._group.running_pid(NAME)
 
     @property
     def returncode(self) -> int | None:
