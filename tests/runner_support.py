@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from fbt_bench.faults.model import FaultParams
 from fbt_devstack.processes import kill_tree
 from fbt_tasks import ledger
 from fbt_tasks.runner import load_runner
@@ -143,3 +144,20 @@ def every_kind_until_succeeded(
     wait_until(all_succeeded, 60, "every job to succeed")
     assert client.get("/health").json() == {"status": "ok", "backend": backend, "broker": "up"}
     return ids, seen
+
+
+# The kill-worker cell the exactly-once tests run (Redis and RabbitMQ alike): one slot and a 300 ms sink, so
+# the kill lands inside a send by construction (Redis and RabbitMQ alike).
+KILL_MID_SEND = FaultParams(
+    n=30,
+    fault_after=8,
+    smtp_delay_ms=300,
+    worker_processes=1,
+    worker_threads=1,
+    burst_concurrency=2,
+    # The send-once lease is 2 x SMTP_TIMEOUT_S + 5 s: a redelivered email waits it out, so keep it short.
+    smtp_timeout_s=3.0,
+    # Only the broker runners run here; their API needs no more threads than the load sends at once.
+    api_threadpool=4,
+    trials=1,
+)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
+from runner_support import KILL_MID_SEND
 
 from fbt_bench.faults.model import FULL, Cell, FaultParams, FaultRun
 from fbt_bench.faults.observe import deliveries
@@ -36,19 +37,7 @@ from fbt_tasks.settings import Settings
 pytestmark = pytest.mark.e2e
 
 BROKER_RUNNERS = ("celery", "rq", "dramatiq")
-PARAMS = FaultParams(
-    n=30,
-    fault_after=8,
-    smtp_delay_ms=300,
-    worker_processes=1,
-    worker_threads=1,
-    burst_concurrency=2,
-    # The send-once lease is 2 x SMTP_TIMEOUT_S + 5 s: a redelivered email waits it out, so keep it short.
-    smtp_timeout_s=3.0,
-    # Only the broker runners run here; their API needs no more threads than the load sends at once.
-    api_threadpool=4,
-    trials=1,
-)
+PARAMS = KILL_MID_SEND
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from runner_support import (
+    KILL_MID_SEND,
     events_by_id,
     every_kind_until_succeeded,
     is_in_order,
@@ -23,7 +24,7 @@ from runner_support import (
 )
 
 from fbt_api.app import create_app
-from fbt_bench.faults.model import Cell, FaultParams, FaultRun
+from fbt_bench.faults.model import Cell, FaultRun
 from fbt_bench.faults.observe import deliveries
 from fbt_bench.faults.run import run_cell
 from fbt_devstack.rabbitmq_server import RabbitMQServer
@@ -38,17 +39,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 RUNNERS = ("celery", "dramatiq")
 # Databases of the session Redis no other test module uses.
 REDIS_DB = {"celery": 6, "dramatiq": 7}
-PARAMS = FaultParams(
-    n=30,
-    fault_after=8,
-    smtp_delay_ms=300,
-    worker_processes=1,
-    worker_threads=1,
-    burst_concurrency=2,
-    # The send-once lease is 2 x SMTP_TIMEOUT_S + 5 s: a redelivered email waits it out, so keep it short.
-    smtp_timeout_s=3.0,
-    api_threadpool=4,
-)
+PARAMS = KILL_MID_SEND
 
 
 @pytest.fixture(scope="module")
