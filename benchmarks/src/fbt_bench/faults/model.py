@@ -4,7 +4,7 @@ import random
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from fbt_bench.profiles import PROFILES
 from fbt_tasks.runner import (
@@ -17,15 +17,8 @@ from fbt_tasks.runner import (
     system_key,
 )
 
-FAULTS: tuple[FaultName, ...] = (
-    "kill-worker",
-    "deploy",
-    "broker-restart",
-    "task-error",
-    "broker-crash",
-    "delay-past-timeout",
-    "poison-message",
-)
+# Every fault the runner plugin protocol names, in its order: one list, read off the type.
+FAULTS: tuple[FaultName, ...] = get_args(FaultName)
 # Faults that need a broker: a runner whose tasks run in the API has no Redis queue to crash, delay or poison.
 # They run in the safe configuration only: the fsync policy is Redis's, not the runner's; a malformed message
 # takes the same path whatever the ack and retry settings; and 2x Celery's default 1 h visibility timeout is
