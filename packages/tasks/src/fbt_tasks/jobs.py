@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from types import TracebackType
 from typing import Any
 
 from fbt_tasks import ledger
@@ -57,28 +58,49 @@ def run_job(message: dict[str, Any], attempt: int = 1) -> Any:
     is passed on unchanged.
     """
     # The envelope is read by key rather than rebuilt as a Job: that frozen dataclass costs more than the task.
-    kind = message["kind"]
-    started = time.time()
-    ok, error, skipped = False, None, False
-    try:
-        result = TASKS[kind](**message["payload"])
-        ok, skipped = True, result is False
+    with Recorded(message, attempt) as recorded:
+        return recorded.returned(TASKS[message["kind"]](**message["payload"]))
+
+
+class Recorded:
+    """Records one attempt's ledger event when it ends, however it ends: ``run_job`` and its async twin
+    (``fbt_tasks.aio.run_job_async``) both run their task inside one, so the event is built in one place.
+
+    A message without a ``kind`` fails before its task runs (no event); the exception of a failed task
+    propagates unchanged so the runner can retry.
+    """
+
+    __slots__ = ("attempt", "kind", "message", "skipped", "started")
+
+    def __init__(self, message: dict[str, Any], attempt: int) -> None:
+        self.message, self.attempt, self.kind = message, attempt, message["kind"]
+        self.skipped = False
+
+    def __enter__(self) -> "Recorded":
+        self.started = time.time()
+        return self
+
+    def returned(self, result: Any) -> Any:
+        """The task's return value, passed on; False means it turned the attempt away as already done."""
+        self.skipped = result is False
         return result
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        message = self.message
         # The fields of ledger.CompletionEvent, in its order; the event object itself is only needed to read.
         event = {
             "id": message["id"],
-            "kind": kind,
+            "kind": self.kind,
             "enqueued_at": message["enqueued_at"],
-            "started_at": started,
+            "started_at": self.started,
             "finished_at": time.time(),
             "pid": os.getpid(),
-            "attempt": attempt,
-            "ok": ok,
-            "error": error,
-            "skipped": skipped,
+            "attempt": self.attempt,
+            "ok": exc is None,
+            # A BaseException (a cancelled or interrupted attempt) fails the attempt without an error text.
+            "error": f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else None,
+            "skipped": self.skipped,
         }
         ledger.record_fields(get_settings().ledger_file, event)

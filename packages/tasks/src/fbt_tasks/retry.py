@@ -10,15 +10,19 @@ library is imported here.
 import smtplib
 from importlib import import_module
 
+import aiosmtplib
 import redis.exceptions
 
 from fbt_tasks.once import AlreadyInFlight
 
 # OSError covers ConnectionError, socket timeouts and refused connects (and smtplib.SMTPException, a subclass
-# since Python 3.4, named anyway so the report lists it). redis-py's ConnectionError and TimeoutError are not
-# OSErrors. AlreadyInFlight: another attempt still held the send-once lease; it ends by itself.
+# since Python 3.4, named anyway so the report lists it). aiosmtplib's SMTPException (the async twin's SMTP
+# client) is not an OSError; it is named so both paths retry the same SMTP failures. redis-py's ConnectionError
+# and TimeoutError (its asyncio client raises the same classes) are not OSErrors. AlreadyInFlight: another
+# attempt still held the send-once lease; it ends by itself.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     smtplib.SMTPException,
+    aiosmtplib.SMTPException,
     OSError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
