@@ -146,6 +146,14 @@ def every_kind_until_succeeded(
     return ids, seen
 
 
+def assert_each_kind_ran_once(worker_env: WorkerEnv, ids: dict[str, str], seen: dict[str, list[str]]) -> None:
+    """What ``every_kind_until_succeeded`` returned: states never went backwards, one ok attempt per kind."""
+    assert all(is_in_order(states, ["queued", "started", "succeeded"]) for states in seen.values()), seen
+    events = events_by_id(worker_env)
+    for kind, job_id in ids.items():
+        assert [(e.kind, e.ok, e.attempt) for e in events[job_id]] == [(kind, True, 1)]
+
+
 # The kill-worker cell the exactly-once tests run (Redis and RabbitMQ alike): one slot and a 300 ms sink, so
 # the kill lands inside a send by construction (Redis and RabbitMQ alike).
 KILL_MID_SEND = FaultParams(

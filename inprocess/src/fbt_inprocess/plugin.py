@@ -35,7 +35,7 @@ class InProcessRunner:
     description = "FastAPI BackgroundTasks: tasks run in the API process after the response, no broker"
     brokers: tuple[BrokerName, ...] = ("none",)
     runs_in_api = True
-    distributions = ("fastapi", "starlette", "anyio")
+    distributions: tuple[str, ...] = ("fastapi", "starlette", "anyio")
     queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {
         "none": {"safe": AS_SHIPPED, "defaults": AS_SHIPPED}
     }
