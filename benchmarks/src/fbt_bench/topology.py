@@ -29,8 +29,9 @@ GROUPS_TTL_S = 1.0
 
 
 def external_url_var(runner: str) -> str:
-    """The environment variable that points external mode at ``runner``'s API: API_URL_<RUNNER>."""
-    return f"API_URL_{runner.upper()}"
+    """The environment variable that points external mode at ``runner``'s API: API_URL_<RUNNER>, a hyphen in the
+    runner's name written as an underscore (a shell cannot name a variable with one)."""
+    return f"API_URL_{runner.upper().replace('-', '_')}"
 
 
 class Deployment(Protocol):
