@@ -29,6 +29,17 @@ def _failed(raw: object) -> bool:
         return True
 
 
+def _stranded(result: Mapping[str, Any], in_progress: Any) -> str:
+    """Jobs still held after a fault their worker survived or restarted from: their in-progress key outlived it."""
+    held = result.get("held", 0)
+    if not held:
+        return ""
+    return (
+        f"; {held} held: arq stopped before releasing their in-progress key (a job cancelled before arq's own "
+        f"handler ran, or whose outcome it could not write), so they wait out job_timeout + 10 s ({in_progress:g} s)"
+    )
+
+
 class ArqFaults:
     exhausted_to = (
         f"no dead-letter queue: a failed result (success false) under {result_key('<id>')}, kept keep_result"
@@ -112,18 +123,20 @@ class ArqFaults:
                 return (
                     f"on SIGTERM arq stops taking jobs and gives running ones job_completion_wait ({wait:g} s) "
                     "to finish, then cancels the rest and puts them back on the queue"
-                )
+                ) + _stranded(r, in_progress)
             return (
                 "on SIGTERM arq cancels running jobs at once and puts them back on the queue for another "
                 "worker; a task already running on a thread cannot be cancelled and finishes too"
-            )
+            ) + _stranded(r, in_progress)
         if fault == "broker-restart":
             return (
                 "Redis's AOF kept the queue; an arq worker exits on a failed Redis call and fbt-worker-arq "
                 "started it again with backoff; " + outage(r, retry if retry != "none" else "nothing")
-            )
+            ) + _stranded(r, in_progress)
         if fault == "broker-crash":
-            return crash(r) + "; fbt-worker-arq restarted the arq workers, which exit when Redis fails"
+            return (
+                crash(r) + "; fbt-worker-arq restarted the arq workers, which exit when Redis fails"
+            ) + _stranded(r, in_progress)
         if fault == "delay-past-timeout":
             return (
                 "arq keeps a deferred job in the queue scored by its due time; no worker starts it earlier and "
