@@ -5,7 +5,7 @@ simply start more workers." So ``slots`` (WORKER_PROCESSES x WORKER_THREADS) ``r
 RQ 3.0 has ``rq worker-pool -n N`` for that, but it takes no ``--worker-ttl``, ``--maintenance-interval`` or
 ``--job-monitoring-interval`` (rq/cli/workers.py), which the safe queue config needs. So with one slot this
 process execs ``rq worker``; with more it starts that many ``rq worker`` processes and, like worker-pool,
-forwards SIGTERM/SIGINT to them and replaces one that dies.
+forwards SIGTERM/SIGINT to them and replaces one that dies (``fbt_tasks.supervise``, shared with arq).
 
 Worker class (RQ_WORKER_MODE). ``fork`` (the default, RQ's ``rq.Worker``) forks a work-horse per job:
 a crashing or leaking job cannot take the worker down or bloat it, at the cost of a fork per job: about
@@ -19,16 +19,10 @@ Shutdown, as RQ does it: the first SIGTERM/SIGINT is a warm shutdown (finish the
 death, exit); a second one is cold (the work-horse is killed).
 """
 
-import ctypes
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL, DEFAULT_MAINTENANCE_TASK_INTERVAL, DEFAULT_WORKER_TTL
 
@@ -42,16 +36,9 @@ from fbt_rq.queue_configs import (
     worker_ttl,
 )
 from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.supervise import supervise
 
 log = logging.getLogger("fbt_rq.worker")
-
-# A worker that lived this long before dying crashed on its own; one that died sooner is failing to
-# start (e.g. Redis is down), so its replacement waits longer each time, up to RESPAWN_MAX_S.
-STABLE_S = 10.0
-RESPAWN_MIN_S = 1.0
-RESPAWN_MAX_S = 30.0
-POLL_S = 0.5
-PR_SET_PDEATHSIG = 1
 
 
 def rq_cli() -> list[str]:
@@ -84,75 +71,6 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, "RQ_REDIS_URL": settings.redis_url}
 
 
-def _die_with_supervisor(supervisor_pid: int) -> Callable[[], None]:
-    """Ask Linux to SIGTERM the worker if this supervisor dies, even by SIGKILL: no orphaned workers."""
-
-    def set_parent_death_signal() -> None:
-        if sys.platform == "linux":
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != supervisor_pid:  # the supervisor died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return set_parent_death_signal
-
-
-def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        command,
-        env=env,
-        # Own process group: a terminal's Ctrl-C reaches only the supervisor, which forwards it once
-        # (a second SIGINT would make RQ kill the running job).
-        process_group=0,
-        preexec_fn=_die_with_supervisor(os.getpid()),
-    )
-
-
-def supervise(command: list[str], env: dict[str, str], count: int) -> int:
-    """Run ``count`` copies of ``command`` until SIGTERM/SIGINT, then forward it and wait for all to exit."""
-    workers: list[subprocess.Popen[bytes] | None] = [None] * count
-    started_at = [0.0] * count
-    restart_at = [0.0] * count
-    backoff = [RESPAWN_MIN_S] * count
-    stop_signal: int | None = None
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stop_signal
-        stop_signal = signum
-        for worker in workers:
-            if worker is not None and worker.poll() is None:
-                worker.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    while True:
-        now = time.monotonic()
-        for slot, worker in enumerate(workers):
-            if stop_signal is not None or (worker is not None and worker.poll() is None):
-                continue
-            if worker is not None:
-                lived = now - started_at[slot]
-                backoff[slot] = RESPAWN_MIN_S if lived > STABLE_S else min(backoff[slot] * 2, RESPAWN_MAX_S)
-                restart_at[slot] = now + backoff[slot]
-                log.warning(
-                    "rq worker pid %d exited with %s; replacing it in %.0f s",
-                    worker.pid,
-                    worker.returncode,
-                    backoff[slot],
-                )
-                workers[slot] = None
-            if now >= restart_at[slot]:
-                spawned = workers[slot] = _spawn(command, env)
-                started_at[slot] = now
-                if stop_signal is not None:  # the signal arrived while this one was starting
-                    spawned.send_signal(stop_signal)
-        if stop_signal is not None and all(w is None or w.poll() is not None for w in workers):
-            # A worker still importing when the signal came dies by it before RQ installs its handlers:
-            # it held no job, so that is a clean stop too.
-            clean = (0, -stop_signal)
-            return 0 if all(w is None or w.returncode in clean for w in workers) else 1
-        time.sleep(POLL_S)
-
-
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s fbt-worker-rq: %(message)s")
     settings = get_settings()
@@ -161,7 +79,7 @@ def main() -> None:
     log.info("%d x `%s` (QUEUE_CONFIG=%s)", settings.slots, shown, settings.queue_config)
     if settings.slots == 1:
         os.execve(command[0], command, env)  # noqa: S606 - the process becomes `rq worker` itself
-    sys.exit(supervise(command, env, settings.slots))
+    sys.exit(supervise(command, env, settings.slots, name="rq worker"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""The arq runner as the project sees it: the one object registered under ``fbt.backends``."""
+
+from collections.abc import Mapping
+
+from fbt_arq.faults import FAULTS
+from fbt_arq.queue_configs import QUEUE_CONFIGS
+from fbt_tasks.backend import Backend
+from fbt_tasks.runner import BrokerName, FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.settings import Settings
+
+
+class ArqRunner:
+    name = "arq"
+    display_name = "arq"
+    description = (
+        "arq (asyncio, in maintenance-only mode upstream) workers, concurrent jobs per process, JSON"
+    )
+    brokers: tuple[BrokerName, ...] = ("redis",)
+    runs_in_api = False
+    distributions = ("arq", "redis")
+    queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {"redis": QUEUE_CONFIGS}
+    faults: FaultModel = FAULTS
+
+    def backend(self, settings: Settings) -> Backend:
+        from fbt_arq.backend import ArqBackend
+
+        return ArqBackend(settings)
+
+    def worker_command(self, settings: Settings) -> list[str] | None:
+        return ["fbt-worker-arq"]
+
+    def worker_ready(self, settings: Settings) -> bool:
+        from fbt_arq.health import worker_ready
+
+        return worker_ready(settings)
+
+    def slot_layout(self, settings: Settings) -> str:
+        # fbt_arq.worker: WORKER_PROCESSES `arq` processes, each running max_jobs = WORKER_THREADS jobs at once.
+        return (
+            f"{settings.worker_processes} arq worker processes x {settings.worker_threads} concurrent jobs "
+            "(max_jobs) each, as asyncio tasks"
+        )
+
+
+RUNNER = ArqRunner()
