@@ -11,42 +11,23 @@ from typing import Any
 
 import redis
 import taskiq
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry as RedisRetry
 
 from fbt_taskiq.broker import build_broker
 from fbt_taskiq.queue_configs import (
     CONSUMER_GROUP,
     QUEUE_NAME,
-    RESULT_PREFIX,
     RESULT_TTL_S,
     broker_class,
     queue_config_for,
     retry_options,
     stream_options,
 )
-from fbt_taskiq.wire import encode, push
+from fbt_taskiq.redis_keys import connect, push, result_key
+from fbt_taskiq.wire import encode
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
-
-
-def connect(settings: Settings) -> redis.Redis:
-    """A client whose every call is bounded by REDIS_SOCKET_TIMEOUT_S, so a dead broker is a prompt 503."""
-    timeout = settings.redis_socket_timeout_s
-    return redis.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        # One attempt: redis-py's default retries would multiply the bound (see fbt_rq.queue).
-        retry=RedisRetry(NoBackoff(), 0),
-    )
-
-
-def result_key(job_id: str) -> str:
-    """RedisAsyncResultBackend's key for a task's result (``<prefix_str>:<task id>``)."""
-    return f"{RESULT_PREFIX}:{job_id}"
 
 
 class TaskiqBackend:

@@ -13,9 +13,8 @@ from typing import Any
 import redis
 from redis.exceptions import ResponseError
 
-from fbt_taskiq.backend import result_key
 from fbt_taskiq.queue_configs import CONSUMER_GROUP, QUEUE_NAME, RESULT_PREFIX, broker_class, queue_config_for
-from fbt_taskiq.wire import STREAM_FIELD, push, task_id
+from fbt_taskiq.redis_keys import STREAM_FIELD, push, result_key, task_id
 from fbt_tasks.fault_words import crash, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client, reply_bytes
 from fbt_tasks.runner import FaultName, Holdings
