@@ -92,7 +92,7 @@ class TaskiqBackend:
             "xread_count": stream.get("xread_count"),
             "xread_block_ms": stream.get("xread_block", 2000) if self._streams else None,
             "reclaim": (
-                "XAUTOCLAIM by a live worker after a read that returned new messages"
+                "XAUTOCLAIM by a live worker after a read that returned new messages; on an idle queue, none"
                 if self._streams
                 else "none"
             ),

@@ -131,15 +131,19 @@ class TaskiqFaults:
         retry = d.get("retry", "none")
         if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
             if not streams:
+                fate = (
+                    f"{r['lost']} were lost" if r.get("lost") else "this kill found none in a worker's hands"
+                )
                 return (
-                    "ListQueueBroker's BRPOP removed each message from Redis when a worker took it, so the "
-                    "killed worker's jobs existed only in its memory and were lost"
+                    "ListQueueBroker's BRPOP removes a message from Redis when a worker takes it, so a killed "
+                    f"worker's jobs exist only in its memory: {fate}"
                 )
             idle = float(d["idle_timeout_ms"]) / 1000
+            stuck = r.get("held") or r.get("lost")
             came_back = (
-                f"; {r['lost']} were still pending when the watch ended: no new message reached a worker after "
-                "the timeout, so no XAUTOCLAIM ran"
-                if r.get("lost") or r.get("held")
+                f"; {stuck} were still pending when the watch ended: no new message reached a worker after the "
+                "timeout, so no XAUTOCLAIM ran"
+                if stuck
                 else ""
             )
             return (
