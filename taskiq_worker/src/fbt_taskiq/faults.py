@@ -158,7 +158,12 @@ class TaskiqFaults:
                 + (", still pending in the stream" if streams else " and lost")
             )
         if fault == "broker-restart":
-            return "Redis's AOF kept the queue and the workers reconnected; " + outage(r, retry)
+            stuck = (
+                f"; {r['held']} stayed pending (unacked) and, the queue being idle after, no XAUTOCLAIM ran"
+                if streams and r.get("held")
+                else ""
+            )
+            return "Redis's AOF kept the queue and the workers reconnected; " + outage(r, retry) + stuck
         if fault == "broker-crash":
             return crash(r) + "; the workers reconnected"
         if fault == "delay-past-timeout":
