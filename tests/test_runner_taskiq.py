@@ -38,6 +38,7 @@ from fbt_devstack.redis_server import RedisServer
 from fbt_devstack.smtp_sink import wait_for_mail
 from fbt_taskiq.backend import TaskiqBackend
 from fbt_taskiq.health import worker_ready
+from fbt_taskiq.queue_configs import CONSUMER_GROUP, QUEUE_NAME
 from fbt_taskiq.worker import worker_command
 from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
@@ -94,9 +95,9 @@ def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: WorkerEnv)
     # JSON on the wire, never pickle: each stream entry is taskiq's JSON message naming our task.
     client = redis.Redis.from_url(stack.settings.redis_url)
     try:
-        entries = [json.loads(fields[b"data"]) for _, fields in client.xrange("fbt")]
+        entries = [json.loads(fields[b"data"]) for _, fields in client.xrange(QUEUE_NAME)]
         # Every entry was acknowledged by the consumer group once its result was saved.
-        assert client.xpending("fbt", "fbt")["pending"] == 0
+        assert client.xpending(QUEUE_NAME, CONSUMER_GROUP)["pending"] == 0
     finally:
         client.close()
     logged = next(e for e in entries if e["task_id"] == ids["write_log"])
@@ -163,7 +164,7 @@ def _started(own: WorkerEnv, job: Job) -> bool:
     """The list broker removed the job from Redis: a worker holds it (BRPOP is the only way out)."""
     client = redis.Redis.from_url(own.settings.redis_url)
     try:
-        return client.llen("fbt") == 0 and job.id not in events_by_id(own)
+        return client.llen(QUEUE_NAME) == 0 and job.id not in events_by_id(own)
     finally:
         client.close()
 

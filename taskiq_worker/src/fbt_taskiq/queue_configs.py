@@ -24,8 +24,9 @@ from fbt_tasks.settings import Settings
 
 BrokerClass = Literal["RedisStreamBroker", "ListQueueBroker"]
 
-# The stream (safe) or list (defaults) key, and the stream's consumer group.
-QUEUE_NAME = "fbt"
+# The stream (safe) or list (defaults) key, namespaced like taskiq's default ("taskiq") since every runner
+# shares one Redis in compose; and the stream's consumer group.
+QUEUE_NAME = "taskiq:fbt"
 CONSUMER_GROUP = "fbt"
 # Results live under "<prefix>:<task id>": /jobs/{id} reads them, so the key layout is ours to name.
 RESULT_PREFIX = "fbt-taskiq-result"
