@@ -1,0 +1,8 @@
+"""What ``taskiq worker fbt_taskiq.app:broker`` imports: the broker for this process's settings, tasks registered."""
+
+from fbt_taskiq.broker import build_broker
+from fbt_taskiq.tasks import register
+from fbt_tasks.settings import get_settings
+
+broker = build_broker(get_settings())
+register(broker)

@@ -1,0 +1,42 @@
+"""The taskiq runner as the project sees it: the one object registered under ``fbt.backends``."""
+
+from collections.abc import Mapping
+
+from fbt_taskiq.faults import FAULTS
+from fbt_taskiq.queue_configs import QUEUE_CONFIGS
+from fbt_tasks.backend import Backend
+from fbt_tasks.runner import BrokerName, FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.settings import Settings
+
+
+class TaskiqRunner:
+    name = "taskiq"
+    display_name = "taskiq"
+    description = "taskiq (taskiq-redis) async workers: processes x concurrent async tasks, JSON messages"
+    brokers: tuple[BrokerName, ...] = ("redis",)
+    runs_in_api = False
+    distributions = ("taskiq", "taskiq-redis")
+    queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {"redis": QUEUE_CONFIGS}
+    faults: FaultModel = FAULTS
+
+    def backend(self, settings: Settings) -> Backend:
+        from fbt_taskiq.backend import TaskiqBackend
+
+        return TaskiqBackend(settings)
+
+    def worker_command(self, settings: Settings) -> list[str] | None:
+        return ["fbt-worker-taskiq"]
+
+    def worker_ready(self, settings: Settings) -> bool:
+        from fbt_taskiq.health import worker_ready
+
+        return worker_ready(settings)
+
+    def slot_layout(self, settings: Settings) -> str:
+        return (
+            f"{settings.worker_processes} worker processes x {settings.worker_threads} concurrent async tasks "
+            "each (taskiq --workers, --max-async-tasks)"
+        )
+
+
+RUNNER = TaskiqRunner()

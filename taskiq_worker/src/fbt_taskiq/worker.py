@@ -1,0 +1,46 @@
+"""``fbt-worker-taskiq``: taskiq's own ``taskiq worker`` command, with arguments derived from the settings.
+
+Concurrency: ``--workers`` WORKER_PROCESSES child processes, each running up to ``--max-async-tasks``
+WORKER_THREADS tasks at once on its event loop (taskiq's defaults: 2 and 100), and ``--max-prefetch 0`` (the
+default, named): no delivery waits beyond those slots inside the process. The process execs ``taskiq``, so
+a signal reaches taskiq's own process manager: SIGTERM/SIGINT stop listening, let running tasks finish, then
+exit; it restarts a child that dies.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from fbt_taskiq.queue_configs import broker_class, queue_config_for
+from fbt_tasks.settings import Settings, get_settings
+
+
+def taskiq_cli() -> list[str]:
+    """The ``taskiq`` console script installed next to this interpreter, or its module form."""
+    script = Path(sys.executable).parent / "taskiq"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "taskiq"]
+
+
+def worker_command(settings: Settings) -> list[str]:
+    config = queue_config_for(settings)
+    command = [*taskiq_cli(), "worker", "fbt_taskiq.app:broker"]
+    command += [
+        "--workers",
+        str(settings.worker_processes),
+        "--max-async-tasks",
+        str(settings.worker_threads),
+    ]
+    command += ["--max-prefetch", "0"]
+    if broker_class(config) == "RedisStreamBroker":
+        command += ["--ack-type", str(config.value("ack_type"))]
+    return command
+
+
+def main() -> None:
+    command = worker_command(get_settings())
+    print(f"fbt-worker-taskiq: {' '.join(['taskiq', *command[command.index('worker') :]])}", file=sys.stderr)
+    os.execv(command[0], command)  # noqa: S606 - the process becomes `taskiq worker` itself
+
+
+if __name__ == "__main__":
+    main()
