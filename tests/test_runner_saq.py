@@ -105,7 +105,8 @@ def test_a_transient_error_is_retried_then_failed_and_a_permanent_one_fails_at_o
     backend = SAQBackend(stack.settings)
     missing = {"source": "no-such-upload.png", "target_width": 8, "target_height": 8, "output": "x.jpg"}
     transient = Job(kind="resize_image", payload=missing)  # FileNotFoundError: an OSError, worth retrying
-    permanent = Job(kind="write_log", payload={"not_an_argument": "x"})  # TypeError: fails the same every time
+    # TypeError: fails the same way on every attempt.
+    permanent = Job(kind="write_log", payload={"not_an_argument": "x"})
     try:
         backend.enqueue(transient, None)
         backend.enqueue(permanent, None)
@@ -146,7 +147,9 @@ def test_sigterm_lets_the_running_job_finish_then_every_worker_exits(
     try:
         with running_worker(own) as worker:
             backend.enqueue(slow, None)
-            wait_until(lambda: backend.status(slow.id) == JobState.started, 60, "the slow job to start", worker)
+            wait_until(
+                lambda: backend.status(slow.id) == JobState.started, 60, "the slow job to start", worker
+            )
             root = psutil.Process(worker.pid)
             tree = [root, *root.children(recursive=True)]
             assert len(tree) >= 3  # the supervisor and its two saq processes

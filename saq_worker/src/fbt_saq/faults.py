@@ -31,7 +31,9 @@ def _failed(raw: object) -> bool:
 
 
 class SAQFaults:
-    exhausted_to = "its own job key saq:job:fbt:<id> with status failed (SAQ keeps no failed list), for Job.ttl"
+    exhausted_to = (
+        "its own job key saq:job:fbt:<id> with status failed (SAQ keeps no failed list), for Job.ttl"
+    )
 
     def message_locations(self, settings: Settings) -> list[str]:
         return [QUEUED_KEY, ACTIVE_KEY, INCOMPLETE_KEY, job_id("<id>")]
@@ -103,7 +105,9 @@ class SAQFaults:
             )
             if retries > 1:
                 return f"{found}, marks it aborting, waits {SWEEP_ABORT_WAIT_S:.0f} s and retries it (attempts left)"
-            return f"{found} and, with one attempt (SAQ's retries=1), finishes it as aborted: it never re-runs"
+            return (
+                f"{found} and, with one attempt (SAQ's retries=1), finishes it as aborted: it never re-runs"
+            )
         if fault == "deploy":
             if d.get("shutdown_grace_period_s"):
                 return (
@@ -115,9 +119,8 @@ class SAQFaults:
                 "as 'cancelled', so work already done can run again"
             )
         if fault == "broker-restart":
-            return (
-                "Redis's AOF kept the queue and the workers' redis-py clients reconnected; "
-                + outage(r, "SAQ's retries" if retries > 1 else "nothing")
+            return "Redis's AOF kept the queue and the workers' redis-py clients reconnected; " + outage(
+                r, "SAQ's retries" if retries > 1 else "nothing"
             )
         if fault == "broker-crash":
             return crash(r) + "; the workers' redis-py clients reconnected"

@@ -12,7 +12,9 @@ from fbt_tasks.settings import Settings
 class SAQRunner:
     name = "saq"
     display_name = "SAQ"
-    description = "SAQ (Simple Async Queue) workers, concurrent async jobs on one event loop per process, JSON"
+    description = (
+        "SAQ (Simple Async Queue) workers, concurrent async jobs on one event loop per process, JSON"
+    )
     brokers: tuple[BrokerName, ...] = ("redis",)
     runs_in_api = False
     distributions = ("saq", "redis")

@@ -20,7 +20,13 @@ from fbt_tasks.runner import QueueConfig, QueueConfigName, Setting
 from fbt_tasks.settings import Settings
 
 # SAQ's own defaults (saq.job.Job fields, saq.worker.Worker), for describe() and the fault model.
-SAQ_JOB_DEFAULTS: dict[str, Any] = {"timeout": 10, "heartbeat": 0, "retries": 1, "ttl": 600, "retry_delay": 0.0}
+SAQ_JOB_DEFAULTS: dict[str, Any] = {
+    "timeout": 10,
+    "heartbeat": 0,
+    "retries": 1,
+    "ttl": 600,
+    "retry_delay": 0.0,
+}
 SAQ_WORKER_DEFAULTS: dict[str, Any] = {
     "timers.sweep": 60,
     "timers.schedule": 1,
@@ -60,7 +66,9 @@ SAFE = QueueConfig(
             "SAQ's heartbeat monitor for abandoned jobs: the job function touches its job every 5 s "
             "(await job.update(), as SAQ documents), so a job untouched for 15 s belongs to a dead worker",
         ),
-        "Job.ttl": Setting(3600, "keep finished jobs an hour (SAQ: 600 s) so /jobs/{id} can report a whole run"),
+        "Job.ttl": Setting(
+            3600, "keep finished jobs an hour (SAQ: 600 s) so /jobs/{id} can report a whole run"
+        ),
         "Worker.timers.sweep": Setting(
             5,
             "sweep stuck jobs every 5 s instead of every 60 s: recovery within a run, and a stopping worker "

@@ -22,7 +22,9 @@ def worker_settings(config: Settings) -> dict[str, Any]:
         "functions": FUNCTIONS,
         # One process's share of the slots: WORKER_THREADS jobs at once on its event loop.
         "concurrency": config.worker_threads,
-        "timers": {key.removeprefix("timers."): value for key, value in options.items() if key.startswith("timers.")},
+        "timers": {
+            key.removeprefix("timers."): value for key, value in options.items() if key.startswith("timers.")
+        },
         "dequeue_timeout": options["dequeue_timeout"],
         "shutdown_grace_period_s": options["shutdown_grace_period_s"],
     }
