@@ -3,9 +3,9 @@
 Enqueue is sync, SAQ's client is asyncio-only. The API's routes are sync (anyio's threadpool), so there are
 two honest ways in: run SAQ's own ``Queue.enqueue`` on a private event loop thread and wait for it, or run
 SAQ's own enqueue script through redis-py's sync client with the job JSON SAQ itself serializes
-(``fbt_saq.wire``). The second is used: measured roughly on a busy 2-core machine (3,000 enqueues against
-the project's Redis, process CPU), it cost about a third of the CPU per enqueue of the loop-thread hop, and
-it is one EVALSHA round trip that Redis runs all or nothing, like ``RedisQueue._enqueue``.
+(``fbt_saq.wire``). The second is used: it spends no thread hop and no second event loop per request (a
+rough CPU-per-enqueue comparison of the two favoured it clearly), and it is one EVALSHA round trip that Redis
+runs all or nothing, like ``RedisQueue._enqueue``; the job JSON is SAQ's own ``Job.to_dict``.
 """
 
 import json
@@ -143,6 +143,10 @@ class SAQBackend:
             "enqueue": "SAQ's enqueue Lua script via redis-py's sync client (job JSON + queue push, atomic)",
             "keys": [QUEUED_KEY, ACTIVE_KEY, INCOMPLETE_KEY],
             "redis_socket_timeout_s": self._settings.redis_socket_timeout_s,
+            "sweep_race": (
+                "SAQ's sweep also takes a job dequeued but not yet marked active, and retries it after it "
+                "finished when attempts are left: it runs twice (tobymao/saq#277; fbt_saq.queue_configs)"
+            ),
         }
 
     def close(self) -> None:

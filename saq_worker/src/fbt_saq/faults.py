@@ -93,6 +93,15 @@ class SAQFaults:
         return min(limits) + 2 * sweep + SWEEP_ABORT_WAIT_S + delay
 
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+        sentence = self._mechanism(fault, described, result)
+        if result.get("duplicates"):
+            sentence += (
+                "; a job ran twice where SAQ's sweep caught it between its dequeue and its start and retried it "
+                "after it finished (tobymao/saq#277)"
+            )
+        return sentence
+
+    def _mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
         d, r = described, result
         retries, sweep = int(d.get("retries", 1)), d.get("sweep_interval_s")
         if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
@@ -133,7 +142,9 @@ class SAQFaults:
         if fault == "poison-message":
             return (
                 "SAQ reads the job JSON right after BLMOVE took its id to the active list; it cannot, and the "
-                "worker drops the error without a log line; " + malformed(r)
+                "worker drops the error without a log line; every later sweep pass stops at that entry with "
+                "'Upkeep task failed unexpectedly', so no job behind it in the active list is swept again; "
+                + malformed(r)
             )
         if retries > 1:
             return (

@@ -8,6 +8,14 @@ heartbeat). A swept job is marked aborting, waited on for 5 s, then retried if i
 (``Job.retries > Job.attempts``), else finished as aborted. So out of the box (timeout 10 s, no heartbeat,
 one attempt, a sweep a minute) a killed job is found within about 70 s and then dropped as aborted.
 
+The sweep has a race (open upstream as tobymao/saq#277, "The task was swept during execution"): a worker
+takes a job with BLMOVE and only then stores it as ``active``, so a sweep pass in between sees a ``queued``
+job in the active list, sweeps it, waits for it to finish and, if it has attempts left, retries it: the job
+runs twice. Every pass can hit it, and the first pass of a starting worker nearly always does (all its slots
+dequeue at once). With the safe config's 3 attempts that is a duplicate execution (the send-once guard keeps
+an email to one copy); with one attempt the finished job is stored as aborted instead. The ledger counts
+those runs as duplicates: nothing here hides them.
+
 Setting names are SAQ's: ``Job.<field>`` are the job fields given at enqueue, ``Worker.<option>`` the
 Worker options of the settings dict ``saq`` starts the worker with.
 """
