@@ -1,0 +1,45 @@
+"""The SAQ runner as the project sees it: the one object registered under ``fbt.backends``."""
+
+from collections.abc import Mapping
+
+from fbt_saq.faults import FAULTS
+from fbt_saq.queue_configs import QUEUE_CONFIGS
+from fbt_tasks.backend import Backend
+from fbt_tasks.runner import BrokerName, FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.settings import Settings
+
+
+class SAQRunner:
+    name = "saq"
+    display_name = "SAQ"
+    description = (
+        "SAQ (Simple Async Queue) workers, concurrent async jobs on one event loop per process, JSON"
+    )
+    brokers: tuple[BrokerName, ...] = ("redis",)
+    runs_in_api = False
+    distributions = ("saq", "redis")
+    queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {"redis": QUEUE_CONFIGS}
+    faults: FaultModel = FAULTS
+
+    def backend(self, settings: Settings) -> Backend:
+        from fbt_saq.backend import SAQBackend
+
+        return SAQBackend(settings)
+
+    def worker_command(self, settings: Settings) -> list[str] | None:
+        return ["fbt-worker-saq"]
+
+    def worker_ready(self, settings: Settings) -> bool:
+        from fbt_saq.health import worker_ready
+
+        return worker_ready(settings)
+
+    def slot_layout(self, settings: Settings) -> str:
+        # fbt_saq.worker: WORKER_PROCESSES `saq` processes, each a Worker with concurrency WORKER_THREADS.
+        return (
+            f"{settings.worker_processes} processes x {settings.worker_threads} concurrent jobs "
+            "(asyncio, SAQ Worker concurrency)"
+        )
+
+
+RUNNER = SAQRunner()
