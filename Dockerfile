@@ -38,6 +38,10 @@ COPY inprocess/pyproject.toml inprocess/
 COPY celery_worker/pyproject.toml celery_worker/
 COPY rq_worker/pyproject.toml rq_worker/
 COPY dramatiq_worker/pyproject.toml dramatiq_worker/
+COPY inprocess_async/pyproject.toml inprocess_async/
+COPY taskiq_worker/pyproject.toml taskiq_worker/
+COPY arq_worker/pyproject.toml arq_worker/
+COPY saq_worker/pyproject.toml saq_worker/
 COPY benchmarks/pyproject.toml benchmarks/
 
 # ---------------------------------------------------------------------------------------------------------
@@ -46,40 +50,55 @@ FROM build-base AS app-build
 # installed into the venv, so the runtime image needs the venv and nothing of /src.
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --no-install-workspace \
-        --package fbt-api --package fbt-inprocess --package fbt-celery --package fbt-rq --package fbt-dramatiq
+        --package fbt-api --package fbt-inprocess --package fbt-celery --package fbt-rq --package fbt-dramatiq \
+        --package fbt-inprocess-async --package fbt-taskiq --package fbt-arq --package fbt-saq
 COPY packages/tasks/ packages/tasks/
 COPY packages/api/ packages/api/
 COPY inprocess/ inprocess/
 COPY celery_worker/ celery_worker/
 COPY rq_worker/ rq_worker/
 COPY dramatiq_worker/ dramatiq_worker/
+COPY inprocess_async/ inprocess_async/
+COPY taskiq_worker/ taskiq_worker/
+COPY arq_worker/ arq_worker/
+COPY saq_worker/ saq_worker/
 # --reinstall-package for every member: uv keys its cache of a built member on pyproject.toml only, so with
 # a cache mount a source-only change would otherwise install the previous build's wheel.
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable \
         --package fbt-api --package fbt-inprocess --package fbt-celery --package fbt-rq --package fbt-dramatiq \
+        --package fbt-inprocess-async --package fbt-taskiq --package fbt-arq --package fbt-saq \
         --reinstall-package fbt-tasks --reinstall-package fbt-api --reinstall-package fbt-inprocess \
-        --reinstall-package fbt-celery --reinstall-package fbt-rq --reinstall-package fbt-dramatiq
+        --reinstall-package fbt-celery --reinstall-package fbt-rq --reinstall-package fbt-dramatiq \
+        --reinstall-package fbt-inprocess-async --reinstall-package fbt-taskiq \
+        --reinstall-package fbt-arq --reinstall-package fbt-saq
 
 # ---------------------------------------------------------------------------------------------------------
 FROM build-base AS bench-build
 # The runners too: the harness describes each runner through its backend (fbt.backends entry points).
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --no-install-workspace \
-        --package fbt-benchmarks --package fbt-inprocess --package fbt-celery --package fbt-rq --package fbt-dramatiq
+        --package fbt-benchmarks --package fbt-inprocess --package fbt-celery --package fbt-rq --package fbt-dramatiq \
+        --package fbt-inprocess-async --package fbt-taskiq --package fbt-arq --package fbt-saq
 COPY packages/tasks/ packages/tasks/
 COPY packages/devstack/ packages/devstack/
 COPY inprocess/ inprocess/
 COPY celery_worker/ celery_worker/
 COPY rq_worker/ rq_worker/
 COPY dramatiq_worker/ dramatiq_worker/
+COPY inprocess_async/ inprocess_async/
+COPY taskiq_worker/ taskiq_worker/
+COPY arq_worker/ arq_worker/
+COPY saq_worker/ saq_worker/
 COPY benchmarks/ benchmarks/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable \
         --package fbt-benchmarks --package fbt-inprocess --package fbt-celery --package fbt-rq --package fbt-dramatiq \
+        --package fbt-inprocess-async --package fbt-taskiq --package fbt-arq --package fbt-saq \
         --reinstall-package fbt-tasks --reinstall-package fbt-devstack --reinstall-package fbt-benchmarks \
         --reinstall-package fbt-inprocess --reinstall-package fbt-celery --reinstall-package fbt-rq \
-        --reinstall-package fbt-dramatiq
+        --reinstall-package fbt-dramatiq --reinstall-package fbt-inprocess-async \
+        --reinstall-package fbt-taskiq --reinstall-package fbt-arq --reinstall-package fbt-saq
 
 # ---------------------------------------------------------------------------------------------------------
 FROM app-build AS monitoring-build
@@ -92,6 +111,7 @@ ARG RQ_DASHBOARD_VERSION=0.9.0
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv export --frozen --no-dev --no-hashes --no-emit-workspace --output-file /tmp/locked.txt \
         --package fbt-api --package fbt-inprocess --package fbt-celery --package fbt-rq --package fbt-dramatiq \
+        --package fbt-inprocess-async --package fbt-taskiq --package fbt-arq --package fbt-saq \
     && uv pip install --python /app/.venv/bin/python --constraint /tmp/locked.txt \
         "flower==${FLOWER_VERSION}" "rq-dashboard==${RQ_DASHBOARD_VERSION}"
 
