@@ -21,7 +21,7 @@ from fbt_bench.harness import Plan, RunOutcome, publish, run
 from fbt_bench.measuring import stats
 from fbt_bench.profiles import PROFILES, SCENARIOS
 from fbt_bench.progress import RichProgress
-from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, span
+from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, side_by_side, span
 from fbt_bench.results import standalone_document, write_results
 from fbt_bench.scenarios.baselines import BASELINES
 from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners, load_runner, system_key
@@ -313,7 +313,7 @@ def fault_table(document: dict[str, Any]) -> Table:
     )
     for column in columns:
         table.add_column(column, justify="left" if column in ("runner", "config", "fault") else "right")
-    for group in fault_groups(document["faults"]):
+    for group in side_by_side(fault_groups(document["faults"])):
         f = group[0]
         alarm = any(r["lost"] or r["duplicate_effects"] or r.get("error") for r in group)
         table.add_row(

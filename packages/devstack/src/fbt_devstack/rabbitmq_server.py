@@ -262,6 +262,32 @@ class RabbitMQServer:
         except TimeoutError:
             return False
 
+    def queue_counts(self, timeout_s: float = 60.0) -> dict[str, tuple[int, int]]:
+        """Every queue of the node with its (ready, unacked) message counts, by ``rabbitmqctl list_queues``.
+
+        AMQP shows a queue's ready count only; unacked messages (delivered to a live consumer, or held by one
+        until a delay is due) are visible only to the node's own tools. A CLI call boots an Erlang VM (about
+        a second of CPU), so callers ask rarely. Raises RuntimeError if the node does not answer.
+        """
+        found = self.cli(
+            self.tools.ctl,
+            "--quiet",
+            "list_queues",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            timeout_s=timeout_s,
+        )
+        if found.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl list_queues failed: {found.stdout.strip()[-300:]}")
+        counts: dict[str, tuple[int, int]] = {}
+        for line in found.stdout.splitlines():
+            fields = line.split("\t")
+            if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+                counts[fields[0]] = (int(fields[1]), int(fields[2]))
+        return counts
+
     def stop(self, timeout_s: float = 30.0) -> None:
         """``rabbitmqctl stop`` (graceful: queues are flushed), then kill what is left of the tree, and epmd."""
         if self.pid is not None:
