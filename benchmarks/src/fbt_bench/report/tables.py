@@ -359,6 +359,25 @@ def faults_table(results: dict[str, Any]) -> Table | None:
     )
 
 
+def faults_layout(results: dict[str, Any]) -> str | None:
+    """How the fault cells ran, against the benchmark's layout, and what running several at once changes."""
+    params = results["parameters"].get("faults")
+    if not results["faults"] or not isinstance(params, dict) or "worker_processes" not in params:
+        return None
+    processes, threads = params["worker_processes"], params["worker_threads"]
+    slots = processes * threads
+    lanes, cores = params.get("parallel", 1), results.get("environment", {}).get("cpu_count") or "?"
+    trials = params.get("trials", 1)
+    return (
+        f"Each trial ran on a fresh stack with the benchmark's slot layout ({processes} processes x {threads} "
+        f"threads = {slots} slots; BackgroundTasks: a {params.get('api_threadpool') or slots}-token threadpool), "
+        f"{trials} trials per cell, {lanes} cells at a time on {cores} cores, unlike the benchmark's one "
+        "measurement at a time: the cells share the CPU, so recovery times are approximate; the counts (lost, "
+        "held, failed, re-executed, duplicated) are read from the sink, the ledger and the broker and do not "
+        "depend on it."
+    )
+
+
 def mechanisms(results: dict[str, Any]) -> list[tuple[str, str]]:
     """One sentence per runner: its distinct mechanisms, each tagged with the fault and config it explains."""
     out = []
