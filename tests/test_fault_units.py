@@ -13,9 +13,9 @@ from rq.exceptions import AbandonedJobError
 
 from fbt_bench.faults.model import FULL, Cell, matrix, skipped_faults, trial_params
 from fbt_bench.faults.run import Eta
-from fbt_bench.report.tables import faults_layout, side_by_side
 from fbt_bench.report.analysis import summarize
 from fbt_bench.report.findings import _faults
+from fbt_bench.report.tables import faults_layout, side_by_side
 from fbt_celery.tasks import retry_options
 from fbt_dramatiq.actors import retry_when
 from fbt_rq.jobs import stop_retrying_permanent_errors
@@ -163,7 +163,11 @@ def test_the_report_puts_a_librarys_brokers_side_by_side_and_says_how_cells_ran(
     results["parameters"]["faults"] = {"worker_processes": 2, "worker_threads": 4, "parallel": 4, "trials": 3}
     results["environment"]["cpu_count"] = 2
     text = faults_layout(results)
-    assert text is not None and "2 processes x 4 threads = 8 slots" in text and "4 cells at a time on 2 cores" in text
+    assert (
+        text is not None
+        and "2 processes x 4 threads = 8 slots" in text
+        and "4 cells at a time on 2 cores" in text
+    )
 
 
 def test_each_trial_draws_its_fault_moment_from_its_own_recorded_seed():

@@ -42,6 +42,8 @@ MARGIN_S = 15.0
 LIVE_HOLD_FAULTS: frozenset[str] = frozenset({"task-error", "delay-past-timeout", "poison-message"})
 # A RabbitMQ node's unacked counts come from its CLI (an Erlang VM per call): read at most this often.
 NODE_READ_S = 10.0
+# The last read of the node's unacked counts decides lost or held: it may wait for a slow CLI on a busy machine.
+NODE_READ_TIMEOUT_S = 60.0
 # What reading a broker raises while it is down or restarting: each runner's client has its own errors
 # (redis-py's, kombu's, pika's) and the harness names no queue library, so any error means "not readable now".
 BROKER_READ_ERRORS: tuple[type[BaseException], ...] = (Exception,)
@@ -149,7 +151,14 @@ class FaultContext:
         if not ids or self.stack.settings.broker_name == "none":
             return {}
         found = self.runner.faults.holdings(self.stack.settings, ids)
-        extra = self.node_unacked() if unacked else 0
+        extra = 0
+        if unacked:
+            try:
+                extra = self.node_unacked(timeout_s=NODE_READ_TIMEOUT_S)
+            except BROKER_READ_ERRORS as exc:
+                self.notes.append(
+                    f"RabbitMQ's unacked counts unavailable ({exc}): unacked jobs count as lost"
+                )
         return {
             "queued": found["queued"],
             "held": found["held"] + extra,
@@ -157,7 +166,7 @@ class FaultContext:
             "failed": found["failed"],
         }
 
-    def node_unacked(self) -> int:
+    def node_unacked(self, timeout_s: float = HANG_S) -> int:
         """Unacked messages over every queue of the stack's own RabbitMQ node (0 without one).
 
         A runner on RabbitMQ can count only ready messages over AMQP, so a message a live consumer holds (a
@@ -168,7 +177,7 @@ class FaultContext:
         """
         if self.stack.rabbitmq is None:
             return 0
-        return sum(unacked for _, unacked in self.stack.rabbitmq.queue_counts(timeout_s=HANG_S).values())
+        return sum(unacked for _, unacked in self.stack.rabbitmq.queue_counts(timeout_s=timeout_s).values())
 
     def phase(self, text: str) -> None:
         self.progress.phase(f"faults {self.cell.tag}: {text}")
