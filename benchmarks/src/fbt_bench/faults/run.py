@@ -38,10 +38,11 @@ from fbt_devstack.stack import Stack
 from fbt_tasks.runner import QueueConfigName, load_runner, system_key
 from fbt_tasks.settings import Settings
 
-# A cell with nothing to wait for: the stack's start and stop, the burst and a short watch; a private RabbitMQ
-# node's boot and stop come on top. Only estimates, to order the cells and to print the time left.
-QUICK_CELL_S = 15.0
-RABBITMQ_BOOT_S = 10.0
+# A cell with nothing to wait for: the stack's start and stop (most of a short cell), the burst, the grace
+# period and a short watch; a private RabbitMQ node's boot and stop come on top. Only estimates, to order the
+# cells and to print the time left, which ``Eta`` rescales by what the finished cells really took.
+QUICK_CELL_S = 25.0
+RABBITMQ_BOOT_S = 20.0
 
 
 def mechanism(cell: Cell, described: dict[str, Any], result: dict[str, Any]) -> str:
@@ -213,13 +214,23 @@ def run_faults(
         futures = [pool.submit(one, cell) for cell in order]
         for future in futures:
             future.result()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         cancel.set()
-        raise
+        pool.shutdown(wait=True, cancel_futures=True)
+        # The cells that finished keep their records: the caller writes a partial result, not nothing.
+        raise Interrupted([results[cell] for cell in cells if cell in results]) from exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         progress.close(bar)
     return [results[cell] for cell in cells if cell in results]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a pass, with the records of the cells that had finished."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        super().__init__(f"interrupted after {len(records)} cells")
+        self.records = records
 
 
 class Eta:
