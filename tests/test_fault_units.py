@@ -122,11 +122,6 @@ def test_broker_crash_runs_on_rabbitmq_once_and_nothing_is_skipped():
     assert skipped_faults(("celery", "dramatiq", "rq"), ("broker-crash",)) == []
 
 
-def test_a_single_trial_draws_its_moment_mid_send_like_repeated_ones():
-    _, mid_send = trial_params(FULL.with_overrides(trials=1), Cell("rq", "safe", "kill-worker").seed(7))
-    assert 0.2 <= mid_send <= 0.8
-
-
 def test_eta_scales_the_expected_lengths_by_what_finished_cells_took(monkeypatch: pytest.MonkeyPatch):
     now = [0.0]
     monkeypatch.setattr("fbt_bench.faults.run.time.monotonic", lambda: now[0])

@@ -147,9 +147,11 @@ def trial_params(params: FaultParams, seed: int) -> tuple[FaultParams, float]:
     rng = random.Random(seed)
     low = max(1, params.n // 8)
     fault_after = rng.randint(low, max(low, params.fault_after if params.trials == 1 else params.n // 2))
-    # The fault is timed from the moment a next send holds its send-once lease (``wait_for_deliveries``), so
-    # anywhere in the middle of the SMTP exchange is mid-send: every trial, a single one included, draws it.
-    mid_send = rng.uniform(0.2, 0.8)
+    # A single trial aims at the middle of the next send, as the exactly-once test needs by construction; only
+    # repeated trials spread the moment. Kept although the moment is timed from the next send's lease: with a
+    # drawn moment the exactly-once test's kill once missed every send for Celery and RQ on a loaded machine
+    # (in_flight_at_fault 0), and passed again with this.
+    mid_send = 0.5 if params.trials == 1 else rng.uniform(0.2, 0.8)
     return replace(params, fault_after=fault_after), mid_send
 
 
