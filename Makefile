@@ -46,7 +46,7 @@ format: setup ## Apply ruff's fixes and formatting
 compare: setup ## Benchmark every installed runner on every broker it supports (PROFILE=quick|default|full); writes results/latest/
 	@$(RUN) fbt-bench compare --profile $(PROFILE)
 
-faults: setup ## Kill, deploy, crash/restart Redis, delay, poison, fail tasks: every runner x queue config, 3 trials; writes results/faults/
+faults: setup ## Kill, deploy, restart/crash the broker, delay, poison, fail tasks: every runner x broker x queue config, 3 trials, progress with time left; writes results/faults/
 	@$(RUN) fbt-bench faults
 
 RESULTS ?= results/latest

@@ -11,9 +11,11 @@ import redis.exceptions
 from bench_fixtures import example_results
 from rq.exceptions import AbandonedJobError
 
-from fbt_bench.faults.model import FULL, Cell, matrix, trial_params
+from fbt_bench.faults.model import FULL, Cell, matrix, skipped_faults, trial_params
+from fbt_bench.faults.run import Eta
 from fbt_bench.report.analysis import summarize
 from fbt_bench.report.findings import _faults
+from fbt_bench.report.tables import faults_layout, side_by_side
 from fbt_celery.tasks import retry_options
 from fbt_dramatiq.actors import retry_when
 from fbt_rq.jobs import stop_retrying_permanent_errors
@@ -99,11 +101,68 @@ def test_ledger_marks_a_task_that_turned_a_repeat_away(tmp_path: Path, monkeypat
 def test_matrix_runs_broker_faults_only_with_a_broker_and_crashes_under_both_fsync_policies():
     cells = matrix(("inprocess", "celery"), ("safe",), trials=3)
     assert not [c for c in cells if c.runner == "inprocess" and c.fault in ("broker-crash", "poison-message")]
-    crash = {(c.variant, c.trial) for c in cells if c.runner == "celery" and c.fault == "broker-crash"}
+    crash = {
+        (c.variant, c.trial)
+        for c in cells
+        if c.runner == "celery" and c.fault == "broker-crash" and c.broker_name == "redis"
+    }
     assert crash == {(policy, t) for policy in ("everysec", "always") for t in (1, 2, 3)}
     assert len({c.tag for c in cells}) == len(cells)
     defaults = matrix(("celery",), ("defaults",), trials=1)
     assert {c.fault for c in defaults} == {"kill-worker", "deploy", "broker-restart", "task-error"}
+
+
+def test_broker_crash_runs_on_rabbitmq_once_and_nothing_is_skipped():
+    cells = matrix(("celery", "dramatiq"), ("safe",), ("broker-crash",), trials=3, brokers=("rabbitmq",))
+    assert {(c.runner, c.broker_name, c.variant) for c in cells} == {
+        ("celery", "rabbitmq", ""),
+        ("dramatiq", "rabbitmq", ""),
+    }
+    assert len(cells) == 6
+    assert skipped_faults(("celery", "dramatiq", "rq"), ("broker-crash",)) == []
+
+
+def test_eta_scales_the_expected_lengths_by_what_finished_cells_took(monkeypatch: pytest.MonkeyPatch):
+    now = [0.0]
+    monkeypatch.setattr("fbt_bench.faults.run.time.monotonic", lambda: now[0])
+    a, b, c = (Cell("rq", "safe", fault) for fault in ("kill-worker", "deploy", "task-error"))
+    eta = Eta({a: 10.0, b: 10.0, c: 20.0}, lanes=2)
+    assert eta.left_s() == 20.0  # nothing finished yet: the expectations, over two lanes
+    eta.start(a)
+    now[0] = 20.0
+    assert eta.finish(a) == 20.0  # twice as long as expected: the rest is scaled by 2
+    assert eta.left_s() == (2 * 10.0 + 2 * 20.0) / 2
+    eta.start(b)
+    eta.start(c)
+    now[0] = 30.0
+    assert eta.left_s() == (2 * 10.0 - 10.0 + 2 * 20.0 - 10.0) / 2
+    assert eta.left() == "~20 s left"
+
+
+def test_the_report_puts_a_librarys_brokers_side_by_side_and_says_how_cells_ran():
+    rows = [
+        _fault("celery", "safe", 1, broker="redis"),
+        _fault("celery", "safe", 1, broker="redis", fault="deploy"),
+        _fault("celery", "safe", 1, broker="rabbitmq"),
+        _fault("celery", "safe", 1, broker="rabbitmq", fault="deploy"),
+    ]
+    ordered = side_by_side([[r] for r in rows])
+    assert [(g[0]["fault"], g[0]["broker"]) for g in ordered] == [
+        ("kill-worker", "redis"),
+        ("kill-worker", "rabbitmq"),
+        ("deploy", "redis"),
+        ("deploy", "rabbitmq"),
+    ]
+    results = example_results(faults=False)
+    results["faults"] = rows
+    results["parameters"]["faults"] = {"worker_processes": 2, "worker_threads": 4, "parallel": 4, "trials": 3}
+    results["environment"]["cpu_count"] = 2
+    text = faults_layout(results)
+    assert (
+        text is not None
+        and "2 processes x 4 threads = 8 slots" in text
+        and "4 cells at a time on 2 cores" in text
+    )
 
 
 def test_each_trial_draws_its_fault_moment_from_its_own_recorded_seed():

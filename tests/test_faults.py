@@ -5,8 +5,9 @@ Mid-batch the worker's whole process tree is SIGKILLed and started again; then e
 at the sink exactly once, counted by Message-ID in its mailbox: none lost (at-least-once delivery brought the
 killed jobs back) and none twice (``fbt_tasks.once`` skipped the redelivered sends).
 
-One worker slot and a 300 ms sink make the kill land mid-send by construction: ``run_cell`` kills half an
-SMTP delay after a delivery, when the only sender is inside its next SMTP exchange (its send-once lease held,
+One worker slot and a 300 ms sink make the kill land mid-send by construction: ``run_cell`` kills 20-80 % of
+an SMTP delay (drawn from the trial's seed) after the next send took its send-once lease, when the only sender is
+inside its SMTP exchange (its send-once lease held,
 the email not yet accepted). That is the case the guard exists for; the residual window once.py documents (a
 crash between the SMTP server's "250" and the sent record) is a few milliseconds the kill never aims at here.
 

@@ -16,12 +16,12 @@ from rich.table import Table
 
 from fbt_bench import topology
 from fbt_bench.faults.model import CONFIGS, FAULTS, FULL, matrix, skipped_faults
-from fbt_bench.faults.run import run_faults
+from fbt_bench.faults.run import Interrupted, run_faults
 from fbt_bench.harness import Plan, RunOutcome, publish, run
 from fbt_bench.measuring import stats
 from fbt_bench.profiles import PROFILES, SCENARIOS
 from fbt_bench.progress import RichProgress
-from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, span
+from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, side_by_side, span
 from fbt_bench.results import standalone_document, write_results
 from fbt_bench.scenarios.baselines import BASELINES
 from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners, load_runner, system_key
@@ -186,11 +186,14 @@ def faults(
         "results/faults"
     ),
 ) -> None:
-    """Break things on purpose: every runner, both queue configurations, four faults; count the damage.
+    """Break things on purpose: every runner on each broker, both queue configurations, seven faults.
 
-    kill-worker (SIGKILL the worker tree mid-burst), deploy (SIGTERM mid-burst), broker-restart (Redis down a
-    few seconds, AOF on) and task-error (the SMTP sink refuses each email twice). Lost, re-executed and
-    duplicated emails are counted at the SMTP sink by Message-ID; results.json holds them under "faults".
+    kill-worker (SIGKILL the worker tree mid-burst), deploy (SIGTERM mid-burst), broker-restart (the broker
+    stopped a few seconds), task-error (the SMTP sink refuses each email twice), broker-crash (SIGKILL Redis,
+    per AOF fsync policy, or the RabbitMQ node), delay-past-timeout and poison-message; three trials per cell,
+    each on a fresh stack. Lost, held, re-executed and duplicated emails are counted at the SMTP sink by
+    Message-ID and in the broker; results.json holds them under "faults". Each finished cell prints the cells
+    done out of the total and an estimate of the time left.
     """
     chosen = parse_list(kinds, FAULTS, "faults") or FAULTS
     params = FULL.with_overrides(
@@ -224,6 +227,8 @@ def faults(
     try:
         with RichProgress(console) as progress:
             records = run_faults(cells, params, progress=progress)
+    except Interrupted as stopped:
+        interrupted, records = True, stopped.records
     except KeyboardInterrupt:
         interrupted = True
     document = standalone_document(records, params, shlex.join(["fbt-bench", *sys.argv[1:]]))
@@ -313,7 +318,7 @@ def fault_table(document: dict[str, Any]) -> Table:
     )
     for column in columns:
         table.add_column(column, justify="left" if column in ("runner", "config", "fault") else "right")
-    for group in fault_groups(document["faults"]):
+    for group in side_by_side(fault_groups(document["faults"])):
         f = group[0]
         alarm = any(r["lost"] or r["duplicate_effects"] or r.get("error") for r in group)
         table.add_row(

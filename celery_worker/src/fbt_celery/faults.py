@@ -17,7 +17,7 @@ from celery.app.defaults import DEFAULTS as CELERY_DEFAULTS
 from celery.backends.base import KeyValueStoreBackend
 from kombu.transport.redis import Channel as RedisChannel
 
-from fbt_tasks.fault_words import crash, executions, malformed, outage
+from fbt_tasks.fault_words import crash, executions, malformed, node_crash, outage
 from fbt_tasks.holdings import INSPECTION_TIMEOUT_S, count_ids, inspection_client
 from fbt_tasks.runner import FaultName, Holdings
 from fbt_tasks.settings import Settings
@@ -230,6 +230,11 @@ def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: M
         kept = "persistent messages on a durable" if d.get("delivery_mode") in (2, "persistent") else "a"
         return f"RabbitMQ kept {kept} {queue} across the restart and the worker reconnected; " + outage(
             r, "autoretry_for"
+        )
+    if fault == "broker-crash":
+        confirmed = "confirmed, " if d.get("confirm_publish") else ""
+        return (
+            node_crash(r, f"{confirmed}persistent messages on a durable {queue}") + "; the worker reconnected"
         )
     if fault == "delay-past-timeout":
         return (

@@ -13,7 +13,7 @@ from typing import Any
 from dramatiq.common import dq_name, xq_name
 
 from fbt_dramatiq.actors import QUEUE_NAME
-from fbt_tasks.fault_words import crash, executions, malformed, outage
+from fbt_tasks.fault_words import crash, executions, malformed, node_crash, outage
 from fbt_tasks.holdings import count_ids, inspection_client
 from fbt_tasks.runner import FaultName, Holdings
 from fbt_tasks.settings import Settings
@@ -96,8 +96,8 @@ class DramatiqFaults:
             for key in client.scan_iter(match=ACKS_PATTERN, count=1000):
                 if client.sismember(key, marker):
                     return (
-                        f"stuck in a worker's acks set ({key.decode()}): fetched, never decoded, never acked; "
-                        "maintenance puts it back only once that worker is dead"
+                        f"stuck in a worker's acks set ({key.decode()}), not dead-lettered: fetched, never "
+                        "decoded, so never acked nor nacked; maintenance requeues it once that worker is dead"
                     )
             if client.hexists(f"{QUEUE_KEY}.msgs", marker):
                 return f"its body still in {QUEUE_KEY}.msgs, its id in no queue"
@@ -146,9 +146,14 @@ class DramatiqFaults:
                 f"late like any other, and nothing redelivers it while that worker heartbeats: {executions(r)}"
             )
         if fault == "poison-message":
+            # dramatiq/brokers/redis.py: fetch returns message bodies only and the broker's id for a message
+            # lives inside its body, so the consumer has nothing to nack an undecodable one with (Bogdanp/
+            # dramatiq#375, open, proposes a fix). It is no dead letter: a restarted worker fetches it again.
             return (
-                "Dramatiq's consumer cannot decode the message, logs the error and restarts itself a second "
-                "later; " + malformed(r)
+                "Dramatiq's Redis consumer cannot decode the message, logs the error and restarts a second "
+                "later, but cannot nack it (the broker's id for a message is inside the body it could not "
+                "decode, Bogdanp/dramatiq#375), so it never reaches the dead-letter queue and comes back when "
+                "that worker dies; " + malformed(r)
             )
         return (
             f"the Retries middleware retried the refusals ({retries}, doubling with jitter); a message that "
@@ -218,6 +223,11 @@ def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: M
         return (
             f"RabbitMQ kept the {confirmed}persistent messages on its durable queues and the consumers reconnected; "
             + outage(r, f"the Retries middleware ({retries})")
+        )
+    if fault == "broker-crash":
+        confirmed = "confirmed, " if rel.get("confirm_delivery") else ""
+        return (
+            node_crash(r, f"{confirmed}persistent messages on durable queues") + "; the consumers reconnected"
         )
     if fault == "delay-past-timeout":
         return f"a delayed message waits on the delay queue and is acked late like any other: {executions(r)}"

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from fbt_bench.faults.crash import broker_crash
 from fbt_bench.faults.messages import delay_past_timeout, poison_message
-from fbt_bench.faults.observe import POLL_S, FaultContext, leased_ids, ledger_by_id, watch_window
+from fbt_bench.faults.observe import HANG_S, POLL_S, FaultContext, leased_ids, ledger_by_id, watch_window
 from fbt_bench.measuring.api_client import RequestError, RequestTimeout
 from fbt_devstack.smtp_sink import read_mailbox
 from fbt_tasks.runner import FaultName, Holdings, pending
@@ -21,6 +21,8 @@ from fbt_tasks.runner import FaultName, Holdings, pending
 # task-error's always-refused recipient, and how long to follow it once the other emails went through.
 POISON_PREFIX = "poison"
 POISON_WAIT_S = 30.0
+# broker-restart probes the API until the broker is back, never longer than this.
+OUTAGE_PROBE_MAX_S = 120.0
 
 
 async def kill_worker(ctx: FaultContext) -> dict[str, Any]:
@@ -100,12 +102,15 @@ async def broker_restart(ctx: FaultContext) -> dict[str, Any]:
         f"stopping the {stack.settings.broker_name} broker for {p.outage_s:g} s after {p.fault_after} deliveries"
     )
     fault_at = time.time()
-    probing = asyncio.create_task(outage_probe(ctx, p.outage_s + 2.0))
+    back = asyncio.Event()
+    # The probe runs until the broker is back: a RabbitMQ node takes seconds to stop and to boot again.
+    probing = asyncio.create_task(outage_probe(ctx, back))
     await asyncio.to_thread(stack.stop_broker)
     down_at = time.time()
     await asyncio.sleep(p.outage_s)
     await asyncio.to_thread(stack.start_broker)
     up_at = time.time()
+    back.set()
     answers = await probing
     await sending
     await asyncio.to_thread(ctx.restart_dead)
@@ -131,14 +136,16 @@ def _outage_answers(during: list[Answer], down_s: float) -> dict[str, Any]:
     }
 
 
-async def outage_probe(ctx: FaultContext, duration_s: float) -> list[Answer]:
-    """POST an email at a fixed rate for ``duration_s``: (sent at, "200"|"503"|"other"|"hang", latency ms).
+async def outage_probe(ctx: FaultContext, back: asyncio.Event) -> list[Answer]:
+    """POST an email at a fixed rate until ``back`` is set and a second more (at most OUTAGE_PROBE_MAX_S):
+    (sent at, "200"|"503"|"other"|"hang", latency ms) per request.
 
     Accepted emails join the expected set: a job the API accepted during an outage must not be lost either.
     """
     answers: list[Answer] = []
-    n = round(duration_s * ctx.params.outage_probe_hz)
-    async with ctx.client(connections=max(n, 1)) as client:
+    tasks: list[asyncio.Task[None]] = []
+    # Enough connections for every request a hang could keep open at once (HANG_S at the probe's rate).
+    async with ctx.client(connections=round(HANG_S * ctx.params.outage_probe_hz) + 1) as client:
 
         async def one(i: int) -> None:
             sent_at, began = time.time(), time.perf_counter()
@@ -153,9 +160,13 @@ async def outage_probe(ctx: FaultContext, duration_s: float) -> list[Answer]:
                 kind = "other"
             answers.append((sent_at, kind, (time.perf_counter() - began) * 1000))
 
-        tasks = []
-        for i in range(n):
-            tasks.append(asyncio.create_task(one(i)))
+        began, back_at = time.monotonic(), None
+        while time.monotonic() - began < OUTAGE_PROBE_MAX_S:
+            if back.is_set():
+                back_at = back_at or time.monotonic()
+                if time.monotonic() - back_at >= 1.0:
+                    break
+            tasks.append(asyncio.create_task(one(len(tasks))))
             await asyncio.sleep(1 / ctx.params.outage_probe_hz)
         await asyncio.gather(*tasks)
     return answers

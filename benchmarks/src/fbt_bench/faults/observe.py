@@ -24,7 +24,7 @@ from fbt_devstack.sink import Sink
 from fbt_devstack.smtp_sink import read_mailbox
 from fbt_devstack.stack import Stack
 from fbt_tasks.ledger import CompletionEvent, read_events
-from fbt_tasks.runner import Holdings, Runner, load_runner, pending
+from fbt_tasks.runner import BROKER_TITLES, Holdings, Runner, load_runner, pending
 
 # fbt_tasks.once keeps a lease per email in flight under this prefix (key "email:<message id>").
 LEASE_PATTERN = "fbt:once:lease:email:*"
@@ -37,6 +37,16 @@ HANG_S = 10.0
 PROBE_ATTEMPTS = 20
 # On top of the configuration's own bound: stack restart, the backlog and a loaded machine.
 MARGIN_S = 15.0
+# Faults that kill no consumer: a delivered-unacked job is held by a live worker (waiting out a retry backoff
+# or a countdown) and moves when due, long before a dead consumer's redelivery bound. The watch waits for it.
+LIVE_HOLD_FAULTS: frozenset[str] = frozenset({"task-error", "delay-past-timeout", "poison-message"})
+# A RabbitMQ node's unacked counts come from its CLI (an Erlang VM per call): read at most this often.
+NODE_READ_S = 10.0
+# The last read of the node's unacked counts decides lost or held: it may wait for a slow CLI on a busy machine.
+NODE_READ_TIMEOUT_S = 60.0
+# What reading a broker raises while it is down or restarting: each runner's client has its own errors
+# (redis-py's, kombu's, pika's) and the harness names no queue library, so any error means "not readable now".
+BROKER_READ_ERRORS: tuple[type[BaseException], ...] = (Exception,)
 
 
 def deliveries(mailbox: Path) -> Counter[str]:
@@ -113,6 +123,8 @@ class FaultContext:
     notes: list[str] = field(default_factory=list)
     # How far into the next SMTP exchange (a fraction of the sink's delay) the fault lands; drawn per trial.
     mid_send: float = 0.5
+    # When the watch last read the RabbitMQ node's unacked counts (monotonic s).
+    _node_read_at: float = float("-inf")
 
     @property
     def runner(self) -> Runner:
@@ -130,20 +142,42 @@ class FaultContext:
             timeout_s=HANG_S,
         )
 
-    def holdings(self, ids: set[str]) -> dict[str, int]:
+    def holdings(self, ids: set[str], *, unacked: bool = False) -> dict[str, int]:
         """Where the broker keeps those of ``ids`` it still has; raises the client's error if it is down.
 
-        Empty without a broker (tasks run in the API: nothing outside its memory) or without ids.
+        Empty without a broker (tasks run in the API: nothing outside its memory) or without ids. With
+        ``unacked``, a private RabbitMQ node's unacked messages count as held (see ``node_unacked``).
         """
         if not ids or self.stack.settings.broker_name == "none":
             return {}
         found = self.runner.faults.holdings(self.stack.settings, ids)
+        extra = 0
+        if unacked:
+            try:
+                extra = self.node_unacked(timeout_s=NODE_READ_TIMEOUT_S)
+            except BROKER_READ_ERRORS as exc:
+                self.notes.append(
+                    f"RabbitMQ's unacked counts unavailable ({exc}): unacked jobs count as lost"
+                )
         return {
             "queued": found["queued"],
-            "held": found["held"],
+            "held": found["held"] + extra,
             "scheduled": found["scheduled"],
             "failed": found["failed"],
         }
+
+    def node_unacked(self, timeout_s: float = HANG_S) -> int:
+        """Unacked messages over every queue of the stack's own RabbitMQ node (0 without one).
+
+        A runner on RabbitMQ can count only ready messages over AMQP, so a message a live consumer holds (a
+        prefetched one, or one waiting out a retry delay) would look gone. The node's own CLI shows it, per
+        queue: every message on our private node is this cell's. A CLI call costs about a second of CPU, so
+        a watch asks at most every NODE_READ_S (see ``_settled``). Raises RuntimeError or TimeoutError when
+        the node does not answer.
+        """
+        if self.stack.rabbitmq is None:
+            return 0
+        return sum(unacked for _, unacked in self.stack.rabbitmq.queue_counts(timeout_s=timeout_s).values())
 
     def phase(self, text: str) -> None:
         self.progress.phase(f"faults {self.cell.tag}: {text}")
@@ -255,15 +289,23 @@ class FaultContext:
 
     def _settled(self, ids: set[str]) -> bool:
         """Nothing the broker holds will move before the watch ends: none pending, or (when the redelivery
-        bound lies beyond what this pass waits for) only delivered-unacked ones, which wait for that bound."""
+        bound lies beyond what this pass waits for) only delivered-unacked ones, which wait for that bound.
+
+        On a private RabbitMQ node, the node's unacked count is read too, at most every NODE_READ_S.
+        """
         try:
             held = self.holdings(ids)
-        except redis.RedisError:
-            return False  # Redis is restarting: ask again on the next poll
+            if held and pending(cast(Holdings, held)) == 0 and self.stack.rabbitmq is not None:
+                if time.monotonic() - self._node_read_at < NODE_READ_S:
+                    return False
+                self._node_read_at = time.monotonic()
+                held["held"] += self.node_unacked()
+        except BROKER_READ_ERRORS:
+            return False  # the broker is restarting: ask again on the next poll
         if not held or pending(cast(Holdings, held)) == 0:
             return True
         bound = self.runner.faults.redelivery_bound_s(self.described)
-        beyond = bound is None or bound > self.params.patience_s
+        beyond = (bound is None or bound > self.params.patience_s) and self.cell.fault not in LIVE_HOLD_FAULTS
         return beyond and held["queued"] == 0 and held["scheduled"] == 0
 
     def grace(self) -> None:
@@ -318,8 +360,8 @@ class FaultContext:
         the library's failure store) and lost (nowhere any more). ``held_due_s``: seconds after the fault by
         which the configuration's redelivery bound puts a held job back (None: never)."""
         try:
-            found = self.holdings(missing)
-        except redis.RedisError as exc:
+            found = self.holdings(missing, unacked=True)
+        except BROKER_READ_ERRORS as exc:
             self.notes.append(f"could not read the broker's holdings: {exc}; every missing job counted lost")
             found = {}
         pending_now = pending(cast(Holdings, found)) if found else 0
@@ -329,7 +371,11 @@ class FaultContext:
         if pending_now:
             where = ", ".join(f"{n} {place}" for place, n in found.items() if n and place != "failed")
             due = "never by itself" if bound is None else f"due by ~{bound:.0f} s after the fault"
-            self.notes.append(f"not recovered within {elapsed:.0f} s: still in Redis ({where}), {due}")
+            broker = BROKER_TITLES[self.stack.settings.broker_name]
+            self.notes.append(f"not recovered within {elapsed:.0f} s: still in {broker} ({where}), {due}")
+        # Counts per queue (RabbitMQ) may include a message that is not one of ``missing``: never above it.
+        pending_now = min(pending_now, len(missing))
+        failed = min(failed, len(missing) - pending_now)
         return {
             "lost": max(0, len(missing) - pending_now - failed),
             "held": pending_now,

@@ -9,8 +9,10 @@ and the notes say which. Where the jobs still missing at the end wait is read th
 import asyncio
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,18 +28,21 @@ from fbt_bench.faults.model import (
     matrix,
     trial_params,
 )
-from fbt_bench.faults.observe import MARGIN_S, FaultContext
+from fbt_bench.faults.observe import FaultContext
 from fbt_bench.measuring.environment import describe_runner
 from fbt_bench.progress import NullProgress, ProgressSink
 from fbt_devstack.processes import log_tail
 from fbt_devstack.redis_server import AppendFsync
 from fbt_devstack.sink import Sink, smtp_sink
 from fbt_devstack.stack import Stack
-from fbt_tasks.runner import load_runner, system_key
+from fbt_tasks.runner import QueueConfigName, load_runner, system_key
 from fbt_tasks.settings import Settings
 
-# A cell with nothing to wait for: the stack's start and stop, the burst and a short watch.
-QUICK_CELL_S = 15.0
+# A cell with nothing to wait for: the stack's start and stop (most of a short cell), the burst, the grace
+# period and a short watch; a private RabbitMQ node's boot and stop come on top. Only estimates, to order the
+# cells and to print the time left, which ``Eta`` rescales by what the finished cells really took.
+QUICK_CELL_S = 25.0
+RABBITMQ_BOOT_S = 20.0
 
 
 def mechanism(cell: Cell, described: dict[str, Any], result: dict[str, Any]) -> str:
@@ -142,7 +147,8 @@ def identity(cell: Cell, seed: int) -> dict[str, Any]:
         "trial": cell.trial,
         "seed": seed,
     }
-    return found | ({"appendfsync": cell.variant} if cell.fault == "broker-crash" else {})
+    # A broker-crash cell on Redis is one of its fsync policies; on RabbitMQ it has no variant.
+    return found | ({"appendfsync": cell.variant} if cell.fault == "broker-crash" and cell.variant else {})
 
 
 def failed_cell(cell: Cell, error: BaseException, workdir: Path, params: FaultParams) -> dict[str, Any]:
@@ -173,70 +179,130 @@ def run_faults(
 ) -> list[dict[str, Any]]:
     """Run ``cells`` ``params.parallel`` at a time (most of a cell is waiting on a library's timeout).
 
-    The longest-expected cells start first so the lanes finish together. Ctrl-C stops every cell (each
-    tears its stack down) and re-raises; a cell that fails becomes a record marked NOT MEASURED. Without a
-    ``workroot`` the stacks work in a temporary directory, removed afterwards.
+    The longest-expected cells start first so the lanes finish together. Each finished cell prints a line with
+    the cells done, the total and an estimate of the time left (``Eta``); its record keeps its wall time in
+    ``cell_s``. Ctrl-C stops every cell (each tears its stack down) and re-raises; a cell that fails becomes a
+    record marked NOT MEASURED. Without a ``workroot`` the stacks work in a temporary directory, removed
+    afterwards.
     """
     if workroot is None:
         with tempfile.TemporaryDirectory(prefix="fbt-faults-") as tmp:
             return run_faults(cells, params, Path(tmp), progress)
     progress = progress or NullProgress()
     cancel = threading.Event()
-    order = sorted(cells, key=lambda cell: likely_wait_s(cell, params), reverse=True)
+    eta = Eta({cell: likely_wait_s(cell, params) for cell in cells}, max(1, params.parallel))
+    order = sorted(cells, key=eta.expected.__getitem__, reverse=True)
     results: dict[Cell, dict[str, Any]] = {}
-    done: list[Cell] = []
+    bar = progress.bar("fault cells", len(cells))
 
     def one(cell: Cell) -> None:
         workdir = workroot / cell.tag.replace("/", "-").replace("#", "-").replace("(", "-").replace(")", "")
+        eta.start(cell)
         try:
-            results[cell] = run_cell(cell, params, workdir, cancel=cancel, progress=progress).record
+            record = run_cell(cell, params, workdir, cancel=cancel, progress=progress).record
         except Cancelled:
             return
         except Exception as exc:
-            results[cell] = failed_cell(cell, exc, workdir, params)
-        done.append(cell)
-        left = len(cells) - len(done)
-        progress.phase(f"faults [{len(done)}/{len(cells)}, {left} left] {cell.tag}: {summary(results[cell])}")
+            record = failed_cell(cell, exc, workdir, params)
+        record["cell_s"] = round(eta.finish(cell), 1)
+        results[cell] = record
+        progress.update(bar, len(results))
+        progress.phase(f"faults [{len(results)}/{len(cells)}, {eta.left()}] {cell.tag}: {summary(record)}")
 
     pool = ThreadPoolExecutor(max_workers=max(1, params.parallel), thread_name_prefix="fault")
     try:
         futures = [pool.submit(one, cell) for cell in order]
         for future in futures:
             future.result()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         cancel.set()
-        raise
+        pool.shutdown(wait=True, cancel_futures=True)
+        # The cells that finished keep their records: the caller writes a partial result, not nothing.
+        raise Interrupted([results[cell] for cell in cells if cell in results]) from exc
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        progress.close(bar)
     return [results[cell] for cell in cells if cell in results]
 
 
-def likely_wait_s(cell: Cell, params: FaultParams) -> float:
-    """A rough guess of a cell's length, only to start the long ones first.
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a pass, with the records of the cells that had finished."""
 
-    kill-worker waits for the runner's redelivery bound (or the fixed watch beyond ``patience_s``);
-    task-error with retries follows the always-refused email through its backoffs.
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        super().__init__(f"interrupted after {len(records)} cells")
+        self.records = records
+
+
+class Eta:
+    """The time a pass has left: each cell's expected length (``likely_wait_s``), scaled by how long the
+    finished cells took against their own expectation, spread over the lanes."""
+
+    def __init__(self, expected: dict[Cell, float], lanes: int) -> None:
+        self.expected = expected
+        self.lanes = lanes
+        self._started: dict[Cell, float] = {}
+        self._took: dict[Cell, float] = {}
+        self._lock = threading.Lock()
+
+    def start(self, cell: Cell) -> None:
+        with self._lock:
+            self._started[cell] = time.monotonic()
+
+    def finish(self, cell: Cell) -> float:
+        """Mark ``cell`` done; returns its wall time in s."""
+        with self._lock:
+            self._took[cell] = time.monotonic() - self._started[cell]
+            return self._took[cell]
+
+    def left_s(self) -> float:
+        with self._lock:
+            now = time.monotonic()
+            expected_done = sum(self.expected[c] for c in self._took)
+            scale = sum(self._took.values()) / expected_done if expected_done else 1.0
+            waiting = sum(e for c, e in self.expected.items() if c not in self._started)
+            running = sum(
+                max(0.0, scale * self.expected[c] - (now - t))
+                for c, t in self._started.items()
+                if c not in self._took
+            )
+            return (scale * waiting + running) / self.lanes
+
+    def left(self) -> str:
+        """ "~12 min left" (or "~40 s left"); "done" once nothing is left."""
+        seconds = self.left_s()
+        if seconds <= 0:
+            return "done"
+        return f"~{seconds / 60:.0f} min left" if seconds >= 90 else f"~{seconds:.0f} s left"
+
+
+def likely_wait_s(cell: Cell, params: FaultParams) -> float:
+    """A rough guess of a cell's length: to start the long ones first and to estimate the time left.
+
+    Every cell starts and stops a stack (a RabbitMQ node on top of that); kill-worker waits for the runner's
+    redelivery bound (or the fixed watch beyond ``patience_s``); task-error with retries follows the
+    always-refused email through its backoffs; delay-past-timeout waits out its delay.
     """
     runner = load_runner(cell.runner)
+    base = QUICK_CELL_S + (RABBITMQ_BOOT_S if cell.broker_name == "rabbitmq" else 0.0)
     if cell.fault == "kill-worker":
-        described = describe_runner(
-            Settings(backend=cell.runner, broker=cell.broker_name, queue_config=cell.config)
-        )
-        bound = runner.faults.redelivery_bound_s(described)
+        bound = runner.faults.redelivery_bound_s(_described(cell.runner, cell.broker_name, cell.config))
         if bound == 0:
-            return QUICK_CELL_S
+            return base
         waited = bound if bound is not None and bound <= params.patience_s else params.watch_s
-        return waited + MARGIN_S
+        return base + waited
     if cell.fault == "task-error" and runner.queue_configs[cell.broker_name][cell.config].max_attempts > 1:
-        return QUICK_CELL_S + POISON_WAIT_S
+        return base + POISON_WAIT_S
     if cell.fault == "delay-past-timeout":
-        described = describe_runner(
-            Settings(backend=cell.runner, broker=cell.broker_name, queue_config=cell.config)
-        )
-        timeout = runner.faults.visibility_timeout_s(described)
+        timeout = runner.faults.visibility_timeout_s(_described(cell.runner, cell.broker_name, cell.config))
         delay = 2 * timeout if timeout is not None and 2 * timeout <= params.max_delay_s else params.delay_s
-        return QUICK_CELL_S + delay + min(timeout or 0.0, params.patience_s)
-    return QUICK_CELL_S
+        return base + delay + min(timeout or 0.0, params.patience_s)
+    return base
+
+
+@cache
+def _described(runner: str, broker: str, config: QueueConfigName) -> dict[str, Any]:
+    """The runner's describe() of a configuration, built once per process (building it builds a backend)."""
+    return describe_runner(Settings(backend=runner, broker=broker, queue_config=config))
 
 
 def summary(record: dict[str, Any]) -> str:

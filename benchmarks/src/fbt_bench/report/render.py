@@ -152,6 +152,7 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         "cost": cost,
         "memory": memory,
         "faults": tables.faults_table(results),
+        "faults_layout": tables.faults_layout(results),
         "mechanisms": tables.mechanisms(results),
         "record_warnings": record_warnings(results),
         "how_to_read": header.how_to_read(summary),

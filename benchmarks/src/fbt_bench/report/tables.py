@@ -33,6 +33,7 @@ from fbt_bench.report.numbers import (
     table_id,
 )
 from fbt_bench.report.wording import P99_MIN_N, rate_unit, tail_cell, tails
+from fbt_tasks.runner import BROKER_TITLES, UnknownRunner, load_runner
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,35 @@ def fault_groups(faults: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return list(groups.values())
 
 
+def side_by_side(groups: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """The same groups with each library's brokers next to each other: per runner, config and fault, the rows
+    of every broker it ran on follow one another (in first-seen order, so the default broker comes first)."""
+    first: dict[tuple[str, Any], int] = {}
+    for group in groups:
+        f = group[0]
+        for key in (("runner", f["runner"]), ("config", f["config"]), ("fault", f["fault"])):
+            first.setdefault(key, len(first))
+    return sorted(
+        groups,
+        key=lambda g: (
+            first[("runner", g[0]["runner"])],
+            first[("config", g[0]["config"])],
+            first[("fault", g[0]["fault"])],
+        ),
+    )
+
+
+def broker_title(f: dict[str, Any]) -> str:
+    """The broker a fault record ran on, as the report names it (an older record: the runner's default)."""
+    broker = f.get("broker")
+    if broker is None:
+        try:
+            broker = load_runner(f["runner"]).brokers[0]
+        except UnknownRunner:
+            return "its default"
+    return BROKER_TITLES.get(broker, broker)
+
+
 def span(values: list[Any]) -> str:
     """min–max over trials ("3" when they agree); "never" for a missing recovery."""
     known = [v for v in values if v is not None]
@@ -294,7 +324,8 @@ def faults_table(results: dict[str, Any]) -> Table | None:
         return None
     rows = tuple(
         (
-            name_label(results, system_of(group[0])),
+            name_label(results, group[0]["runner"]),
+            broker_title(group[0]),
             group[0]["config"],
             fault_label(group[0]),
             str(len(group)),
@@ -303,13 +334,14 @@ def faults_table(results: dict[str, Any]) -> Table | None:
             span([f["recovery_s"] for f in group]),
             group[0]["notes"],
         )
-        for group in fault_groups(faults)
+        for group in side_by_side(fault_groups(faults))
     )
     return Table(
         "faults",
-        "When things break (min–max over trials)",
+        "When things break (min–max over trials; a library's brokers side by side)",
         (
             "Runner",
+            "Broker",
             "Config",
             "Fault",
             "Trials",
@@ -324,6 +356,26 @@ def faults_table(results: dict[str, Any]) -> Table | None:
             "Notes (trial 1)",
         ),
         rows,
+    )
+
+
+def faults_layout(results: dict[str, Any]) -> str | None:
+    """How the fault cells ran, against the benchmark's layout, and what running several at once changes."""
+    params = results["parameters"].get("faults")
+    if not results["faults"] or not isinstance(params, dict) or "worker_processes" not in params:
+        return None
+    processes, threads = params["worker_processes"], params["worker_threads"]
+    slots = processes * threads
+    lanes, cores = params.get("parallel", 1), results.get("environment", {}).get("cpu_count") or "?"
+    trials = params.get("trials", 1)
+    return (
+        f"Each trial ran on a fresh stack with the benchmark's slot layout ({processes} processes x {threads} "
+        f"threads = {slots} slots; BackgroundTasks: a threadpool of {params.get('api_threadpool') or slots} "
+        f"tokens), {trials} trial{'' if trials == 1 else 's'} per cell, {lanes} cells at a time on {cores} "
+        "cores, unlike the benchmark's one "
+        "measurement at a time: the cells share the CPU, so recovery times are approximate; the counts (lost, "
+        "held, failed, re-executed, duplicated) are read from the sink, the ledger and the broker and do not "
+        "depend on it."
     )
 
 

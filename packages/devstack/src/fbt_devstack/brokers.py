@@ -63,8 +63,18 @@ def stop_broker(redis: RedisServer | None, rabbitmq: RabbitMQServer | None) -> N
         raise StackError("this stack uses an external broker; it cannot stop it")
 
 
+def kill_broker(redis: RedisServer | None, rabbitmq: RabbitMQServer | None) -> None:
+    """Crash the deployment's broker: SIGKILL its whole process tree, no clean shutdown; data stays on disk."""
+    if rabbitmq is not None:
+        rabbitmq.kill()
+    elif redis is not None:
+        redis.kill()
+    else:
+        raise StackError("this stack uses an external broker; it cannot kill it")
+
+
 def start_broker(redis: RedisServer | None, rabbitmq: RabbitMQServer | None) -> None:
-    """Start the broker ``stop_broker`` stopped, on the same ports and data."""
+    """Start the broker ``stop_broker`` stopped (or ``kill_broker`` killed), on the same ports and data."""
     if rabbitmq is not None:
         rabbitmq.start()
     elif redis is not None:

@@ -148,7 +148,12 @@ class RabbitMQServer:
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             "ERL_CRASH_DUMP": str(work / "log" / "erl_crash.dump"),
             # Never spawn a daemon epmd (it would detach from our tree); ours is already listening.
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false",
+            # No scheduler busy-waiting (RabbitMQ's runtime guide, "CPU usage" on shared hosts): an idle node
+            # on a small shared machine otherwise spins its schedulers and takes CPU from everything else.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
+                "-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false "
+                "+sbwt none +sbwtdcpu none +sbwtdio none"
+            ),
             "RABBITMQ_CTL_ERL_ARGS": "-start_epmd false",
         }
 
@@ -169,9 +174,11 @@ class RabbitMQServer:
     def start(self) -> "RabbitMQServer":
         if self.pid is not None:
             return self
-        # Once a start succeeded, restarts reuse its ports so that clients holding ``url`` reconnect.
+        # Once a start succeeded, restarts reuse its ports so that clients holding ``url`` reconnect; a port
+        # taken meanwhile (a client's ephemeral port, say, while the node was down) is usually free again a
+        # moment later, so a restart tries again on the same ports.
         fixed = self.port is not None
-        for attempt in range(1, (1 if fixed else START_ATTEMPTS) + 1):
+        for attempt in range(1, START_ATTEMPTS + 1):
             if not fixed:
                 self.port, self.dist_port, self.epmd_port = _three_free_ports()
             try:
@@ -180,7 +187,8 @@ class RabbitMQServer:
                 self._stop_processes(timeout_s=5.0)
                 if not fixed:
                     self.port = self.dist_port = self.epmd_port = None
-                if isinstance(exc, PortTaken) and not fixed and attempt < START_ATTEMPTS:
+                if isinstance(exc, PortTaken) and attempt < START_ATTEMPTS:
+                    time.sleep(1.0 if fixed else 0.0)
                     continue
                 raise
             return self
@@ -261,6 +269,32 @@ class RabbitMQServer:
             return self.cli(self.tools.diagnostics, "ping", timeout_s=timeout_s).returncode == 0
         except TimeoutError:
             return False
+
+    def queue_counts(self, timeout_s: float = 60.0) -> dict[str, tuple[int, int]]:
+        """Every queue of the node with its (ready, unacked) message counts, by ``rabbitmqctl list_queues``.
+
+        AMQP shows a queue's ready count only; unacked messages (delivered to a live consumer, or held by one
+        until a delay is due) are visible only to the node's own tools. A CLI call boots an Erlang VM (about
+        a second of CPU), so callers ask rarely. Raises RuntimeError if the node does not answer.
+        """
+        found = self.cli(
+            self.tools.ctl,
+            "--quiet",
+            "list_queues",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            timeout_s=timeout_s,
+        )
+        if found.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl list_queues failed: {found.stdout.strip()[-300:]}")
+        counts: dict[str, tuple[int, int]] = {}
+        for line in found.stdout.splitlines():
+            fields = line.split("\t")
+            if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+                counts[fields[0]] = (int(fields[1]), int(fields[2]))
+        return counts
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """``rabbitmqctl stop`` (graceful: queues are flushed), then kill what is left of the tree, and epmd."""

@@ -13,8 +13,6 @@ as completed in the ledger, which only happens once the API, the broker and a wo
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -35,7 +33,7 @@ from fbt_tasks.settings import Settings
 
 WARMUP_MESSAGE = "stack-warmup"
 POLL_S = 0.1
-# Worker readiness is probed by a fresh interpreter (python -m fbt_tasks.health), so poll it gently.
+# Between two worker readiness checks (the runner's worker_ready: a broker round trip or a broadcast ping).
 HEALTH_POLL_S = 0.5
 WORKDIR_FILES = {"log_file": "log.txt", "ledger_file": "ledger.jsonl", "media_dir": "media"}
 
@@ -291,7 +289,7 @@ class Stack:
         """Start the task runners again (stopping what is left of them first) and wait until they serve.
 
         No warm-up job here: after a crash the queue may hold a backlog, and a probe would wait behind it.
-        Workers are ready when ``python -m fbt_tasks.health`` (the runner's ``worker_ready``) exits 0. Broker
+        Workers are ready when the runner's ``worker_ready`` (what ``python -m fbt_tasks.health`` runs) says so. Broker
         runners read heartbeats in Redis, so right after a SIGKILL the dead worker's last heartbeat may still
         count for their freshness window: measure recovery from the ledger, not from when this returns.
         """
@@ -319,22 +317,29 @@ class Stack:
         self._wait(self._worker_healthy, what, "worker", self.ready_timeout_s)
 
     def _worker_healthy(self) -> bool:
-        check = subprocess.run(
-            [sys.executable, "-m", "fbt_tasks.health"],
-            env={**os.environ, **self._env},
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-        time.sleep(HEALTH_POLL_S if check.returncode else 0)
-        return check.returncode == 0
+        """The runner's own ``worker_ready`` (what ``python -m fbt_tasks.health`` answers), asked in this process.
+
+        A fresh interpreter per poll would import the queue library each time, a second or more of CPU per
+        poll on a busy 2-core machine, many times per restart; the answer is the same function's. A check
+        that raises (the broker still coming back) is a "not yet".
+        """
+        try:
+            ready = self.runner.worker_ready(self.settings)
+        except Exception:
+            ready = False
+        time.sleep(0 if ready else HEALTH_POLL_S)
+        return ready
 
     def stop_broker(self) -> None:
         """Stop the deployment's broker gracefully (RabbitMQ when BROKER=rabbitmq, else Redis); data survives."""
         brokers.stop_broker(self.redis, self.rabbitmq)
 
+    def kill_broker(self) -> None:
+        """Crash the deployment's broker (SIGKILL to its whole tree: Redis, or the RabbitMQ node's beam.smp)."""
+        brokers.kill_broker(self.redis, self.rabbitmq)
+
     def start_broker(self) -> None:
-        """Start the broker ``stop_broker`` stopped, on the same ports and data."""
+        """Start the broker ``stop_broker`` stopped (or ``kill_broker`` killed), on the same ports and data."""
         brokers.start_broker(self.redis, self.rabbitmq)
 
     def restart_redis(self) -> None:

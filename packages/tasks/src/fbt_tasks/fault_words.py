@@ -24,6 +24,18 @@ def crash(result: Mapping[str, Any]) -> str:
     )
 
 
+def node_crash(result: Mapping[str, Any], kept: str) -> str:
+    """What a SIGKILLed RabbitMQ node, started again on its data dir, cost; ``kept`` says what was meant to
+    survive ("confirmed persistent messages on a quorum queue")."""
+    lost = result["lost"]
+    if not lost:
+        return f"RabbitMQ came back from the SIGKILL with every acknowledged job still there ({kept})"
+    return (
+        f"{lost} jobs the API had acknowledged were gone after the SIGKILLed RabbitMQ node restarted: only "
+        f"{kept} survive a crash"
+    )
+
+
 def executions(result: Mapping[str, Any]) -> str:
     """How often each delayed job ran, as measured."""
     runs = result.get("executions", {})
