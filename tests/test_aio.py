@@ -104,6 +104,29 @@ def test_a_dead_holders_lease_delays_but_never_drops(task_env: Path, redis_serve
     assert ran == [1]
 
 
+def test_a_cancelled_send_leaves_its_lease_to_expire_and_the_retry_sends(
+    task_env: Path, redis_server
+) -> None:
+    """A runner's job timeout cancels the task mid-send: the guard sends no more commands, and the next
+    attempt waits out the lease rather than skipping (nothing was recorded as done)."""
+    started = asyncio.Event()
+
+    async def hangs() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async def cancelled_then_retried() -> bool:
+        once = {"redis_url": redis_server.url, "lease_s": 1}
+        attempt = asyncio.create_task(run_once_async("cancelled-mid-send", hangs, **once))
+        await started.wait()
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        return await run_once_async("cancelled-mid-send", started.wait, **once)
+
+    assert asyncio.run(cancelled_then_retried()) is True
+
+
 def test_an_smtp_outage_propagates_as_transient_and_the_retry_sends(
     task_env: Path, monkeypatch: pytest.MonkeyPatch, smtp_sink: tuple[int, Path]
 ) -> None:

@@ -35,6 +35,11 @@ class InProcessFaults:
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
         r = result
         if fault == "kill-worker":
+            if r["lost"] == 0:
+                return (
+                    "every accepted task had finished before the API process was killed, so nothing was left "
+                    "in its memory to lose; a task queued or running at that moment would have died with it"
+                )
             return (
                 "BackgroundTasks live only in the API process's memory, so every task queued or running in it "
                 "died with it: nothing persists them and nothing retries them"

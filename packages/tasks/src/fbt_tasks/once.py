@@ -74,15 +74,24 @@ def _guard(key: str, lease_s: float) -> Guard:
         yield Sleep(POLL_S)
     leased_until = time.monotonic() + lease_s
     try:
-        if (yield Command("exists", (done_key,))):
-            return False
-        yield EFFECT
-        yield from _record_done(done_key, until=leased_until)
-        return True
-    finally:
-        # Release only our own lease: after a very slow effect it may have expired and been taken over.
-        if (yield Command("get", (lease_key,))) == token.encode():
-            yield Command("delete", (lease_key,))
+        done = yield Command("exists", (done_key,))
+        if not done:
+            yield EFFECT
+            yield from _record_done(done_key, until=leased_until)
+    except GeneratorExit:
+        # The driver was cancelled or interrupted mid-step and can send no more commands: the lease expires.
+        raise
+    except BaseException:
+        yield from _release(lease_key, token)
+        raise
+    yield from _release(lease_key, token)
+    return not done
+
+
+def _release(lease_key: str, token: str) -> Generator[Step, Any, None]:
+    # Release only our own lease: after a very slow effect it may have expired and been taken over.
+    if (yield Command("get", (lease_key,))) == token.encode():
+        yield Command("delete", (lease_key,))
 
 
 def _record_done(done_key: str, *, until: float) -> Generator[Step, Any, None]:
