@@ -183,6 +183,13 @@ class CeleryFaults:
                 )
             return told
         if fault == "broker-crash":
+            if r["lost"] and r.get("appendfsync") == "always":
+                # kombu/transport/redis.py: BRPOP takes the message, QoS.append records it as unacked afterwards.
+                return (
+                    f"{r['lost']} jobs the API had acknowledged were gone although appendfsync always had them on "
+                    "disk: kombu's Redis transport takes a message with BRPOP and records it as unacked in a "
+                    "second command, so a Redis SIGKILL between the two loses a delivered message"
+                )
             return crash(r) + "; the worker and the API reconnected to the restarted server"
         if fault == "delay-past-timeout":
             if r.get("delay_s", 0) > vt:
