@@ -147,6 +147,7 @@ async def _step(
         "late": result.late,
         "passed": passed,
         "loadgen_cpu_us_per_request": round(result.cpu_us_per_request, 1),
+        "loadgen_wakeups_per_request": round(result.wakeups_per_request, 2),
         "api_cpu_us_per_request": round(api_cpu * 1e6 / result.sent, 1)
         if measured_api and api_cpu is not None and result.sent
         else None,
