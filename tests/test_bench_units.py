@@ -399,39 +399,59 @@ def test_an_interrupted_run_is_partial() -> None:
 
 
 def _search_with(
-    monkeypatch: pytest.MonkeyPatch, knee: float, **profile: Any
-) -> tuple[list[float], float, bool]:
-    """Run the accept search against a fake step that passes at or below ``knee``."""
+    monkeypatch: pytest.MonkeyPatch, knee: float, generator_us: float = 0.0, **profile: Any
+) -> tuple[list[float], float, str]:
+    """Run the accept search against a fake step that passes at or below ``knee``; the fake generator
+    spends ``generator_us`` of CPU per request."""
     tried: list[float] = []
 
     async def fake_step(ctx: Any, sampler: Any, follower: Any, rate: float) -> Any:
         tried.append(rate)
-        return accept_scenario.Step(rate, {}, stats.new_histogram(), rate <= knee, 1, 0.0, [])
+        share = rate * generator_us / 1e6
+        return accept_scenario.Step(rate, {}, stats.new_histogram(), rate <= knee, 1, 0.0, [], share)
 
     monkeypatch.setattr(accept_scenario, "_step", fake_step)
     ctx = SimpleNamespace(profile=QUICK.with_overrides(**profile))
-    _, best, found = asyncio.run(accept_scenario._search(ctx, None, None))  # type: ignore[arg-type]
-    return tried, best, found
+    _, best, why = asyncio.run(accept_scenario._search(ctx, None, None))  # type: ignore[arg-type]
+    return tried, best, why
 
 
 def test_accept_search_doubles_then_bisects_to_the_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    tried, best, found = _search_with(
+    tried, best, why = _search_with(
         monkeypatch, 330, accept_start_rate=50, accept_ceiling_rate=10_000, accept_resolution=0.1
     )
     assert tried[:4] == [50, 100, 200, 400]
-    assert found is True and best <= 330 and (330 - best) / best <= 0.1
+    assert why == accept_scenario.KNEE and best <= 330 and (330 - best) / best <= 0.1
 
 
 def test_accept_search_says_when_the_ceiling_passed(monkeypatch: pytest.MonkeyPatch) -> None:
-    tried, best, found = _search_with(monkeypatch, 10_000, accept_start_rate=50, accept_ceiling_rate=300)
-    assert tried == [50, 100, 200, 300] and best == 300 and found is False
+    tried, best, why = _search_with(monkeypatch, 10_000, accept_start_rate=50, accept_ceiling_rate=300)
+    assert tried == [50, 100, 200, 300] and best == 300 and why == accept_scenario.CEILING
+
+
+def test_accept_search_stops_where_the_generator_would_be_the_bottleneck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 200 us per request: a quarter of a core at 1,250/s, so the 1,600/s step is the generator's.
+    tried, best, why = _search_with(monkeypatch, 10_000, generator_us=200.0, accept_start_rate=50)
+    assert tried == [50, 100, 200, 400, 800, 1600] and best == 1600 and why == accept_scenario.GENERATOR
+
+
+def test_a_failure_while_the_generator_is_saturated_is_not_a_knee(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried, best, why = _search_with(monkeypatch, 1000, generator_us=200.0, accept_start_rate=50)
+    assert tried == [50, 100, 200, 400, 800, 1600] and best == 800 and why == accept_scenario.GENERATOR
+
+
+def test_the_default_ceiling_does_not_cut_off_a_fast_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried, best, why = _search_with(monkeypatch, 5000, accept_start_rate=50)
+    assert why == accept_scenario.KNEE and (5000 - best) / best <= QUICK.accept_resolution
 
 
 def test_accept_search_halves_a_failing_start_a_bounded_number_of_times(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tried, best, found = _search_with(monkeypatch, 1, accept_start_rate=50, accept_max_halvings=2)
-    assert tried == [50, 25, 12.5] and best == 0 and found is False
+    tried, best, why = _search_with(monkeypatch, 1, accept_start_rate=50, accept_max_halvings=2)
+    assert tried == [50, 25, 12.5] and best == 0 and why == accept_scenario.NONE_PASSED
 
 
 def test_scenario_order_is_shuffled_but_steady_follows_its_inputs() -> None:
