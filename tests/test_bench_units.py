@@ -443,7 +443,7 @@ def test_a_failure_while_the_generator_is_saturated_is_not_a_knee(monkeypatch: p
 
 
 def test_the_default_ceiling_does_not_cut_off_a_fast_runner(monkeypatch: pytest.MonkeyPatch) -> None:
-    tried, best, why = _search_with(monkeypatch, 5000, accept_start_rate=50)
+    _, best, why = _search_with(monkeypatch, 5000, accept_start_rate=50)
     assert why == accept_scenario.KNEE and (5000 - best) / best <= QUICK.accept_resolution
 
 
