@@ -6,7 +6,8 @@ which) when the load generator itself would be the bottleneck (its CPU over a st
 ``accept_loadgen_core_share`` of one core: a failure there could be the generator's, not the server's), or
 at the profile's ceiling, a safety bound set high enough not to cut off a runner. A step passes when every
 request was answered 2xx, none was late (due while every connection was busy) and the client latency p99,
-timed from the intended send, is under ``slo_ms`` (below 100 samples, the max stands in for p99). Between steps the backlog drains, so each step starts from an empty queue.
+timed from the intended send, is under ``slo_ms`` (below 100 samples, the max stands in for p99).
+Between steps the backlog drains, so each step starts from an empty queue.
 
 The API's cost is then decomposed at one offered rate below the knee (``decomposition_fraction`` of it):
 the bare route (``floor_app`` bare, measured once per repeat and rate), the library's own enqueue without
