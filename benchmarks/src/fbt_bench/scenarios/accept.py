@@ -64,7 +64,7 @@ async def accept(ctx: ScenarioContext) -> dict[str, Any]:
         steps, best, stopped = await _search(ctx, sampler, follower)
         window = time.time() - began
         resources = sampler.stop()
-    decomposition = await _decompose(ctx, best) if best > 0 else None
+    decomposition = await _decompose(ctx, best) if best > 0 and p.decomposition else None
     sent = sum(step.sent for step in steps)
     tally = follower.tally(expected=sent)
     best_step = next((s for s in steps if s.rate == best), None)
