@@ -133,8 +133,8 @@ def time_spent_table(summary: Summary) -> Table | None:
         rows.append(
             (
                 "per runner (or floor) and repeat",
-                f"median {fmt(median, ' s')}, max {fmt(high, ' s')}",
-                f"n {n}",
+                f"median {fmt(median, ' s')}, max {fmt(high, ' s')} (n {n})",
+                "",
             )
         )
     return Table("tab-time", "How the run's time was spent", ("Phase", "Wall time", "Share"), tuple(rows))
