@@ -32,6 +32,7 @@ TINY = QUICK.with_overrides(
     accept_knee_requests=20,
     accept_max_halvings=1,
     decomposition_enqueues=10,
+    decomposition=True,  # quick skips it; the e2e run keeps the path covered
     drain_n=40,
     steady_fractions=(0.5,),
     steady_completions=10,

@@ -389,3 +389,13 @@ def test_fixture_is_not_mutated_between_calls():
     summarize(first)
     findings(summarize(first))
     assert first == second == example_results()
+
+
+def test_a_floors_configuration_cell_says_what_the_floor_is():
+    from fbt_bench.profiles import QUICK
+    from fbt_bench.report.tables import _describe
+    from fbt_bench.scenarios.baselines import DESCRIPTIONS, floor_facts
+
+    for name in DESCRIPTIONS:
+        cell = _describe(floor_facts(name, QUICK))
+        assert cell.startswith("floor, not a runner: ") and DESCRIPTIONS[name]["description"] in cell

@@ -205,93 +205,7 @@ def test_wait_stops_as_soon_as_everything_completed(tmp_path: Path) -> None:
     assert tally.done and seen == [1]
 
 
-# -- the open-loop scheduler -------------------------------------------------------------------------------
-
-
-def test_schedule_is_a_fixed_grid() -> None:
-    assert loadgen.schedule(100, 0.5) == [i / 100 for i in range(50)]
-    with pytest.raises(ValueError):
-        loadgen.schedule(0, 1)
-
-
-def test_a_slow_server_does_not_reduce_the_requests_sent() -> None:
-    delay_s = 0.2
-
-    async def slow(index: int) -> loadgen.Outcome:
-        await asyncio.sleep(delay_s)
-        return loadgen.Outcome(ok=True, status=200, job_id=f"job{index}")
-
-    result = asyncio.run(loadgen.open_loop(slow, 50, 0.4, max_in_flight=1000))
-    assert result.planned == result.sent == 20
-    assert result.intended_s == loadgen.schedule(50, 0.4)
-    assert sorted(result.job_ids) == sorted(f"job{i}" for i in range(20))
-    assert all(
-        dispatched >= intended
-        for dispatched, intended in zip(result.dispatched_s, result.intended_s, strict=True)
-    )
-    # Each request waited at least the server's delay, counted from its intended send time.
-    assert min(result.latencies_ms) >= delay_s * 1000
-
-
-def test_latency_is_measured_from_the_intended_time_not_the_send() -> None:
-    """A server that stalls for the whole schedule: request 0 must show (at least) the whole stall."""
-
-    async def scenario() -> loadgen.OpenLoopResult:
-        release = asyncio.Event()
-
-        async def stalled(index: int) -> loadgen.Outcome:
-            await release.wait()
-            return loadgen.Outcome(ok=True, status=200, job_id=str(index))
-
-        run = asyncio.create_task(loadgen.open_loop(stalled, 40, 0.5, max_in_flight=1000))
-        while not run.done() and len(asyncio.all_tasks()) < 2 + 20:  # every request is in flight
-            await asyncio.sleep(0.01)
-        release.set()
-        return await run
-
-    result = asyncio.run(scenario())
-    assert result.sent == result.planned == 20
-    by_offset = dict(zip(result.latency_offsets_s, result.latencies_ms, strict=True))
-    last_offset = max(by_offset)
-    # Request 0 was due last_offset seconds before the last one, and all were answered together after it.
-    assert by_offset[0.0] >= last_offset * 1000
-    assert by_offset[0.0] >= by_offset[last_offset]
-
-
-def test_requests_beyond_the_in_flight_cap_are_counted_not_dropped() -> None:
-    async def scenario() -> loadgen.OpenLoopResult:
-        release = asyncio.Event()
-
-        async def stalled(index: int) -> loadgen.Outcome:
-            await release.wait()
-            return loadgen.Outcome(ok=True, status=200, job_id=str(index))
-
-        run = asyncio.create_task(loadgen.open_loop(stalled, 100, 0.2, max_in_flight=5))
-        await asyncio.sleep(0.3)
-        release.set()
-        return await run
-
-    result = asyncio.run(scenario())
-    assert result.planned == 20
-    assert result.sent == 5
-    assert result.overflow == 15
-    assert result.sent + result.overflow == result.planned
-
-
-def test_stop_ends_the_schedule_early() -> None:
-    async def scenario() -> loadgen.OpenLoopResult:
-        stop = asyncio.Event()
-
-        async def ok(index: int) -> loadgen.Outcome:
-            return loadgen.Outcome(ok=True, status=200)
-
-        run = asyncio.create_task(loadgen.open_loop(ok, 20, 600, max_in_flight=10, stop=stop))
-        await asyncio.sleep(0.2)
-        stop.set()
-        return await run  # would take 10 minutes without the stop
-
-    result = asyncio.run(scenario())
-    assert 0 < result.sent == result.planned < 20 * 600
+# -- the closed-loop burst (warm-up and fault pass) --------------------------------------------------
 
 
 def test_burst_sends_each_request_once_and_counts_errors() -> None:
@@ -399,39 +313,59 @@ def test_an_interrupted_run_is_partial() -> None:
 
 
 def _search_with(
-    monkeypatch: pytest.MonkeyPatch, knee: float, **profile: Any
-) -> tuple[list[float], float, bool]:
-    """Run the accept search against a fake step that passes at or below ``knee``."""
+    monkeypatch: pytest.MonkeyPatch, knee: float, generator_us: float = 0.0, **profile: Any
+) -> tuple[list[float], float, str]:
+    """Run the accept search against a fake step that passes at or below ``knee``; the fake generator
+    spends ``generator_us`` of CPU per request."""
     tried: list[float] = []
 
     async def fake_step(ctx: Any, sampler: Any, follower: Any, rate: float) -> Any:
         tried.append(rate)
-        return accept_scenario.Step(rate, {}, stats.new_histogram(), rate <= knee, 1, 0.0, [])
+        share = rate * generator_us / 1e6
+        return accept_scenario.Step(rate, {}, stats.new_histogram(), rate <= knee, 1, 0.0, [], share)
 
     monkeypatch.setattr(accept_scenario, "_step", fake_step)
     ctx = SimpleNamespace(profile=QUICK.with_overrides(**profile))
-    _, best, found = asyncio.run(accept_scenario._search(ctx, None, None))  # type: ignore[arg-type]
-    return tried, best, found
+    _, best, why = asyncio.run(accept_scenario._search(ctx, None, None))  # type: ignore[arg-type]
+    return tried, best, why
 
 
 def test_accept_search_doubles_then_bisects_to_the_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    tried, best, found = _search_with(
+    tried, best, why = _search_with(
         monkeypatch, 330, accept_start_rate=50, accept_ceiling_rate=10_000, accept_resolution=0.1
     )
     assert tried[:4] == [50, 100, 200, 400]
-    assert found is True and best <= 330 and (330 - best) / best <= 0.1
+    assert why == accept_scenario.KNEE and best <= 330 and (330 - best) / best <= 0.1
 
 
 def test_accept_search_says_when_the_ceiling_passed(monkeypatch: pytest.MonkeyPatch) -> None:
-    tried, best, found = _search_with(monkeypatch, 10_000, accept_start_rate=50, accept_ceiling_rate=300)
-    assert tried == [50, 100, 200, 300] and best == 300 and found is False
+    tried, best, why = _search_with(monkeypatch, 10_000, accept_start_rate=50, accept_ceiling_rate=300)
+    assert tried == [50, 100, 200, 300] and best == 300 and why == accept_scenario.CEILING
+
+
+def test_accept_search_stops_where_the_generator_would_be_the_bottleneck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 200 us per request: a quarter of a core at 1,250/s, so the 1,600/s step is the generator's.
+    tried, best, why = _search_with(monkeypatch, 10_000, generator_us=200.0, accept_start_rate=50)
+    assert tried == [50, 100, 200, 400, 800, 1600] and best == 1600 and why == accept_scenario.GENERATOR
+
+
+def test_a_failure_while_the_generator_is_saturated_is_not_a_knee(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried, best, why = _search_with(monkeypatch, 1000, generator_us=200.0, accept_start_rate=50)
+    assert tried == [50, 100, 200, 400, 800, 1600] and best == 800 and why == accept_scenario.GENERATOR
+
+
+def test_the_default_ceiling_does_not_cut_off_a_fast_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, best, why = _search_with(monkeypatch, 5000, accept_start_rate=50)
+    assert why == accept_scenario.KNEE and (5000 - best) / best <= QUICK.accept_resolution
 
 
 def test_accept_search_halves_a_failing_start_a_bounded_number_of_times(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tried, best, found = _search_with(monkeypatch, 1, accept_start_rate=50, accept_max_halvings=2)
-    assert tried == [50, 25, 12.5] and best == 0 and found is False
+    tried, best, why = _search_with(monkeypatch, 1, accept_start_rate=50, accept_max_halvings=2)
+    assert tried == [50, 25, 12.5] and best == 0 and why == accept_scenario.NONE_PASSED
 
 
 def test_scenario_order_is_shuffled_but_steady_follows_its_inputs() -> None:

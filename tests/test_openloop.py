@@ -92,6 +92,7 @@ def assert_accounted(result: OpenLoopResult) -> None:
         assert len(column) == result.planned
     assert result.cpu_s > 0
     assert result.cpu_us_per_request == pytest.approx(result.cpu_s * 1e6 / max(result.sent, 1))
+    assert result.wakeups >= 0 and result.startup_cpu_s > 0
 
 
 def test_every_request_is_answered_timed_from_its_intended_send(server: str) -> None:
@@ -109,6 +110,17 @@ def test_every_request_is_answered_timed_from_its_intended_send(server: str) -> 
     assert set(result.status) == {200}
     assert result.most_connections >= 1
     assert result.loop == "uvloop"
+
+
+def test_cpu_is_counted_over_the_window_with_its_wake_ups(server: str) -> None:
+    # Five requests 50 ms apart: the generator must sleep between them, so each gap is a wake-up of its
+    # own, inside the measured window; start-up (interpreter, imports) is reported apart, once per run.
+    result = run_open_loop(spec(server, rate_hz=20.0, duration_s=0.25))
+    assert_accounted(result)
+    assert result.ok == result.planned == 5
+    assert result.wakeups >= result.sent - 1
+    assert result.wakeups_per_request == pytest.approx(result.wakeups / result.sent)
+    assert result.elapsed_s >= result.intended_s[-1]
 
 
 def test_server_errors_are_counted_by_status_with_samples(server: str) -> None:

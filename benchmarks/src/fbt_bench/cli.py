@@ -148,7 +148,7 @@ def compare(
         out_root=out,
         command=shlex.join(["fbt-bench", *sys.argv[1:]]),
         fault_pass=chosen.fault_pass if fault_pass is None else fault_pass,
-        brokers=parse_list(brokers, BROKERS, "brokers"),
+        brokers=parse_list(brokers, BROKERS, "brokers") if brokers is not None else chosen.default_brokers,
     )
     console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)

@@ -193,6 +193,7 @@ class WirePool:
         self.opened = 0
         self.most_open = 0
         self.in_flight = 0
+        self._idle_waiters: list[asyncio.Future[None]] = []
 
     def send(self, index: int, payload: bytes) -> bool:
         """Send now on an idle connection or a new one; False if the cap is reached and all are busy."""
@@ -205,6 +206,21 @@ class WirePool:
         self.in_flight += 1
         self._open(index, payload)
         return True
+
+    async def idle(self) -> None:
+        """Return once no request is in flight (answered, failed or timed out by ``sweep``)."""
+        if self.in_flight:
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
+
+    def _settled(self) -> None:
+        self.in_flight -= 1
+        if not self.in_flight:
+            for waiter in self._idle_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._idle_waiters.clear()
 
     async def warm(self, count: int) -> None:
         """Open ``count`` idle connections before the run, so early requests do not pay for a connect."""
@@ -239,8 +255,8 @@ class WirePool:
 
     def answered(self, conn: _Connection, response: Response) -> None:
         index, conn.index = conn.index, -1
-        self.in_flight -= 1
         self.listener.answered(index, response)
+        self._settled()
         if response.keep_alive and conn.transport is not None and not conn.transport.is_closing():
             self._idle.append(conn)
         else:
@@ -277,8 +293,8 @@ class WirePool:
 
     def _finish(self, conn: _Connection, error: str, detail: str) -> None:
         index, conn.index = conn.index, -1
-        self.in_flight -= 1
         self.listener.failed(index, error, detail)
+        self._settled()
 
     def _drop(self, conn: _Connection) -> None:
         self._all.discard(conn)

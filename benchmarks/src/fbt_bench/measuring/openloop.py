@@ -34,7 +34,6 @@ LATE = -1  # status of a request that was due while every connection was busy: n
 TRANSPORT_ERROR = 0  # status of a request that got no HTTP answer (refused, timeout, reset)
 MAX_ERROR_SAMPLES = 5
 LEAD_S = 0.05  # set-up time before the first intended send, so request 0 is not late by construction
-_DRAIN_POLL_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +77,10 @@ class OpenLoopResult:
     cpu_s: float  # generator CPU from the first send to the last answer (user + system)
     cpu_us_per_request: float  # cpu_s per request sent
     startup_cpu_s: float  # interpreter start and imports, before the measured window
+    # Voluntary context switches in the window: the generator's wake-ups. At low rates each request costs
+    # about two of its own (its send timer, then its answer), and a wake-up's CPU (cold caches and TLB
+    # after other processes ran) can outweigh the request's own work: this says how much of cpu_s is that.
+    wakeups: int
     elapsed_s: float
     connections_opened: int
     most_connections: int
@@ -88,6 +91,10 @@ class OpenLoopResult:
     latency_s: array[float]
     status: array[int]
     job_ids: list[str]
+
+    @property
+    def wakeups_per_request(self) -> float:
+        return self.wakeups / self.sent if self.sent else 0.0
 
     @property
     def achieved_rate(self) -> float:
@@ -216,26 +223,51 @@ def _payloads(spec: OpenLoopSpec, host: str) -> tuple[bytes, list[bytes]]:
     return head.encode("latin-1"), spec.body.encode().split(spec.index_marker.encode())
 
 
-async def _dispatch(pool: WirePool, rec: _Recorder, spec: OpenLoopSpec, stop: asyncio.Event) -> int:
-    """Send each request at its intended time (or at once if already due); return how many were due."""
-    url = urlsplit(spec.base_url)
-    head, pieces = _payloads(spec, url.netloc)
-    fixed = head + b"Content-Length: %d\r\n\r\n" % len(pieces[0]) + pieces[0] if len(pieces) == 1 else b""
-    offsets, clock, start, n, i = rec.intended, time.perf_counter, rec.start, len(rec.intended), 0
-    while i < n and not stop.is_set():
-        now = clock() - start
-        while i < n and offsets[i] <= now:  # a stalled loop sends what fell due in one go, timed as late
-            if fixed:
-                payload = fixed
-            else:
-                body = str(i).encode().join(pieces)
-                payload = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
-            if not pool.send(i, payload):
+class _Dispatcher:
+    """Sends each request at its intended time from plain timer callbacks.
+
+    One loop timer per wake-up and no task, future or coroutine frame: at low rates every request costs
+    its own wake-up, and on a shared or virtualised machine the cost of a wake-up is dominated by how much
+    memory it touches (caches and TLB are cold after another process ran), so the less it touches the
+    better. Whatever fell due while the loop was busy is sent in one go (a batch per tick) and timed as
+    late from its intended moment.
+    """
+
+    def __init__(self, pool: WirePool, rec: _Recorder, spec: OpenLoopSpec, stop: asyncio.Event) -> None:
+        url = urlsplit(spec.base_url)
+        self._head, self._pieces = _payloads(spec, url.netloc)
+        pieces = self._pieces
+        self._fixed = (
+            self._head + b"Content-Length: %d\r\n\r\n" % len(pieces[0]) + pieces[0]
+            if len(pieces) == 1
+            else b""
+        )
+        self._pool, self._rec, self._stop = pool, rec, stop
+        self._loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[int] = self._loop.create_future()
+        self.next = 0
+
+    def start(self) -> None:
+        self._loop.call_later(_whole_ms(self._rec.start - time.perf_counter()), self.tick)
+
+    def tick(self) -> None:
+        rec, pool, offsets, i = self._rec, self._pool, self._rec.intended, self.next
+        n, now = len(offsets), time.perf_counter() - rec.start
+        if self._stop.is_set():
+            n = i  # stop: what was due has been sent, nothing more falls due
+        while i < n and offsets[i] <= now:
+            if not pool.send(i, self._fixed or self._payload(i)):
                 rec.late += 1
             i += 1
+        self.next = i
         if i < n:
-            await asyncio.sleep(_whole_ms(offsets[i] - (clock() - start)))
-    return i
+            self._loop.call_later(_whole_ms(offsets[i] - (time.perf_counter() - rec.start)), self.tick)
+        elif not self.done.done():
+            self.done.set_result(i)
+
+    def _payload(self, index: int) -> bytes:
+        body = str(index).encode().join(self._pieces)
+        return self._head + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 def _whole_ms(delay_s: float) -> float:
@@ -260,14 +292,19 @@ async def _generate(spec: OpenLoopSpec, stop: asyncio.Event) -> dict[str, Any]:
         clock=time.perf_counter,
     )
     await pool.warm(spec.warm_connections)
-    cpu_before = _cpu_s()
+    cpu_before, switches_before = _cpu_s(), _switches()
     rec.start = time.perf_counter() + LEAD_S
     sweeper = asyncio.get_running_loop().create_task(_sweep(pool, spec.timeout_s))
-    planned = await _dispatch(pool, rec, spec, stop)
-    while pool.in_flight:
-        await asyncio.sleep(_DRAIN_POLL_S)
+    dispatcher = _Dispatcher(pool, rec, spec, stop)
+    # A stop that arrives between two sends takes effect at once, not at the next intended send.
+    stop_watch = asyncio.get_running_loop().create_task(stop.wait())
+    stop_watch.add_done_callback(lambda _: dispatcher.tick())
+    dispatcher.start()
+    planned = await dispatcher.done
+    stop_watch.cancel()
+    await pool.idle()  # the last answers (or their timeouts): woken by the pool, no polling
     elapsed = time.perf_counter() - rec.start
-    cpu = _cpu_s() - cpu_before
+    cpu, wakeups = _cpu_s() - cpu_before, _switches() - switches_before
     sweeper.cancel()
     pool.close()
     errors = sum(rec.errors_by_kind.values())
@@ -283,6 +320,7 @@ async def _generate(spec: OpenLoopSpec, stop: asyncio.Event) -> dict[str, Any]:
         "cpu_s": cpu,
         "cpu_us_per_request": cpu * 1e6 / sent if sent else 0.0,
         "elapsed_s": elapsed,
+        "wakeups": wakeups,
         "connections_opened": pool.opened,
         "most_connections": pool.most_open,
         "columns": _encode_columns(rec, planned),
@@ -290,8 +328,10 @@ async def _generate(spec: OpenLoopSpec, stop: asyncio.Event) -> dict[str, Any]:
 
 
 async def _sweep(pool: WirePool, timeout_s: float) -> None:
+    # A quarter of the timeout: a request is failed within 1.25 x timeout_s of its send, and at the
+    # default timeout the sweep wakes the loop a few times a minute, not once per request.
     while True:
-        await asyncio.sleep(min(0.1, timeout_s / 4))
+        await asyncio.sleep(timeout_s / 4)
         pool.sweep()
 
 
@@ -310,6 +350,10 @@ def _encode_columns(rec: _Recorder, n: int) -> dict[str, Any]:
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _switches() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
 
 
 def _place(pin: bool) -> dict[str, Any]:

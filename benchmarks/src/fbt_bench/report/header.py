@@ -44,7 +44,7 @@ def header_rows(summary: Summary) -> list[tuple[str, str]]:
             f"{env['cpu_model']}, {env['cpu_count']} cores, {fmt(env['memory_gb'])} GB RAM; {env['platform']}",
         ),
         ("Python / Redis server", f"{env['python']} / {env['redis_server'] or 'unknown'}"),
-        ("Profile", r["profile"]),
+        ("Profile", profile_text(r["profile"], p)),
         ("Topology", f"{r['topology']}: {TOPOLOGY_NOTES.get(r['topology'], '')}"),
         (
             "Order and seed",
@@ -54,6 +54,22 @@ def header_rows(summary: Summary) -> list[tuple[str, str]]:
         ("Load generator", loadgen_text(summary)),
         ("Complete", "yes" if r["complete"] else "NO: see the banner above"),
     ]
+
+
+PROFILE_NOTES = {
+    "quick": "a smoke run: one repeat, short accept steps and windows, small drains and bursts (fewer samples: "
+    "read its figures as a check that everything runs, not as results), each runner on its default broker "
+    "unless --brokers was given",
+    "default": "every runner on every broker this machine has, the samples the percentiles need",
+    "full": "long windows, 20,000-job drains, five repeats",
+}
+
+
+def profile_text(name: str, params: dict[str, object]) -> str:
+    note = PROFILE_NOTES.get(name)
+    brokers = params.get("brokers")
+    on = f"; brokers: {', '.join(map(str, brokers))}" if isinstance(brokers, list) else ""
+    return f"{name}: {note}{on}" if note else f"{name}{on}"
 
 
 def loadgen_text(summary: Summary) -> str:
@@ -110,7 +126,32 @@ def time_spent_table(summary: Summary) -> Table | None:
 
     rows = [(name, fmt(seconds, " s"), share(seconds)) for name, seconds in by_scenario.items()]
     rows.append(("total", fmt(total, " s"), "100%"))
+    per_unit = _per_unit(spent["phases"])
+    if per_unit:
+        # What the total scales with: each added runner, broker or floor adds about this much per repeat.
+        median, high, n = per_unit
+        rows.append(
+            (
+                "per runner (or floor) and repeat",
+                f"median {fmt(median, ' s')}, max {fmt(high, ' s')} (n {n})",
+                "",
+            )
+        )
     return Table("tab-time", "How the run's time was spent", ("Phase", "Wall time", "Share"), tuple(rows))
+
+
+def _per_unit(phases: list[dict[str, object]]) -> tuple[float, float, int] | None:
+    """Wall time of each (runner or floor, repeat), stack start included: median, max and how many."""
+    units: dict[tuple[str, str], float] = {}
+    for phase in phases:
+        if phase.get("repeat") is None:  # the fault pass: once per run, not per runner and repeat
+            continue
+        key = (str(phase.get("runner")), str(phase.get("repeat")))
+        units[key] = units.get(key, 0.0) + float(str(phase["seconds"]))
+    if not units:
+        return None
+    times = sorted(units.values())
+    return times[len(times) // 2], times[-1], len(times)
 
 
 def threadpool_title(summary: Summary) -> str:

@@ -209,7 +209,10 @@ PLUGIN_FACTS = frozenset(
 
 
 def _describe(info: dict[str, Any]) -> str:
-    if "display_name" in info:  # a runner plugin's record, not a floor's {description, layout}
+    if "display_name" in info and "queue_config" not in info and info.get("description"):
+        # A floor (baselines.DESCRIPTIONS): no plugin, no configuration of its own; what it is instead.
+        return f"floor, not a runner: {info['description']}"
+    if "display_name" in info:  # a runner plugin's record
         info = {
             key: value
             for key, value in info.items()

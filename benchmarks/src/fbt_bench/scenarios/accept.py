@@ -1,10 +1,13 @@
 """accept: the highest open-loop arrival rate at which POST /log/ keeps p99 under the SLO, workers running.
 
 The search starts low and doubles until a step fails, then bisects between the last pass and the first
-failure to the profile's resolution; it never offers more than the ceiling (passing it: ``knee_found``
-false). A step passes when every request was answered 2xx, none was late (due while every connection was
-busy) and the client latency p99, timed from the intended send, is under ``slo_ms`` (below 100 samples,
-the max stands in for p99). Between steps the backlog drains, so each step starts from an empty queue.
+failure to the profile's resolution. It stops doubling (``knee_found`` false, ``stopped_because`` says
+which) when the load generator itself would be the bottleneck (its CPU over a step above
+``accept_loadgen_core_share`` of one core: a failure there could be the generator's, not the server's), or
+at the profile's ceiling, a safety bound set high enough not to cut off a runner. A step passes when every
+request was answered 2xx, none was late (due while every connection was busy) and the client latency p99,
+timed from the intended send, is under ``slo_ms`` (below 100 samples, the max stands in for p99).
+Between steps the backlog drains, so each step starts from an empty queue.
 
 The API's cost is then decomposed at one offered rate below the knee (``decomposition_fraction`` of it):
 the bare route (``floor_app`` bare, measured once per repeat and rate), the library's own enqueue without
@@ -40,6 +43,17 @@ class Step:
     sent: int
     loadgen_cpu_s: float
     warnings: list[str]
+    loadgen_core_share: float  # the generator's CPU over the step / the step's elapsed time
+
+
+# Why the search stopped: a knee bracketed, or why none was.
+KNEE, GENERATOR, CEILING, NONE_PASSED, STEP_LIMIT = (
+    "knee",
+    "generator-bound",
+    "ceiling",
+    "no step passed",
+    "step limit",
+)
 
 
 async def accept(ctx: ScenarioContext) -> dict[str, Any]:
@@ -47,27 +61,37 @@ async def accept(ctx: ScenarioContext) -> dict[str, Any]:
     follower = ctx.follower()
     with ctx.sampler() as sampler:
         began = time.time()
-        steps, best, knee_found = await _search(ctx, sampler, follower)
+        steps, best, stopped = await _search(ctx, sampler, follower)
         window = time.time() - began
         resources = sampler.stop()
-    decomposition = await _decompose(ctx, best) if best > 0 else None
+    decomposition = await _decompose(ctx, best) if best > 0 and p.decomposition else None
     sent = sum(step.sent for step in steps)
     tally = follower.tally(expected=sent)
     best_step = next((s for s in steps if s.rate == best), None)
     ctx.capacity()["accept"] = best
+    knee_found = stopped == KNEE
     extra = {
         "max_rate_under_slo": best,
         "knee_found": knee_found,
+        "stopped_because": stopped,
         "slo_ms": p.slo_ms,
         "steps": [s.entry for s in sorted(steps, key=lambda s: s.rate)],
         "decomposition": decomposition,
         "latency_ms_is": "client latency (from the intended send) of the step at max_rate_under_slo",
     }
     warnings = [w for s in steps for w in s.warnings if not s.passed or s.rate == best]
-    if not knee_found:
+    if stopped == CEILING:
         warnings.append(
             f"the search reached its ceiling ({p.accept_ceiling_rate:g}/s) without a failing step"
         )
+    elif stopped == GENERATOR:
+        top = max(steps, key=lambda s: s.rate)
+        warnings.append(
+            f"the search stopped at {top.rate:g}/s: the load generator used {top.loadgen_core_share:.0%} of a "
+            f"core (limit {p.accept_loadgen_core_share:.0%}), so a failure there could be its own"
+        )
+    elif stopped == STEP_LIMIT:
+        warnings.append(f"the search used its {MAX_STEPS} steps before bracketing the knee")
     measured = Measured(
         tally=tally,
         duration_s=window,
@@ -92,8 +116,8 @@ async def accept(ctx: ScenarioContext) -> dict[str, Any]:
 
 async def _search(
     ctx: ScenarioContext, sampler: ResourceSampler, follower: LedgerFollower
-) -> tuple[list[Step], float, bool]:
-    """Double, then bisect; return every step, the highest passing rate (0: none) and whether a knee was found."""
+) -> tuple[list[Step], float, str]:
+    """Double, then bisect; return every step, the highest passing rate (0: none) and why it stopped."""
     p = ctx.profile
     steps: list[Step] = []
     low, high, rate = 0.0, None, min(p.accept_start_rate, p.accept_ceiling_rate)
@@ -101,24 +125,29 @@ async def _search(
     while len(steps) < MAX_STEPS:
         step = await _step(ctx, sampler, follower, rate)
         steps.append(step)
+        generator_bound = step.loadgen_core_share > p.accept_loadgen_core_share
         if step.passed:
             low = rate
+        elif generator_bound:
+            return steps, low, GENERATOR  # not the server's failure for sure: no knee claimed
         else:
             high = rate
         if high is None:
+            if generator_bound:
+                return steps, low, GENERATOR  # doubling again would measure the generator
             if rate >= p.accept_ceiling_rate:
-                return steps, low, False
+                return steps, low, CEILING
             rate = min(rate * 2, p.accept_ceiling_rate)
             continue
         if low == 0.0:
             if rate / 2 < floor_rate:
-                break  # nothing passed down to start / 2**max_halvings: no knee in reach
+                return steps, low, NONE_PASSED  # nothing passed down to start / 2**max_halvings
             rate = round(rate / 2, 1)
             continue
         if (high - low) / low <= p.accept_resolution:
-            break
+            return steps, low, KNEE
         rate = round((low + high) / 2, 1)
-    return steps, low, high is not None and low > 0
+    return steps, low, KNEE if high is not None and low > 0 else STEP_LIMIT
 
 
 async def _step(
@@ -132,6 +161,7 @@ async def _step(
     after = sampler.snapshot()
     api_cpu = after["api"]["cpu_s"] - before["api"]["cpu_s"] if "api" in after else None
     measured_api = api_cpu is not None and after["api"].get("processes", 0) > 0
+    share = result.cpu_s / result.elapsed_s if result.elapsed_s > 0 else 0.0
     histogram = stats.histogram_of(lat * 1000.0 for lat in result.ok_latencies_s())
     summary = stats.summarize(histogram)
     n = summary["n"]
@@ -147,16 +177,25 @@ async def _step(
         "late": result.late,
         "passed": passed,
         "loadgen_cpu_us_per_request": round(result.cpu_us_per_request, 1),
+        "loadgen_wakeups_per_request": round(result.wakeups_per_request, 2),
         "api_cpu_us_per_request": round(api_cpu * 1e6 / result.sent, 1)
         if measured_api and api_cpu is not None and result.sent
         else None,
         "most_connections": result.most_connections,
+        "loadgen_core_share": round(share, 3),
     }
     ids = result.ok_job_ids()
     follower.expect(ids)
     await drain(ctx, follower, follower.tally().expected, f"{ctx.tag('accept')} backlog after {rate:g}/s")
     return Step(
-        rate, entry, histogram, passed, result.sent, result.cpu_s, open_loop_warnings(f"{rate:g}/s", result)
+        rate,
+        entry,
+        histogram,
+        passed,
+        result.sent,
+        result.cpu_s,
+        open_loop_warnings(f"{rate:g}/s", result),
+        share,
     )
 
 

@@ -1,26 +1,21 @@
 """cpu-heavy: image resizes while a probe hits GET /health at a fixed rate: the API's p99 idle vs loaded.
 
-The probe is the open-loop generator (its own process, timed from the intended send); the resizes are a
-closed-loop burst from the harness, whose CPU per request is recorded too. A p99 needs at least 100
+Both the resizes and the probe go through the open-loop generator (two processes of it, each timed from
+the intended send and measuring its own CPU): ``cpu_n`` resizes offered at ``cpu_rate_hz``, and the probe
+at ``probe_rate_hz`` from the first resize until the last one is in the ledger. A p99 needs at least 100
 probes: when the loaded window gives fewer, the record says so and ``probes_enough_for_p99`` is false
 (the report prints the max instead).
 """
 
 import asyncio
-import time
 from typing import Any
 
-from fbt_bench.measuring import loadgen, stats
-from fbt_bench.measuring.openloop import OpenLoopResult, OpenLoopSpec, run_open_loop_async
+from fbt_bench.measuring import stats
+from fbt_bench.measuring.openloop import OpenLoopResult, run_open_loop_async
 from fbt_bench.profiles import Profile
-from fbt_bench.scenarios.context import (
-    ScenarioContext,
-    drain,
-    finish_window,
-    open_loop_warnings,
-    send_warnings,
-)
-from fbt_bench.scenarios.record import Measured, loadgen_us, make_record
+from fbt_bench.scenarios.context import ScenarioContext, drain, open_loop_warnings
+from fbt_bench.scenarios.mixed import routes
+from fbt_bench.scenarios.record import Measured, make_record
 
 MAX_TIMESERIES_POINTS = 400
 MIN_P99_PROBES = 100
@@ -32,45 +27,36 @@ async def cpu_heavy(ctx: ScenarioContext) -> dict[str, Any]:
     probe = {"method": "GET", "path": "/health", "body": ""}
     ctx.progress.phase(f"{ctx.tag('cpu-heavy')}: probing GET /health idle for {p.probe_idle_s:g} s")
     idle = await ctx.open_loop(ctx.spec(p.probe_rate_hz, p.probe_idle_s, **probe))
-    ctx.progress.phase(f"{ctx.tag('cpu-heavy')}: {p.cpu_n} resizes while probing")
-    async with ctx.client() as client:
-        with ctx.sampler() as sampler:
-            stop = asyncio.Event()
-            began_wall = time.time()
-            probe_task = asyncio.create_task(
-                _probe_until(ctx, stop, ctx.spec(p.probe_rate_hz, p.drain_timeout_s, **probe))
-            )
-            try:
-                sent = await loadgen.burst(
-                    lambda i: client.resize(
-                        p.image_width, p.image_height, 320, 180, seed=ctx.seed % 2**31 + i
-                    ),
-                    p.cpu_n,
-                    p.burst_concurrency,
-                )
-                follower.expect(sent.job_ids)
-                await drain(ctx, follower, len(sent.job_ids), f"{ctx.tag('cpu-heavy')} resized")
-            finally:
-                stop.set()
-                loaded = await probe_task
-            resources = sampler.stop()
-    tally = follower.tally(expected=p.cpu_n)
+    ctx.progress.phase(f"{ctx.tag('cpu-heavy')}: {p.cpu_n} resizes at {p.cpu_rate_hz:g}/s while probing")
+    path, body = routes(ctx)["resize_image"]
+    with ctx.sampler() as sampler:
+        stop = asyncio.Event()
+        probe_task = asyncio.create_task(
+            run_open_loop_async(ctx.spec(p.probe_rate_hz, p.drain_timeout_s, **probe), stop)
+        )
+        try:
+            sent = await ctx.open_loop(ctx.spec(p.cpu_rate_hz, p.cpu_n / p.cpu_rate_hz, path=path, body=body))
+            follower.expect(sent.ok_job_ids())
+            await drain(ctx, follower, len(sent.ok_job_ids()), f"{ctx.tag('cpu-heavy')} resized")
+        finally:
+            stop.set()
+            loaded = await probe_task
+        resources = sampler.stop()
+    tally = follower.tally(expected=sent.planned)
     extra = _probe_extra(p, idle, loaded)
-    warnings = send_warnings("resize", sent.sent, sent.errors, sent.error_samples)
-    warnings += open_loop_warnings("probe", loaded)
+    warnings = open_loop_warnings("resize", sent) + open_loop_warnings("probe", loaded)
     if not extra["probes_enough_for_p99"]:
         warnings.append(
             f"{extra['probe_loaded_ms']['n']} probes under load, fewer than {MIN_P99_PROBES}: p99 is the max"
         )
     measured = Measured(
         tally=tally,
-        duration_s=finish_window(tally, began_wall),
+        duration_s=tally.span_s,
         resources=resources,
-        # The harness sent the resizes (closed loop): its CPU is not a load generator's; the probe generator's
-        # own CPU is in the probe summary's extra.
-        loadgen_cpu_us_per_request=None,
-        client_latency_ms=stats.summarize_ms(sent.latencies_ms),
-        extra={**extra, "harness_cpu_us_per_request": loadgen_us(resources, sent.sent)},
+        # The resize generator's own CPU; the probe generator's is in extra.probe_loadgen_cpu_us_per_request.
+        loadgen_cpu_us_per_request=sent.cpu_us_per_request,
+        client_latency_ms=stats.summarize_ms(lat * 1000.0 for lat in sent.ok_latencies_s()),
+        extra={**extra, "resize_rate_hz": p.cpu_rate_hz},
         warnings=warnings,
     )
     return make_record(
@@ -81,10 +67,6 @@ async def cpu_heavy(ctx: ScenarioContext) -> dict[str, Any]:
         broker=ctx.broker,
         measured=measured,
     )
-
-
-async def _probe_until(ctx: ScenarioContext, stop: asyncio.Event, spec: OpenLoopSpec) -> OpenLoopResult:
-    return await run_open_loop_async(spec, stop)
 
 
 def _probe_extra(p: Profile, idle: OpenLoopResult, loaded: OpenLoopResult) -> dict[str, Any]:

@@ -110,14 +110,3 @@ def make_record(
 
 def _round(value: float | None) -> float | None:
     return round(value, 1) if value is not None else None
-
-
-def loadgen_us(resources: Mapping[str, ProcUsage], requests: int) -> float | None:
-    """The harness's own CPU per request, for the scenarios that still send from the harness (closed loop).
-
-    It covers the whole window (sending, then following the ledger until the last completion), so it is the
-    harness's cost, not a load generator's: records keep it as ``extra.harness_cpu_us_per_request`` and leave
-    ``loadgen_cpu_us_per_request`` to the open-loop generator.
-    """
-    usage = resources.get("loadgen")
-    return usage["cpu_s"] * 1e6 / requests if usage is not None and requests else None

@@ -67,6 +67,7 @@ async def _at(
         "capacity_from": {k: round(v, 1) for k, v in known.items() if k in ("accept", "drain")},
         "warmup_s": p.steady_warmup_s,
         "window_s": round(window, 3),
+        "loadgen_wakeups_per_request": round(result.wakeups_per_request, 2),
         "latency_by_kind": {kind: stats.summarize(h) for kind, h in sorted(tally.latency_by_kind.items())},
     }
     measured = Measured(
