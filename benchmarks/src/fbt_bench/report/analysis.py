@@ -281,8 +281,8 @@ class Summary:
     def threadpool_tokens(self) -> int | None:
         """The API threadpool in force for tasks run in the API: what such a runner reported, else the
         API_THREADPOOL used."""
-        in_api = [info for name, info in self.results["runners"].items() if self.runs_in_api(name)]
-        tokens = in_api[0].get("threadpool_tokens") if in_api else None
+        pooled = [info for name, info in self.results["runners"].items() if "threadpool_tokens" in info]
+        tokens = pooled[0].get("threadpool_tokens") if pooled else None
         if not isinstance(tokens, int):
             tokens = self.params.get("api_threadpool")
         return tokens if isinstance(tokens, int) and tokens > 0 else None
@@ -296,6 +296,12 @@ class Summary:
     def in_api_systems(self) -> list[tuple[str, str]]:
         """The compared (runner, config) whose tasks run in the API process."""
         return [(runner, config) for runner, config in self.systems if self.runs_in_api(runner)]
+
+    def threadpool_systems(self) -> list[tuple[str, str]]:
+        """The in-API systems whose tasks take the API threadpool's tokens (their describe() reports the pool);
+        async tasks awaited on the event loop do not."""
+        runners = self.results["runners"]
+        return [(r, c) for r, c in self.in_api_systems() if "threadpool_tokens" in runners.get(r, {})]
 
 
 def summarize(results: dict[str, Any]) -> Summary:

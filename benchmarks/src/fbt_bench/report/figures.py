@@ -91,7 +91,8 @@ def throughput_chart(summary: Summary, scenario: str, groups: list[RepeatSet]) -
         delay_s = p["smtp_delay_ms"] / 1000
         references.append((f"{p['slots']}-slot ideal", p["slots"] / delay_s))
         tokens = summary.threadpool_tokens()
-        in_api = [g.runner for g in groups if summary.runs_in_api(g.runner)]
+        pooled = {runner for runner, _ in summary.threadpool_systems()}
+        in_api = [g.runner for g in groups if g.runner in pooled]
         if tokens and tokens != p["slots"] and in_api:
             name = summary.display_name(in_api[0])
             references.append((f"{name} {tokens}-token threadpool ideal", tokens / delay_s))

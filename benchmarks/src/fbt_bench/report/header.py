@@ -155,7 +155,7 @@ def _per_unit(phases: list[dict[str, object]]) -> tuple[float, float, int] | Non
 
 
 def threadpool_title(summary: Summary) -> str:
-    in_api = summary.in_api_systems()
+    in_api = summary.threadpool_systems()
     return (
         f"{possessive(summary.display_name(in_api[0][0]))} threadpool" if in_api else "The API's threadpool"
     )
@@ -163,9 +163,9 @@ def threadpool_title(summary: Summary) -> str:
 
 def threadpool_text(summary: Summary, labels: dict[str, str]) -> str:
     """Where tasks that run in the API process run: its threadpool, its size against the slot budget."""
-    in_api = summary.in_api_systems()
+    in_api = summary.threadpool_systems()
     if not in_api:
-        return "No runner that runs its tasks inside the API process was part of this run."
+        return "No runner that runs its tasks on the API's threadpool was part of this run."
     runner, config = in_api[0]
     name = summary.display_name(runner)
     tokens, slots = summary.threadpool_tokens(), summary.params["slots"]
