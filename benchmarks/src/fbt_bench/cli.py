@@ -20,6 +20,7 @@ from fbt_bench.faults.run import run_faults
 from fbt_bench.harness import Plan, RunOutcome, publish, run
 from fbt_bench.measuring import stats
 from fbt_bench.profiles import PROFILES, SCENARIOS
+from fbt_devstack import netns
 from fbt_bench.progress import RichProgress
 from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, span
 from fbt_bench.results import standalone_document, write_results
@@ -138,17 +139,26 @@ def compare(
         mixed_duration_s=mixed_duration,
         smtp_delay_ms=smtp_delay_ms,
     )
+    if chosen.rtts_ms and (reason := netns.unavailable_reason()) is not None:
+        Console(stderr=True).print(f"--profile {profile}: {reason}")
+        raise typer.Exit(2)
+    # The floors and RabbitMQ's private node run on one loopback: the hosts topology measures runners on Redis.
+    hosts_only = ("redis",) if chosen.rtts_ms else None
     plan = Plan(
         profile=chosen,
         runners=parse_list(runners, RUNNERS, "runners") or RUNNERS,
-        scenarios=parse_list(scenarios, SCENARIOS, "scenarios") or SCENARIOS,
-        baselines=BASELINES if baselines is None else parse_list(baselines, BASELINES, "baselines") or (),
+        scenarios=parse_list(scenarios, SCENARIOS, "scenarios") or chosen.scenarios or SCENARIOS,
+        baselines=(
+            (() if chosen.rtts_ms else BASELINES)
+            if baselines is None
+            else parse_list(baselines, BASELINES, "baselines") or ()
+        ),
         config=config,
         seed=seed if seed is not None else secrets.randbelow(2**31),
         out_root=out,
         command=shlex.join(["fbt-bench", *sys.argv[1:]]),
         fault_pass=chosen.fault_pass if fault_pass is None else fault_pass,
-        brokers=parse_list(brokers, BROKERS, "brokers"),
+        brokers=hosts_only or parse_list(brokers, BROKERS, "brokers"),
     )
     console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)
