@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_bench_e2e import TINY
 
 from fbt_bench.harness import Plan, publish, run
 from fbt_devstack import netns
 from fbt_devstack.ports import free_port, wait_for_port
 from fbt_devstack.processes import ProcessGroup, descendants_of_self
 from fbt_devstack.redis_server import RedisServer
-from test_bench_e2e import TINY
 
 REASON = netns.unavailable_reason()
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
@@ -37,7 +37,9 @@ def test_two_namespaces_gain_the_round_trip_and_leave_nothing(tmp_path: Path) ->
     with made, ProcessGroup() as group:
         assert sorted(_mine(made)[0]) == sorted([made.namespace("client"), made.namespace("broker")])
         broker = made.address("broker")
-        with RedisServer(workdir=tmp_path / "redis", bind=broker, argv_prefix=made.exec_prefix("broker")) as rs:
+        with RedisServer(
+            workdir=tmp_path / "redis", bind=broker, argv_prefix=made.exec_prefix("broker")
+        ) as rs:
             port = rs.port or 0
             if made.delay_method == "proxy":
                 port = free_port()

@@ -20,11 +20,11 @@ from fbt_bench.faults.run import run_faults
 from fbt_bench.harness import Plan, RunOutcome, publish, run
 from fbt_bench.measuring import stats
 from fbt_bench.profiles import PROFILES, SCENARIOS
-from fbt_devstack import netns
 from fbt_bench.progress import RichProgress
 from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, span
 from fbt_bench.results import standalone_document, write_results
 from fbt_bench.scenarios.baselines import BASELINES
+from fbt_devstack import netns
 from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners, load_runner, system_key
 
 # Every broker any installed runner can use (the runners' own ``brokers``), "none" aside.

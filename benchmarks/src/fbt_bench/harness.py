@@ -93,16 +93,16 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
     clock = Clock()
     by_key = {system.key: system for system in systems}
     workroot = Path(tempfile.mkdtemp(prefix="fbt-bench-"))
-    # The hosts topology measures every unit once per RTT; None: one loopback, as always.
-    rtts: tuple[float | None, ...] = plan.profile.rtts_ms or (None,)
+    # The hosts topology measures every unit once per RTT, the longest first: steady then offers every RTT the
+    # load the slowest one sustains (the first drain's capacity is kept), so latencies compare at one load.
+    rtts: tuple[float | None, ...] = tuple(sorted(plan.profile.rtts_ms, reverse=True)) or (None,)
     try:
         for repeat, order in enumerate(orders):
-            # Capacities are per RTT (steady's input), so each RTT gets its own shared state.
-            shared = {rtt: RepeatShared(pin_loadgen=bool(where.get("pinned"))) for rtt in rtts}
+            shared = RepeatShared(pin_loadgen=bool(where.get("pinned")))
             bare = (
                 contextlib.nullcontext()
                 if external or plan.profile.rtts_ms
-                else baselines.bare_app(plan.profile, workroot / f"bare-r{repeat}", shared[None])
+                else baselines.bare_app(plan.profile, workroot / f"bare-r{repeat}", shared)
             )
             with bare:
                 for unit in order:
@@ -115,7 +115,7 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
                             document,
                             workroot,
                             progress,
-                            shared[rtt],
+                            shared,
                             where,
                             clock,
                             by_key.get(unit),
@@ -245,7 +245,9 @@ class Unit:
         allowed = FLOOR_SCENARIOS.get(self.name)
         hosts = getattr(ctx.deployment, "hosts", None)
         rtt_measured = (
-            await asyncio.to_thread(network.measured_rtt_ms, hosts, ctx.deployment.redis_url) if hosts else 0.0
+            await asyncio.to_thread(network.measured_rtt_ms, hosts, ctx.deployment.redis_url)
+            if hosts
+            else 0.0
         )
         failures = []
         for name in self.scenarios:

@@ -45,7 +45,12 @@ async def drain_scenario(ctx: ScenarioContext) -> dict[str, Any]:
         tally = await drain(ctx, follower, n, f"{ctx.tag('drain')} drained")
         resources = sampler.stop()
     extra = {"prefill_cpu_us_per_enqueue": round(float(filled["cpu_us_per_enqueue"]), 1)}
-    return drain_record(ctx.runner, ctx.repeat, ctx.config, ctx.broker, n, tally, resources, started, extra)
+    record = drain_record(ctx.runner, ctx.repeat, ctx.config, ctx.broker, n, tally, resources, started, extra)
+    if record["throughput_per_s"] > 0:
+        # steady's other input beside the accept knee. The first drain of a repeat is kept: across RTTs
+        # (longest first) steady then offers each the same load.
+        ctx.capacity().setdefault("drain", float(record["throughput_per_s"]))
+    return record
 
 
 async def _in_threadpool(ctx: ScenarioContext, n: int) -> dict[str, Any]:

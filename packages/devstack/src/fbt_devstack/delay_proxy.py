@@ -16,7 +16,6 @@ import signal
 import time
 from collections.abc import Sequence
 
-
 CHUNK = 65_536
 
 

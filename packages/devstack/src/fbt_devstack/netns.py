@@ -30,7 +30,7 @@ from typing import Literal
 PREFIX = "fbtn"
 DelayMethod = Literal["netem", "proxy"]
 # Our subnets come from here; a /24 per run, picked from the pid and moved on if the machine uses it.
-POOL = ipaddress.ip_network("10.213.0.0/16")
+POOL = ipaddress.IPv4Network("10.213.0.0/16")
 ROLE_CHARS = 3  # interface names are at most 15 characters: prefix + pid + role + end letter
 IP_TIMEOUT_S = 20.0
 
@@ -51,7 +51,12 @@ def unavailable_reason() -> str | None:
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     run = subprocess.run(
-        list(args), capture_output=True, text=True, timeout=IP_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL
+        list(args),
+        capture_output=True,
+        text=True,
+        timeout=IP_TIMEOUT_S,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
     if check and run.returncode != 0:
         raise HostsUnavailable(f"{' '.join(args)} failed: {(run.stderr or run.stdout).strip()}")
@@ -110,7 +115,9 @@ def netem_available() -> bool:
     probe = f"{PREFIX}{os.getpid()}probe"
     _ip("ip", "netns", "add", probe)
     try:
-        added = _ip("tc", "-n", probe, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms", check=False)
+        added = _ip(
+            "tc", "-n", probe, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms", check=False
+        )
         return added.returncode == 0
     finally:
         _ip("ip", "netns", "del", probe, check=False)
@@ -118,7 +125,7 @@ def netem_available() -> bool:
 
 def _used_networks() -> list[ipaddress.IPv4Network]:
     out = _ip("ip", "-4", "-o", "addr", "show", check=False).stdout
-    return [ipaddress.ip_interface(word).network for word in re.findall(r"inet (\S+)", out)]
+    return [ipaddress.IPv4Interface(word).network for word in re.findall(r"inet (\S+)", out)]
 
 
 def free_subnet(pid: int) -> ipaddress.IPv4Network:
