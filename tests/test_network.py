@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from test_bench_e2e import TINY
 
+from typer.testing import CliRunner
+
+from fbt_bench.cli import app
 from fbt_bench.harness import Plan, publish, run
 from fbt_devstack import netns
 from fbt_devstack.ports import free_port, wait_for_port
@@ -19,7 +22,7 @@ from fbt_devstack.processes import ProcessGroup, descendants_of_self
 from fbt_devstack.redis_server import RedisServer
 
 REASON = netns.unavailable_reason()
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
+needs_root = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
 RTT_MS = 1.0
 
@@ -32,6 +35,16 @@ def _mine(hosts: netns.Hosts) -> tuple[list[str], list[str]]:
     )
 
 
+def test_network_profile_without_root_stops_at_once_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netns.os, "geteuid", lambda: 1000)
+    result = CliRunner().invoke(app, ["compare", "--profile", "network"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["--profile network: " + (netns.unavailable_reason() or "")]
+    assert "root" in result.output
+
+
+@pytest.mark.e2e
+@needs_root
 def test_two_namespaces_gain_the_round_trip_and_leave_nothing(tmp_path: Path) -> None:
     made = netns.Hosts(("client", "broker"), rtt_ms=RTT_MS)
     with made, ProcessGroup() as group:
@@ -59,6 +72,8 @@ NETWORK_TINY = TINY.with_overrides(
 )
 
 
+@pytest.mark.e2e
+@needs_root
 def test_one_runner_drains_across_hosts_and_leaves_nothing(tmp_path: Path) -> None:
     before = {proc.pid for proc in descendants_of_self()}
     plan = Plan(

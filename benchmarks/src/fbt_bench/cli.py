@@ -140,7 +140,7 @@ def compare(
         smtp_delay_ms=smtp_delay_ms,
     )
     if chosen.rtts_ms and (reason := netns.unavailable_reason()) is not None:
-        Console(stderr=True).print(f"--profile {profile}: {reason}")
+        typer.echo(f"--profile {profile}: {reason}", err=True)
         raise typer.Exit(2)
     # The floors and RabbitMQ's private node run on one loopback: the hosts topology measures runners on Redis.
     hosts_only = ("redis",) if chosen.rtts_ms else None

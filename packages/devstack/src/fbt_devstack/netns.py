@@ -290,3 +290,18 @@ def round_trip_ms(role_prefix: Sequence[str], host: str, port: int, n: int = 21)
         [*role_prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     return float(out.stdout.strip())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fbt_devstack.netns cleanup``: remove the namespaces and links of runs that died."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args != ["cleanup"]:
+        print("usage: python -m fbt_devstack.netns cleanup", file=sys.stderr)
+        return 2
+    for name in cleanup():
+        print(f"removed {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

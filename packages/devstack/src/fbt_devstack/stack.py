@@ -353,13 +353,16 @@ class Stack:
         self._wait(self._worker_healthy, what, "worker", self.ready_timeout_s)
 
     def _worker_healthy(self) -> bool:
-        check = subprocess.run(
-            [sys.executable, "-m", "fbt_tasks.health"],
-            env={**os.environ, **self._env},
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
+        try:
+            check = subprocess.run(
+                [sys.executable, "-m", "fbt_tasks.health"],
+                env={**os.environ, **self._env},
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return False  # a slow probe (a loaded machine, a far broker) is "not yet": _wait keeps the deadline
         time.sleep(HEALTH_POLL_S if check.returncode else 0)
         return check.returncode == 0
 
