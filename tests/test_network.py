@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from test_bench_e2e import TINY
-
 from typer.testing import CliRunner
 
 from fbt_bench.cli import app

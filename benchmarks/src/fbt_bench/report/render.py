@@ -217,6 +217,7 @@ def _reproduce(results: dict[str, Any]) -> dict[str, str]:
     return {
         "command": command,
         "note": note,
+        "optional": network.OPTIONAL_PROFILES,
         "parameters": json.dumps(results["parameters"], indent=2, sort_keys=True),
     }
 

@@ -362,7 +362,9 @@ class Stack:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            return False  # a slow probe (a loaded machine, a far broker) is "not yet": _wait keeps the deadline
+            return (
+                False  # a slow probe (a loaded machine, a far broker) is "not yet": _wait keeps the deadline
+            )
         time.sleep(HEALTH_POLL_S if check.returncode else 0)
         return check.returncode == 0
 
