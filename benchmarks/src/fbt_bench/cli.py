@@ -142,6 +142,8 @@ def compare(
     if chosen.rtts_ms and (reason := netns.unavailable_reason()) is not None:
         typer.echo(f"--profile {profile}: {reason}", err=True)
         raise typer.Exit(2)
+    if chosen.rtts_ms:
+        netns.cleanup()  # namespaces and links of runs that died (a live run's, another engineer's, stay)
     # The floors and RabbitMQ's private node run on one loopback: the hosts topology measures runners on Redis.
     hosts_only = ("redis",) if chosen.rtts_ms else None
     plan = Plan(
