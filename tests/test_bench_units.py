@@ -422,7 +422,10 @@ def test_mixed_routes_cover_the_mix() -> None:
 
 
 def test_profiles_meet_the_issue() -> None:
-    assert set(PROFILES) == {"quick", "default", "full"}
+    assert set(PROFILES) == {"quick", "default", "full", "network"}
+    # Only the optional network profile needs root (the hosts topology); every other stays on one loopback.
+    assert [name for name, p in PROFILES.items() if p.rtts_ms] == ["network"]
+    assert PROFILES["network"].rtts_ms == (0.0, 1.0, 5.0)
     assert DEFAULT.repeats >= 3 and QUICK.repeats >= 1 and PROFILES["full"].repeats >= 5
     assert DEFAULT.drain_n >= 5000 and PROFILES["full"].drain_n == 20_000
     assert DEFAULT.slots == QUICK.slots == DEFAULT.worker_processes * DEFAULT.worker_threads

@@ -24,6 +24,7 @@ from fbt_bench.progress import RichProgress
 from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, side_by_side, span
 from fbt_bench.results import standalone_document, write_results
 from fbt_bench.scenarios.baselines import BASELINES
+from fbt_devstack import netns
 from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners, load_runner, system_key
 
 # Every broker any installed runner can use (the runners' own ``brokers``), "none" aside.
@@ -138,17 +139,29 @@ def compare(
         mixed_duration_s=mixed_duration,
         smtp_delay_ms=smtp_delay_ms,
     )
+    if chosen.rtts_ms and (reason := netns.unavailable_reason()) is not None:
+        typer.echo(f"--profile {profile}: {reason}", err=True)
+        raise typer.Exit(2)
+    if chosen.rtts_ms:
+        netns.cleanup()  # namespaces and links of runs that died (a live run's, another engineer's, stay)
+    # The floors and RabbitMQ's private node run on one loopback: the hosts topology measures runners on Redis.
+    hosts_only = ("redis",) if chosen.rtts_ms else None
     plan = Plan(
         profile=chosen,
         runners=parse_list(runners, RUNNERS, "runners") or RUNNERS,
-        scenarios=parse_list(scenarios, SCENARIOS, "scenarios") or SCENARIOS,
-        baselines=BASELINES if baselines is None else parse_list(baselines, BASELINES, "baselines") or (),
+        scenarios=parse_list(scenarios, SCENARIOS, "scenarios") or chosen.scenarios or SCENARIOS,
+        baselines=(
+            (() if chosen.rtts_ms else BASELINES)
+            if baselines is None
+            else parse_list(baselines, BASELINES, "baselines") or ()
+        ),
         config=config,
         seed=seed if seed is not None else secrets.randbelow(2**31),
         out_root=out,
         command=shlex.join(["fbt-bench", *sys.argv[1:]]),
         fault_pass=chosen.fault_pass if fault_pass is None else fault_pass,
-        brokers=parse_list(brokers, BROKERS, "brokers") if brokers is not None else chosen.default_brokers,
+        brokers=hosts_only
+        or (parse_list(brokers, BROKERS, "brokers") if brokers is not None else chosen.default_brokers),
     )
     console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)

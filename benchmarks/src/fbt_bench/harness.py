@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fbt_bench import topology
+from fbt_bench import network, topology
 from fbt_bench.faults.model import SHORT
 from fbt_bench.faults.run import compare_pass, parameters
 from fbt_bench.measuring.environment import describe_environment, runner_facts
@@ -57,7 +57,7 @@ def _start_document(
     progress.phase("recording the environment")
     document = new_document(
         profile=plan.profile.name,
-        topology="external" if external else "local",
+        topology="external" if external else ("hosts" if plan.profile.rtts_ms else "local"),
         environment=describe_environment(env.get("REDIS_URL") if external else None),
         parameters=parameters_for(plan, systems, orders, scenarios),
         runners={},
@@ -93,30 +93,35 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
     clock = Clock()
     by_key = {system.key: system for system in systems}
     workroot = Path(tempfile.mkdtemp(prefix="fbt-bench-"))
+    # The hosts topology measures every unit once per RTT, the longest first: steady then offers every RTT the
+    # load the slowest one sustains (the first drain's capacity is kept), so latencies compare at one load.
+    rtts: tuple[float | None, ...] = tuple(sorted(plan.profile.rtts_ms, reverse=True)) or (None,)
     try:
         for repeat, order in enumerate(orders):
             shared = RepeatShared(pin_loadgen=bool(where.get("pinned")))
             bare = (
                 contextlib.nullcontext()
-                if external
+                if external or plan.profile.rtts_ms
                 else baselines.bare_app(plan.profile, workroot / f"bare-r{repeat}", shared)
             )
             with bare:
                 for unit in order:
-                    job = Unit(
-                        plan,
-                        unit,
-                        repeat,
-                        scenarios[repeat],
-                        document,
-                        workroot,
-                        progress,
-                        shared,
-                        where,
-                        clock,
-                        by_key.get(unit),
-                    )
-                    failures += job.measure(external, env)
+                    for rtt in rtts:
+                        job = Unit(
+                            plan,
+                            unit,
+                            repeat,
+                            scenarios[repeat],
+                            document,
+                            workroot,
+                            progress,
+                            shared,
+                            where,
+                            clock,
+                            by_key.get(unit),
+                            rtt,
+                        )
+                        failures += job.measure(external, env)
         if plan.fault_pass and not external:
             since = time.monotonic()
             brokers = tuple(dict.fromkeys(system.broker for system in systems))
@@ -173,6 +178,12 @@ class Unit:
     clock: Clock
     # The runner and broker behind ``name`` (a system key); None for a floor.
     system: topology.System | None = None
+    # The hosts topology's round-trip time to the broker; None: one loopback.
+    rtt_ms: float | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name if self.rtt_ms is None else f"{self.name} at {self.rtt_ms:g} ms RTT"
 
     @property
     def runner(self) -> str:
@@ -183,7 +194,7 @@ class Unit:
         if self.name == "direct-call":
             return self._direct_call()
         since = time.monotonic()
-        self.progress.phase(f"{self.name} repeat {self.repeat}: starting the stack")
+        self.progress.phase(f"{self.label} repeat {self.repeat}: starting the stack")
         try:
             with self._deployment(external, env) as deployment:
                 self.clock.add(self.name, self.repeat, "stack start", since)
@@ -205,7 +216,7 @@ class Unit:
         except KeyboardInterrupt:
             raise
         except Exception as exc:
-            return [f"{self.name} repeat {self.repeat} aborted: {_brief(exc)}"]
+            return [f"{self.label} repeat {self.repeat} aborted: {_brief(exc)}"]
 
     def _deployment(self, external: Mapping[str, str], env: Mapping[str, str]) -> Any:
         p, config = self.plan.profile, self.plan.config
@@ -215,6 +226,9 @@ class Unit:
         if external:
             return topology.external_deployment(self.runner, p, config, env)
         broker = self.system.broker if self.system is not None else None
+        if self.rtt_ms is not None:
+            workdir = workdir.with_name(f"{workdir.name}-rtt{self.rtt_ms:g}")
+            return topology.hosts_deployment(self.runner, p, config, workdir, broker, self.rtt_ms)
         return topology.local_deployment(self.runner, p, config, workdir, broker)
 
     def _facts(self, deployment: Any) -> dict[str, Any]:
@@ -229,6 +243,12 @@ class Unit:
         if not warm.done:
             return [f"{ctx.tag('warm-up')}: only {warm.completed} of {warm.expected} warm-up jobs completed"]
         allowed = FLOOR_SCENARIOS.get(self.name)
+        hosts = getattr(ctx.deployment, "hosts", None)
+        rtt_measured = (
+            await asyncio.to_thread(network.measured_rtt_ms, hosts, ctx.deployment.redis_url)
+            if hosts
+            else 0.0
+        )
         failures = []
         for name in self.scenarios:
             if allowed is not None and name not in allowed:
@@ -240,8 +260,13 @@ class Unit:
                 continue
             since = time.monotonic()
             try:
+                before = network.commandstats(ctx.deployment.redis_url) if hosts else {}
                 made = await SCENARIO_RUNS[name](ctx)
-                self.document["records"].extend(made if isinstance(made, list) else [made])
+                made = made if isinstance(made, list) else [made]
+                if hosts:
+                    after = network.commandstats(ctx.deployment.redis_url)
+                    network.annotate(made, hosts, rtt_measured, before, after)
+                self.document["records"].extend(made)
             except NoCapacity as exc:  # nothing to take a fraction of: not measured, and said so
                 self.document["warnings"].append(f"{ctx.key} repeat {ctx.repeat} steady not measured: {exc}")
             except Exception as exc:

@@ -81,6 +81,11 @@ class Profile:
     decomposition: bool = True
     # The brokers measured when --brokers is not given (None: every broker this machine has).
     default_brokers: tuple[str, ...] | None = None
+    # The hosts topology (fbt_devstack.netns): each runner measured once per round-trip time to the broker.
+    # Empty: everything on one loopback, no root needed.
+    rtts_ms: tuple[float, ...] = ()
+    # The scenarios this profile runs when the command line names none (empty: all of them).
+    scenarios: tuple[str, ...] = ()
 
     @property
     def slots(self) -> int:
@@ -101,6 +106,8 @@ class Profile:
         out.pop("name")
         out["steady_fractions"] = list(self.steady_fractions)
         out["default_brokers"] = list(self.default_brokers) if self.default_brokers is not None else None
+        out["rtts_ms"] = list(self.rtts_ms)
+        out["scenarios"] = list(self.scenarios)
         out["slots"] = self.slots
         return out
 
@@ -190,4 +197,15 @@ FULL = DEFAULT.with_overrides(
     drain_timeout_s=300.0,
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, DEFAULT, FULL)}
+# The broker on another "host": drain and steady at each RTT, every runner on Redis, on QUICK's sizes but
+# with longer drains and steady windows, so a 5 ms RTT's cost shows above a shared machine's noise.
+NETWORK = QUICK.with_overrides(
+    name="network",
+    rtts_ms=(0.0, 1.0, 5.0),
+    scenarios=("drain", "steady"),
+    drain_n=1000,
+    steady_completions=300,
+    steady_max_window_s=5.0,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, DEFAULT, FULL, NETWORK)}

@@ -68,13 +68,14 @@ def record_is_complete(record: dict[str, Any]) -> bool:
 
 def flag_noisy_repeats(records: list[dict[str, Any]]) -> list[str]:
     """Warn, on the records and for the run, where a metric varies by more than 15% across repeats."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    # The hosts topology's RTTs are different conditions, not repeats: each RTT is its own group.
+    groups: dict[tuple[str, str, str, float], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
-        groups[
-            (system_key(record["runner"], record.get("broker")), record["scenario"], record["config"])
-        ].append(record)
+        key = system_key(record["runner"], record.get("broker"))
+        groups[(key, record["scenario"], record["config"], record.get("rtt_ms", -1.0))].append(record)
     found: list[str] = []
-    for (runner, scenario, _), members in sorted(groups.items()):
+    for (system, scenario, _, rtt), members in sorted(groups.items()):
+        runner = system if rtt < 0 else f"{system} at {rtt:g} ms RTT"
         if len(members) < 2:
             continue
         for metric, values in (

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from fbt_bench.measuring.sampler import ProcSet, own_process
 from fbt_bench.profiles import Profile
+from fbt_devstack import netns
 from fbt_devstack.rabbitmq_tools import rabbitmq_unavailable_reason
 from fbt_devstack.stack import Stack
 from fbt_devstack.stack_env import settings_env
@@ -41,7 +42,7 @@ class Deployment(Protocol):
     @property
     def runner(self) -> str: ...
     @property
-    def topology(self) -> str: ...  # "local" or "external"
+    def topology(self) -> str: ...  # "local", "hosts" or "external"
     @property
     def api_url(self) -> str: ...
     @property
@@ -142,6 +143,8 @@ class LocalDeployment:
     runner: str
     stack: Stack
     topology: str = "local"
+    # The namespaces of the "hosts" topology; None on one loopback.
+    hosts: netns.Hosts | None = None
 
     @property
     def settings(self) -> Settings:
@@ -254,6 +257,34 @@ def local_deployment(
     finally:
         with sigint_deferred():
             stack.stop()
+
+
+# The hosts of the "hosts" topology (fbt_devstack.netns): the delay sits on the broker's link.
+HOST_ROLES = ("api", "broker", "workers")
+
+
+@contextmanager
+def hosts_deployment(
+    runner: str, profile: Profile, config: QueueConfigName, workdir: Path, broker: str | None, rtt_ms: float
+) -> Iterator[LocalDeployment]:
+    """The stack for ``runner`` across three network namespaces with ``rtt_ms`` to the broker; the
+    namespaces, veths and bridge are removed afterwards, even on Ctrl-C or an error."""
+    settings = runner_settings(runner, profile, config, broker)
+    with netns.hosts(HOST_ROLES, rtt_ms) as made:
+        stack = Stack(
+            settings,
+            workdir=workdir,
+            start_redis=True,
+            start_smtp=True,
+            smtp_delay_ms=profile.smtp_delay_ms,
+            hosts=made,
+        )
+        try:
+            stack.start()
+            yield LocalDeployment(runner=runner, stack=stack, topology="hosts", hosts=made)
+        finally:
+            with sigint_deferred():
+                stack.stop()
 
 
 def external_urls(env: Mapping[str, str] = os.environ) -> dict[str, str]:

@@ -189,6 +189,33 @@ def throughput_bars(
         return _svg(fig, chart_id, title)
 
 
+def rtt_lines(
+    chart_id: str,
+    throughput: Mapping[str, Points],
+    latency: Mapping[str, Mapping[str, Points]],
+    title: str,
+    palette: Palette,
+) -> str:
+    """Two panels against the RTT: throughput per runner, and each runner's latency percentiles (p50 solid,
+    others dashed) in the runner's colour."""
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(FIGSIZE[0] * 1.4, FIGSIZE[1]), layout="constrained")
+        left, right = fig.subplots(1, 2)
+        for name, points in throughput.items():
+            left.plot(
+                [x for x, _ in points], [y for _, y in points], "o-", color=palette.colour(name), label=name
+            )
+        for name, by_percentile in latency.items():
+            for percentile, points in by_percentile.items():
+                style = "o-" if percentile == "p50" else "s--"
+                xs, ys = [x for x, _ in points], [y for _, y in points]
+                right.plot(xs, ys, style, color=palette.colour(name), label=f"{name} {percentile}")
+        left.set(xlabel="RTT to the broker (ms)", ylabel="drain tasks/s", title="Throughput")
+        right.set(xlabel="RTT to the broker (ms)", ylabel="steady end-to-end ms", title="Latency")
+        _legend(right)
+        return _svg(fig, chart_id, title)
+
+
 def probe_timeseries(chart_id: str, series: Mapping[str, Points], title: str, palette: Palette) -> str:
     """GET /health latency over time, one line per runner, log-y: stalls show up as spikes."""
     with matplotlib.rc_context(RC):

@@ -17,7 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from fbt_bench.report import capacity_figures, capacity_tables, figures, header, tables
+from fbt_bench.report import capacity_figures, capacity_tables, figures, header, network, tables
 from fbt_bench.report.analysis import summarize, system_of
 from fbt_bench.report.figures import Chart
 from fbt_bench.report.findings import completeness, findings
@@ -102,10 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_context(results: dict[str, Any]) -> dict[str, Any]:
     """Everything the two templates need, as plain strings and tables (no logic in the templates)."""
-    summary = summarize(results)
+    # A hosts run measures every runner at several RTTs: the scenario sections show the lowest, the network
+    # section all of them.
+    summary = summarize(network.lowest_rtt_only(results))
     sections = [scenario_section(summary, s) for s in summary.scenarios()]
     memory, cost = figures.memory_chart(summary), capacity_figures.cost_chart(summary)
-    extra = [c for c in (cost, memory) if c]
+    rtt_chart, rtt_table = network.rtt_chart(results), network.rtt_table(results)
+    extra = [c for c in (cost, memory, rtt_chart) if c]
     numbered = [c for s in sections for c in s.charts] + extra
     numbered = [_numbered(c, i) for i, c in enumerate(numbered, start=1)]
     by_id = {c.id: c for c in numbered}
@@ -113,9 +116,11 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         section.charts = [by_id[c.id] for c in section.charts]
     memory = by_id.get(memory.id) if memory else None
     cost = by_id.get(cost.id) if cost else None
+    rtt_chart = by_id.get(rtt_chart.id) if rtt_chart else None
     cost_table = capacity_tables.cost_table(summary)
     labels = {
         **_table_labels(sections, cost_table),
+        **({rtt_table.id: "Network table"} if rtt_table else {}),
         **{c.id: f"Figure {c.number}" for c in numbered},
         "what-was-run": "What was run",
         "faults": "When things break",
@@ -151,6 +156,9 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         "cost_table": cost_table,
         "cost": cost,
         "memory": memory,
+        "rtt_table": rtt_table,
+        "rtt_chart": rtt_chart,
+        "rtt_roles": network.ROLES_TEXT,
         "faults": tables.faults_table(results),
         "faults_layout": tables.faults_layout(results),
         "mechanisms": tables.mechanisms(results),
@@ -210,6 +218,7 @@ def _reproduce(results: dict[str, Any]) -> dict[str, str]:
     return {
         "command": command,
         "note": note,
+        "optional": network.OPTIONAL_PROFILES,
         "parameters": json.dumps(results["parameters"], indent=2, sort_keys=True),
     }
 

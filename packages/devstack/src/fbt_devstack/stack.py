@@ -13,6 +13,7 @@ as completed in the ledger, which only happens once the API, the broker and a wo
 import json
 import os
 import signal
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +22,8 @@ from pathlib import Path
 from types import TracebackType
 
 from fbt_devstack import brokers
-from fbt_devstack.ports import free_port, http_status
+from fbt_devstack.netns import Hosts
+from fbt_devstack.ports import free_port, http_status, wait_for_port
 from fbt_devstack.processes import ProcessGroup, log_tail
 from fbt_devstack.rabbitmq_server import RabbitMQServer
 from fbt_devstack.redis_server import AppendFsync, RedisServer
@@ -35,6 +37,8 @@ WARMUP_MESSAGE = "stack-warmup"
 POLL_S = 0.1
 # Between two worker readiness checks (the runner's worker_ready: a broker round trip or a broadcast ping).
 HEALTH_POLL_S = 0.5
+# The host (fbt_devstack.netns role) each process runs on; the SMTP sink stays in the root namespace.
+ROLES = {"api": "api", "worker": "workers", "delay": "broker"}
 WORKDIR_FILES = {"log_file": "log.txt", "ledger_file": "ledger.jsonl", "media_dir": "media"}
 
 
@@ -56,6 +60,7 @@ class Stack:
         ready_timeout_s: float = 90.0,
         stop_timeout_s: float = 10.0,
         start_workers: bool = True,
+        hosts: Hosts | None = None,
     ) -> None:
         self.requested = settings
         self.runner: Runner = load_runner(settings.backend)
@@ -71,6 +76,9 @@ class Stack:
         self.stop_timeout_s = stop_timeout_s
         # False: start everything but the runner's workers (a queue to pre-fill); ``start_workers()`` later.
         self.with_workers = start_workers
+        # Several hosts on one machine (fbt_devstack.netns): the API, Redis and the workers each in the
+        # namespace of its role, the SMTP sink in the root one (the outside world) on the bridge's address.
+        self.hosts = hosts
         self.logs_dir = self.workdir / "logs"
         self.redis: RedisServer | None = None
         self.rabbitmq: RabbitMQServer | None = None
@@ -136,7 +144,7 @@ class Stack:
         return {
             "api": self._group.pids("api"),
             "workers": self._group.pids("worker"),
-            "broker": brokers.broker_pids(self.redis, self.rabbitmq),
+            "broker": [*brokers.broker_pids(self.redis, self.rabbitmq), *self._group.pids("delay")],
             "smtp": self._group.pids("smtp"),
         }
 
@@ -172,14 +180,19 @@ class Stack:
                 appendonly=self.redis_appendonly,
                 appendfsync=self.redis_appendfsync,
                 log_path=self.process_log("redis"),
+                bind=self._address("broker"),
+                argv_prefix=self._prefix("broker"),
             ).start()
-            overrides["redis_url"] = self.redis.url
+            overrides["redis_url"] = self._delayed(self.redis)
         if self.start_rabbitmq:
             # A private node under the work dir (never the system one on 5672).
             self.rabbitmq = brokers.start_rabbitmq(self.workdir / "rabbitmq")
             overrides["amqp_url"] = self.rabbitmq.url
         if self.start_smtp:
-            overrides["smtp_host"], overrides["smtp_port"] = "127.0.0.1", self._start_smtp()
+            overrides["smtp_host"] = self.hosts.gateway if self.hosts is not None else "127.0.0.1"
+            overrides["smtp_port"] = self._start_smtp()
+        if self.hosts is not None:
+            overrides["host"] = self.hosts.address("api")
         overrides["port"] = self.requested.port or free_port()
         # PORT=0 means "pick a free one"; the API itself always gets a real port.
         self._settings = self.requested.model_copy(update=overrides)
@@ -194,10 +207,31 @@ class Stack:
         if command is not None:
             self._spawn("worker", [console_script(command[0]), *command[1:]])
 
+    def _address(self, role: str) -> str:
+        return self.hosts.address(role) if self.hosts is not None else "127.0.0.1"
+
+    def _prefix(self, role: str) -> list[str]:
+        return self.hosts.exec_prefix(role) if self.hosts is not None else []
+
+    def _delayed(self, redis: RedisServer) -> str:
+        """The URL clients get: Redis itself, or the delay proxy in front of it on the broker's host."""
+        if self.hosts is None or self.hosts.delay_method != "proxy":
+            return redis.url
+        host, port = self._address("broker"), free_port()
+        argv = [sys.executable, "-m", "fbt_devstack.delay_proxy", f"--listen={host}:{port}"]
+        argv += [f"--target={host}:{redis.port}", f"--delay-ms={self.hosts.one_way_delay_ms}"]
+        self._spawn("delay", argv)
+        wait_for_port(host, port, timeout_s=self.ready_timeout_s)
+        return f"redis://{host}:{port}/0"
+
     def _start_smtp(self) -> int:
         try:
             sink = start_sink(
-                self._group, self.mailbox_path, self.process_log("smtp"), delay_ms=self.smtp_delay_ms
+                self._group,
+                self.mailbox_path,
+                self.process_log("smtp"),
+                delay_ms=self.smtp_delay_ms,
+                host=self.hosts.gateway if self.hosts is not None else "127.0.0.1",
             )
         except TimeoutError as exc:
             log = self.process_log("smtp")
@@ -206,7 +240,8 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self._env}
-        self._group.spawn(name, argv, env=env, log_path=self.process_log(name))
+        prefix = self._prefix(ROLES[name]) if name in ROLES else []
+        self._group.spawn(name, [*prefix, *argv], env=env, log_path=self.process_log(name))
 
     def _wait(self, ready: Callable[[], bool], what: str, blame: str, timeout_s: float) -> None:
         """Poll ``ready`` until true; fail at once if a child dies, or at the deadline with a log tail."""
@@ -350,7 +385,7 @@ class Stack:
 
     def stop(self) -> None:
         """Workers first (they finish in-hand jobs while the broker is still up), then API, SMTP, Redis."""
-        for name in ("worker", "api", "smtp"):
+        for name in ("worker", "api", "smtp", "delay"):
             self._group.stop(name, timeout_s=self.stop_timeout_s)
         self._group.stop_all(timeout_s=self.stop_timeout_s)
         if self.rabbitmq is not None:

@@ -1,0 +1,89 @@
+"""A TCP relay that holds every chunk a fixed time in each direction: the broker link's delay where the
+kernel has no ``sch_netem`` (see ``fbt_devstack.netns``).
+
+It runs in the broker's namespace in front of the broker: clients connect to it, it connects to the broker.
+Each chunk read is written to the other side ``delay_ms`` later, in order, so a request/response pays twice
+the delay (the round trip) while pipelined traffic keeps flowing. Unlike netem it does not delay the TCP
+handshake or individual segments, only the bytes; the record's ``delay_method`` says which one was used.
+
+``python -m fbt_devstack.delay_proxy --listen HOST:PORT --target HOST:PORT --delay-ms D``
+"""
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Sequence
+
+CHUNK = 65_536
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float) -> None:
+    """Copy reader to writer, each chunk written ``delay_s`` after it was read; close the writer at EOF."""
+    held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def release() -> None:
+        while True:
+            due, data = await held.get()
+            if not data:
+                break
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            writer.write(data)
+            await writer.drain()
+
+    releaser = asyncio.create_task(release())
+    try:
+        while data := await reader.read(CHUNK):
+            held.put_nowait((time.monotonic() + delay_s, data))
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        held.put_nowait((0.0, b""))
+        with contextlib.suppress(ConnectionError, OSError):
+            await releaser
+        writer.close()
+
+
+async def _relay(
+    client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, target: tuple[str, int], delay_s: float
+) -> None:
+    try:
+        server_r, server_w = await asyncio.open_connection(*target)
+    except OSError:
+        client_w.close()
+        return
+    await asyncio.gather(_pump(client_r, server_w, delay_s), _pump(server_r, client_w, delay_s))
+
+
+async def serve(listen: tuple[str, int], target: tuple[str, int], delay_ms: float) -> None:
+    delay_s = delay_ms / 1000.0
+    server = await asyncio.start_server(lambda r, w: _relay(r, w, target, delay_s), *listen)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--listen", required=True, help="HOST:PORT to accept clients on")
+    parser.add_argument("--target", required=True, help="HOST:PORT of the server behind it")
+    parser.add_argument("--delay-ms", type=float, required=True, help="one-way delay, each direction")
+    args = parser.parse_args(argv)
+    # The stock event loop, not uvloop: libuv's timers have whole-millisecond resolution and would release a
+    # sub-millisecond delay at once; asyncio's selector rounds a wait up, so a chunk is never early.
+    asyncio.run(serve(_address(args.listen), _address(args.target), args.delay_ms))
+
+
+if __name__ == "__main__":
+    main()
