@@ -4,7 +4,7 @@ and the report's fault findings. Fast; the real kills are in test_faults.py."""
 import json
 import smtplib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import redis.exceptions
@@ -200,3 +200,64 @@ def test_fault_findings_put_an_in_api_loss_first_and_warn_on_droppable_duplicate
     warnings = [f for f in found if f.kind == "warning"]
     assert len(warnings) == 1 and "same Message-ID" in warnings[0].text
     assert any("0–1 duplicate effects" in f.text for f in found if f.kind == "result")
+
+
+def test_a_runners_trials_share_a_stack_but_task_error_and_each_fsync_policy_get_their_own():
+    from fbt_bench.faults.run import stack_groups
+
+    cells = matrix(("rq",), ("safe",), trials=3, brokers=("redis",))
+    groups = stack_groups(cells)
+    assert sorted(c.tag for group in groups for c in group) == sorted(c.tag for c in cells)  # each once
+    by_faults = {frozenset(c.fault for c in group) for group in groups}
+    assert frozenset({"task-error"}) in by_faults
+    crash = [group for group in groups if {c.fault for c in group} == {"broker-crash"}]
+    assert {frozenset(c.variant for c in group) for group in crash} == {
+        frozenset({v}) for v in ("everysec", "always")
+    }
+    for group in groups:
+        # A cell's trials run one after another, in order, in the same group.
+        for fault in {c.fault for c in group}:
+            assert [c.trial for c in group if c.fault == fault] == [1, 2, 3]
+
+
+class _Session:
+    """A stand-in stack for run_trials: records which stack each trial ran on; trials in ``fail`` raise."""
+
+    opened: ClassVar[list[Path]] = []
+    fail: ClassVar[set[int]] = set()
+
+    def __init__(self, cell: Cell, params: Any, workdir: Path) -> None:
+        self.workdir = workdir
+        _Session.opened.append(workdir)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def trial(self, cell: Cell, params: Any, cancel: Any, progress: Any) -> tuple[Any, Any]:
+        from fbt_bench.faults.model import FaultRun
+
+        if cell.trial in _Session.fail:
+            raise RuntimeError("broken")
+        return FaultRun(record={"trial": cell.trial, "notes": ""}, accepted=[], mailbox=self.workdir), cell
+
+
+def test_trials_reuse_a_clean_stack_and_get_a_fresh_one_after_leftovers_or_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    from fbt_bench.faults import trials
+
+    monkeypatch.setattr(trials, "StackSession", _Session)
+    # Trial 2 leaves something behind; trial 4 raises: trials 3 and 5 each start a fresh stack.
+    monkeypatch.setattr(trials, "leftovers", lambda cell, record: "held" if cell.trial == 2 else None)
+    _Session.opened, _Session.fail = [], {4}
+    cells = [Cell("rq", "safe", "kill-worker", trial=t) for t in range(1, 7)]
+    ran = list(trials.run_trials(cells, FULL, tmp_path))
+    assert [cell.trial for cell, _, _ in ran] == [1, 2, 3, 4, 5, 6]
+    assert [type(outcome).__name__ for _, outcome, _ in ran] == ["FaultRun"] * 3 + ["RuntimeError"] + [
+        "FaultRun"
+    ] * 2
+    assert [where.name for _, _, where in ran] == [tmp_path.name] * 2 + ["stack2"] * 2 + ["stack3"] * 2
+    assert _Session.opened == [tmp_path, tmp_path / "stack2", tmp_path / "stack3"]
+    second = ran[1][1]
+    assert not isinstance(second, Exception) and "fresh stack: held" in second.record["notes"]
