@@ -161,8 +161,12 @@ def test_the_report_puts_a_librarys_brokers_side_by_side_and_says_how_cells_ran(
     assert (
         text is not None
         and "2 processes x 4 threads = 8 slots" in text
-        and "4 cells at a time on 2 cores" in text
+        and "4 stacks at a time on 2 cores" in text
+        and "Each trial ran on a fresh stack" in text
     )
+    rows[1]["stack"] = "reused"  # deploy ran on the stack kill-worker left clean
+    text = faults_layout(results)
+    assert text is not None and "3 trials started a stack and 1 ran on the stack an earlier trial" in text
 
 
 def test_each_trial_draws_its_fault_moment_from_its_own_recorded_seed():

@@ -379,9 +379,9 @@ def faults_layout(results: dict[str, Any]) -> str | None:
     return (
         f"{stacks} with the benchmark's slot layout ({processes} processes x {threads} "
         f"threads = {slots} slots; BackgroundTasks: a threadpool of {params.get('api_threadpool') or slots} "
-        f"tokens), {trials} trial{'' if trials == 1 else 's'} per cell, {lanes} cells at a time on {cores} "
+        f"tokens), {trials} trial{'' if trials == 1 else 's'} per cell, {lanes} stacks at a time on {cores} "
         "cores, unlike the benchmark's one "
-        "measurement at a time: the cells share the CPU, so recovery times are approximate; the counts (lost, "
+        "measurement at a time: the stacks share the CPU, so recovery times are approximate; the counts (lost, "
         "held, failed, re-executed, duplicated) are read from the sink, the ledger and the broker and do not "
         "depend on it."
     )
