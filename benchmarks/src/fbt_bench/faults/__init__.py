@@ -1,8 +1,8 @@
 """When things break: fault injection per runner and queue configuration, counted from real effects.
 
 Each cell (runner x QUEUE_CONFIG x fault) runs on a stack: embedded Redis with AOF on, the API, the runner's
-workers and our own SMTP sink (so task-error can make it refuse deliveries). Trials of one runner, broker and
-configuration share a stack while each leaves it clean (``trials``). The faults:
+workers and our own SMTP sink (so task-error can make it refuse deliveries). A cell's trials share a stack while
+each leaves it clean (``trials``). The faults:
 
 - kill-worker     SIGKILL the worker's whole process tree (in-process: the API) mid-burst, start it again.
 - deploy          SIGTERM mid-burst, as a rolling deploy does; SIGKILL only after compose's grace period.

@@ -56,15 +56,18 @@ def failed_cell(cell: Cell, error: BaseException, workdir: Path, params: FaultPa
 
 
 def stack_key(cell: Cell) -> tuple[str, str, str, str, str]:
-    """What a stack is started with for ``cell``: its trials, and its runner's other faults that need the same
-    sink and Redis, can share one (task-error's sink refuses mail; broker-crash sets its own fsync policy)."""
-    sink = "refusing" if cell.fault == "task-error" else "plain"
-    fsync = cell.variant if cell.fault == "broker-crash" else ""
-    return (cell.runner, cell.broker_name, cell.config, sink, fsync)
+    """What names a cell apart from its trial: its trials, and only they, may share a stack.
+
+    Different faults of one runner could share one too (the same settings) and would save most of the
+    remaining starts, but a fault's aftermath may sit where no per-job read looks (a worker's in-memory
+    state, a library's bookkeeping in Redis): a trial tried that way lost jobs that its own fault, alone on
+    a stack, did not. A cell's trials repeat one fault, so what one leaves the next one meets anyway.
+    """
+    return (cell.runner, cell.broker_name, cell.config, cell.fault, cell.variant)
 
 
 def stack_groups(cells: list[Cell]) -> list[list[Cell]]:
-    """``cells`` split by ``stack_key``, each group in the matrix's order (a cell's trials one after another)."""
+    """``cells`` split by ``stack_key``, each group's trials in order."""
     groups: dict[tuple[str, str, str, str, str], list[Cell]] = {}
     for cell in cells:
         groups.setdefault(stack_key(cell), []).append(cell)

@@ -371,7 +371,7 @@ def faults_layout(results: dict[str, Any]) -> str | None:
     reused = sum(1 for record in results["faults"] if record.get("stack") == "reused")
     stacks = (
         f"{len(results['faults']) - reused} trials started a stack and {reused} ran on the stack an earlier "
-        "trial of the same runner, broker and configuration had left clean (none of its jobs in the broker, "
+        "trial of the same cell had left clean (none of its jobs in the broker, "
         "every process running; counts are by job id either way),"
         if reused
         else "Each trial ran on a fresh stack"
