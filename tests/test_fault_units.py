@@ -4,7 +4,7 @@ and the report's fault findings. Fast; the real kills are in test_faults.py."""
 import json
 import smtplib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import redis.exceptions
@@ -161,8 +161,12 @@ def test_the_report_puts_a_librarys_brokers_side_by_side_and_says_how_cells_ran(
     assert (
         text is not None
         and "2 processes x 4 threads = 8 slots" in text
-        and "4 cells at a time on 2 cores" in text
+        and "4 stacks at a time on 2 cores" in text
+        and "Each trial ran on a fresh stack" in text
     )
+    rows[1]["stack"] = "reused"  # deploy ran on the stack kill-worker left clean
+    text = faults_layout(results)
+    assert text is not None and "3 trials started a stack and 1 ran on the stack an earlier trial" in text
 
 
 def test_each_trial_draws_its_fault_moment_from_its_own_recorded_seed():
@@ -200,3 +204,58 @@ def test_fault_findings_put_an_in_api_loss_first_and_warn_on_droppable_duplicate
     warnings = [f for f in found if f.kind == "warning"]
     assert len(warnings) == 1 and "same Message-ID" in warnings[0].text
     assert any("0–1 duplicate effects" in f.text for f in found if f.kind == "result")
+
+
+def test_a_cells_trials_share_a_stack_and_nothing_else_does():
+    from fbt_bench.faults.run import stack_groups
+
+    cells = matrix(("rq",), ("safe",), trials=3, brokers=("redis",))
+    groups = stack_groups(cells)
+    assert sorted(c.tag for group in groups for c in group) == sorted(c.tag for c in cells)  # each once
+    assert len(groups) == len(cells) // 3
+    for group in groups:
+        assert [c.trial for c in group] == [1, 2, 3]
+        assert len({(c.fault, c.variant) for c in group}) == 1
+
+
+class _Session:
+    """A stand-in stack for run_trials: records which stack each trial ran on; trials in ``fail`` raise."""
+
+    opened: ClassVar[list[Path]] = []
+    fail: ClassVar[set[int]] = set()
+
+    def __init__(self, cell: Cell, params: Any, workdir: Path) -> None:
+        self.workdir = workdir
+        _Session.opened.append(workdir)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def trial(self, cell: Cell, params: Any, cancel: Any, progress: Any) -> tuple[Any, Any]:
+        from fbt_bench.faults.model import FaultRun
+
+        if cell.trial in _Session.fail:
+            raise RuntimeError("broken")
+        return FaultRun(record={"trial": cell.trial, "notes": ""}, accepted=[], mailbox=self.workdir), cell
+
+
+def test_trials_reuse_a_clean_stack_and_get_a_fresh_one_after_leftovers_or_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    from fbt_bench.faults import trials
+
+    monkeypatch.setattr(trials, "StackSession", _Session)
+    # Trial 2 leaves something behind; trial 4 raises: trials 3 and 5 each start a fresh stack.
+    monkeypatch.setattr(trials, "leftovers", lambda cell, record: "held" if cell.trial == 2 else None)
+    _Session.opened, _Session.fail = [], {4}
+    cells = [Cell("rq", "safe", "kill-worker", trial=t) for t in range(1, 7)]
+    ran = list(trials.run_trials(cells, FULL, tmp_path))
+    assert [cell.trial for cell, _, _ in ran] == [1, 2, 3, 4, 5, 6]
+    assert [type(outcome).__name__ for _, outcome, _ in ran] == ["FaultRun"] * 3 + ["RuntimeError"] + [
+        "FaultRun"
+    ] * 2
+    assert [where.name for _, _, where in ran] == [tmp_path.name] * 2 + ["stack2"] * 2 + ["stack3"] * 2
+    assert _Session.opened == [tmp_path, tmp_path / "stack2", tmp_path / "stack3"]
+    second = ran[1][1]
+    assert not isinstance(second, Exception) and "fresh stack: held" in second.record["notes"]

@@ -189,7 +189,7 @@ def faults(
     ] = None,
     n: Annotated[int | None, typer.Option(min=2, help="Emails per burst (default 60).")] = None,
     parallel: Annotated[
-        int | None, typer.Option(min=1, help="Cells run at once; most of a cell is waiting (default 4).")
+        int | None, typer.Option(min=1, help="Stacks run at once; most of a trial is waiting (default 4).")
     ] = None,
     trials: Annotated[int | None, typer.Option(min=1, help="Runs of each cell (default 3).")] = None,
     seed: Annotated[
@@ -204,9 +204,10 @@ def faults(
     kill-worker (SIGKILL the worker tree mid-burst), deploy (SIGTERM mid-burst), broker-restart (the broker
     stopped a few seconds), task-error (the SMTP sink refuses each email twice), broker-crash (SIGKILL Redis,
     per AOF fsync policy, or the RabbitMQ node), delay-past-timeout and poison-message; three trials per cell,
-    each on a fresh stack. Lost, held, re-executed and duplicated emails are counted at the SMTP sink by
-    Message-ID and in the broker; results.json holds them under "faults". Each finished cell prints the cells
-    done out of the total and an estimate of the time left.
+    a cell's trials sharing a stack while each leaves it clean. Lost, held, re-executed and
+    duplicated emails are counted at the SMTP sink by Message-ID and in the broker; results.json holds them
+    under "faults". Each finished trial prints the trials done out of the total and an estimate of the time
+    left.
     """
     chosen = parse_list(kinds, FAULTS, "faults") or FAULTS
     params = FULL.with_overrides(

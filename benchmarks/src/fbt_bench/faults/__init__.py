@@ -1,7 +1,8 @@
 """When things break: fault injection per runner and queue configuration, counted from real effects.
 
-Each cell (runner x QUEUE_CONFIG x fault) gets a fresh stack: embedded Redis with AOF on, the API, the
-runner's workers and our own SMTP sink (so task-error can make it refuse deliveries). The faults:
+Each cell (runner x QUEUE_CONFIG x fault) runs on a stack: embedded Redis with AOF on, the API, the runner's
+workers and our own SMTP sink (so task-error can make it refuse deliveries). A cell's trials share a stack while
+each leaves it clean (``trials``). The faults:
 
 - kill-worker     SIGKILL the worker's whole process tree (in-process: the API) mid-burst, start it again.
 - deploy          SIGTERM mid-burst, as a rolling deploy does; SIGKILL only after compose's grace period.
@@ -33,5 +34,6 @@ did) comes from its plugin's ``FaultModel`` (``fbt_tasks.runner``); nothing here
 - ``model``    what is run: the parameters, the cells and the matrix.
 - ``observe``  what happened: the mailbox, the ledger, the send-once leases, the broker's holdings.
 - ``inject``   kill-worker, deploy, broker-restart, task-error; ``crash`` and ``messages`` the new three.
-- ``run``      one cell on a fresh stack, a whole pass in parallel, the records.
+- ``trials``   a cell's trials on one stack, while it stays clean; one cell on a fresh stack (``run_cell``).
+- ``run``      a whole pass, stacks in parallel, the records and the time left.
 """

@@ -184,7 +184,7 @@ async def task_error(ctx: FaultContext) -> dict[str, Any]:
     await ctx.burst(p.error_n, "flaky")
     await asyncio.to_thread(ctx.watch, began + p.patience_s, None)
     result = ctx.tally(began, set(), None, time.time() - began)
-    delivered = [m.received_at for m in read_mailbox(ctx.sink.mailbox)]
+    delivered = [m.received_at for m in read_mailbox(ctx.sink.mailbox)[ctx.mail_from :]]
     result["recovery_s"] = round(max(delivered) - began, 2) if delivered else None
     result["job_states"] = await job_states(ctx, ctx.accepted)
     states = ", ".join(f"{n} {state}" for state, n in result["job_states"].items())

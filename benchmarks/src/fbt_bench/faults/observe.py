@@ -125,6 +125,14 @@ class FaultContext:
     mid_send: float = 0.5
     # When the watch last read the RabbitMQ node's unacked counts (monotonic s).
     _node_read_at: float = float("-inf")
+    # A later trial on a stack an earlier one used: the mails already in the mailbox, and the send-once leases
+    # already in Redis, when it began. Counting by job id keeps the counts apart; these keep the "deliveries
+    # so far" that time the fault, and the "a next send holds its lease" that aims it, to this trial's own.
+    mail_from: int = 0
+    stale_leases: frozenset[str] = frozenset()
+    # Every job id this trial sent, counted or not (an uncounted one, e.g. task-error's always-refused email,
+    # may still be in the broker when the trial ends: then the next trial gets a fresh stack).
+    sent: list[str] = field(default_factory=list)
 
     @property
     def runner(self) -> Runner:
@@ -196,6 +204,7 @@ class FaultContext:
             )
         if counted:
             self.accepted += result.job_ids
+        self.sent += result.job_ids
         self.refused += result.errors
         if result.errors:
             reason = result.error_samples[0].split(":", 1)[0]
@@ -210,7 +219,7 @@ class FaultContext:
         forks a work-horse per job) would otherwise be between sends when the fault lands.
         """
         deadline = time.monotonic() + timeout_s
-        while sum(deliveries(self.sink.mailbox).values()) < count:
+        while len(read_mailbox(self.sink.mailbox)) - self.mail_from < count:
             self.check()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.cell.tag}: {count} deliveries did not arrive in {timeout_s:.0f} s")
@@ -232,7 +241,8 @@ class FaultContext:
             while time.monotonic() < deadline:
                 self.check()
                 keys = client.scan_iter(match=LEASE_PATTERN, count=1000)
-                if any(key.decode().rsplit(":", 1)[-1] not in delivered for key in keys):
+                fresh = (key.decode().rsplit(":", 1)[-1] for key in keys)
+                if any(job_id not in delivered and job_id not in self.stale_leases for job_id in fresh):
                     return
                 time.sleep(0.005)
         except redis.RedisError:

@@ -6,7 +6,6 @@ and the notes say which. Where the jobs still missing at the end wait is read th
 ``FaultModel.holdings`` and recorded in ``unfinished``.
 """
 
-import asyncio
 import tempfile
 import threading
 import time
@@ -14,141 +13,26 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from fbt_bench.faults.inject import FAULT_RUNS, POISON_PREFIX, POISON_WAIT_S
-from fbt_bench.faults.model import (
-    CONFIGS,
-    SHORT,
-    Cancelled,
-    Cell,
-    FaultParams,
-    FaultRun,
-    has_one_config,
-    matrix,
-    trial_params,
-)
-from fbt_bench.faults.observe import FaultContext
+from fbt_bench.faults.inject import POISON_WAIT_S
+from fbt_bench.faults.model import CONFIGS, SHORT, Cancelled, Cell, FaultParams, matrix
+from fbt_bench.faults.trials import identity, run_cell, run_trials
 from fbt_bench.measuring.environment import describe_runner
 from fbt_bench.progress import NullProgress, ProgressSink
 from fbt_devstack.processes import log_tail
-from fbt_devstack.redis_server import AppendFsync
-from fbt_devstack.sink import Sink, smtp_sink
-from fbt_devstack.stack import Stack
 from fbt_tasks.runner import QueueConfigName, load_runner, system_key
 from fbt_tasks.settings import Settings
 
-# A cell with nothing to wait for: the stack's start and stop (most of a short cell), the burst, the grace
-# period and a short watch; a private RabbitMQ node's boot and stop come on top. Only estimates, to order the
-# cells and to print the time left, which ``Eta`` rescales by what the finished cells really took.
-QUICK_CELL_S = 25.0
+__all__ = ["Eta", "Interrupted", "compare_pass", "not_measured", "parameters", "run_cell", "run_faults"]
+
+# A trial with nothing to wait for: the burst, the grace period and a short watch; the stack's start and stop
+# (most of a short cell's first trial) and a private RabbitMQ node's boot and stop come on top when the trial
+# starts a stack. Only estimates, to order the cells and to print the time left, which ``Eta`` rescales by
+# what the finished trials really took.
+QUICK_TRIAL_S = 10.0
+STACK_START_STOP_S = 15.0
 RABBITMQ_BOOT_S = 20.0
-
-
-def mechanism(cell: Cell, described: dict[str, Any], result: dict[str, Any]) -> str:
-    """One sentence: why this runner, configured as it was, behaved as measured (the runner's own words)."""
-    told = load_runner(cell.runner).faults.mechanism(cell.fault, described, result)
-    if twice := result["duplicate_effects"]:
-        why = (
-            "their send-once record could not be written while Redis was down"
-            # The send-once record lives in Redis whatever the broker: only a Redis outage keeps it unwritten.
-            if cell.fault in ("broker-restart", "broker-crash") and cell.broker_name == "redis"
-            else "the fault fell between the SMTP server's acceptance and the send-once record, the window "
-            "fbt_tasks.once documents"
-        )
-        told += f"; {twice} emails went out twice: {why}"
-    return told
-
-
-def cell_settings(cell: Cell, params: FaultParams, sink: Sink, workdir: Path) -> Settings:
-    options: dict[str, Any] = {}
-    if params.smtp_timeout_s is not None:
-        options["smtp_timeout_s"] = params.smtp_timeout_s
-    return Settings(
-        backend=cell.runner,
-        broker=cell.broker_name,
-        queue_config=cell.config,
-        worker_processes=params.worker_processes,
-        worker_threads=params.worker_threads,
-        api_threadpool=params.slots if params.api_threadpool is None else params.api_threadpool,
-        access_log=False,
-        port=0,  # a free port: never a well-known one on a shared machine
-        smtp_host=sink.host,
-        smtp_port=sink.port,
-        log_file=workdir / "log.txt",
-        ledger_file=workdir / "ledger.jsonl",
-        media_dir=workdir / "media",
-        **options,
-    )
-
-
-def run_cell(
-    cell: Cell,
-    params: FaultParams,
-    workdir: Path,
-    *,
-    cancel: threading.Event | None = None,
-    progress: ProgressSink | None = None,
-) -> FaultRun:
-    """Inject one fault on a fresh stack and return its record; everything started is stopped on return."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    erring = cell.fault == "task-error"
-    progress = progress or NullProgress()
-    seed = cell.seed(params.seed)
-    params, mid_send = trial_params(params, seed)
-    progress.phase(f"faults {cell.tag}: starting the stack")
-    with smtp_sink(
-        workdir,
-        delay_ms=params.smtp_delay_ms,
-        fail_first=params.fail_first if erring else 0,
-        always_fail_to=POISON_PREFIX if erring else "",
-    ) as sink:
-        settings = cell_settings(cell, params, sink, workdir)
-        fsync: AppendFsync = "everysec"
-        if cell.fault == "broker-crash" and cell.variant in ("always", "everysec", "no"):
-            fsync = cast(AppendFsync, cell.variant)
-        with Stack(
-            settings, workdir=workdir, start_smtp=False, redis_appendonly=True, redis_appendfsync=fsync
-        ) as stack:
-            described = describe_runner(stack.settings)
-            ctx = FaultContext(cell, params, stack, sink, described, cancel or threading.Event(), progress)
-            ctx.mid_send = mid_send
-            result = asyncio.run(FAULT_RUNS[cell.fault](ctx))
-            notes = ctx.notes
-            if cell.fault == "task-error":
-                retried = list(
-                    load_runner(cell.runner).queue_configs[cell.broker_name][cell.config].retries_on
-                )
-                result["retried_errors"] = retried
-                notes.append(f"retried on: {', '.join(retried) or 'nothing (no retry)'}")
-            if has_one_config(cell.runner, cell.broker_name):
-                # Nothing to configure: the one configuration's summary says what that means.
-                summary = load_runner(cell.runner).queue_configs[cell.broker_name][cell.config].summary
-                notes = [summary, *notes]
-            record = {
-                **identity(cell, seed),
-                "fault_after": params.fault_after,
-                **result,
-                "mechanism": mechanism(cell, described, result),
-                "notes": "; ".join(notes),
-                # The configuration in force (the runner's describe()), which the mechanism is derived from.
-                "configuration": described,
-            }
-            return FaultRun(record=record, accepted=list(ctx.accepted), mailbox=sink.mailbox)
-
-
-def identity(cell: Cell, seed: int) -> dict[str, Any]:
-    """What names a record: the cell, its variant, its trial and the seed its fault moment was drawn from."""
-    found = {
-        "runner": cell.runner,
-        "broker": cell.broker_name,
-        "config": cell.config,
-        "fault": cell.fault,
-        "trial": cell.trial,
-        "seed": seed,
-    }
-    # A broker-crash cell on Redis is one of its fsync policies; on RabbitMQ it has no variant.
-    return found | ({"appendfsync": cell.variant} if cell.fault == "broker-crash" and cell.variant else {})
 
 
 def failed_cell(cell: Cell, error: BaseException, workdir: Path, params: FaultParams) -> dict[str, Any]:
@@ -171,47 +55,82 @@ def failed_cell(cell: Cell, error: BaseException, workdir: Path, params: FaultPa
     }
 
 
+def stack_key(cell: Cell) -> tuple[str, str, str, str, str]:
+    """What names a cell apart from its trial: its trials, and only they, may share a stack.
+
+    Different faults of one runner could share one too (the same settings) and would save most of the
+    remaining starts, but a fault's aftermath may sit where no per-job read looks (a worker's in-memory
+    state, a library's bookkeeping in Redis): a trial tried that way lost jobs that its own fault, alone on
+    a stack, did not. A cell's trials repeat one fault, so what one leaves the next one meets anyway.
+    """
+    return (cell.runner, cell.broker_name, cell.config, cell.fault, cell.variant)
+
+
+def stack_groups(cells: list[Cell]) -> list[list[Cell]]:
+    """``cells`` split by ``stack_key``, each group's trials in order."""
+    groups: dict[tuple[str, str, str, str, str], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(stack_key(cell), []).append(cell)
+    return list(groups.values())
+
+
 def run_faults(
     cells: list[Cell],
     params: FaultParams,
     workroot: Path | None = None,
     progress: ProgressSink | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``cells`` ``params.parallel`` at a time (most of a cell is waiting on a library's timeout).
+    """Run ``cells`` in groups that share a stack (``stack_groups``, run by ``run_trials``), ``params.parallel``
+    groups at a time (most of a trial is waiting on a library's timeout).
 
-    The longest-expected cells start first so the lanes finish together. Each finished cell prints a line with
-    the cells done, the total and an estimate of the time left (``Eta``); its record keeps its wall time in
-    ``cell_s``. Ctrl-C stops every cell (each tears its stack down) and re-raises; a cell that fails becomes a
-    record marked NOT MEASURED. Without a ``workroot`` the stacks work in a temporary directory, removed
-    afterwards.
+    The longest-expected groups start first so the lanes finish together. Each finished trial prints a line
+    with the trials done, the total and an estimate of the time left (``Eta``); its record keeps its wall time
+    in ``cell_s``. Ctrl-C stops every group (each tears its stack down) and re-raises; a trial that fails
+    becomes a record marked NOT MEASURED. Without a ``workroot`` the stacks work in a temporary directory,
+    removed afterwards.
     """
     if workroot is None:
         with tempfile.TemporaryDirectory(prefix="fbt-faults-") as tmp:
             return run_faults(cells, params, Path(tmp), progress)
     progress = progress or NullProgress()
     cancel = threading.Event()
-    eta = Eta({cell: likely_wait_s(cell, params) for cell in cells}, max(1, params.parallel))
-    order = sorted(cells, key=eta.expected.__getitem__, reverse=True)
+    groups = stack_groups(cells)
+    expected = {
+        cell: likely_wait_s(cell, params, starts_stack=i == 0)
+        for group in groups
+        for i, cell in enumerate(group)
+    }
+    eta = Eta(expected, max(1, params.parallel))
+    order = sorted(groups, key=lambda group: sum(expected[cell] for cell in group), reverse=True)
     results: dict[Cell, dict[str, Any]] = {}
     bar = progress.bar("fault cells", len(cells))
 
-    def one(cell: Cell) -> None:
-        workdir = workroot / cell.tag.replace("/", "-").replace("#", "-").replace("(", "-").replace(")", "")
-        eta.start(cell)
+    def one(group: list[Cell]) -> None:
+        first = group[0]
+        workdir = workroot / "-".join(stack_key(first)).strip("-")
+        for cell, outcome, stack_dir in run_trials(
+            group, params, workdir, cancel=cancel, progress=progress, started=eta.start
+        ):
+            if isinstance(outcome, Exception):
+                record = failed_cell(cell, outcome, stack_dir, params)
+            else:
+                record = outcome.record
+            record["cell_s"] = round(eta.finish(cell), 1)
+            results[cell] = record
+            progress.update(bar, len(results))
+            progress.phase(
+                f"faults [{len(results)}/{len(cells)}, {eta.left()}] {cell.tag}: {summary(record)}"
+            )
+
+    def guarded(group: list[Cell]) -> None:
         try:
-            record = run_cell(cell, params, workdir, cancel=cancel, progress=progress).record
+            one(group)
         except Cancelled:
             return
-        except Exception as exc:
-            record = failed_cell(cell, exc, workdir, params)
-        record["cell_s"] = round(eta.finish(cell), 1)
-        results[cell] = record
-        progress.update(bar, len(results))
-        progress.phase(f"faults [{len(results)}/{len(cells)}, {eta.left()}] {cell.tag}: {summary(record)}")
 
     pool = ThreadPoolExecutor(max_workers=max(1, params.parallel), thread_name_prefix="fault")
     try:
-        futures = [pool.submit(one, cell) for cell in order]
+        futures = [pool.submit(guarded, group) for group in order]
         for future in futures:
             future.result()
     except KeyboardInterrupt as exc:
@@ -275,15 +194,17 @@ class Eta:
         return f"~{seconds / 60:.0f} min left" if seconds >= 90 else f"~{seconds:.0f} s left"
 
 
-def likely_wait_s(cell: Cell, params: FaultParams) -> float:
-    """A rough guess of a cell's length: to start the long ones first and to estimate the time left.
+def likely_wait_s(cell: Cell, params: FaultParams, *, starts_stack: bool = True) -> float:
+    """A rough guess of a trial's length: to start the long groups first and to estimate the time left.
 
-    Every cell starts and stops a stack (a RabbitMQ node on top of that); kill-worker waits for the runner's
-    redelivery bound (or the fixed watch beyond ``patience_s``); task-error with retries follows the
+    A trial that ``starts_stack`` starts and stops one (a RabbitMQ node on top of that); kill-worker waits
+    for the runner's redelivery bound (or the fixed watch beyond ``patience_s``); task-error with retries follows the
     always-refused email through its backoffs; delay-past-timeout waits out its delay.
     """
     runner = load_runner(cell.runner)
-    base = QUICK_CELL_S + (RABBITMQ_BOOT_S if cell.broker_name == "rabbitmq" else 0.0)
+    base = QUICK_TRIAL_S
+    if starts_stack:
+        base += STACK_START_STOP_S + (RABBITMQ_BOOT_S if cell.broker_name == "rabbitmq" else 0.0)
     if cell.fault == "kill-worker":
         bound = runner.faults.redelivery_bound_s(_described(cell.runner, cell.broker_name, cell.config))
         if bound == 0:

@@ -371,12 +371,20 @@ def faults_layout(results: dict[str, Any]) -> str | None:
     slots = processes * threads
     lanes, cores = params.get("parallel", 1), results.get("environment", {}).get("cpu_count") or "?"
     trials = params.get("trials", 1)
+    reused = sum(1 for record in results["faults"] if record.get("stack") == "reused")
+    stacks = (
+        f"{len(results['faults']) - reused} trials started a stack and {reused} ran on the stack an earlier "
+        "trial of the same cell had left clean (none of its jobs in the broker, "
+        "every process running; counts are by job id either way),"
+        if reused
+        else "Each trial ran on a fresh stack"
+    )
     return (
-        f"Each trial ran on a fresh stack with the benchmark's slot layout ({processes} processes x {threads} "
+        f"{stacks} with the benchmark's slot layout ({processes} processes x {threads} "
         f"threads = {slots} slots; BackgroundTasks: a threadpool of {params.get('api_threadpool') or slots} "
-        f"tokens), {trials} trial{'' if trials == 1 else 's'} per cell, {lanes} cells at a time on {cores} "
+        f"tokens), {trials} trial{'' if trials == 1 else 's'} per cell, {lanes} stacks at a time on {cores} "
         "cores, unlike the benchmark's one "
-        "measurement at a time: the cells share the CPU, so recovery times are approximate; the counts (lost, "
+        "measurement at a time: the stacks share the CPU, so recovery times are approximate; the counts (lost, "
         "held, failed, re-executed, duplicated) are read from the sink, the ledger and the broker and do not "
         "depend on it."
     )
