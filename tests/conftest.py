@@ -45,12 +45,12 @@ def task_env(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The new faults end to end take minutes: run them only when FBT_SLOW_FAULTS=1 (a CI step of its own)."""
+    """End-to-end runs of minutes (marked slow) run only when FBT_SLOW=1: `make test-slow`, CI's second step."""
     import os
 
-    if os.environ.get("FBT_SLOW_FAULTS") == "1":
+    if os.environ.get("FBT_SLOW") == "1":
         return
-    skip = pytest.mark.skip(reason="slow fault cells: set FBT_SLOW_FAULTS=1 to run them")
+    skip = pytest.mark.skip(reason="slow end-to-end run: make test-slow (FBT_SLOW=1) runs it")
     for item in items:
-        if "faults_slow" in item.keywords:
+        if "slow" in item.keywords:
             item.add_marker(skip)

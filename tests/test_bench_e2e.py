@@ -17,7 +17,8 @@ from fbt_tasks.runner import installed_runners
 
 RUNNERS = installed_runners()
 
-pytestmark = [pytest.mark.e2e, pytest.mark.bench, pytest.mark.timeout(600)]
+# Every installed runner through the harness takes minutes: CI runs it in its second step (make test-slow).
+pytestmark = [pytest.mark.e2e, pytest.mark.bench, pytest.mark.slow, pytest.mark.timeout(900)]
 
 TINY = QUICK.with_overrides(
     name="tiny",

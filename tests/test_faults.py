@@ -52,6 +52,7 @@ def killed_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FaultRun]
         return {runner: future.result() for runner, future in futures.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("runner", BROKER_RUNNERS)
 def test_sigkilled_worker_delivers_every_email_exactly_once(killed_runs: dict[str, FaultRun], runner: str):
@@ -75,6 +76,7 @@ def test_sigkilled_worker_delivers_every_email_exactly_once(killed_runs: dict[st
     )
 
 
+@pytest.mark.slow
 def test_fault_records_match_the_results_schema(killed_runs: dict[str, FaultRun]):
     schema = load_schema()
     fault_schema = {"$defs": schema["$defs"], "$ref": "#/$defs/fault"}
@@ -135,7 +137,7 @@ def new_fault_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
         return {key: future.result() for key, future in futures.items()}
 
 
-@pytest.mark.faults_slow
+@pytest.mark.slow
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("runner", BROKER_RUNNERS)
 def test_new_faults_are_measured_to_the_end(new_fault_runs: dict[tuple[str, str], FaultRun], runner: str):

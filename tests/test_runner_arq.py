@@ -227,6 +227,7 @@ def test_safe_configuration_redelivers_within_a_run_and_defaults_do_not() -> Non
     assert defaults is not None and defaults > FULL.patience_s
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigkilled_worker_delivers_every_email_exactly_once(tmp_path: Path) -> None:
     """The fault harness's kill-mid-send cell: SIGKILL the worker tree mid-send, start it again."""

@@ -181,6 +181,7 @@ def test_broker_down_gives_503_and_bad_health(tmp_path: Path, smtp_sink: tuple[i
             assert client.post("/log/?msg=back", headers=AUTH).status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigkilled_worker_delivers_every_email_exactly_once(tmp_path: Path) -> None:
     """test_faults.py's exactly-once cell for SAQ: the kill lands mid-send, the sweep brings the job back."""

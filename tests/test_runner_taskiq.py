@@ -2,7 +2,7 @@
 
 One worker (safe queue config, Streams broker) serves the happy path and the retry path; the defaults
 (ListQueueBroker), SIGTERM and the 503 path get their own short-lived worker or Redis. The kill-worker cell
-uses the fault harness on a stack of its own and takes minutes (faults_slow, CI's second step).
+uses the fault harness on a stack of its own and takes minutes (slow, CI's second step).
 """
 
 import json
@@ -197,7 +197,7 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> FaultRun:
 
 
 # About two minutes: the watch lasts past the 60 s idle timeout the safe config promises.
-@pytest.mark.faults_slow
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_killed_workers_messages_stay_pending_and_nothing_runs_twice(killed_run: FaultRun) -> None:
     """What taskiq-redis 1.2's Streams broker does, measured: the killed worker's messages are never lost from
@@ -210,7 +210,7 @@ def test_a_killed_workers_messages_stay_pending_and_nothing_runs_twice(killed_ru
     assert not {job_id: n for job_id, n in deliveries(killed_run.mailbox).items() if n > 1}
 
 
-@pytest.mark.faults_slow
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.xfail(
     reason=(
