@@ -112,8 +112,8 @@ class Profile:
         return out
 
 
-# Quick is a smoke run sized for <= 2 minutes on 2 cores: one repeat, each runner on its default broker
-# (a RabbitMQ node alone takes longer to start than a whole runner's scenarios), a coarse accept search
+# Quick is a smoke run: one repeat, every runner on every broker this machine has (so a RabbitMQ install
+# shows up in the first run a user tries; --brokers redis skips the node's start), a coarse accept search
 # from a higher start, no API cost decomposition, and small drains, windows and bursts. Its figures rest
 # on few samples; the report says so.
 QUICK = Profile(
@@ -148,7 +148,6 @@ QUICK = Profile(
     stall_timeout_s=20.0,
     fault_pass=False,
     decomposition=False,
-    default_brokers=("redis",),
 )
 
 DEFAULT = Profile(

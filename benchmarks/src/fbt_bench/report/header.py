@@ -58,8 +58,7 @@ def header_rows(summary: Summary) -> list[tuple[str, str]]:
 
 PROFILE_NOTES = {
     "quick": "a smoke run: one repeat, short accept steps and windows, small drains and bursts (fewer samples: "
-    "read its figures as a check that everything runs, not as results), each runner on its default broker "
-    "unless --brokers was given",
+    "read its figures as a check that everything runs, not as results)",
     "default": "every runner on every broker this machine has, the samples the percentiles need",
     "full": "long windows, 20,000-job drains, five repeats",
 }
