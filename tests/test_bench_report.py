@@ -399,3 +399,16 @@ def test_a_floors_configuration_cell_says_what_the_floor_is():
     for name in DESCRIPTIONS:
         cell = _describe(floor_facts(name, QUICK))
         assert cell.startswith("floor, not a runner: ") and DESCRIPTIONS[name]["description"] in cell
+
+
+def test_peers_published_drains_are_set_beside_this_runs_order_never_as_ratios():
+    from fbt_bench.report import peers
+    from fbt_bench.report.analysis import summarize
+
+    assert peers._agreement(["a", "b"], ["a", "b"], {"a": 2.0, "b": 1.0}) == "yes"
+    assert peers._agreement(["a", "b"], ["b", "a"], {"a": 1.0, "b": 1.05}).startswith("no, but only within")
+    assert peers._agreement(["a", "b"], ["b", "a"], {"a": 1.0, "b": 3.0}) == "no"
+    sample = json.loads((Path(__file__).parent.parent / "docs/sample-report/results.json").read_text())
+    table = peers.peers_table(summarize(sample))
+    assert table is not None and all(len(row) == len(table.columns) for row in table.rows)
+    assert all("×" not in cell for row in table.rows for cell in row)

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fbt_bench.report import capacity_figures, capacity_tables, figures, tables
+from fbt_bench.report import capacity_figures, capacity_tables, figures, peers, tables
 from fbt_bench.report.analysis import Summary
 from fbt_bench.report.figures import Chart
 from fbt_bench.report.tables import Table
@@ -59,11 +59,13 @@ def _accept_section(summary: Summary, scenario: str) -> ScenarioSection:
 
 
 def _drain_section(summary: Summary, scenario: str) -> ScenarioSection:
+    published = peers.peers_table(summary)
     return ScenarioSection(
         scenario,
         SCENARIO_BLURBS[scenario],
         capacity_tables.drain_table(summary),
         _present(capacity_figures.drain_chart(summary)),
+        [published] if published else [],
     )
 
 
