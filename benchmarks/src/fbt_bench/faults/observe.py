@@ -293,13 +293,19 @@ class FaultContext:
                 last_seen, last_change = seen, time.monotonic()
             all_arrived = all(delivered[job_id] for job_id in ids)
             quiet = time.monotonic() - last_change >= QUIET_S
-            if probe_done and (all_arrived or quiet) and self._settled(ids):
+            unfinished = sum(1 for job_id in ids if not any(e.ok for e in events.get(job_id, [])))
+            if probe_done and (all_arrived or quiet) and self._settled(ids, unfinished):
                 return
             time.sleep(POLL_S)
 
-    def _settled(self, ids: set[str]) -> bool:
+    def _settled(self, ids: set[str], unfinished: int) -> bool:
         """Nothing the broker holds will move before the watch ends: none pending, or (when the redelivery
         bound lies beyond what this pass waits for) only delivered-unacked ones, which wait for that bound.
+
+        ``unfinished`` jobs have no successful attempt yet. Where the bound is within this pass's patience,
+        one that is neither pending nor failed keeps the watch going to its end: a library can have a
+        killed worker's job out of every place it lists while it recovers it (SAQ's sweep aborts, then
+        retries), and stopping then would report a job as held or lost that was only on its way back.
 
         On a private RabbitMQ node, the node's unacked count is read too, at most every NODE_READ_S.
         """
@@ -312,9 +318,12 @@ class FaultContext:
                 held["held"] += self.node_unacked()
         except BROKER_READ_ERRORS:
             return False  # the broker is restarting: ask again on the next poll
-        if not held or pending(cast(Holdings, held)) == 0:
-            return True
         bound = self.runner.faults.redelivery_bound_s(self.described)
+        if not held:
+            return True
+        if pending(cast(Holdings, held)) == 0:
+            in_transit = unfinished > held["failed"]
+            return not (in_transit and bound is not None and bound <= self.params.patience_s)
         beyond = (bound is None or bound > self.params.patience_s) and self.cell.fault not in LIVE_HOLD_FAULTS
         return beyond and held["queued"] == 0 and held["scheduled"] == 0
 
