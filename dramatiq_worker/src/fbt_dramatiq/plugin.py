@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from fbt_dramatiq.faults import FAULTS
 from fbt_dramatiq.queue_configs import QUEUE_CONFIGS
 from fbt_tasks.backend import Backend
-from fbt_tasks.runner import BrokerName, FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
 from fbt_tasks.settings import Settings
 
 
@@ -18,6 +18,7 @@ class DramatiqRunner:
     distributions = ("dramatiq",)
     queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = QUEUE_CONFIGS
     faults: FaultModel = FAULTS
+    published_drains: tuple[PublishedDrain, ...] = ()
 
     def backend(self, settings: Settings) -> Backend:
         from fbt_dramatiq.backend import DramatiqBackend

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from fbt_inprocess.faults import FAULTS
 from fbt_tasks.backend import Backend
-from fbt_tasks.runner import BrokerName, FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
 from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL, Settings
 
 HEALTH_TIMEOUT_S = 2.0
@@ -40,6 +40,7 @@ class InProcessRunner:
         "none": {"safe": AS_SHIPPED, "defaults": AS_SHIPPED}
     }
     faults: FaultModel = FAULTS
+    published_drains: tuple[PublishedDrain, ...] = ()
 
     def backend(self, settings: Settings) -> Backend:
         from fbt_inprocess.backend import InProcessBackend

@@ -11,7 +11,7 @@ the sync runner's, which this one extends.
 from fbt_inprocess.plugin import InProcessRunner, threadpool_tokens
 from fbt_inprocess_async.faults import FAULTS
 from fbt_tasks.backend import Backend
-from fbt_tasks.runner import FaultModel
+from fbt_tasks.runner import FaultModel, PublishedDrain
 from fbt_tasks.settings import Settings
 
 
@@ -24,6 +24,7 @@ class InProcessAsyncRunner(InProcessRunner):
     )
     distributions: tuple[str, ...] = ("fastapi", "starlette", "aiosmtplib", "redis")
     faults: FaultModel = FAULTS
+    published_drains: tuple[PublishedDrain, ...] = ()
 
     def backend(self, settings: Settings) -> Backend:
         from fbt_inprocess_async.backend import InProcessAsyncBackend

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from fbt_rq.faults import FAULTS
 from fbt_rq.queue_configs import QUEUE_CONFIGS
 from fbt_tasks.backend import Backend
-from fbt_tasks.runner import BrokerName, FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
 from fbt_tasks.settings import Settings
 
 
@@ -18,6 +18,13 @@ class RQRunner:
     distributions = ("rq",)
     queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {"redis": QUEUE_CONFIGS}
     faults: FaultModel = FAULTS
+    # As issue #12 quotes them; their conditions, not this machine's (the report compares orders only).
+    published_drains: tuple[PublishedDrain, ...] = (
+        PublishedDrain(
+            "steventen/python_queue_benchmark", 20000, "10 workers", "jobs of that benchmark's own task", 51.0
+        ),
+        PublishedDrain("SAQ README", 1000, "as in the README", "no-op jobs", 15.1),
+    )
 
     def backend(self, settings: Settings) -> Backend:
         from fbt_rq.backend import RQBackend

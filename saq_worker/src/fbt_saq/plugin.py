@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from fbt_saq.faults import FAULTS
 from fbt_saq.queue_configs import QUEUE_CONFIGS
 from fbt_tasks.backend import Backend
-from fbt_tasks.runner import BrokerName, FaultModel, QueueConfig, QueueConfigName
+from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
 from fbt_tasks.settings import Settings
 
 
@@ -20,6 +20,11 @@ class SAQRunner:
     distributions = ("saq", "redis")
     queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {"redis": QUEUE_CONFIGS}
     faults: FaultModel = FAULTS
+    # As issue #12 quotes them; their conditions, not this machine's (the report compares orders only).
+    published_drains: tuple[PublishedDrain, ...] = (
+        PublishedDrain("streaq benchmark", 20000, "10 worker processes", "no-op tasks", 3.46),
+        PublishedDrain("SAQ README", 1000, "as in the README", "no-op jobs", 0.41),
+    )
 
     def backend(self, settings: Settings) -> Backend:
         from fbt_saq.backend import SAQBackend

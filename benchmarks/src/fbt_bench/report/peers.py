@@ -1,12 +1,10 @@
 """The peers' published drain figures beside this run's drains: where this machine's ordering agrees.
 
-The figures are data (``peers.json``, each with its source and conditions), never compared as ratios: their
-N, workers, task and hardware differ from this run's, so only the order of the libraries is comparable.
+Each runner's plugin carries the figures published for its library (``Runner.published_drains``, recorded in
+results.json); this joins them by source. Never compared as ratios: their N, workers, task and hardware differ
+from this run's, so only the order of the libraries is comparable.
 """
 
-import json
-from functools import cache
-from importlib import resources
 from typing import Any
 
 from fbt_bench.measuring.stats import NOISY_CV
@@ -16,10 +14,24 @@ from fbt_bench.report.numbers import fmt, table_id
 from fbt_bench.report.tables import Table
 
 
-@cache
-def published() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(resources.files(__package__).joinpath("peers.json").read_text())
-    return data
+def published(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every source's benchmark, joined from the runners' own published_drains (runner plugin facts)."""
+    by_source: dict[str, dict[str, Any]] = {}
+    for name, info in results["runners"].items():
+        for drain in info.get("published_drains") or []:
+            bench = by_source.setdefault(
+                drain["source"],
+                {
+                    "source": drain["source"],
+                    "n": drain["n"],
+                    "workers": drain["workers"],
+                    "task": drain["task"],
+                },
+            )
+            bench.setdefault("seconds", {})[name] = drain["seconds"]
+            if drain.get("variant"):
+                bench.setdefault("variants", {})[name] = drain["variant"]
+    return list(by_source.values())
 
 
 def _order(rates: dict[str, float]) -> list[str]:
@@ -47,7 +59,7 @@ def peers_table(summary: Summary) -> Table | None:
         if rate is not None:
             ours.setdefault(group.runner, rate.median)
     rows = []
-    for bench in published()["benchmarks"]:
+    for bench in published(summary.results):
         theirs = {name: bench["n"] / seconds for name, seconds in bench["seconds"].items()}
         shared = {name: ours[name] for name in theirs if name in ours}
         if len(shared) < 2:
@@ -83,7 +95,8 @@ def peers_table(summary: Summary) -> Table | None:
         ),
         tuple(rows),
         (
-            "Figures as issue #12 quotes them from each source (peers.json); their N, workers, task and hardware "
+            "Figures as issue #12 quotes them from each source (each runner plugin's published_drains); their N, "
+            "workers, task and hardware "
             "differ from this run's, so only the order of the libraries is compared, never a ratio.",
         ),
     )

@@ -204,6 +204,7 @@ PLUGIN_FACTS = frozenset(
         "slot_layout",
         "message_locations",
         "exhausted_to",
+        "published_drains",
     }
 )
 

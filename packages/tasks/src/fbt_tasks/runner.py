@@ -8,7 +8,7 @@ way: runners import this package, never the reverse.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
@@ -99,6 +99,21 @@ class QueueConfigRecord(TypedDict):
     settings: dict[str, SettingRecord]
 
 
+@dataclass(frozen=True, slots=True)
+class PublishedDrain:
+    """A drain time another benchmark published for this library, with its conditions (not this machine's).
+
+    The report joins every runner's figures by ``source`` and compares only the order of the libraries.
+    """
+
+    source: str  # the benchmark, as its authors name it ("SAQ README")
+    n: int  # jobs drained
+    workers: str  # its worker setup, in its words
+    task: str  # what each job did
+    seconds: float  # time to drain n
+    variant: str = ""  # how this library ran there, where that differs ("Celery threads pool")
+
+
 class RunnerRecord(TypedDict):
     """A runner's plugin facts as results.json records them (``runner_record``)."""
 
@@ -112,6 +127,7 @@ class RunnerRecord(TypedDict):
     queue_config: QueueConfigRecord
     message_locations: list[str]
     exhausted_to: str
+    published_drains: list[dict[str, Any]]
 
 
 class Holdings(TypedDict):
@@ -198,6 +214,8 @@ class Runner(Protocol):
     # out of the box; a library takes different options on each broker, each with its own reason.
     queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]]
     faults: FaultModel
+    # Drain figures other benchmarks published for this library (issue #12 quotes them), empty when none.
+    published_drains: tuple[PublishedDrain, ...]
 
     def backend(self, settings: Settings) -> Backend:
         """The API's side: enqueue, status, ping, describe, close."""
@@ -274,4 +292,8 @@ def runner_record(runner: Runner, settings: Settings) -> RunnerRecord:
         "queue_config": config.as_record(),
         "message_locations": runner.faults.message_locations(settings),
         "exhausted_to": runner.faults.exhausted_to,
+        # The peers measured each library on its default broker: recorded there only, so a report joins one row.
+        "published_drains": [asdict(d) for d in runner.published_drains]
+        if settings.broker_name == runner.brokers[0]
+        else [],
     }
