@@ -20,7 +20,6 @@ from arq.jobs import deserialize_result, serialize_job
 from arq.utils import timestamp_ms, to_ms
 from redis.exceptions import RedisError, WatchError
 
-from fbt_arq.client import connect
 from fbt_arq.jobs import function_name
 from fbt_arq.queue_configs import (
     ARQ_DEFAULTS,
@@ -35,6 +34,7 @@ from fbt_arq.wire import QUEUE_NAME, dumps, in_progress_key, job_key, loads, res
 from fbt_arq.worker_settings import health_check_interval_s
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.redis_client import connect
 from fbt_tasks.settings import Settings
 
 # arq's README and PyPI page: "arq is in maintenance only mode" (python-arq/arq#510).

@@ -11,8 +11,8 @@ import sys
 
 from redis.exceptions import RedisError
 
-from fbt_arq.client import connect
 from fbt_arq.wire import HEALTH_CHECK_KEY
+from fbt_tasks.redis_client import connect
 from fbt_tasks.settings import Settings, get_settings
 
 

@@ -20,7 +20,7 @@ from rq.job import JobStatus
 from rq.serializers import JSONSerializer
 
 from fbt_rq.jobs import JOB_FUNCTIONS, RETRY_MAX_META
-from fbt_rq.queue import connect, make_queue
+from fbt_rq.queue import make_queue
 from fbt_rq.queue_configs import (
     FAILURE_TTL_S,
     QUEUE_NAME,
@@ -37,6 +37,7 @@ from fbt_rq.queue_configs import (
 )
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.redis_client import connect
 from fbt_tasks.settings import Settings
 
 # RQ's states folded into the API's four. RQ cannot tell some apart:

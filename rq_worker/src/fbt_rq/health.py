@@ -14,8 +14,9 @@ from redis.exceptions import RedisError
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-from fbt_rq.queue import connect, make_queue
+from fbt_rq.queue import make_queue
 from fbt_rq.queue_configs import queue_config_for, worker_key_ttl
+from fbt_tasks.redis_client import connect
 from fbt_tasks.settings import Settings, get_settings
 
 

@@ -15,9 +15,7 @@ from typing import Any
 
 import redis
 import saq
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry as RedisRetry
 from saq import Job as SaqJob
 from saq.job import Status
 from saq.utils import now
@@ -32,6 +30,7 @@ from fbt_saq.tasks import function_name
 from fbt_saq.wire import ACTIVE_KEY, ENQUEUE_LUA, INCOMPLETE_KEY, QUEUE, QUEUE_NAME, QUEUED_KEY, job_id
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.redis_client import connect
 from fbt_tasks.settings import Settings
 
 # SAQ's statuses folded into the API's four. "aborting" is a job the sweep is taking back (it will be
@@ -45,18 +44,6 @@ STATES: dict[str, JobState] = {
     Status.FAILED.value: JobState.failed,
     Status.ABORTED.value: JobState.failed,
 }
-
-
-def connect(settings: Settings) -> redis.Redis:
-    """A sync client for the API and health checks: every call is bounded by REDIS_SOCKET_TIMEOUT_S."""
-    timeout = settings.redis_socket_timeout_s
-    return redis.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        # One attempt: the caller gets a prompt 503 (redis-py 8 would retry 10 times with backoff).
-        retry=RedisRetry(NoBackoff(), 0),
-    )
 
 
 class SAQBackend:

@@ -13,8 +13,8 @@ import sys
 from redis.exceptions import RedisError
 from saq.utils import now
 
-from fbt_saq.backend import connect
 from fbt_saq.wire import QUEUE
+from fbt_tasks.redis_client import connect
 from fbt_tasks.settings import Settings, get_settings
 
 STATS_KEY = QUEUE.namespace("stats")

@@ -23,10 +23,11 @@ from fbt_taskiq.queue_configs import (
     retry_options,
     stream_options,
 )
-from fbt_taskiq.redis_keys import connect, push, result_key
+from fbt_taskiq.redis_keys import push, result_key
 from fbt_taskiq.wire import encode
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.redis_client import connect
 from fbt_tasks.settings import Settings
 
 

@@ -11,7 +11,7 @@ import sys
 from redis.exceptions import RedisError
 
 from fbt_taskiq.queue_configs import WORKER_CLIENT_NAME
-from fbt_taskiq.redis_keys import connect
+from fbt_tasks.redis_client import connect
 from fbt_tasks.settings import Settings, get_settings
 
 

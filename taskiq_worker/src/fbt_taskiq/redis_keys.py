@@ -8,26 +8,11 @@ import json
 from typing import Any
 
 from redis import Redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry as RedisRetry
 
 from fbt_taskiq.queue_configs import QUEUE_NAME, RESULT_PREFIX
-from fbt_tasks.settings import Settings
 
 # RedisStreamBroker.kick's one field per stream entry.
 STREAM_FIELD = b"data"
-
-
-def connect(settings: Settings) -> Redis:
-    """A client whose every call is bounded by REDIS_SOCKET_TIMEOUT_S, so a dead broker is a prompt 503."""
-    timeout = settings.redis_socket_timeout_s
-    return Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        # One attempt: redis-py's default retries would multiply the bound (see fbt_rq.queue).
-        retry=RedisRetry(NoBackoff(), 0),
-    )
 
 
 def push(client: Redis, streams: bool, data: bytes) -> None:
