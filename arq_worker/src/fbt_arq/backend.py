@@ -34,7 +34,7 @@ from fbt_arq.wire import QUEUE_NAME, dumps, in_progress_key, job_key, loads, res
 from fbt_arq.worker_settings import health_check_interval_s
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
-from fbt_tasks.redis_client import connect
+from fbt_tasks.redis_client import answers, connect
 from fbt_tasks.settings import Settings
 
 # arq's README and PyPI page: "arq is in maintenance only mode" (python-arq/arq#510).
@@ -101,10 +101,7 @@ class ArqBackend:
         return None
 
     def ping(self) -> bool:
-        try:
-            return bool(self._client.ping())
-        except RedisError:
-            return False
+        return answers(self._client)
 
     def describe(self) -> dict[str, Any]:
         config, settings = self._queue_config, self._settings

@@ -37,7 +37,7 @@ from fbt_rq.queue_configs import (
 )
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
-from fbt_tasks.redis_client import connect
+from fbt_tasks.redis_client import answers, connect
 from fbt_tasks.settings import Settings
 
 # RQ's states folded into the API's four. RQ cannot tell some apart:
@@ -112,10 +112,7 @@ class RQBackend:
         return STATES.get(state) if state is not None else None
 
     def ping(self) -> bool:
-        try:
-            return bool(self._connection.ping())
-        except RedisError:
-            return False
+        return answers(self._connection)
 
     def describe(self) -> dict[str, Any]:
         config, fork = self._queue_config, self._settings.rq_worker_mode == "fork"

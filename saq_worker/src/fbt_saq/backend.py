@@ -30,7 +30,7 @@ from fbt_saq.tasks import function_name
 from fbt_saq.wire import ACTIVE_KEY, ENQUEUE_LUA, INCOMPLETE_KEY, QUEUE, QUEUE_NAME, QUEUED_KEY, job_id
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
-from fbt_tasks.redis_client import connect
+from fbt_tasks.redis_client import answers, connect
 from fbt_tasks.settings import Settings
 
 # SAQ's statuses folded into the API's four. "aborting" is a job the sweep is taking back (it will be
@@ -97,10 +97,7 @@ class SAQBackend:
         return STATES.get(status)
 
     def ping(self) -> bool:
-        try:
-            return bool(self._connection.ping())
-        except RedisError:
-            return False
+        return answers(self._connection)
 
     def describe(self) -> dict[str, Any]:
         fields, worker = self._fields, worker_options(self._settings)

@@ -27,7 +27,7 @@ from fbt_taskiq.redis_keys import push, result_key
 from fbt_taskiq.wire import encode
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
-from fbt_tasks.redis_client import connect
+from fbt_tasks.redis_client import answers, connect
 from fbt_tasks.settings import Settings
 
 
@@ -70,10 +70,7 @@ class TaskiqBackend:
         return JobState.failed if json.loads(stored).get("is_err") else JobState.succeeded
 
     def ping(self) -> bool:
-        try:
-            return bool(self._connection.ping())
-        except RedisError:
-            return False
+        return answers(self._connection)
 
     def describe(self) -> dict[str, Any]:
         config, settings = self._config, self._settings

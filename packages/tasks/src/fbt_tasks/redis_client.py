@@ -2,6 +2,7 @@
 
 from redis import Redis
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from fbt_tasks.settings import Settings
@@ -20,3 +21,11 @@ def connect(settings: Settings) -> Redis:
         # on checkout, so one attempt is enough: the caller gets a prompt 503 and decides to retry.
         retry=Retry(NoBackoff(), 0),
     )
+
+
+def answers(client: Redis) -> bool:
+    """Whether Redis answers a PING within the client's bound (``Backend.ping``: 503 when it does not)."""
+    try:
+        return bool(client.ping())
+    except RedisError:
+        return False
