@@ -412,3 +412,19 @@ def test_peers_published_drains_are_set_beside_this_runs_order_never_as_ratios()
     table = peers.peers_table(summarize(sample))
     assert table is not None and all(len(row) == len(table.columns) for row in table.rows)
     assert all("×" not in cell for row in table.rows for cell in row)
+
+
+def test_the_load_generator_is_judged_by_its_share_of_a_core_and_its_cost_per_request():
+    doc = example_results()
+    doc["environment"]["wakeup_cpu_us"] = {"median": 55.0, "n": 60, "period_ms": 10.0}
+    http = [r for r in doc["records"] if r["loadgen_cpu_us_per_request"] is not None]
+    for record in http:
+        record["loadgen_core_share"] = 0.05
+    http[0]["loadgen_cpu_us_per_request"] = 420.0
+    texts = _texts(doc)
+    assert any("at most 5% of a core" in t and "not the bottleneck" in t for t in _texts(doc, "result"))
+    cost = next(t for t in _texts(doc, "surprise") if t.startswith("Per request the load generator"))
+    assert "420 µs" in cost and "above it" in cost and "55 µs" in cost and "n 60" in cost
+    http[1]["loadgen_core_share"] = 0.4
+    assert any("at most 40% of a core" in t and "over budget" in t for t in _texts(doc, "alert"))
+    assert texts != _texts(doc)

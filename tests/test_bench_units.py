@@ -313,16 +313,25 @@ def test_an_interrupted_run_is_partial() -> None:
 
 
 def _search_with(
-    monkeypatch: pytest.MonkeyPatch, knee: float, generator_us: float = 0.0, **profile: Any
+    monkeypatch: pytest.MonkeyPatch,
+    knee: float,
+    generator_us: float = 0.0,
+    short_knee: float | None = None,
+    full: list[bool] | None = None,
+    **profile: Any,
 ) -> tuple[list[float], float, str]:
-    """Run the accept search against a fake step that passes at or below ``knee``; the fake generator
-    spends ``generator_us`` of CPU per request."""
+    """Run the accept search against a fake step that passes at or below ``knee`` (a short, bracketing step
+    at or below ``short_knee`` when given: few samples can miss a tail); the fake generator spends
+    ``generator_us`` of CPU per request. ``full`` collects whether each step was a full one."""
     tried: list[float] = []
 
-    async def fake_step(ctx: Any, sampler: Any, follower: Any, rate: float) -> Any:
+    async def fake_step(ctx: Any, sampler: Any, follower: Any, rate: float, requests: int | None) -> Any:
         tried.append(rate)
+        if full is not None:
+            full.append(requests is not None)
         share = rate * generator_us / 1e6
-        return accept_scenario.Step(rate, {}, stats.new_histogram(), rate <= knee, 1, 0.0, [], share)
+        passed = rate <= (knee if requests is not None or short_knee is None else short_knee)
+        return accept_scenario.Step(rate, {}, stats.new_histogram(), passed, 1, 0.0, [], share)
 
     monkeypatch.setattr(accept_scenario, "_step", fake_step)
     ctx = SimpleNamespace(profile=QUICK.with_overrides(**profile))
@@ -336,6 +345,28 @@ def test_accept_search_doubles_then_bisects_to_the_resolution(monkeypatch: pytes
     )
     assert tried[:4] == [50, 100, 200, 400]
     assert why == accept_scenario.KNEE and best <= 330 and (330 - best) / best <= 0.1
+
+
+def test_a_knee_rests_on_a_full_step_even_when_short_steps_passed_higher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Short bracketing steps pass up to 450/s, full ones only up to 330/s: the 400/s candidate fails when
+    # re-measured at full length, and the knee is bisected below it with full steps.
+    full: list[bool] = []
+    tried, best, why = _search_with(
+        monkeypatch,
+        330,
+        short_knee=450,
+        full=full,
+        accept_start_rate=50,
+        accept_resolution=0.1,
+        accept_probe_requests=20,
+        accept_knee_requests=100,
+    )
+    assert tried[:5] == [50, 100, 200, 400, 800] and full[:5] == [False] * 5
+    assert all(full[5:]) and 400 in tried[5:]
+    assert why == accept_scenario.KNEE and best <= 330 and (330 - best) / best <= 0.1
+    assert full[len(tried) - 1 - tried[::-1].index(best)]  # the knee's own step was a full one
 
 
 def test_accept_search_says_when_the_ceiling_passed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,8 @@
 long windows, 5 repeats: a machine left alone for up to 90 minutes).
 
 Durations are data-driven where they can be: an accept step lasts max(min_step_s, knee_requests / rate),
-so steps near the knee carry at least ``accept_knee_requests`` requests and low rates stay short; a steady
+so steps near the knee carry at least ``accept_knee_requests`` requests, and the bracketing steps before
+the first failure only ``accept_probe_requests``; a steady
 window lasts long enough for ``steady_completions`` completions at its offered rate, capped by
 ``steady_max_window_s``. The figures below are estimates from short runs on a shared 2-core machine; the
 published default is timed on a quiet one (``parameters.time_spent_s`` says where the time went).
@@ -53,6 +54,10 @@ class Profile:
     probe_idle_s: float
     mixed_rate: int
     mixed_duration_s: float
+    # Requests in a bracketing step (doubling or halving, far from the knee until one fails). The search then
+    # bisects with ``accept_knee_requests`` per step and re-measures a bracketing pass before calling it the
+    # knee, so the figure published always rests on a full step.
+    accept_probe_requests: int = 200
     # Why a quarter of a core: the issue's bound for the generator at the highest rate the search reaches,
     # so on two shared cores the system under test keeps the rest.
     accept_loadgen_core_share: float = 0.25
@@ -96,9 +101,10 @@ class Profile:
         given = {key: value for key, value in changes.items() if value is not None}
         return dataclasses.replace(self, **given) if given else self
 
-    def accept_step_s(self, rate: float) -> float:
-        """How long one accept step sends: enough requests near the knee, short far below it."""
-        return min(self.accept_max_step_s, max(self.accept_min_step_s, self.accept_knee_requests / rate))
+    def accept_step_s(self, rate: float, requests: int | None = None) -> float:
+        """How long one accept step sends ``requests`` (default: the knee's count), within the step bounds."""
+        wanted = self.accept_knee_requests if requests is None else requests
+        return min(self.accept_max_step_s, max(self.accept_min_step_s, wanted / rate))
 
     def parameters(self) -> dict[str, Any]:
         """The run's parameters for results.json."""
@@ -128,6 +134,7 @@ QUICK = Profile(
     accept_max_step_s=1.5,
     accept_max_halvings=2,
     accept_knee_requests=100,
+    accept_probe_requests=100,
     accept_resolution=0.5,
     decomposition_fraction=0.5,
     decomposition_enqueues=300,
@@ -156,7 +163,7 @@ DEFAULT = Profile(
     worker_processes=2,
     worker_threads=4,
     slo_ms=50.0,
-    accept_start_rate=50.0,
+    accept_start_rate=100.0,
     accept_ceiling_rate=12800.0,
     accept_min_step_s=1.0,
     accept_max_step_s=20.0,
@@ -183,6 +190,7 @@ FULL = DEFAULT.with_overrides(
     name="full",
     repeats=5,
     accept_knee_requests=3000,
+    accept_probe_requests=500,
     accept_resolution=0.05,
     decomposition_enqueues=5000,
     drain_n=20_000,

@@ -4,7 +4,10 @@ runner's own account of its configuration (its plugin's facts and its backend's 
 import asyncio
 import platform
 import re
+import resource
+import statistics
 import subprocess
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -85,8 +88,32 @@ def describe_environment(redis_url: str | None = None) -> dict[str, Any]:
         "cpu_count": psutil.cpu_count(logical=True) or 0,
         "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
         "redis_server": redis_server_version(redis_url),
+        "wakeup_cpu_us": wakeup_cost(),
         "libraries": library_versions(),
     }
+
+
+def wakeup_cost(period_s: float = 0.01, n: int = 60, batches: int = 5) -> dict[str, float | int]:
+    """CPU per sleep-and-wake of this interpreter at ``period_s``: what an idle load generator pays per
+    wake-up before it does any work. At low rates each request costs it one or two wake-ups, so this is the
+    floor under its CPU per request there (caches and TLB are cold after the sleep; a VM adds its exits)."""
+    per_batch = n // batches
+    costs = []
+    for _ in range(batches):
+        before = _cpu_s()
+        for _ in range(per_batch):
+            time.sleep(period_s)
+        costs.append((_cpu_s() - before) * 1e6 / per_batch)
+    return {
+        "median": round(statistics.median(costs), 1),
+        "n": per_batch * batches,
+        "period_ms": period_s * 1e3,
+    }
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def describe_runner(settings: Settings) -> dict[str, Any]:

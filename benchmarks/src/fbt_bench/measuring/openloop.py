@@ -97,6 +97,11 @@ class OpenLoopResult:
         return self.wakeups / self.sent if self.sent else 0.0
 
     @property
+    def core_share(self) -> float:
+        """The generator's CPU over its window, as a share of one core."""
+        return self.cpu_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
     def achieved_rate(self) -> float:
         """Requests sent per second of schedule: below the spec's rate when many were late."""
         span = self.intended_s[-1] if self.planned else 0.0
@@ -107,6 +112,13 @@ class OpenLoopResult:
 
     def ok_job_ids(self) -> list[str]:
         return [job for job, st in zip(self.job_ids, self.status, strict=True) if 200 <= st < 300 and job]
+
+
+def concurrent_core_share(results: list[OpenLoopResult]) -> float:
+    """The share of a core that generators running side by side used together (their CPU over the longest
+    window): one scenario's load, whatever number of generator processes sent it."""
+    longest = max((r.elapsed_s for r in results), default=0.0)
+    return sum(r.cpu_s for r in results) / longest if longest > 0 else 0.0
 
 
 def schedule(spec: OpenLoopSpec) -> array[float]:

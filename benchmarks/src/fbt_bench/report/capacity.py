@@ -52,6 +52,7 @@ def record_number(field: str) -> Metric:
 
 tasks_per_core = record_number("tasks_per_s_per_core")
 loadgen_cpu = record_number("loadgen_cpu_us_per_request")
+loadgen_share = record_number("loadgen_core_share")
 
 
 def decomposition(part: str) -> Metric:

@@ -5,7 +5,7 @@ are ranked only where their ranges across repeats do not overlap (``phrasing``);
 printed only where both ran the same path at the same offered load (``capacity.same_load``).
 """
 
-from fbt_bench.report.analysis import RepeatSet, Summary
+from fbt_bench.report.analysis import Metric, RepeatSet, Summary
 from fbt_bench.report.capacity import (
     DECOMPOSITION_TARGET,
     at_fraction,
@@ -16,6 +16,7 @@ from fbt_bench.report.capacity import (
     fractions,
     knee_found,
     loadgen_cpu,
+    loadgen_share,
     max_rate_under_slo,
     offered_rate,
     same_load,
@@ -152,28 +153,70 @@ def cost_findings(summary: Summary) -> list[Finding]:
     return [Finding("result", text, "drain", ("tab-cost", figure_id("cost")))]
 
 
+def _worst(summary: Summary, metric: Metric) -> tuple[float, RepeatSet] | None:
+    values = [(v, g) for g in summary.repeat_sets.values() for r in g.records if (v := metric(r)) is not None]
+    return max(values, key=lambda pair: pair[0], default=None)
+
+
+def _top_accept_step(summary: Summary) -> tuple[float, float] | None:
+    """(rate, generator µs per request) of the highest-rate accept step any runner ran."""
+    steps = [
+        (float(step["rate"]), float(step["loadgen_cpu_us_per_request"]))
+        for g in summary.in_scenario("accept")
+        for r in g.records
+        for step in (r.get("extra") or {}).get("steps") or []
+        if step.get("loadgen_cpu_us_per_request") is not None
+    ]
+    return max(steps, default=None)
+
+
 def loadgen_findings(summary: Summary) -> list[Finding]:
-    """The load generator's own CPU per request: above the budget, the rates measure the sender too."""
-    worst: tuple[float, RepeatSet] | None = None
-    for group in summary.repeat_sets.values():
-        for record in group.records:
-            value = loadgen_cpu(record)
-            if value is not None and (worst is None or value > worst[0]):
-                worst = (value, group)
+    """Could the load generator have been the bottleneck (its share of a core), and what a request cost it
+    against the per-request budget, with the machine's wake-up cost beside it."""
+    findings: list[Finding] = []
+    share_budget = float(summary.params.get("accept_loadgen_core_share") or 0.25)
+    busiest = _worst(summary, loadgen_share)
+    if busiest is not None:
+        share, group = busiest
+        over = share > share_budget
+        verdict = (
+            "over budget: there the generator could be the bottleneck, and that record's rates measure the "
+            "sender as well as the system"
+            if over
+            else "so it was not the bottleneck"
+        )
+        findings.append(
+            Finding(
+                "alert" if over else "result",
+                f"The load generator used at most {fmt_pct(share)} of a core in any record ({group.label}, "
+                f"{group.scenario}; budget {fmt_pct(share_budget)}): {verdict}.",
+                None,
+                ("what-was-run",),
+            )
+        )
+    worst = _worst(summary, loadgen_cpu)
     if worst is None:
-        return []
+        return findings
     value, group = worst
-    kind = "alert" if value > LOADGEN_TARGET_US else "result"
-    verdict = (
-        "above the budget: the rates it drove measure the sender as well as the system"
-        if value > LOADGEN_TARGET_US
-        else "within the budget"
-    )
     text = (
-        f"The load generator spent at most {fmt(value, ' µs')} of CPU per request in any record "
-        f"({group.label}, {group.scenario}); budget {fmt(LOADGEN_TARGET_US, ' µs')}: {verdict}."
+        f"Per request the load generator spent at most {fmt(value, ' µs')} of CPU ({group.label}, "
+        f"{group.scenario}); budget {fmt(LOADGEN_TARGET_US, ' µs')}: "
     )
-    return [Finding(kind, text, None, ("what-was-run",))]
+    if value <= LOADGEN_TARGET_US:
+        return [*findings, Finding("result", text + "within it.", None, ("what-was-run",))]
+    text += "above it."
+    wakeup = (summary.results.get("environment") or {}).get("wakeup_cpu_us") or {}
+    if isinstance(wakeup.get("median"), int | float):
+        text += (
+            f" A sleep and wake-up of a Python process costs {fmt(wakeup['median'], ' µs')} of CPU on this "
+            f"machine (n {wakeup.get('n')}, measured before the run), and at low rates each request costs the "
+            "generator one or two wake-ups of its own, so there the per-request figure is mostly the machine's."
+        )
+    top = _top_accept_step(summary)
+    if top is not None:
+        rate, cost_us = fmt(top[0], "/s"), fmt(top[1], " µs")
+        text += f" At the highest rate any accept step offered ({rate}), a request cost {cost_us}."
+    return [*findings, Finding("surprise", text, None, ("what-was-run",))]
 
 
 def drain_surprises(summary: Summary) -> list[Finding]:

@@ -3,12 +3,13 @@ why the budget is equal in task slots (and what that leaves unequal), and how to
 
 from fbt_bench.measuring.stats import NOISY_CV, Spread
 from fbt_bench.report.analysis import PARTIAL_MARK, Summary, email_efficiency, memory_measure, throughput
-from fbt_bench.report.capacity import loadgen_cpu
+from fbt_bench.report.capacity import loadgen_cpu, loadgen_share
 from fbt_bench.report.capacity_findings import LOADGEN_TARGET_US
 from fbt_bench.report.numbers import (
     NOISY_MARK,
     figure_id,
     fmt,
+    fmt_pct,
     fmt_ratio,
     fmt_spread,
     possessive,
@@ -77,10 +78,15 @@ def loadgen_text(summary: Summary) -> str:
     place = placement_text(summary.params.get("placement"))
     if spread is None:
         return f"{place}; its CPU per request was not measured in this run"
-    return (
+    text = (
         f"{place}; CPU per request over {spread.n:,} records: median {fmt(spread.median, ' µs')}, "
         f"max {fmt(spread.high, ' µs')} (budget {fmt(LOADGEN_TARGET_US, ' µs')})"
     )
+    shares = Spread.of(loadgen_share(r) for g in summary.repeat_sets.values() for r in g.records)
+    if shares is not None:
+        budget = float(summary.params.get("accept_loadgen_core_share") or 0.25)
+        text += f"; share of a core: max {fmt_pct(shares.high)} (budget {fmt_pct(budget)})"
+    return text
 
 
 def placement_text(placement: object) -> str:

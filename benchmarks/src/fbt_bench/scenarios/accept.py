@@ -67,7 +67,7 @@ async def accept(ctx: ScenarioContext) -> dict[str, Any]:
     decomposition = await _decompose(ctx, best) if best > 0 and p.decomposition else None
     sent = sum(step.sent for step in steps)
     tally = follower.tally(expected=sent)
-    best_step = next((s for s in steps if s.rate == best), None)
+    best_step = next((s for s in reversed(steps) if s.rate == best and s.passed), None)
     ctx.capacity()["accept"] = best
     knee_found = stopped == KNEE
     extra = {
@@ -101,6 +101,7 @@ async def accept(ctx: ScenarioContext) -> dict[str, Any]:
         cost_tasks=sent,
         latency=best_step.histogram if best_step else stats.new_histogram(),
         loadgen_cpu_us_per_request=sum(s.loadgen_cpu_s for s in steps) * 1e6 / sent if sent else None,
+        loadgen_core_share=max((s.loadgen_core_share for s in steps), default=None),
         extra=extra,
         warnings=warnings,
     )
@@ -117,19 +118,39 @@ async def accept(ctx: ScenarioContext) -> dict[str, Any]:
 async def _search(
     ctx: ScenarioContext, sampler: ResourceSampler, follower: LedgerFollower
 ) -> tuple[list[Step], float, str]:
-    """Double, then bisect; return every step, the highest passing rate (0: none) and why it stopped."""
+    """Bracket with short steps, bisect with full ones; return every step, the highest rate that passed (0:
+    none; a knee only ever rests on a full step) and why it stopped.
+
+    Bracketing (doubling from the start rate, or halving when it fails) sends ``accept_probe_requests`` per
+    step: those rates are far from the knee until the first failure. Bisection sends
+    ``accept_knee_requests`` per step. A bracketing pass is only a candidate: once the bracket is found it
+    is measured again at full length first, and if it fails then, the bracket moves below it.
+    """
     p = ctx.profile
     steps: list[Step] = []
+    passes: list[float] = []  # bracketing passes, lowest first: the fall-back when a candidate fails
     low, high, rate = 0.0, None, min(p.accept_start_rate, p.accept_ceiling_rate)
     floor_rate = rate / 2**p.accept_max_halvings
+    full_passes: set[float] = set()
     while len(steps) < MAX_STEPS:
-        step = await _step(ctx, sampler, follower, rate)
+        bisecting = high is not None and low > 0
+        confirming = bisecting and rate == low
+        step = await _step(ctx, sampler, follower, rate, p.accept_knee_requests if bisecting else None)
         steps.append(step)
         generator_bound = step.loadgen_core_share > p.accept_loadgen_core_share
+        if step.passed and (bisecting or p.accept_probe_requests >= p.accept_knee_requests):
+            full_passes.add(rate)
         if step.passed:
             low = rate
+            if not bisecting:
+                passes.append(rate)
         elif generator_bound:
             return steps, low, GENERATOR  # not the server's failure for sure: no knee claimed
+        elif confirming:
+            # The candidate failed at full length: it becomes the upper bound, the pass below it the lower.
+            high = rate
+            passes = [r for r in passes if r < rate]
+            low = passes[-1] if passes else 0.0
         else:
             high = rate
         if high is None:
@@ -141,20 +162,27 @@ async def _search(
             continue
         if low == 0.0:
             if rate / 2 < floor_rate:
-                return steps, low, NONE_PASSED  # nothing passed down to start / 2**max_halvings
+                return steps, low, NONE_PASSED  # nothing passed down to start / 2**halvings
             rate = round(rate / 2, 1)
+            continue
+        if low not in full_passes:
+            rate = low  # a bracketing pass: measured at full length before anything rests on it
             continue
         if (high - low) / low <= p.accept_resolution:
             return steps, low, KNEE
         rate = round((low + high) / 2, 1)
-    return steps, low, KNEE if high is not None and low > 0 else STEP_LIMIT
+    return steps, low, KNEE if high is not None and low in full_passes else STEP_LIMIT
 
 
 async def _step(
-    ctx: ScenarioContext, sampler: ResourceSampler, follower: LedgerFollower, rate: float
+    ctx: ScenarioContext,
+    sampler: ResourceSampler,
+    follower: LedgerFollower,
+    rate: float,
+    requests: int | None,
 ) -> Step:
     p = ctx.profile
-    duration = p.accept_step_s(rate)
+    duration = p.accept_step_s(rate, p.accept_probe_requests if requests is None else requests)
     ctx.progress.phase(f"{ctx.tag('accept')}: {rate:g}/s for {duration:.1f} s")
     before = sampler.snapshot()
     result = await ctx.open_loop(ctx.spec(rate, duration, body=BODY))
@@ -183,6 +211,7 @@ async def _step(
         else None,
         "most_connections": result.most_connections,
         "loadgen_core_share": round(share, 3),
+        "phase": "bracketing" if requests is None else "bisection",
     }
     ids = result.ok_job_ids()
     follower.expect(ids)

@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from fbt_bench.measuring import stats
-from fbt_bench.measuring.openloop import OpenLoopResult, run_open_loop_async
+from fbt_bench.measuring.openloop import OpenLoopResult, concurrent_core_share, run_open_loop_async
 from fbt_bench.profiles import Profile
 from fbt_bench.scenarios.context import ScenarioContext, drain, open_loop_warnings
 from fbt_bench.scenarios.mixed import routes
@@ -55,6 +55,7 @@ async def cpu_heavy(ctx: ScenarioContext) -> dict[str, Any]:
         resources=resources,
         # The resize generator's own CPU; the probe generator's is in extra.probe_loadgen_cpu_us_per_request.
         loadgen_cpu_us_per_request=sent.cpu_us_per_request,
+        loadgen_core_share=concurrent_core_share([sent, loaded]),
         client_latency_ms=stats.summarize_ms(lat * 1000.0 for lat in sent.ok_latencies_s()),
         extra={**extra, "resize_rate_hz": p.cpu_rate_hz},
         warnings=warnings,

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from fbt_bench.measuring import stats
-from fbt_bench.measuring.openloop import OpenLoopResult
+from fbt_bench.measuring.openloop import OpenLoopResult, concurrent_core_share
 from fbt_bench.scenarios.context import ScenarioContext, drain, finish_window, open_loop_warnings
 from fbt_bench.scenarios.record import Measured, make_record
 
@@ -72,6 +72,7 @@ async def mixed(ctx: ScenarioContext) -> dict[str, Any]:
         duration_s=finish_window(tally, began_wall),
         resources=resources,
         loadgen_cpu_us_per_request=sum(r.cpu_s for r in results) * 1e6 / sent if sent else None,
+        loadgen_core_share=concurrent_core_share(results),
         client_latency_ms=stats.summarize_ms(
             lat * 1000.0 for result in results for lat in result.ok_latencies_s()
         ),

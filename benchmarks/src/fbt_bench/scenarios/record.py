@@ -68,6 +68,9 @@ class Measured:
     cost_tasks: int | None = None  # the divisor of cpu_us_per_task; None: completed
     latency: HdrHistogram | None = None  # None: the ledger's end-to-end latency
     loadgen_cpu_us_per_request: float | None = None
+    # The generator's CPU over its window as a share of one core: what decides whether it could have been
+    # the bottleneck (the per-request figure alone cannot: at low rates it is mostly wake-ups).
+    loadgen_core_share: float | None = None
     client_latency_ms: stats.LatencySummary | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -103,6 +106,7 @@ def make_record(
         "cpu_us_per_task": cost,
         "tasks_per_s_per_core": per_core(cost),
         "loadgen_cpu_us_per_request": _round(m.loadgen_cpu_us_per_request),
+        "loadgen_core_share": round(m.loadgen_core_share, 3) if m.loadgen_core_share is not None else None,
         "extra": {"rate_word": m.rate_word, **m.extra},
         "warnings": [*completion_warnings(tally), *m.warnings],
     }

@@ -75,6 +75,7 @@ async def _at(
         duration_s=span,
         resources=resources,
         loadgen_cpu_us_per_request=result.cpu_us_per_request,
+        loadgen_core_share=result.core_share,
         client_latency_ms=stats.summarize_ms(lat * 1000.0 for lat in result.ok_latencies_s()),
         extra=extra,
         warnings=warnings,
