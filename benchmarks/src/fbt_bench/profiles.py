@@ -184,6 +184,9 @@ DEFAULT = Profile(
     probe_idle_s=2.0,
     mixed_rate=100,
     mixed_duration_s=10.0,
+    # A cap, not the usual end: a drain ends when the ledger has every job, or after stall_timeout_s without
+    # one. The slowest worker path (a fork per job) needs minutes for drain_n jobs on two cores.
+    drain_timeout_s=900.0,
 )
 
 FULL = DEFAULT.with_overrides(
@@ -201,7 +204,7 @@ FULL = DEFAULT.with_overrides(
     cpu_n=80,
     probe_idle_s=5.0,
     mixed_duration_s=30.0,
-    drain_timeout_s=300.0,
+    drain_timeout_s=1800.0,
 )
 
 # The broker on another "host": drain and steady at each RTT, every runner on Redis, on QUICK's sizes but

@@ -66,16 +66,37 @@ def record_is_complete(record: dict[str, Any]) -> bool:
     )
 
 
+def conditions(record: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    """What a record was measured under besides its system and scenario: records that differ here are
+    different conditions, never repeats of each other (a steady fraction, an RTT, a slot count)."""
+    given = (
+        ("fraction", record.get("extra", {}).get("fraction") if record["scenario"] == "steady" else None),
+        ("rtt_ms", record.get("rtt_ms")),
+        ("slots", record.get("slots")),
+    )
+    return tuple((name, float(value)) for name, value in given if isinstance(value, int | float))
+
+
+def _condition_text(condition: tuple[tuple[str, float], ...]) -> str:
+    words = {
+        "fraction": lambda v: f"at {v:.0%}",
+        "rtt_ms": lambda v: f"at {v:g} ms RTT",
+        "slots": lambda v: f"{v:g} slots",
+    }
+    return "".join(f" {words[name](value)}" for name, value in condition)
+
+
 def flag_noisy_repeats(records: list[dict[str, Any]]) -> list[str]:
     """Warn, on the records and for the run, where a metric varies by more than 15% across repeats."""
-    # The hosts topology's RTTs are different conditions, not repeats: each RTT is its own group.
-    groups: dict[tuple[str, str, str, float], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, tuple[tuple[str, float], ...]], list[dict[str, Any]]] = defaultdict(
+        list
+    )
     for record in records:
         key = system_key(record["runner"], record.get("broker"))
-        groups[(key, record["scenario"], record["config"], record.get("rtt_ms", -1.0))].append(record)
+        groups[(key, record["scenario"], record["config"], conditions(record))].append(record)
     found: list[str] = []
-    for (system, scenario, _, rtt), members in sorted(groups.items()):
-        runner = system if rtt < 0 else f"{system} at {rtt:g} ms RTT"
+    for (system, scenario, _, condition), members in sorted(groups.items()):
+        where = f"{system}/{scenario}{_condition_text(condition)}"
         if len(members) < 2:
             continue
         for metric, values in (
@@ -87,7 +108,7 @@ def flag_noisy_repeats(records: list[dict[str, Any]]) -> list[str]:
             spread = stats.spread(values)
             if spread["noisy"]:
                 message = (
-                    f"{runner}/{scenario}: {metric} varies across {len(values)} repeats "
+                    f"{where}: {metric} varies across {len(values)} repeats "
                     f"(CV {spread['cv']:.1%} > 15%, {spread['min']:g}..{spread['max']:g}); treat as noisy"
                 )
                 found.append(message)
