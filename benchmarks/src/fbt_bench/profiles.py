@@ -1,13 +1,17 @@
-"""Parameter sets (benchmark "profiles"): ``quick`` (smoke test, <= 2 minutes on 2 cores), ``default``
-(<= 20 minutes: every runner and floor, 3 repeats, the short fault pass) and ``full`` (20,000-job drains,
-long windows, 5 repeats: a machine left alone for up to 90 minutes).
+"""Parameter sets (benchmark "profiles"): ``quick`` (a smoke run: one repeat, small samples), ``default``
+(every runner and floor, 3 repeats, sample sizes the printed percentiles need, the short fault pass),
+``full`` (20,000-job drains, long windows, 5 repeats), and the optional ``network`` (the broker behind a
+round-trip time) and ``scaling`` (throughput against worker slots) profiles.
 
-Durations are data-driven where they can be: an accept step lasts max(min_step_s, knee_requests / rate),
-so steps near the knee carry at least ``accept_knee_requests`` requests, and the bracketing steps before
-the first failure only ``accept_probe_requests``; a steady
-window lasts long enough for ``steady_completions`` completions at its offered rate, capped by
-``steady_max_window_s``. The figures below are estimates from short runs on a shared 2-core machine; the
-published default is timed on a quiet one (``parameters.time_spent_s`` says where the time went).
+How long a profile takes depends mostly on the slowest worker path, not on the profile: every job the
+harness sends must reach the ledger, and an accept step, a drain or a steady window waits for it. A run's
+``parameters.time_spent_s`` (the report's "How the run's time was spent") says where its time went, per
+phase and per runner; that, not a figure written here, is the time to plan for.
+
+Durations are data-driven where they can be: an accept step lasts max(min_step_s, requests / rate), where
+the bracketing steps before the first failure send ``accept_probe_requests`` and the steps near the knee
+``accept_knee_requests``; a steady window lasts long enough for ``steady_completions`` completions at its
+offered rate, capped by ``steady_max_window_s``.
 """
 
 import dataclasses
