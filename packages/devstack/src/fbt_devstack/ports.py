@@ -1,21 +1,48 @@
 """Free loopback ports, and waiting until something listens or answers on one.
 
 Several engineers and test runs share this machine (and a system Redis owns 6379), so every service we
-start binds a port the kernel hands out rather than a well-known one.
+start binds a free port rather than a well-known one. The ports are drawn below the kernel's ephemeral range:
+a broker that is restarted on its old port (clients hold its URL) must find it free, and a port inside the
+range can meanwhile be the source port of some outgoing connection, or of a client reconnecting to the
+very port while nothing listens there (TCP then connects the socket to itself).
 """
 
+import random
 import socket
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 POLL_S = 0.05
 
 
+LOWEST_PORT = 10000  # above the registered services most machines run
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+DRAWS = 50
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago; another process may take it first, so bind errors mean retry."""
+    """A port that was free a moment ago, outside the ephemeral range where one is (see the module's
+    docstring); another process may take it first, so bind errors mean retry."""
+    top = _ephemeral_start()
+    for _ in range(DRAWS if top > LOWEST_PORT else 0):
+        port = random.randrange(LOWEST_PORT, top)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
+        sock.bind((host, 0))  # no free port below the range: any the kernel hands out
         return int(sock.getsockname()[1])
 
 
