@@ -68,14 +68,17 @@ def record_is_complete(record: dict[str, Any]) -> bool:
 
 def flag_noisy_repeats(records: list[dict[str, Any]]) -> list[str]:
     """Warn, on the records and for the run, where a metric varies by more than 15% across repeats."""
-    # The hosts topology's RTTs are different conditions, not repeats: each RTT is its own group.
-    groups: dict[tuple[str, str, str, float], list[dict[str, Any]]] = defaultdict(list)
+    # The hosts topology's RTTs and a sweep's slot counts are different conditions, not repeats: each its own
+    # group.
+    groups: dict[tuple[str, str, str, float, int], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         key = system_key(record["runner"], record.get("broker"))
-        groups[(key, record["scenario"], record["config"], record.get("rtt_ms", -1.0))].append(record)
+        condition = (record.get("rtt_ms", -1.0), record.get("slots", 0))
+        groups[(key, record["scenario"], record["config"], *condition)].append(record)
     found: list[str] = []
-    for (system, scenario, _, rtt), members in sorted(groups.items()):
-        runner = system if rtt < 0 else f"{system} at {rtt:g} ms RTT"
+    for (system, scenario, _, rtt, slots), members in sorted(groups.items()):
+        at = ([f"{rtt:g} ms RTT"] if rtt >= 0 else []) + ([f"{slots} slots"] if slots else [])
+        runner = f"{system} at {', '.join(at)}" if at else system
         if len(members) < 2:
             continue
         for metric, values in (
