@@ -174,8 +174,11 @@ def _cell(point: Point | None) -> str:
     return f"{fmt(point.throughput)}{share}"
 
 
-def _pair(a: float | None, b: float | None, digits: str = "") -> str:
-    return f"{fmt(a, digits) if a is not None else '—'} / {fmt(b, digits) if b is not None else '—'}"
+def _pair(a: float | None, b: float | None, decimals: int | None = None) -> str:
+    def one(x: float | None) -> str:
+        return "—" if x is None else (fmt(x) if decimals is None else f"{x:.{decimals}f}")
+
+    return f"{one(a)} / {one(b)}"
 
 
 def slots_table(results: dict[str, Any]) -> Table | None:
@@ -199,7 +202,7 @@ def slots_table(results: dict[str, Any]) -> Table | None:
                     _cell(e),
                     _cell(d),
                     _pair(e.cpu_us if e else None, d.cpu_us if d else None),
-                    _pair(e.busy_cores if e else None, d.busy_cores if d else None),
+                    _pair(e.busy_cores if e else None, d.busy_cores if d else None, 1),
                     f"{fmt(held['peak_pss_mb'])} ({held['group']}) / {fmt(held['per_slot_mb'])}"
                     if held
                     else "—",
