@@ -12,12 +12,13 @@ from test_bench_e2e import TINY
 from typer.testing import CliRunner
 
 from fbt_bench import scaling
-from fbt_bench.cli import app
+from fbt_bench.cli import app, summary_table
 from fbt_bench.harness import Plan, publish, run
 from fbt_bench.profiles import DEFAULT, PROFILES, SCALING
 from fbt_bench.report import scaling as section
 from fbt_bench.report import write_reports
 from fbt_bench.report.analysis import summarize
+from fbt_bench.scenarios.drain import draining
 from fbt_bench.schema import validate_results
 from fbt_devstack.processes import descendants_of_self
 
@@ -106,6 +107,25 @@ def test_annotate_records_slots_layout_and_memory_of_the_group_holding_the_slots
     assert "slot_memory" not in unmeasured
 
 
+def test_draining_leaves_the_workers_start_out() -> None:
+    at_first = {"workers": _usage(100.0, 2), "api": _usage(60.0, 1)}
+    at_end = {"workers": {**_usage(100.0, 2), "cpu_s": 2.5}, "api": {**_usage(60.0, 1), "cpu_s": 0.7}}
+    found = draining((10, 5.0, at_first), 7.0, at_end, completed=110)
+    assert found is not None
+    assert found["after_completed"] == 10 and found["seconds"] == 2.0 and found["cpu_s"] == pytest.approx(2.2)
+    # 2.0 s of workers' CPU and 0.2 s of the API's over the 100 tasks completed after the first look.
+    assert found["cpu_us_per_task"]["workers"] == 20_000.0 and found["cpu_us_per_task"]["api"] == 2_000.0
+    assert draining(None, 7.0, at_end, completed=110) is None
+    assert draining((110, 5.0, at_first), 7.0, at_end, completed=110) is None
+
+
+def test_cli_summary_keeps_the_sweep_points_apart_in_slot_order() -> None:
+    table = summary_table(_sweep_document())
+    runners = list(table.columns[1].cells)
+    celery = [name for name in runners if name.startswith("celery")]
+    assert celery[: len(SLOTS)] == [f"celery @{slots} slots" for slots in SLOTS]
+
+
 # ---------------------------------------------------------------------------------------------- the report
 
 
@@ -128,6 +148,12 @@ def _sweep_document() -> dict[str, Any]:
                     record["extra"].update(ideal_throughput_per_s=ideal, efficiency=round(rate / ideal, 3))
                 else:
                     rate = 300.0 * min(slots, CORES) if runner != "rq" else 300.0
+                    record["extra"]["draining"] = {
+                        "after_completed": 10,
+                        "seconds": 0.5,
+                        "cpu_s": 0.95,
+                        "cpu_us_per_task": {"api": None, "broker": 100.0, "workers": 900.0, "total": 1000.0},
+                    }
                 record["throughput_per_s"] = round(rate, 2)
                 record["duration_s"] = 1.0
                 record["resources"]["workers"] = _usage(
@@ -166,6 +192,9 @@ def test_tables_say_where_each_runner_leaves_the_ideal() -> None:
     doc = _sweep_document()
     table = section.slots_table(doc)
     assert table is not None and len(table.rows) == 3 * len(SLOTS)
+    # drain's CPU per task and busy cores come from its draining window (the workers' start left out).
+    first = table.rows[0]
+    assert first[0] == "Celery" and first[4].endswith("/ 1,000") and first[5].endswith("/ 1.9")
     summary = section.summary_table(doc)
     assert summary is not None
     rows = {row[0]: row for row in summary.rows}
@@ -245,6 +274,8 @@ def test_one_runner_sweeps_two_slot_counts_and_leaves_nothing(tmp_path: Path) ->
         layout = record["slot_layout"]
         assert layout["processes"] * layout["threads"] == record["slots"] and layout["described"]
         assert record["slot_memory"]["per_slot_mb"] > 0
+        if record["scenario"] == "drain":
+            assert "draining" in record["extra"]  # null only when the first look saw every task done
     emails = {r["slots"]: r["expected"] for r in records if r["scenario"] == "email-io"}
     assert emails == {1: 3, 2: 6}
     assert outcome.document["parameters"]["scaling"]["cores"] >= 1

@@ -289,16 +289,16 @@ def summary_table(document: dict[str, Any]) -> Table:
     table = Table(title=f"fbt-bench {document['profile']} ({document['created_at']})")
     for column in ("scenario", "runner", "tasks/s", "e2e p50 ms", "e2e p99 ms", "completed", "notes"):
         table.add_column(column, justify="left" if column in ("scenario", "runner", "notes") else "right")
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    # A slot sweep's points are conditions, not repeats: each its own row, in slot order.
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for record in document["records"]:
         key = system_key(record["runner"], record.get("broker"))
-        # A slot sweep's points are conditions, not repeats: each its own row.
-        key += f" @{record['slots']} slots" if "slots" in record else ""
-        groups[(record["scenario"], key)].append(record)
+        groups[(record["scenario"], key, int(record.get("slots", 0)))].append(record)
     order = {name: i for i, name in enumerate(SCENARIOS)}
-    for (scenario, runner), records in sorted(
-        groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])
+    for (scenario, runner, slots), records in sorted(
+        groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1], kv[0][2])
     ):
+        runner += f" @{slots} slots" if slots else ""
         throughput = stats.spread([r["throughput_per_s"] for r in records])
         notes = []
         if throughput["noisy"]:

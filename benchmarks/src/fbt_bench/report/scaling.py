@@ -108,11 +108,22 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def _busy_cores(record: dict[str, Any]) -> float | None:
-    """CPU of every sampled process over the window the sampler covered: the throughput window, plus a drain's
-    worker start (start_to_first_s)."""
+    """CPU of every sampled process per second: a drain's from its first completions on (its workers' start
+    left out), else over the throughput window plus a drain's worker start (start_to_first_s)."""
+    draining = record["extra"].get("draining")
+    if draining and draining["seconds"] > 0:
+        return float(draining["cpu_s"]) / float(draining["seconds"])
     window = float(record["duration_s"]) + float(record["extra"].get("start_to_first_s") or 0.0)
     cpu = sum(float(usage.get("cpu_s", 0.0)) for usage in record["resources"].values())
     return cpu / window if window > 0 else None
+
+
+def _cpu_us(record: dict[str, Any]) -> float | None:
+    """CPU µs per task of the API, broker and workers: a drain's while draining where recorded."""
+    draining = record["extra"].get("draining")
+    cost = draining["cpu_us_per_task"] if draining else record["cpu_us_per_task"]
+    total = cost.get("total")
+    return float(total) if total is not None else None
 
 
 def _point(records: list[dict[str, Any]], ideal: float | None) -> Point:
@@ -125,7 +136,7 @@ def _point(records: list[dict[str, Any]], ideal: float | None) -> Point:
         throughput=statistics.median(r["throughput_per_s"] for r in records),
         ideal=ideal,
         layout=f"{layout['processes']} × {layout['threads']}: {layout['described']}",
-        cpu_us=_median([c for r in records if (c := r["cpu_us_per_task"]["total"]) is not None]),
+        cpu_us=_median([c for r in records if (c := _cpu_us(r)) is not None]),
         busy_cores=_median([b for r in records if (b := _busy_cores(r)) is not None]),
         memory=max(memories, key=lambda m: m["peak_pss_mb"]) if memories else None,
     )
@@ -226,9 +237,10 @@ def slots_table(results: dict[str, Any]) -> Table | None:
         (
             "email-io's ideal is slots / SMTP delay; drain's is the rate at the fewest slots per core used there, "
             "times the cores the slots can use. Medians over the records each point has (last column).",
-            "CPU per task counts the API, broker and workers over the scenario's sampled window (a drain's "
-            "includes its workers' start); cores busy is every sampled process's CPU (load generator and SMTP "
-            "sink included) over that window.",
+            "CPU per task counts the API, broker and workers over the scenario's sampled window; a drain's from "
+            "its first completions on (extra.draining), leaving its workers' start out where recorded. Cores "
+            "busy is every sampled process's CPU (load generator and SMTP sink included) per second of that "
+            "window.",
             "Peak PSS is the largest sum of proportional set sizes seen at one sample of the group that held "
             "the slots (the workers, or the API where tasks run in it), from email-io where measured (every slot "
             "holds an SMTP conversation there), else drain.",
