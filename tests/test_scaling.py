@@ -17,7 +17,7 @@ from fbt_bench.harness import Plan, publish, run
 from fbt_bench.profiles import DEFAULT, PROFILES, SCALING
 from fbt_bench.report import scaling as section
 from fbt_bench.report import write_reports
-from fbt_bench.report.analysis import summarize
+from fbt_bench.report.analysis import PARTIAL_MARK, summarize
 from fbt_bench.scenarios.drain import draining
 from fbt_bench.schema import validate_results
 from fbt_devstack.processes import descendants_of_self
@@ -215,6 +215,19 @@ def test_findings_come_from_the_numbers() -> None:
     assert any(line.startswith("Celery: drain stays above 80%") for line in lines)
     memory = [line for line in lines if line.startswith("Peak PSS per added slot")]
     assert len(memory) == 1 and memory[0].index("BackgroundTasks") < memory[0].index("Celery")
+
+
+def test_a_point_below_the_ideal_from_the_start_and_partial_says_so() -> None:
+    doc = _sweep_document()
+    first = next(r for r in doc["records"] if r["runner"] == "inprocess" and r["scenario"] == "email-io")
+    assert first["slots"] == 1
+    first["throughput_per_s"] = first["extra"]["ideal_throughput_per_s"] / 2
+    first["completed"], first["missing"] = first["expected"] - 1, 1
+    line = next(x for x in section.findings(doc) if x.startswith("BackgroundTasks: email-io"))
+    assert "is below 80% of its ideal at 1 slot " in line and PARTIAL_MARK in line
+    table = section.slots_table(doc)
+    assert table is not None
+    assert PARTIAL_MARK in next(row for row in table.rows if row[0] == "BackgroundTasks")[2]
 
 
 def test_chart_and_reports_have_the_section(tmp_path: Path) -> None:

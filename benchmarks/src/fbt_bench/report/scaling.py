@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fbt_bench.report import charts
+from fbt_bench.report.analysis import PARTIAL_MARK
 from fbt_bench.report.figures import Chart
 from fbt_bench.report.numbers import figure_id, fmt
 from fbt_bench.report.tables import Table
@@ -61,6 +62,8 @@ class Point:
     cpu_us: float | None
     busy_cores: float | None
     memory: dict[str, Any] | None
+    # Some record of the point did not complete every task: its rate covers the completed ones only.
+    partial: bool = False
 
     @property
     def share(self) -> float | None:
@@ -139,6 +142,7 @@ def _point(records: list[dict[str, Any]], ideal: float | None) -> Point:
         cpu_us=_median([c for r in records if (c := _cpu_us(r)) is not None]),
         busy_cores=_median([b for r in records if (b := _busy_cores(r)) is not None]),
         memory=max(memories, key=lambda m: m["peak_pss_mb"]) if memories else None,
+        partial=any(r["completed"] != r["expected"] for r in records),
     )
 
 
@@ -178,11 +182,15 @@ def _drain_ideal(before: list[Point], slots: int, n_cores: int) -> float | None:
     return base.throughput / min(base.slots, n_cores) * min(slots, n_cores)
 
 
+def slots_text(slots: int) -> str:
+    return f"{slots} slot" if slots == 1 else f"{slots} slots"
+
+
 def _cell(point: Point | None) -> str:
     if point is None:
         return "—"
     share = f", {point.share:.0%} of ideal {fmt(point.ideal)}" if point.share is not None else ""
-    return f"{fmt(point.throughput)}{share}"
+    return f"{fmt(point.throughput)}{share}" + (f" {PARTIAL_MARK}" if point.partial else "")
 
 
 def _pair(a: float | None, b: float | None, decimals: int | None = None) -> str:
@@ -236,7 +244,9 @@ def slots_table(results: dict[str, Any]) -> Table | None:
         tuple(rows),
         (
             "email-io's ideal is slots / SMTP delay; drain's is the rate at the fewest slots per core used there, "
-            "times the cores the slots can use. Medians over the records each point has (last column).",
+            "times the cores the slots can use: above 100 % of it, the fewest slots were held back by something "
+            "other than CPU. Medians over the records each point has (last column); "
+            f"{PARTIAL_MARK}: some task did not complete in time, the rate covers the completed ones.",
             "CPU per task counts the API, broker and workers over the scenario's sampled window; a drain's from "
             "its first completions on (extra.draining), leaving its workers' start out where recorded. Cores "
             "busy is every sampled process's CPU (load generator and SMTP sink included) per second of that "
@@ -255,7 +265,7 @@ def _left_text(sweep: Sweep, scenario: str) -> str:
     left = sweep.left_ideal(scenario)
     if left is None:
         return f"stays above {IDEAL_SHARE:.0%} up to {points[-1].slots}"
-    return f"{left.slots} slots ({left.share:.0%})"
+    return f"{slots_text(left.slots)} ({left.share:.0%})"
 
 
 def summary_table(results: dict[str, Any]) -> Table | None:
@@ -296,17 +306,18 @@ def summary_table(results: dict[str, Any]) -> Table | None:
 
 
 def _why(point: Point, base: Point, n_cores: int) -> str:
-    parts = []
+    parts = [PARTIAL_MARK] if point.partial else []
     if point.busy_cores is not None:
         limit = (
             "the cores were the limit" if point.busy_cores >= SATURATED_SHARE * n_cores else "not the cores"
         )
         parts.append(f"{point.busy_cores:.1f} of {n_cores} cores busy ({limit})")
-    if point.cpu_us is not None and base.cpu_us is not None:
+    if point.cpu_us is not None and base.cpu_us is not None and point is not base:
         parts.append(
-            f"CPU per task {fmt(point.cpu_us, ' µs')} against {fmt(base.cpu_us, ' µs')} at {base.slots} "
-            f"slot{'s' if base.slots != 1 else ''}"
+            f"CPU per task {fmt(point.cpu_us, ' µs')} against {fmt(base.cpu_us, ' µs')} at {slots_text(base.slots)}"
         )
+    elif point.cpu_us is not None:
+        parts.append(f"CPU per task {fmt(point.cpu_us, ' µs')}")
     if point.memory is not None:
         parts.append(f"peak PSS {fmt(point.memory['per_slot_mb'])} MB per slot ({point.memory['group']})")
     return "; ".join(parts)
@@ -324,14 +335,17 @@ def findings(results: dict[str, Any]) -> list[str]:
                 continue
             left = sweep.left_ideal(scenario)
             if left is None:
+                partial = [str(p.slots) for p in points if p.partial]
                 lines.append(
                     f"{sweep.name}: {scenario} stays above {IDEAL_SHARE:.0%} of its ideal from {points[0].slots} "
-                    f"to {points[-1].slots} slots ({points[-1].share:.0%} at {points[-1].slots}, n={points[-1].n})."
+                    f"to {points[-1].slots} slots ({points[-1].share:.0%} at {points[-1].slots}, n={points[-1].n})"
+                    + (f"; {PARTIAL_MARK} at {', '.join(partial)} slots." if partial else ".")
                 )
                 continue
             why = _why(left, points[0], n_cores)
+            where = "is below" if left is points[0] else "leaves"
             lines.append(
-                f"{sweep.name}: {scenario} leaves {IDEAL_SHARE:.0%} of its ideal at {left.slots} slots "
+                f"{sweep.name}: {scenario} {where} {IDEAL_SHARE:.0%} of its ideal at {slots_text(left.slots)} "
                 f"({fmt(left.throughput)} tasks/s, {left.share:.0%} of {fmt(left.ideal)}, n={left.n})"
                 + (f": {why}." if why else ".")
             )
@@ -380,12 +394,13 @@ def slots_chart(results: dict[str, Any]) -> Chart | None:
 
 
 INTRO = (
-    "Every runner measured once per slot count on its default broker, the slots split into processes × "
-    "threads by one rule over the cores the system under test had (parameters.scaling.rule), each runner "
-    "spending them in its own model. email-io waits on SMTP (its ideal grows with the slots); drain's "
-    "tasks are CPU, so its ideal stops growing at the cores. The scenario sections above show the run's own "
-    "slot budget only."
+    "Every runner measured once per slot count (on its default broker unless --brokers said otherwise), the "
+    "slots split into processes × threads by one rule over the cores the system under test had "
+    "(parameters.scaling.rule), each runner spending them in its own model. email-io waits on SMTP (its ideal "
+    "grows with the slots); drain's tasks are CPU, so its ideal stops growing at the cores. The scenario "
+    "sections above show the run's own slot budget only."
 )
+
 
 OPTIONAL_PROFILE = (
     "`make compare PROFILE=scaling` measures every runner's drain and email-io at 1, 2, 4, 8, 16 and 32 "
