@@ -453,7 +453,7 @@ def test_mixed_routes_cover_the_mix() -> None:
 
 
 def test_profiles_meet_the_issue() -> None:
-    assert set(PROFILES) == {"quick", "default", "full", "network"}
+    assert set(PROFILES) == {"quick", "default", "full", "network", "scaling"}
     # Only the optional network profile needs root (the hosts topology); every other stays on one loopback.
     assert [name for name, p in PROFILES.items() if p.rtts_ms] == ["network"]
     assert PROFILES["network"].rtts_ms == (0.0, 1.0, 5.0)
