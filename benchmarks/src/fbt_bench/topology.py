@@ -22,17 +22,11 @@ from fbt_bench.profiles import Profile
 from fbt_devstack import netns
 from fbt_devstack.rabbitmq_tools import rabbitmq_unavailable_reason
 from fbt_devstack.stack import Stack
-from fbt_devstack.stack_env import settings_env
+from fbt_devstack.stack_env import external_url_var, settings_env
 from fbt_tasks.runner import BROKER_TITLES, QueueConfigName, installed_runners, load_runner, system_key
 from fbt_tasks.settings import Settings
 
 GROUPS_TTL_S = 1.0
-
-
-def external_url_var(runner: str) -> str:
-    """The environment variable that points external mode at ``runner``'s API: API_URL_<RUNNER>, a hyphen in the
-    runner's name written as an underscore (a shell cannot name a variable with one)."""
-    return f"API_URL_{runner.upper().replace('-', '_')}"
 
 
 class Deployment(Protocol):
