@@ -241,10 +241,15 @@ def _run(command: Sequence[str], env: Mapping[str, str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m fbt_devstack.split",
+        description="Redis, fbt-worker and fbt-api each in a network namespace of its own (root only); prints the "
+        "harness's external-mode variables and runs COMMAND with them, or waits for Ctrl-C.",
+    )
     parser.add_argument("--backend", default=os.environ.get("BACKEND", "rq"), help="the runner (BACKEND)")
     parser.add_argument("--workdir", type=Path, default=Path("var/split"), help="ledger, logs, Redis data")
     parser.add_argument("--rtt-ms", type=float, default=0.0, help="round trip added to the broker's link")
+    parser.add_argument("--smtp-delay-ms", type=int, default=0, help="the mail sink's time per message")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND to run against it")
     args = parser.parse_args(argv)
     reason = netns.unavailable_reason()
@@ -256,7 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The sizing and queue config of the caller's environment, passed on as `make worker` would.
     extra = {name: os.environ[name] for name in PASSED_ON if name in os.environ}
     try:
-        with split_deployment(args.backend, args.workdir, rtt_ms=args.rtt_ms, extra=extra) as deployment:
+        with split_deployment(
+            args.backend, args.workdir, rtt_ms=args.rtt_ms, extra=extra, smtp_delay_ms=args.smtp_delay_ms
+        ) as deployment:
             where = {role: deployment.hosts.namespace(role) for role in ROLES}
             print(f"{args.backend} split over network namespaces {where}")
             for name, value in deployment.external_env().items():
