@@ -9,7 +9,6 @@ deployment's REDIS_URL and LEDGER_FILE (which must be readable from here).
 
 import os
 import secrets
-import signal
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from typing import Protocol
 from fbt_bench.measuring.sampler import ProcSet, own_process
 from fbt_bench.profiles import Profile
 from fbt_devstack import netns
+from fbt_devstack.processes import sigint_deferred
 from fbt_devstack.rabbitmq_tools import rabbitmq_unavailable_reason
 from fbt_devstack.stack import Stack
 from fbt_devstack.stack_env import external_url_var, settings_env
@@ -309,20 +309,3 @@ def external_deployment(
         ledger_path=Path(env["LEDGER_FILE"]),
         settings=settings,
     )
-
-
-@contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Let teardown finish even if Ctrl-C is pressed again: a second interrupt must not leave orphans."""
-    received: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
-    except ValueError:  # not the main thread: nothing to defer
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt

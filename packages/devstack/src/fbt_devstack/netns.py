@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Literal
 
+from fbt_devstack.processes import sigint_deferred
+
 PREFIX = "fbtn"
 DelayMethod = Literal["netem", "proxy"]
 # Our subnets come from here; a /24 per run, picked from the pid and moved on if the machine uses it.
@@ -265,24 +267,10 @@ def hosts(roles: Sequence[str], rtt_ms: float, method: DelayMethod | None = None
         yield made.create()
     finally:
         # A second Ctrl-C must not leave namespaces behind.
-        with sigint_ignored():
+        with sigint_deferred():
             made.destroy()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def sigint_ignored() -> Iterator[None]:
-    """Ctrl-C ignored inside (a teardown a second Ctrl-C must not cut short); a no-op off the main thread."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def round_trip_ms(role_prefix: Sequence[str], host: str, port: int, n: int = 21) -> float:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from fbt_devstack import delay_proxy, netns
 from fbt_devstack.ports import http_status
-from fbt_devstack.processes import ProcessGroup, log_tail
+from fbt_devstack.processes import ProcessGroup, log_tail, sigint_deferred
 from fbt_devstack.redis_server import RedisServer
 from fbt_devstack.sink import start_sink
 from fbt_devstack.stack_env import StackError, console_script, external_url_var
@@ -218,7 +218,7 @@ def split_deployment(
             _start(deployment, dict(extra or {}), smtp_delay_ms, ready_timeout_s)
             yield deployment
         finally:
-            with netns.sigint_ignored():
+            with sigint_deferred():
                 # Workers first, so they finish the jobs in hand while the broker still answers.
                 for name in ("worker", "api", "smtp", "delay"):
                     deployment.group.stop(name, timeout_s=STOP_TIMEOUT_S)
