@@ -89,6 +89,9 @@ def loadgen_text(summary: Summary) -> str:
     if shares is not None:
         budget = float(summary.params.get("accept_loadgen_core_share") or 0.25)
         text += f"; share of a core: max {fmt_pct(shares.high)} (budget {fmt_pct(budget)})"
+    wakeup = summary.results.get("environment", {}).get("wakeup_cpu_us")
+    if isinstance(wakeup, dict) and isinstance(wakeup.get("median"), int | float):
+        text += f"; one wake-up of an idle process costs {fmt(wakeup['median'], ' µs')} here (n {wakeup.get('n')})"
     return text
 
 
