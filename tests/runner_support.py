@@ -1,20 +1,35 @@
-"""Helpers shared by the per-runner tests: a worker environment, a worker process, and ledger reading."""
+"""Helpers shared by the per-runner tests: a worker environment, a worker process, the module's worker
+fixture, and the checks every runner passes alike (every kind once, retries, SIGTERM, the broker down).
+
+A runner's test module keeps only what is its own: its ``BrokerRunner`` (name, database, sizing), the
+library-specific checks (what its wire format looks like, its queue configs), and its own faults.
+"""
 
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import httpx
+import psutil
+import pytest
 from fastapi.testclient import TestClient
 
-from fbt_bench.faults.model import FaultParams
-from fbt_devstack.processes import kill_tree
+from fbt_api.app import create_app
+from fbt_bench.faults.model import FaultParams, FaultRun
+from fbt_bench.faults.observe import deliveries
+from fbt_devstack.processes import is_alive, kill_tree
+from fbt_devstack.redis_server import RedisServer
+from fbt_devstack.smtp_sink import wait_for_mail
 from fbt_tasks import ledger
+from fbt_tasks.backend import BrokerUnavailable
+from fbt_tasks.jobs import Job
 from fbt_tasks.runner import load_runner
 from fbt_tasks.settings import Settings
 
@@ -146,9 +161,17 @@ def every_kind_until_succeeded(
     return ids, seen
 
 
-def assert_each_kind_ran_once(worker_env: WorkerEnv, ids: dict[str, str], seen: dict[str, list[str]]) -> None:
+STARTED_ORDER = ("queued", "started", "succeeded")
+
+
+def assert_each_kind_ran_once(
+    worker_env: WorkerEnv,
+    ids: dict[str, str],
+    seen: dict[str, list[str]],
+    order: Sequence[str] = STARTED_ORDER,
+) -> None:
     """What ``every_kind_until_succeeded`` returned: states never went backwards, one ok attempt per kind."""
-    assert all(is_in_order(states, ["queued", "started", "succeeded"]) for states in seen.values()), seen
+    assert all(is_in_order(states, list(order)) for states in seen.values()), seen
     events = events_by_id(worker_env)
     for kind, job_id in ids.items():
         assert [(e.kind, e.ok, e.attempt) for e in events[job_id]] == [(kind, True, 1)]
@@ -169,3 +192,150 @@ KILL_MID_SEND = FaultParams(
     api_threadpool=4,
     trials=1,
 )
+
+
+def on_db(url: str, db: int) -> str:
+    """The session Redis, another database: queues, heartbeats and results of a test module's own."""
+    return f"{url.rsplit('/', 1)[0]}/{db}"
+
+
+def every_kind_runs_once(worker_env: WorkerEnv, order: Sequence[str] = STARTED_ORDER) -> dict[str, str]:
+    """Every kind through the API to whatever runs its tasks: states in ``order``, one ok attempt each, the
+    email in the sink. Returns the job id per kind, for the runner's own checks of what it stored."""
+    with TestClient(create_app(worker_env.settings)) as client:
+        ids, seen = every_kind_until_succeeded(client, worker_env.settings.backend)
+    assert_each_kind_ran_once(worker_env, ids, seen, order)
+    mails = wait_for_mail(worker_env.mailbox, 1, timeout_s=10)
+    assert f"<{ids['send_email']}@fbt.localhost>" in {m.message_id for m in mails}
+    return ids
+
+
+# A missing upload is a FileNotFoundError, an OSError: transient by fbt_tasks.retry, so retried.
+MISSING_UPLOAD = {"source": "no-such-upload.png", "target_width": 8, "target_height": 8, "output": "x.jpg"}
+
+
+def assert_retried_then_failed(events: list[ledger.CompletionEvent], attempts: int = 3) -> None:
+    """The safe queue config's retries of MISSING_UPLOAD: ``attempts`` attempts, every one failed for it."""
+    assert [e.attempt for e in events] == list(range(1, attempts + 1))
+    assert not any(e.ok for e in events)
+    assert all(e.error and e.error.startswith("FileNotFoundError") for e in events)
+
+
+def assert_failed_once(events: list[ledger.CompletionEvent], error: str = "TypeError") -> None:
+    """A permanent error: one attempt, final (the safe queue config retries transient errors only)."""
+    assert [(e.attempt, e.ok) for e in events] == [(1, False)]
+    assert events[0].error is not None and error in events[0].error
+
+
+def slow_resize(output: str = "slow.jpg") -> Job:
+    """About a second of CPU: long enough to still be running when a signal arrives."""
+    return Job(kind="resize_image", payload={**SMALL_RESIZE, "width": 6000, "height": 4000, "output": output})
+
+
+def sigterm_and_wait(worker: subprocess.Popen[bytes], timeout_s: float = 60) -> list[psutil.Process]:
+    """SIGTERM the worker's root, as a supervisor would: it exits 0 and nothing of its tree (noted first, since
+    a dead parent's children are re-parented) is left. Returns that tree."""
+    root = psutil.Process(worker.pid)
+    tree = [root, *root.children(recursive=True)]
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=timeout_s) == 0
+    assert not [p.pid for p in tree if is_alive(p)]
+    return tree
+
+
+def assert_health_modules_pass(worker_env: WorkerEnv) -> None:
+    """The runner's own healthcheck module and ``fbt_tasks.health`` (compose's healthchecks) see the worker."""
+    for module in (f"fbt_{worker_env.settings.backend}.health", "fbt_tasks.health"):
+        check = subprocess.run(
+            [sys.executable, "-m", module], env=worker_env.env, capture_output=True, timeout=30, check=False
+        )
+        assert check.returncode == 0, (module, check.stdout + check.stderr)
+
+
+@dataclass(frozen=True)
+class BrokerRunner:
+    """A broker runner's test module: what it changes in the setup every runner's tests share."""
+
+    name: str
+    # The session Redis database of the module's worker. Every module has its own databases, so no worker takes
+    # another's jobs: rq 0-1, celery 2-3, dramatiq 4-6, RabbitMQ's 8-9, saq 10-11, arq 12-13, taskiq 14-15.
+    db: int
+    # More variables for every environment of this module (fewer slots on a shared 2-core machine).
+    sizing: Mapping[str, str] = field(default_factory=dict)
+    ready_timeout_s: float = 60.0
+
+    def env(self, tmp: Path, redis_url: str, smtp: tuple[int, Path], **extra: str) -> WorkerEnv:
+        return make_worker_env(self.name, tmp, redis_url, smtp, **{**self.sizing, **extra})
+
+    def worker(self, worker_env: WorkerEnv) -> AbstractContextManager[subprocess.Popen[bytes]]:
+        """The runner's worker command, running and ready by the plugin's own ``worker_ready``."""
+        plugin = load_runner(self.name)
+        what = f"a {plugin.display_name} worker to report ready"
+        return running_worker(worker_env, plugin.worker_ready, what, self.ready_timeout_s)
+
+    def ready(self, worker_env: WorkerEnv) -> bool:
+        return load_runner(self.name).worker_ready(worker_env.settings)
+
+    def broker_down(
+        self,
+        tmp: Path,
+        smtp: tuple[int, Path],
+        when_up: Callable[[httpx.Response, RedisServer], None] | None = None,
+    ) -> None:
+        """An API on a Redis of its own, stopped under it: 503 and nothing enqueued, health down, the worker check
+        false; started again: accepted again. ``when_up`` looks at the first accepted job while Redis runs."""
+        with RedisServer(workdir=tmp / "redis") as server:
+            down = self.env(tmp, server.url, smtp)
+            with TestClient(create_app(down.settings)) as client:
+                accepted = client.post("/log/?msg=up", headers=AUTH)
+                assert accepted.status_code == 200
+                if when_up is not None:
+                    when_up(accepted, server)
+                server.stop()
+                refused = client.post("/log/?msg=down", headers=AUTH)
+                assert refused.status_code == 503
+                assert refused.json()["detail"].startswith("Broker unavailable, nothing was enqueued")
+                assert client.get(f"/jobs/{'0' * 32}", headers=AUTH).status_code == 503
+                health = client.get("/health")
+                assert health.status_code == 503 and health.json()["broker"] == "down"
+                with pytest.raises(BrokerUnavailable):
+                    client.app.state.backend.enqueue(Job(kind="write_log", payload={"message": "x"}), None)
+                assert not self.ready(down)
+                server.start()
+                assert client.post("/log/?msg=back", headers=AUTH).status_code == 200
+
+
+def module_worker(runner: BrokerRunner) -> Any:
+    """The module's ``stack`` fixture (``stack = module_worker(RUNNER)``): one worker of ``runner``, safe queue
+    config, on its database of the session Redis, for the whole module."""
+
+    @pytest.fixture(scope="module", name="stack")
+    def stack(
+        tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: tuple[int, Path]
+    ) -> Iterator[WorkerEnv]:
+        built = runner.env(
+            tmp_path_factory.mktemp(runner.name), on_db(redis_server.url, runner.db), smtp_sink
+        )
+        with runner.worker(built):
+            yield built
+
+    return stack
+
+
+def assert_every_email_once(run: FaultRun) -> None:
+    """What a kill-mid-send cell (KILL_MID_SEND) promises in the safe config: the kill cut a send short, yet
+    nothing was lost, held or failed, every accepted email reached the sink exactly once, and the cut-off job
+    ran again (at-least-once delivery brought it back; the send-once guard kept it to one email)."""
+    record, copies = run.record, deliveries(run.mailbox)
+    assert len(run.accepted) == KILL_MID_SEND.n, record["notes"]
+    # The kill really interrupted a send: a lease of a cut-off attempt was left in Redis.
+    assert record["in_flight_at_fault"] >= 1, record
+    # The record's own split agrees: nothing lost, nothing still held in Redis, nothing in a failure store.
+    assert (record["lost"], record["held"], record["failed"]) == (0, 0, 0), record
+    assert record["duplicate_effects"] == 0 and record["duplicates"] == [], record
+    lost = [job_id for job_id in run.accepted if copies[job_id] == 0]
+    duplicated = {job_id: n for job_id, n in copies.items() if n > 1}
+    assert not lost, f"{len(lost)} emails never arrived; {record}"
+    assert not duplicated, f"emails delivered more than once {duplicated}; {record}"
+    assert set(copies) == set(run.accepted)
+    assert record["reexecuted"] >= 1, record

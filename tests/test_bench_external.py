@@ -54,10 +54,12 @@ def test_external_mode_spawns_nothing_and_says_so(tmp_path: Path, monkeypatch: p
             )
             outcome = run(plan, env=env)
         assert {proc.pid for proc in descendants_of_self()} <= ours
-    # Python's platform module asks `uname -p` for the CPU; apart from that, the harness may start only its
+    # Python's platform module asks `uname -p` for the CPU and `file -b` for the interpreter's architecture
+    # (whichever library first calls platform.architecture()); apart from those, the harness may start only its
     # own load generator and the no-HTTP enqueue probe (the measuring side), never a part of the stack.
     ours_to_run = ("fbt_bench.measuring.openloop", "fbt_bench.scenarios.enqueue_probe")
-    assert all(cmd.startswith("uname") or cmd.endswith(ours_to_run) for cmd in started), started
+    platform_probes = ("uname", "file -b")
+    assert all(cmd.startswith(platform_probes) or cmd.endswith(ours_to_run) for cmd in started), started
 
     document = outcome.document
     assert outcome.failures == []

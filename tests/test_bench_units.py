@@ -453,7 +453,7 @@ def test_mixed_routes_cover_the_mix() -> None:
 
 
 def test_profiles_meet_the_issue() -> None:
-    assert set(PROFILES) == {"quick", "default", "full", "network"}
+    assert set(PROFILES) == {"quick", "default", "full", "network", "scaling"}
     # Only the optional network profile needs root (the hosts topology); every other stays on one loopback.
     assert [name for name, p in PROFILES.items() if p.rtts_ms] == ["network"]
     assert PROFILES["network"].rtts_ms == (0.0, 1.0, 5.0)
@@ -529,9 +529,9 @@ def test_steady_fractions_are_conditions_not_repeats(tmp_path: Path) -> None:
     from fbt_bench.results import flag_noisy_repeats
 
     records = [drain_record_of(tmp_path, 10, 10, repeat=0, throughput_window=w) for w in (1.0, 4.0)]
-    for record, fraction in zip(records, (0.5, 0.8), strict=True):
-        record["scenario"] = "steady"
-        record["extra"]["fraction"] = fraction
+    for steady, fraction in zip(records, (0.5, 0.8), strict=True):
+        steady["scenario"] = "steady"
+        steady["extra"]["fraction"] = fraction
     assert flag_noisy_repeats(records) == []
     records[1]["extra"]["fraction"] = 0.5
     assert any("steady at 50%" in warning for warning in flag_noisy_repeats(records))

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from fbt_bench.topology import external_url_var
+from fbt_devstack.stack_env import external_url_var
 from fbt_tasks.runner import installed_runners, load_runner
 from fbt_tasks.settings import Settings
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
-from runner_support import KILL_MID_SEND
+from runner_support import KILL_MID_SEND, assert_every_email_once
 
 from fbt_bench.faults.model import FULL, Cell, FaultParams, FaultRun
 from fbt_bench.faults.observe import deliveries
@@ -57,20 +57,7 @@ def killed_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, FaultRun]
 @pytest.mark.parametrize("runner", BROKER_RUNNERS)
 def test_sigkilled_worker_delivers_every_email_exactly_once(killed_runs: dict[str, FaultRun], runner: str):
     run = killed_runs[runner]
-    copies = deliveries(run.mailbox)
-    assert len(run.accepted) == PARAMS.n, run.record["notes"]
-    # The kill really interrupted a send: a lease of a cut-off attempt was left in Redis.
-    assert run.record["in_flight_at_fault"] >= 1, run.record
-    lost = [job_id for job_id in run.accepted if copies[job_id] == 0]
-    duplicated = {job_id: n for job_id, n in copies.items() if n > 1}
-    # The record's own split agrees: nothing lost, nothing still held in Redis, nothing in a failure store.
-    assert (run.record["lost"], run.record["held"], run.record["failed"]) == (0, 0, 0), run.record
-    assert run.record["duplicate_effects"] == 0 and run.record["duplicates"] == [], run.record
-    assert not lost, f"{runner}: {len(lost)} emails never arrived; {run.record}"
-    assert not duplicated, f"{runner}: emails delivered more than once {duplicated}; {run.record}"
-    assert set(copies) == set(run.accepted)
-    # The interrupted job ran again: at-least-once delivery brought it back, the guard kept it to one email.
-    assert run.record["reexecuted"] >= 1, run.record
+    assert_every_email_once(run)
     assert run.record["trial"] == 1 and run.record["seed"] == Cell(runner, "safe", "kill-worker").seed(
         PARAMS.seed
     )

@@ -7,60 +7,44 @@ benchmark, not here.
 """
 
 import json
-import signal
-import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 import redis
 from celery.result import AsyncResult
-from fastapi.testclient import TestClient
 from runner_support import (
-    AUTH,
+    MISSING_UPLOAD,
+    SMALL_RESIZE,
+    BrokerRunner,
     WorkerEnv,
+    assert_retried_then_failed,
     events_by_id,
-    every_kind_until_succeeded,
-    is_in_order,
-    make_worker_env,
+    every_kind_runs_once,
+    module_worker,
+    on_db,
+    sigterm_and_wait,
+    slow_resize,
     wait_until,
 )
-from runner_support import running_worker as start_worker
 
-from fbt_api.app import create_app
 from fbt_celery.app import celery_config
 from fbt_celery.app import create_app as create_celery_app
 from fbt_celery.backend import CeleryBackend
-from fbt_celery.health import worker_ready
 from fbt_celery.tasks import retry_options
 from fbt_celery.worker import worker_argv
-from fbt_devstack.processes import is_alive
 from fbt_devstack.redis_server import RedisServer
-from fbt_devstack.smtp_sink import wait_for_mail
-from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.retry import TRANSIENT_ERRORS
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-# About a second of CPU: long enough to signal a worker while it runs, short enough for a lean suite.
-SLOW_RESIZE = {"width": 6000, "height": 4000, "target_width": 8, "target_height": 8}
-
-
-def on_db(url: str, db: int) -> str:
-    """The session Redis, another database: other runners' tests use db 0."""
-    return f"{url.rsplit('/', 1)[0]}/{db}"
-
-
-def make_env(tmp: Path, redis_url: str, smtp: tuple[int, Path], **extra: str) -> WorkerEnv:
-    return make_worker_env("celery", tmp, redis_url, smtp, **extra)
-
-
-def running_worker(worker_env: WorkerEnv) -> AbstractContextManager[subprocess.Popen[bytes]]:
-    return start_worker(worker_env, worker_ready, "a Celery worker to answer a ping", timeout_s=60)
+# Two prefork processes (make_worker_env's sizing), on database 2 of the session Redis.
+RUNNER = BrokerRunner("celery", db=2)
+stack = module_worker(RUNNER)
 
 
 @pytest.fixture
@@ -74,16 +58,6 @@ def backend_for() -> Iterator[Callable[[WorkerEnv], CeleryBackend]]:
     yield make
     for backend in made:
         backend.close()
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: tuple[int, Path]
-) -> Iterator[WorkerEnv]:
-    """One 2-process prefork worker, safe queue config, on database 2 of the session Redis."""
-    built = make_env(tmp_path_factory.mktemp("celery"), on_db(redis_server.url, 2), smtp_sink)
-    with running_worker(built):
-        yield built
 
 
 def test_worker_is_celerys_cli_with_prefork_and_one_process_per_slot() -> None:
@@ -129,15 +103,7 @@ def test_on_rabbitmq_safe_adds_quorum_queues_persistence_and_publisher_confirms(
 
 
 def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: WorkerEnv) -> None:
-    with TestClient(create_app(stack.settings)) as client:
-        ids, seen = every_kind_until_succeeded(client, "celery")
-
-    assert all(is_in_order(states, ["queued", "started", "succeeded"]) for states in seen.values()), seen
-    events = events_by_id(stack)
-    for kind, job_id in ids.items():
-        assert [(e.kind, e.ok, e.attempt) for e in events[job_id]] == [(kind, True, 1)]
-    mails = wait_for_mail(stack.mailbox, 1, timeout_s=10)
-    assert f"<{ids['send_email']}@fbt.localhost>" in {m.message_id for m in mails}
+    ids = every_kind_runs_once(stack)
     # The result backend stores plain JSON (json.loads would fail on a pickle).
     meta = redis.Redis.from_url(stack.settings.redis_url).get(f"celery-task-meta-{ids['write_log']}")
     assert meta is not None and json.loads(meta)["status"] == "SUCCESS"
@@ -147,15 +113,11 @@ def test_a_failing_job_is_retried_then_failed(
     stack: WorkerEnv, backend_for: Callable[[WorkerEnv], CeleryBackend]
 ) -> None:
     backend = backend_for(stack)
-    payload = {"source": "no-such-upload.png", "target_width": 8, "target_height": 8, "output": "x.jpg"}
-    job = Job(kind="resize_image", payload=payload)
+    job = Job(kind="resize_image", payload=MISSING_UPLOAD)
     backend.enqueue(job, None)
     # Safe queue config: the first run plus 2 retries, 1 s and 2 s later.
     wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
-    events = events_by_id(stack)[job.id]
-    assert [e.attempt for e in events] == [1, 2, 3]
-    assert not any(e.ok for e in events)
-    assert all(e.error and e.error.startswith("FileNotFoundError") for e in events)
+    assert_retried_then_failed(events_by_id(stack)[job.id])
 
 
 def test_a_pool_process_killed_mid_job_has_its_job_redelivered(
@@ -164,7 +126,7 @@ def test_a_pool_process_killed_mid_job_has_its_job_redelivered(
     backend = backend_for(stack)
     # The largest resize allowed (~2 s of CPU) leaves ample time to find and kill its process.
     job = Job(
-        kind="resize_image", payload={**SLOW_RESIZE, "width": 8000, "height": 5000, "output": "killed.jpg"}
+        kind="resize_image", payload={**SMALL_RESIZE, "width": 8000, "height": 5000, "output": "killed.jpg"}
     )
     backend.enqueue(job, None)
     wait_until(lambda: backend.status(job.id) == JobState.started, 30, "the slow job to start")
@@ -188,41 +150,24 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     backend_for: Callable[[WorkerEnv], CeleryBackend],
 ) -> None:
     # Database 3: the module's worker consumes database 2 and must not take this job.
-    own = make_env(tmp_path, on_db(redis_server.url, 3), smtp_sink, WORKER_PROCESSES="1")
+    own = RUNNER.env(tmp_path, on_db(redis_server.url, 3), smtp_sink, WORKER_PROCESSES="1")
     backend = backend_for(own)
-    slow = Job(kind="resize_image", payload={**SLOW_RESIZE, "output": "slow.jpg"})
-    with running_worker(own) as worker:
+    slow = slow_resize()
+    with RUNNER.worker(own) as worker:
         backend.enqueue(slow, None)
         wait_until(lambda: backend.status(slow.id) == JobState.started, 30, "the slow job to start", worker)
-        tree = [worker, *psutil.Process(worker.pid).children(recursive=True)]
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
-        assert not [p.pid for p in tree if isinstance(p, psutil.Process) and is_alive(p)]
+        sigterm_and_wait(worker)
     assert backend.status(slow.id) == JobState.succeeded
     assert [e.ok for e in events_by_id(own)[slow.id]] == [True]
-    assert not worker_ready(own.settings)
+    assert not RUNNER.ready(own)
 
 
 def test_broker_down_gives_503_and_bad_health(tmp_path: Path, smtp_sink: tuple[int, Path]) -> None:
-    with RedisServer(workdir=tmp_path / "redis") as server:
-        down = make_env(tmp_path, server.url, smtp_sink)
-        with TestClient(create_app(down.settings)) as client:
-            accepted = client.post("/log/?msg=up", headers=AUTH)
-            assert accepted.status_code == 200
-            # No worker here, so the message is still in the queue: JSON on the wire, never pickle.
-            (raw,) = redis.Redis.from_url(server.url).lrange("celery", 0, -1)
-            message = json.loads(raw)
-            assert message["content-type"] == "application/json"
-            assert message["headers"]["id"] == accepted.json()["job_id"]
-            server.stop()
-            refused = client.post("/log/?msg=down", headers=AUTH)
-            assert refused.status_code == 503
-            assert refused.json()["detail"].startswith("Broker unavailable, nothing was enqueued")
-            assert client.get(f"/jobs/{'0' * 32}", headers=AUTH).status_code == 503
-            health = client.get("/health")
-            assert health.status_code == 503 and health.json()["broker"] == "down"
-            with pytest.raises(BrokerUnavailable):
-                client.app.state.backend.enqueue(Job(kind="write_log", payload={"message": "x"}), None)
-            assert not worker_ready(down.settings)
-            server.start()
-            assert client.post("/log/?msg=back", headers=AUTH).status_code == 200
+    def queued_as_json(accepted: httpx.Response, server: RedisServer) -> None:
+        # No worker here, so the message is still in the queue: JSON on the wire, never pickle.
+        (raw,) = redis.Redis.from_url(server.url).lrange("celery", 0, -1)
+        message = json.loads(raw)
+        assert message["content-type"] == "application/json"
+        assert message["headers"]["id"] == accepted.json()["job_id"]
+
+    RUNNER.broker_down(tmp_path, smtp_sink, when_up=queued_as_json)

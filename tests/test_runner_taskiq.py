@@ -6,70 +6,42 @@ uses the fault harness on a stack of its own and takes minutes (slow, CI's secon
 """
 
 import json
-import signal
-import subprocess
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 
-import psutil
 import pytest
 import redis
-from fastapi.testclient import TestClient
 from runner_support import (
-    AUTH,
     KILL_MID_SEND,
-    SMALL_RESIZE,
+    MISSING_UPLOAD,
+    BrokerRunner,
     WorkerEnv,
+    assert_retried_then_failed,
     events_by_id,
-    every_kind_until_succeeded,
-    is_in_order,
-    make_worker_env,
+    every_kind_runs_once,
+    module_worker,
+    on_db,
+    sigterm_and_wait,
+    slow_resize,
     wait_until,
 )
-from runner_support import running_worker as start_worker
 
-from fbt_api.app import create_app
 from fbt_bench.faults.model import Cell, FaultRun
 from fbt_bench.faults.observe import deliveries
 from fbt_bench.faults.run import run_cell
-from fbt_devstack.processes import is_alive
 from fbt_devstack.redis_server import RedisServer
-from fbt_devstack.smtp_sink import wait_for_mail
 from fbt_taskiq.backend import TaskiqBackend
-from fbt_taskiq.health import worker_ready
 from fbt_taskiq.queue_configs import CONSUMER_GROUP, QUEUE_NAME
 from fbt_taskiq.worker import worker_command
-from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 # Databases of the session Redis no other test module uses; the health check reads CLIENT LIST per database.
-SAFE_DB, OWN_DB = 12, 13
-
-
-def on_db(url: str, db: int) -> str:
-    return f"{url.rsplit('/', 1)[0]}/{db}"
-
-
-def make_env(tmp: Path, redis_url: str, smtp: tuple[int, Path], **extra: str) -> WorkerEnv:
-    return make_worker_env("taskiq", tmp, redis_url, smtp, **extra)
-
-
-def running_worker(worker_env: WorkerEnv) -> AbstractContextManager[subprocess.Popen[bytes]]:
-    return start_worker(worker_env, worker_ready, "a taskiq worker to connect", timeout_s=60)
-
-
-@pytest.fixture(scope="module")
-def stack(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: tuple[int, Path]
-) -> Iterator[WorkerEnv]:
-    """One 2-process taskiq worker, 1 async task each (safe queue config: the Streams broker)."""
-    built = make_env(tmp_path_factory.mktemp("taskiq"), on_db(redis_server.url, SAFE_DB), smtp_sink)
-    with running_worker(built):
-        yield built
+SAFE_DB, OWN_DB = 14, 15
+# Two taskiq processes (make_worker_env's sizing), one async task each; the safe config's Streams broker.
+RUNNER = BrokerRunner("taskiq", db=SAFE_DB)
+stack = module_worker(RUNNER)
 
 
 def test_worker_command_is_taskiqs_cli_with_the_slots_and_the_ack_type() -> None:
@@ -82,16 +54,8 @@ def test_worker_command_is_taskiqs_cli_with_the_slots_and_the_ack_type() -> None
 
 
 def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: WorkerEnv) -> None:
-    with TestClient(create_app(stack.settings)) as client:
-        ids, seen = every_kind_until_succeeded(client, "taskiq")
-
     # taskiq keeps no running state: a job reads queued until its result is saved.
-    assert all(is_in_order(states, ["queued", "succeeded"]) for states in seen.values()), seen
-    events = events_by_id(stack)
-    for kind, job_id in ids.items():
-        assert [(e.kind, e.ok, e.attempt) for e in events[job_id]] == [(kind, True, 1)]
-    mails = wait_for_mail(stack.mailbox, 1, timeout_s=10)
-    assert f"<{ids['send_email']}@fbt.localhost>" in {m.message_id for m in mails}
+    ids = every_kind_runs_once(stack, order=("queued", "succeeded"))
     # JSON on the wire, never pickle: each stream entry is taskiq's JSON message naming our task.
     client = redis.Redis.from_url(stack.settings.redis_url)
     try:
@@ -108,18 +72,14 @@ def test_every_kind_runs_and_its_state_progresses_to_succeeded(stack: WorkerEnv)
 
 def test_a_failing_job_is_retried_then_failed(stack: WorkerEnv) -> None:
     backend = TaskiqBackend(stack.settings)
-    payload = {"source": "no-such-upload.png", "target_width": 8, "target_height": 8, "output": "x.jpg"}
-    job = Job(kind="resize_image", payload=payload)
+    job = Job(kind="resize_image", payload=MISSING_UPLOAD)
     try:
         backend.enqueue(job, None)  # type: ignore[arg-type]  # broker runners ignore it
         # Safe queue config: SimpleRetryMiddleware re-sends the transient error (an OSError) twice.
         wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
     finally:
         backend.close()
-    events = events_by_id(stack)[job.id]
-    assert [e.attempt for e in events] == [1, 2, 3]
-    assert not any(e.ok for e in events)
-    assert all(e.error and e.error.startswith("FileNotFoundError") for e in events)
+    assert_retried_then_failed(events_by_id(stack)[job.id])
 
 
 def test_a_delay_is_refused_with_the_reason(stack: WorkerEnv) -> None:
@@ -134,28 +94,21 @@ def test_a_delay_is_refused_with_the_reason(stack: WorkerEnv) -> None:
 def test_the_defaults_list_broker_runs_a_job_and_sigterm_lets_a_running_job_finish(
     tmp_path: Path, redis_server: RedisServer, smtp_sink: tuple[int, Path]
 ) -> None:
-    own = make_env(tmp_path, on_db(redis_server.url, OWN_DB), smtp_sink, QUEUE_CONFIG="defaults")
+    own = RUNNER.env(tmp_path, on_db(redis_server.url, OWN_DB), smtp_sink, QUEUE_CONFIG="defaults")
     backend = TaskiqBackend(own.settings)
     quick = Job(kind="write_log", payload={"message": "from the list"})
-    # About a second of CPU: long enough to still be running when SIGTERM arrives.
-    slow = Job(
-        kind="resize_image", payload={**SMALL_RESIZE, "width": 6000, "height": 4000, "output": "slow.jpg"}
-    )
+    slow = slow_resize()
     try:
-        with running_worker(own) as worker:
+        with RUNNER.worker(own) as worker:
             backend.enqueue(quick, None)  # type: ignore[arg-type]
             wait_until(lambda: backend.status(quick.id) == JobState.succeeded, 30, "the list job", worker)
             backend.enqueue(slow, None)  # type: ignore[arg-type]
             wait_until(lambda: _started(own, slow), 30, "the slow job to be taken", worker)
-            root = psutil.Process(worker.pid)
-            tree = [root, *root.children(recursive=True)]
-            worker.send_signal(signal.SIGTERM)
-            assert worker.wait(timeout=60) == 0
-            assert not [p.pid for p in tree if is_alive(p)]
+            sigterm_and_wait(worker)
         assert backend.status(slow.id) == JobState.succeeded
         assert [e.ok for e in events_by_id(own)[slow.id]] == [True]
         # A clean shutdown closes the worker's connections, so the healthcheck turns unhealthy at once.
-        assert not worker_ready(own.settings)
+        assert not RUNNER.ready(own)
     finally:
         backend.close()
 
@@ -170,22 +123,7 @@ def _started(own: WorkerEnv, job: Job) -> bool:
 
 
 def test_broker_down_gives_503_and_bad_health(tmp_path: Path, smtp_sink: tuple[int, Path]) -> None:
-    with RedisServer(workdir=tmp_path / "redis") as server:
-        down = make_env(tmp_path, server.url, smtp_sink)
-        with TestClient(create_app(down.settings)) as client:
-            assert client.post("/log/?msg=up", headers=AUTH).status_code == 200
-            server.stop()
-            refused = client.post("/log/?msg=down", headers=AUTH)
-            assert refused.status_code == 503
-            assert refused.json()["detail"].startswith("Broker unavailable, nothing was enqueued")
-            assert client.get(f"/jobs/{'0' * 32}", headers=AUTH).status_code == 503
-            health = client.get("/health")
-            assert health.status_code == 503 and health.json()["broker"] == "down"
-            with pytest.raises(BrokerUnavailable):
-                client.app.state.backend.enqueue(Job(kind="write_log", payload={"message": "x"}), None)
-            assert not worker_ready(down.settings)
-            server.start()
-            assert client.post("/log/?msg=back", headers=AUTH).status_code == 200
+    RUNNER.broker_down(tmp_path, smtp_sink)
 
 
 @pytest.fixture(scope="module")

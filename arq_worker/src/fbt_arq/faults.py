@@ -4,13 +4,13 @@ Read by the fault harness: arq's Redis keys for our queue (fbt_arq.wire), when a
 again, and one sentence per fault on why arq, configured as ``describe()`` recorded, behaved so.
 """
 
-import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, cast
 
 from arq.constants import expires_extra_ms
 from arq.jobs import DeserializationError, deserialize_result
+from arq.utils import timestamp_ms
 
 from fbt_arq.wire import QUEUE_NAME, in_progress_key, job_key, loads, result_key
 from fbt_tasks.fault_words import crash, executions, malformed, outage
@@ -51,7 +51,9 @@ class ArqFaults:
     def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
         """Queued: due in the queue; held: in the queue with a live in-progress key; scheduled: due later."""
         with inspection_client(settings) as client:
-            now_ms = time.time() * 1000
+            # arq's own clock reading (rounded to the millisecond, as the enqueue scored the job): a plain
+            # time.time() could read a job enqueued this very millisecond as due in the future.
+            now_ms = timestamp_ms()
             # (member, score) pairs: redis-py types the reply for every option at once.
             pairs = cast(list[tuple[bytes, float]], client.zrange(QUEUE_NAME, 0, -1, withscores=True))
             waiting = {reply_bytes(member).decode(): score for member, score in pairs}
@@ -84,7 +86,7 @@ class ArqFaults:
         with inspection_client(settings) as client:
             with client.pipeline(transaction=True) as pipe:
                 pipe.psetex(job_key(marker), expires_extra_ms, f"{{not json {marker}")
-                pipe.zadd(QUEUE_NAME, {marker: int(time.time() * 1000)})
+                pipe.zadd(QUEUE_NAME, {marker: timestamp_ms()})
                 pipe.execute()
         return marker
 

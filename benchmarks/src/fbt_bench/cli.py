@@ -68,7 +68,14 @@ def root() -> None:
 # The signature is Typer's option list (one parameter per CLI option), hence its length.
 @app.command()
 def compare(
-    profile: Annotated[str, typer.Option(help=f"Parameter set: {', '.join(PROFILES)}.")] = "default",
+    profile: Annotated[
+        str,
+        typer.Option(
+            help=f"Parameter set: {', '.join(PROFILES)}. Optional ones: network (drain and steady at 0, 1 and "
+            "5 ms RTT to the broker, needs root), scaling (drain and email-io at 1 to 32 slots per runner, "
+            "throughput against the ideal and peak PSS per slot)."
+        ),
+    ] = "default",
     runners: Annotated[
         str | None, typer.Option(help=f"Comma-separated subset of {','.join(RUNNERS)} (default: all).")
     ] = None,
@@ -151,7 +158,7 @@ def compare(
         runners=parse_list(runners, RUNNERS, "runners") or RUNNERS,
         scenarios=parse_list(scenarios, SCENARIOS, "scenarios") or chosen.scenarios or SCENARIOS,
         baselines=(
-            (() if chosen.rtts_ms else BASELINES)
+            (BASELINES if chosen.floors_apply else ())
             if baselines is None
             else parse_list(baselines, BASELINES, "baselines") or ()
         ),
@@ -282,13 +289,16 @@ def summary_table(document: dict[str, Any]) -> Table:
     table = Table(title=f"fbt-bench {document['profile']} ({document['created_at']})")
     for column in ("scenario", "runner", "tasks/s", "e2e p50 ms", "e2e p99 ms", "completed", "notes"):
         table.add_column(column, justify="left" if column in ("scenario", "runner", "notes") else "right")
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    # A slot sweep's points are conditions, not repeats: each its own row, in slot order.
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for record in document["records"]:
-        groups[(record["scenario"], system_key(record["runner"], record.get("broker")))].append(record)
+        key = system_key(record["runner"], record.get("broker"))
+        groups[(record["scenario"], key, int(record.get("slots", 0)))].append(record)
     order = {name: i for i, name in enumerate(SCENARIOS)}
-    for (scenario, runner), records in sorted(
-        groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])
+    for (scenario, runner, slots), records in sorted(
+        groups.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1], kv[0][2])
     ):
+        runner += f" @{slots} slots" if slots else ""
         throughput = stats.spread([r["throughput_per_s"] for r in records])
         notes = []
         if throughput["noisy"]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fbt_bench import network, topology
+from fbt_bench import network, scaling, topology
 from fbt_bench.faults.model import SHORT
 from fbt_bench.faults.run import compare_pass, parameters
 from fbt_bench.measuring.environment import describe_environment, runner_facts
@@ -96,32 +96,42 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
     # The hosts topology measures every unit once per RTT, the longest first: steady then offers every RTT the
     # load the slowest one sustains (the first drain's capacity is kept), so latencies compare at one load.
     rtts: tuple[float | None, ...] = tuple(sorted(plan.profile.rtts_ms, reverse=True)) or (None,)
+    # The slot sweep measures every unit once per slot count, each split into processes x threads by one rule
+    # over the cores the system under test has (fbt_bench.scaling).
+    cores = scaling.stack_cores(where)
+    plans = {slots: scaling.plan_at(plan, slots, cores) for slots in scaling.sweep(plan.profile)}
+    if plan.profile.slot_sweep:
+        document["parameters"]["scaling"] = scaling.parameters(plan.profile, cores)
     try:
         for repeat, order in enumerate(orders):
             shared = RepeatShared(pin_loadgen=bool(where.get("pinned")))
+            # The bare route only serves accept's cost decomposition.
             bare = (
                 contextlib.nullcontext()
-                if external or plan.profile.rtts_ms
+                if external or plan.profile.rtts_ms or "accept" not in scenarios[repeat]
                 else baselines.bare_app(plan.profile, workroot / f"bare-r{repeat}", shared)
             )
             with bare:
                 for unit in order:
                     for rtt in rtts:
-                        job = Unit(
-                            plan,
-                            unit,
-                            repeat,
-                            scenarios[repeat],
-                            document,
-                            workroot,
-                            progress,
-                            shared,
-                            where,
-                            clock,
-                            by_key.get(unit),
-                            rtt,
-                        )
-                        failures += job.measure(external, env)
+                        for slots, at_slots in plans.items():
+                            job = Unit(
+                                at_slots,
+                                unit,
+                                repeat,
+                                scenarios[repeat],
+                                document,
+                                workroot,
+                                progress,
+                                shared,
+                                where,
+                                clock,
+                                by_key.get(unit),
+                                rtt,
+                                slots,
+                                budget=slots is None or at_slots.profile.slots == plan.profile.slots,
+                            )
+                            failures += job.measure(external, env)
         if plan.fault_pass and not external:
             since = time.monotonic()
             brokers = tuple(dict.fromkeys(system.broker for system in systems))
@@ -180,10 +190,16 @@ class Unit:
     system: topology.System | None = None
     # The hosts topology's round-trip time to the broker; None: one loopback.
     rtt_ms: float | None = None
+    # The slot sweep's slot count (``plan.profile`` is already split for it); None: outside a sweep.
+    slots: int | None = None
+    # Whether this unit runs at the run's own slot budget: its runner facts are the ones results.json keeps.
+    budget: bool = True
 
     @property
     def label(self) -> str:
-        return self.name if self.rtt_ms is None else f"{self.name} at {self.rtt_ms:g} ms RTT"
+        at = [f"{self.rtt_ms:g} ms RTT"] if self.rtt_ms is not None else []
+        at += [f"{self.slots} slots"] if self.slots is not None else []
+        return f"{self.name} at {', '.join(at)}" if at else self.name
 
     @property
     def runner(self) -> str:
@@ -199,8 +215,11 @@ class Unit:
             with self._deployment(external, env) as deployment:
                 self.clock.add(self.name, self.repeat, "stack start", since)
                 pin_stack(deployment.pids(), self.where)
-                if self.name not in self.document["runners"]:
-                    self.document["runners"][self.name] = self._facts(deployment)
+                # In a sweep the facts of the run's own budget are kept; each record says its own layout.
+                keep = self.name not in self.document["runners"] or (self.slots is not None and self.budget)
+                facts = self._facts(deployment) if keep or self.slots is not None else {}
+                if keep:
+                    self.document["runners"][self.name] = facts
                 ctx = ScenarioContext(
                     self.runner,
                     self.repeat,
@@ -212,7 +231,7 @@ class Unit:
                     self.shared,
                     full_api=self.name not in baselines.BASELINES,
                 )
-                return asyncio.run(self._scenarios(ctx, external))
+                return asyncio.run(self._scenarios(ctx, external, str(facts.get("slot_layout", ""))))
         except KeyboardInterrupt:
             raise
         except Exception as exc:
@@ -226,6 +245,8 @@ class Unit:
         if external:
             return topology.external_deployment(self.runner, p, config, env)
         broker = self.system.broker if self.system is not None else None
+        if self.slots is not None:
+            workdir = workdir.with_name(f"{workdir.name}-s{self.slots}")
         if self.rtt_ms is not None:
             workdir = workdir.with_name(f"{workdir.name}-rtt{self.rtt_ms:g}")
             return topology.hosts_deployment(self.runner, p, config, workdir, broker, self.rtt_ms)
@@ -237,7 +258,9 @@ class Unit:
         # The plugin's facts, then its backend's describe(): the configuration in force.
         return runner_facts(deployment.settings)
 
-    async def _scenarios(self, ctx: ScenarioContext, external: Mapping[str, str]) -> list[str]:
+    async def _scenarios(
+        self, ctx: ScenarioContext, external: Mapping[str, str], described: str
+    ) -> list[str]:
         ctx.progress.phase(f"{ctx.key} repeat {ctx.repeat}: warming up")
         warm = await warm_up(ctx)
         if not warm.done:
@@ -266,6 +289,8 @@ class Unit:
                 if hosts:
                     after = network.commandstats(ctx.deployment.redis_url)
                     network.annotate(made, hosts, rtt_measured, before, after)
+                if self.slots is not None:
+                    scaling.annotate(made, self.plan.profile, described)
                 self.document["records"].extend(made)
             except NoCapacity as exc:  # nothing to take a fraction of: not measured, and said so
                 self.document["warnings"].append(f"{ctx.key} repeat {ctx.repeat} steady not measured: {exc}")
@@ -278,7 +303,9 @@ class Unit:
         if "drain" not in self.scenarios:
             return []
         since = time.monotonic()
-        self.document["runners"].setdefault(self.name, baselines.floor_facts(self.name, self.plan.profile))
+        facts = baselines.floor_facts(self.name, self.plan.profile)
+        if self.name not in self.document["runners"] or (self.slots is not None and self.budget):
+            self.document["runners"][self.name] = facts
         try:
             record = asyncio.run(
                 baselines.direct_call_drain(
@@ -289,6 +316,8 @@ class Unit:
                     self.progress,
                 )
             )
+            if self.slots is not None:
+                scaling.annotate([record], self.plan.profile, facts["slot_layout"])
             self.document["records"].append(record)
         except KeyboardInterrupt:
             raise

@@ -1,7 +1,7 @@
 """Parameter sets (benchmark "profiles"): ``quick`` (a smoke run: one repeat, small samples), ``default``
 (every runner and floor, 3 repeats, sample sizes the printed percentiles need, the short fault pass),
-``full`` (20,000-job drains, long windows, 5 repeats), and the optional ``network`` (the broker behind a
-round-trip time) and ``scaling`` (throughput against worker slots) profiles.
+``full`` (20,000-job drains, long windows, 5 repeats), and two optional ones that measure one question
+each: ``network`` (the broker on another host, needs root) and ``scaling`` (the slot sweep, 1 to 32 slots).
 
 How long a profile takes depends mostly on the slowest worker path, not on the profile: every job the
 harness sends must reach the ledger, and an accept step, a drain or a steady window waits for it. A run's
@@ -95,6 +95,12 @@ class Profile:
     rtts_ms: tuple[float, ...] = ()
     # The scenarios this profile runs when the command line names none (empty: all of them).
     scenarios: tuple[str, ...] = ()
+    # The slot sweep (fbt_bench.scaling): each runner measured once per slot count, split into processes x
+    # threads by one stated rule. Empty: every runner at worker_processes x worker_threads only.
+    slot_sweep: tuple[int, ...] = ()
+    # In a sweep, email-io sends this many emails per slot (0: email_n at every point), so every point's
+    # window lasts about the same email_per_slot x smtp_delay_ms at the ideal throughput.
+    email_per_slot: int = 0
 
     @property
     def slots(self) -> int:
@@ -118,8 +124,15 @@ class Profile:
         out["default_brokers"] = list(self.default_brokers) if self.default_brokers is not None else None
         out["rtts_ms"] = list(self.rtts_ms)
         out["scenarios"] = list(self.scenarios)
+        out["slot_sweep"] = list(self.slot_sweep)
         out["slots"] = self.slots
         return out
+
+    @property
+    def floors_apply(self) -> bool:
+        """Whether the floors belong in this profile's runs by default: not across hosts (they run on one
+        loopback) nor in a slot sweep (the sweep compares each runner with its own ideal)."""
+        return not (self.rtts_ms or self.slot_sweep)
 
 
 # Quick is a smoke run: one repeat, every runner on every broker this machine has (so a RabbitMQ install
@@ -222,4 +235,20 @@ NETWORK = QUICK.with_overrides(
     steady_max_window_s=5.0,
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, DEFAULT, FULL, NETWORK)}
+# The slot sweep (issue #13): every runner on its default broker at 1 to 32 slots, email-io (I/O-bound: the
+# ideal is slots / SMTP delay) and drain (CPU-bound), one repeat, small sizes so the whole sweep stays in
+# minutes on 2 cores. A longer SMTP delay than the other profiles' keeps 32 slots' ideal rate within what
+# one API accepts on a shared machine; email_per_slot keeps every point's window about equally long.
+SCALING = QUICK.with_overrides(
+    name="scaling",
+    slot_sweep=(1, 2, 4, 8, 16, 32),
+    scenarios=("drain", "email-io"),
+    default_brokers=("redis",),
+    drain_n=300,
+    smtp_delay_ms=200,
+    email_per_slot=10,
+    # A runner far slower than the rest at few slots is recorded partial rather than holding the sweep up.
+    drain_timeout_s=30.0,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (QUICK, DEFAULT, FULL, NETWORK, SCALING)}

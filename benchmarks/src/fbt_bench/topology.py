@@ -9,7 +9,6 @@ deployment's REDIS_URL and LEDGER_FILE (which must be readable from here).
 
 import os
 import secrets
-import signal
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,19 +19,14 @@ from typing import Protocol
 from fbt_bench.measuring.sampler import ProcSet, own_process
 from fbt_bench.profiles import Profile
 from fbt_devstack import netns
+from fbt_devstack.processes import sigint_deferred
 from fbt_devstack.rabbitmq_tools import rabbitmq_unavailable_reason
 from fbt_devstack.stack import Stack
-from fbt_devstack.stack_env import settings_env
+from fbt_devstack.stack_env import external_url_var, settings_env
 from fbt_tasks.runner import BROKER_TITLES, QueueConfigName, installed_runners, load_runner, system_key
 from fbt_tasks.settings import Settings
 
 GROUPS_TTL_S = 1.0
-
-
-def external_url_var(runner: str) -> str:
-    """The environment variable that points external mode at ``runner``'s API: API_URL_<RUNNER>, a hyphen in the
-    runner's name written as an underscore (a shell cannot name a variable with one)."""
-    return f"API_URL_{runner.upper().replace('-', '_')}"
 
 
 class Deployment(Protocol):
@@ -315,20 +309,3 @@ def external_deployment(
         ledger_path=Path(env["LEDGER_FILE"]),
         settings=settings,
     )
-
-
-@contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Let teardown finish even if Ctrl-C is pressed again: a second interrupt must not leave orphans."""
-    received: list[int] = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
-    except ValueError:  # not the main thread: nothing to defer
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt

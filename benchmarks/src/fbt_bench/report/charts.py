@@ -216,6 +216,57 @@ def rtt_lines(
         return _svg(fig, chart_id, title)
 
 
+@dataclass(frozen=True)
+class Panel:
+    """One panel of ``sweep_lines``: a line per runner against x, and dashed references (ideal lines): a
+    reference named after a runner takes its colour, any other is black."""
+
+    title: str
+    ylabel: str
+    series: Mapping[str, Points]
+    references: Mapping[str, Points]
+
+
+def sweep_lines(chart_id: str, panels: Sequence[Panel], xlabel: str, title: str, palette: Palette) -> str:
+    """Panels side by side against a doubling x (log2 axis, log y): runners solid, references dashed."""
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(FIGSIZE[0] * 0.6 * len(panels), FIGSIZE[1]), layout="constrained")
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        xs = sorted({p[0] for panel in panels for points in panel.series.values() for p in points})
+        for ax, panel in zip(axes, panels, strict=True):
+            for name, points in panel.references.items():
+                colour = palette.colours.get(name, "#111111")
+                label = "ideal" if name not in palette.colours else None
+                ax.plot([p[0] for p in points], [p[1] for p in points], "--", color=colour, label=label)
+            for name, points in panel.series.items():
+                ax.plot(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    "o-",
+                    color=palette.colour(name),
+                    label=name,
+                )
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.minorticks_off()
+            if any(p[1] > 0 for points in panel.series.values() for p in points):
+                ax.set_yscale("log")
+            ax.set(xlabel=xlabel, ylabel=panel.ylabel, title=panel.title)
+        # One legend for every panel: each runner once, and the black ideal wherever a panel drew it.
+        labelled = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+        if labelled:
+            axes[-1].legend(
+                list(labelled.values()),
+                list(labelled),
+                fontsize=8,
+                frameon=False,
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1.0),
+            )
+        fig.suptitle(title)
+        return _svg(fig, chart_id, title)
+
+
 def probe_timeseries(chart_id: str, series: Mapping[str, Points], title: str, palette: Palette) -> str:
     """GET /health latency over time, one line per runner, log-y: stalls show up as spikes."""
     with matplotlib.rc_context(RC):

@@ -62,6 +62,9 @@ PROFILE_NOTES = {
     "read its figures as a check that everything runs, not as results)",
     "default": "every runner on every broker this machine has, the samples the percentiles need",
     "full": "long windows, 20,000-job drains, five repeats",
+    "network": "the broker on another host: drain and steady at each RTT to the broker, every runner on Redis",
+    "scaling": "the slot sweep: drain and email-io at each slot count, every runner on its default broker, one "
+    "repeat (the scenario sections show the run's own slot budget; Scaling with slots shows every count)",
 }
 
 
@@ -86,6 +89,9 @@ def loadgen_text(summary: Summary) -> str:
     if shares is not None:
         budget = float(summary.params.get("accept_loadgen_core_share") or 0.25)
         text += f"; share of a core: max {fmt_pct(shares.high)} (budget {fmt_pct(budget)})"
+    wakeup = summary.results.get("environment", {}).get("wakeup_cpu_us")
+    if isinstance(wakeup, dict) and isinstance(wakeup.get("median"), int | float):
+        text += f"; one wake-up of an idle process costs {fmt(wakeup['median'], ' µs')} here (n {wakeup.get('n')})"
     return text
 
 

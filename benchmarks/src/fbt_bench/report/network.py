@@ -147,8 +147,7 @@ ROLES_TEXT = (
     "Redis gains the RTT asked for and nothing else does. The scenario sections above show the lowest RTT."
 )
 
-OPTIONAL_PROFILES = (
-    "Optional profile, not part of this run unless its profile says network: `make compare PROFILE=network` "
-    "(root and iproute2) measures every runner's drain and steady with the broker on another network "
-    "namespace at 0, 1 and 5 ms RTT (README, 'The broker on another host')."
+OPTIONAL_PROFILE = (
+    "`make compare PROFILE=network` (root and iproute2) measures every runner's drain and steady with the "
+    "broker on another network namespace at 0, 1 and 5 ms RTT (README, 'The broker on another host')."
 )

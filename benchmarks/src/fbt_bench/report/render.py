@@ -17,7 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from fbt_bench.report import capacity_figures, capacity_tables, figures, header, network, tables
+from fbt_bench.report import capacity_figures, capacity_tables, figures, header, network, scaling, tables
 from fbt_bench.report.analysis import summarize, system_of
 from fbt_bench.report.figures import Chart
 from fbt_bench.report.findings import completeness, findings
@@ -102,13 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_context(results: dict[str, Any]) -> dict[str, Any]:
     """Everything the two templates need, as plain strings and tables (no logic in the templates)."""
-    # A hosts run measures every runner at several RTTs: the scenario sections show the lowest, the network
-    # section all of them.
-    summary = summarize(network.lowest_rtt_only(results))
+    # A hosts run measures every runner at several RTTs, a slot sweep at several slot counts: the scenario
+    # sections show the lowest RTT and the run's own slot budget, the network and scaling sections all of them.
+    summary = summarize(scaling.at_budget(network.lowest_rtt_only(results)))
     sections = [scenario_section(summary, s) for s in summary.scenarios()]
     memory, cost = figures.memory_chart(summary), capacity_figures.cost_chart(summary)
     rtt_chart, rtt_table = network.rtt_chart(results), network.rtt_table(results)
-    extra = [c for c in (cost, memory, rtt_chart) if c]
+    slots_chart, slots_table = scaling.slots_chart(results), scaling.slots_table(results)
+    slots_summary = scaling.summary_table(results)
+    extra = [c for c in (cost, memory, rtt_chart, slots_chart) if c]
     numbered = [c for s in sections for c in s.charts] + extra
     numbered = [_numbered(c, i) for i, c in enumerate(numbered, start=1)]
     by_id = {c.id: c for c in numbered}
@@ -117,10 +119,13 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
     memory = by_id.get(memory.id) if memory else None
     cost = by_id.get(cost.id) if cost else None
     rtt_chart = by_id.get(rtt_chart.id) if rtt_chart else None
+    slots_chart = by_id.get(slots_chart.id) if slots_chart else None
     cost_table = capacity_tables.cost_table(summary)
     labels = {
         **_table_labels(sections, cost_table),
         **({rtt_table.id: "Network table"} if rtt_table else {}),
+        **({slots_table.id: "Scaling table"} if slots_table else {}),
+        **({slots_summary.id: "Scaling summary"} if slots_summary else {}),
         **{c.id: f"Figure {c.number}" for c in numbered},
         "what-was-run": "What was run",
         "faults": "When things break",
@@ -159,6 +164,11 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         "rtt_table": rtt_table,
         "rtt_chart": rtt_chart,
         "rtt_roles": network.ROLES_TEXT,
+        "slots_table": slots_table,
+        "slots_summary": slots_summary,
+        "slots_chart": slots_chart,
+        "slots_intro": scaling.INTRO,
+        "slots_findings": scaling.findings(results),
         "faults": tables.faults_table(results),
         "faults_layout": tables.faults_layout(results),
         "mechanisms": tables.mechanisms(results),
@@ -218,9 +228,15 @@ def _reproduce(results: dict[str, Any]) -> dict[str, str]:
     return {
         "command": command,
         "note": note,
-        "optional": network.OPTIONAL_PROFILES,
+        "optional": OPTIONAL_PROFILES,
         "parameters": json.dumps(results["parameters"], indent=2, sort_keys=True),
     }
+
+
+OPTIONAL_PROFILES = (
+    "Optional profiles, not part of this run unless its profile names them: "
+    f"{network.OPTIONAL_PROFILE} {scaling.OPTIONAL_PROFILE}"
+)
 
 
 def _oneline(value: object) -> str:

@@ -90,15 +90,33 @@ class ScenarioContext:
 Scenario = Callable[[ScenarioContext], Awaitable[dict[str, Any]]]
 
 
-async def drain(ctx: ScenarioContext, follower: LedgerFollower, expected: int, label: str) -> LedgerTally:
-    """Wait (in a thread, so the event loop stays free) until every job is in the ledger or time is up."""
-    return await drain_ledger(follower, expected, ctx.profile, ctx.progress, label)
+async def drain(
+    ctx: ScenarioContext,
+    follower: LedgerFollower,
+    expected: int,
+    label: str,
+    on_progress: Callable[[int], None] | None = None,
+) -> LedgerTally:
+    """Wait (in a thread, so the event loop stays free) until every job is in the ledger or time is up;
+    ``on_progress`` is called with the completed count at every poll, in that thread."""
+    return await drain_ledger(follower, expected, ctx.profile, ctx.progress, label, on_progress)
 
 
 async def drain_ledger(
-    follower: LedgerFollower, expected: int, profile: Profile, progress: ProgressSink, label: str
+    follower: LedgerFollower,
+    expected: int,
+    profile: Profile,
+    progress: ProgressSink,
+    label: str,
+    on_progress: Callable[[int], None] | None = None,
 ) -> LedgerTally:
     bar = progress.bar(label, expected)
+
+    def update(done: int) -> None:
+        progress.update(bar, done)
+        if on_progress is not None:
+            on_progress(done)
+
     cancel = threading.Event()
     try:
         return await asyncio.to_thread(
@@ -106,7 +124,7 @@ async def drain_ledger(
             expected,
             drain_timeout_s=profile.drain_timeout_s,
             stall_timeout_s=profile.stall_timeout_s,
-            on_progress=lambda done: progress.update(bar, done),
+            on_progress=update,
             cancel=cancel,
         )
     finally:

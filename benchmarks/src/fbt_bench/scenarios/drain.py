@@ -16,7 +16,7 @@ from fbt_bench.measuring.ledger_reader import LedgerFollower, LedgerTally
 from fbt_bench.measuring.sampler import ProcSet, ProcUsage, ResourceSampler
 from fbt_bench.scenarios.context import ScenarioContext, drain
 from fbt_bench.scenarios.probe_client import run_probe
-from fbt_bench.scenarios.record import Measured, make_record
+from fbt_bench.scenarios.record import Measured, cpu_us_per_task, make_record
 
 IN_API_NOTE = (
     "tasks run in the API's threadpool, so there is no queue to pre-fill: the same N jobs were added through "
@@ -45,14 +45,55 @@ async def _through_queue(ctx: ScenarioContext, n: int) -> dict[str, Any]:
         ctx.deployment.start_workers()
         raise
     follower.expect(filled["ids"])
+    # The usage when the first completions were seen: what came after is the draining alone, without the
+    # workers' start (which the record's own CPU per task includes).
+    first: list[tuple[int, float, dict[str, ProcUsage]]] = []
+
+    def at_first(done: int) -> None:
+        if done and not first:
+            first.append((done, time.monotonic(), sampler.snapshot()))
+
     with ctx.sampler() as sampler:
         started = time.time()
         ctx.progress.phase(f"{ctx.tag('drain')}: starting the workers")
         await asyncio.to_thread(ctx.deployment.start_workers)
-        tally = await drain(ctx, follower, n, f"{ctx.tag('drain')} drained")
+        tally = await drain(ctx, follower, n, f"{ctx.tag('drain')} drained", on_progress=at_first)
         resources = sampler.stop()
-    extra = {"prefill_cpu_us_per_enqueue": round(float(filled["cpu_us_per_enqueue"]), 1)}
+        ended = time.monotonic()
+    extra: dict[str, Any] = {
+        "prefill_cpu_us_per_enqueue": round(float(filled["cpu_us_per_enqueue"]), 1),
+        "draining": draining(first[0] if first else None, ended, resources, tally.completed),
+    }
     return drain_record(ctx.runner, ctx.repeat, ctx.config, ctx.broker, n, tally, resources, started, extra)
+
+
+def draining(
+    first: tuple[int, float, dict[str, ProcUsage]] | None,
+    ended: float,
+    end: dict[str, ProcUsage],
+    completed: int,
+) -> dict[str, Any] | None:
+    """From the first completions seen to the end: the seconds, every group's CPU, and CPU µs per task of the
+    tasks completed in between (the workers' start left out); None when nothing completed after that look."""
+    if first is None or completed <= first[0]:
+        return None
+    done, at_s, at = first
+    between = {
+        group: ProcUsage(
+            cpu_s=max(usage["cpu_s"] - at[group]["cpu_s"], 0.0),
+            peak_pss_mb=usage["peak_pss_mb"],
+            peak_rss_mb=usage["peak_rss_mb"],
+            processes=usage["processes"],
+        )
+        for group, usage in end.items()
+        if group in at
+    }
+    return {
+        "after_completed": done,
+        "seconds": round(max(ended - at_s, 0.0), 3),
+        "cpu_s": round(sum(usage["cpu_s"] for usage in between.values()), 3),
+        "cpu_us_per_task": cpu_us_per_task(between, completed - done),
+    }
 
 
 async def _in_threadpool(ctx: ScenarioContext, n: int) -> dict[str, Any]:

@@ -12,9 +12,19 @@ handshake or individual segments, only the bytes; the record's ``delay_method`` 
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fbt_devstack.ports import free_port, wait_for_port
+from fbt_devstack.processes import ProcessGroup
+
+if TYPE_CHECKING:  # netns imports nothing of ours; only the type is needed here
+    from fbt_devstack.netns import Hosts
 
 CHUNK = 65_536
 
@@ -72,6 +82,28 @@ async def serve(listen: tuple[str, int], target: tuple[str, int], delay_ms: floa
         loop.add_signal_handler(sig, stop.set)
     async with server:
         await stop.wait()
+
+
+def start_in_front(
+    group: ProcessGroup,
+    hosts: "Hosts",
+    target_port: int,
+    log_path: Path,
+    timeout_s: float,
+    name: str = "delay",
+) -> str:
+    """Spawn the relay as ``name`` on the broker's host in front of Redis on ``target_port``; return the Redis
+    URL clients get (the relay's) once it listens. The group stops it."""
+    host, port = hosts.address(hosts.broker_role), free_port()
+    argv = [*hosts.exec_prefix(hosts.broker_role), sys.executable, "-m", "fbt_devstack.delay_proxy"]
+    argv += [
+        f"--listen={host}:{port}",
+        f"--target={host}:{target_port}",
+        f"--delay-ms={hosts.one_way_delay_ms}",
+    ]
+    group.spawn(name, argv, env={**os.environ, "PYTHONUNBUFFERED": "1"}, log_path=log_path)
+    wait_for_port(host, port, timeout_s=timeout_s)
+    return f"redis://{host}:{port}/0"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

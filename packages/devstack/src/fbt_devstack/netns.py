@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Literal
 
+from fbt_devstack.processes import sigint_deferred
+
 PREFIX = "fbtn"
 DelayMethod = Literal["netem", "proxy"]
 # Our subnets come from here; a /24 per run, picked from the pid and moved on if the machine uses it.
@@ -180,6 +182,11 @@ class Hosts:
         # The full path: a child started with a bare environment (redis-server's) has no PATH to search.
         return [shutil.which("ip") or "ip", "netns", "exec", self.namespace(role)]
 
+    def pids(self, role: str) -> set[int]:
+        """The processes running in ``role``'s namespace now (``ip netns pids``, which reads /proc/*/ns/net)."""
+        out = _ip("ip", "netns", "pids", self.namespace(role), check=False).stdout
+        return {int(word) for word in out.split()}
+
     @property
     def one_way_delay_ms(self) -> float:
         return self.rtt_ms / 2.0
@@ -259,16 +266,11 @@ def hosts(roles: Sequence[str], rtt_ms: float, method: DelayMethod | None = None
     try:
         yield made.create()
     finally:
-        # A second Ctrl-C must not leave namespaces behind: ignore it while they are removed.
-        try:
-            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        except ValueError:
-            interrupt = None
-        made.destroy()
-        if interrupt is not None:
-            signal.signal(signal.SIGINT, interrupt)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        # A second Ctrl-C must not leave namespaces behind.
+        with sigint_deferred():
+            made.destroy()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def round_trip_ms(role_prefix: Sequence[str], host: str, port: int, n: int = 21) -> float:

@@ -13,11 +13,12 @@ directly would turn a warm shutdown into lost jobs), then whatever of the tree i
 """
 
 import atexit
+import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -305,6 +306,23 @@ def all_alive(pids: Iterable[int]) -> list[int]:
         except psutil.NoSuchProcess:
             continue
     return alive
+
+
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Let teardown finish even if Ctrl-C is pressed again: a second interrupt must not leave orphans."""
+    received: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    except ValueError:  # not the main thread: nothing to defer
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
 
 
 @atexit.register

@@ -13,7 +13,6 @@ as completed in the ledger, which only happens once the API, the broker and a wo
 import json
 import os
 import signal
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from fbt_devstack import brokers
+from fbt_devstack import brokers, delay_proxy
 from fbt_devstack.netns import Hosts
-from fbt_devstack.ports import free_port, http_status, wait_for_port
+from fbt_devstack.ports import free_port, http_status
 from fbt_devstack.processes import ProcessGroup, log_tail
 from fbt_devstack.rabbitmq_server import RabbitMQServer
 from fbt_devstack.redis_server import AppendFsync, RedisServer
@@ -38,7 +37,7 @@ POLL_S = 0.1
 # Between two worker readiness checks (the runner's worker_ready: a broker round trip or a broadcast ping).
 HEALTH_POLL_S = 0.5
 # The host (fbt_devstack.netns role) each process runs on; the SMTP sink stays in the root namespace.
-ROLES = {"api": "api", "worker": "workers", "delay": "broker"}
+ROLES = {"api": "api", "worker": "workers"}
 WORKDIR_FILES = {"log_file": "log.txt", "ledger_file": "ledger.jsonl", "media_dir": "media"}
 
 
@@ -217,12 +216,10 @@ class Stack:
         """The URL clients get: Redis itself, or the delay proxy in front of it on the broker's host."""
         if self.hosts is None or self.hosts.delay_method != "proxy":
             return redis.url
-        host, port = self._address("broker"), free_port()
-        argv = [sys.executable, "-m", "fbt_devstack.delay_proxy", f"--listen={host}:{port}"]
-        argv += [f"--target={host}:{redis.port}", f"--delay-ms={self.hosts.one_way_delay_ms}"]
-        self._spawn("delay", argv)
-        wait_for_port(host, port, timeout_s=self.ready_timeout_s)
-        return f"redis://{host}:{port}/0"
+        port = redis.port or 0
+        return delay_proxy.start_in_front(
+            self._group, self.hosts, port, self.process_log("delay"), self.ready_timeout_s
+        )
 
     def _start_smtp(self) -> int:
         try:

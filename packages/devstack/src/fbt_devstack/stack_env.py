@@ -43,6 +43,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def external_url_var(runner: str) -> str:
+    """The environment variable that points the harness's external mode at ``runner``'s API: API_URL_<RUNNER>,
+    a hyphen in the runner's name written as an underscore (a shell cannot name a variable with one)."""
+    return f"API_URL_{runner.upper().replace('-', '_')}"
+
+
 def loopback_for(host: str) -> str:
     """The address to reach a server bound to ``host`` from this machine (a wildcard bind: loopback)."""
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
