@@ -25,7 +25,7 @@ from fbt_taskiq.queue_configs import (
 )
 from fbt_taskiq.redis_keys import push, result_key
 from fbt_taskiq.wire import encode
-from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable, DelayUnsupported
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.redis_client import answers, connect
 from fbt_tasks.settings import Settings
@@ -45,7 +45,7 @@ class TaskiqBackend:
     def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
         # `background` is unused: a taskiq worker process runs the job, not the API.
         if delay_s > 0:
-            raise ValueError(
+            raise DelayUnsupported(
                 "taskiq delays a task only through a schedule source and a `taskiq scheduler` process, "
                 "which this runner does not run"
             )

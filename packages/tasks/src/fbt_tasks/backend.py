@@ -11,6 +11,10 @@ class BrokerUnavailable(RuntimeError):
     """The broker could not take the job; nothing was enqueued. The API answers 503."""
 
 
+class DelayUnsupported(ValueError):
+    """The runner cannot run a job after a countdown as it is deployed here; nothing was enqueued."""
+
+
 class BackgroundScheduler(Protocol):
     """The part of Starlette's ``BackgroundTasks`` the in-process runner needs (typed without importing it)."""
 
