@@ -259,3 +259,24 @@ def test_trials_reuse_a_clean_stack_and_get_a_fresh_one_after_leftovers_or_an_er
     assert _Session.opened == [tmp_path, tmp_path / "stack2", tmp_path / "stack3"]
     second = ran[1][1]
     assert not isinstance(second, Exception) and "fresh stack: held" in second.record["notes"]
+
+
+def _result(**counts: Any) -> dict[str, Any]:
+    base = {"lost": 0, "failed_attempts": 0, "reexecuted": 0, "unfinished": {}, "watched_s": 60.0}
+    return {**base, **counts}
+
+
+def test_a_loss_in_a_safe_config_is_explained_by_its_mechanism_not_by_the_happy_path():
+    celery = load_runner("celery").faults
+    described = {"broker_name": "redis", "acks_late": True, "visibility_timeout_s": 30, "unacked_sweep_s": 1}
+    kept = celery.mechanism("kill-worker", described, _result())
+    assert "redelivered" in kept and "never came back" not in kept
+    gone = celery.mechanism("kill-worker", described, _result(lost=1))
+    assert "1 never came back" in gone and "celery/celery#7950" in gone
+
+    dramatiq = load_runner("dramatiq").faults
+    described = {"broker_name": "redis", "reliability": {"max_retries": 2}}
+    fine = dramatiq.mechanism("broker-restart", described, _result())
+    assert "gone" not in fine
+    lost = dramatiq.mechanism("broker-restart", described, _result(lost=2, failed_attempts=2))
+    assert "2 are gone" in lost and "acks the original anyway" in lost

@@ -160,10 +160,18 @@ class CeleryFaults:
         retries = d.get("retries", "none")
         if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
             if d.get("acks_late"):
-                return (
+                told = (
                     "Celery acks late, so the killed worker's messages stayed in kombu's unacked hash and were "
                     f"redelivered once the {vt} s visibility timeout passed (swept every {sweep} s)"
                 )
+                if r.get("lost"):
+                    # kombu/transport/redis.py: BRPOP (or RPOP) takes the message, QoS.append records it after.
+                    told += (
+                        f"; {r['lost']} never came back: kombu takes a message off the list and records it as "
+                        "unacked in a second command, so a worker killed between the two takes the message "
+                        "with it (celery/celery#7950)"
+                    )
+                return told
             return (
                 "Celery acks a message when its task starts, so the running tasks were gone at the kill, and "
                 f"prefetched messages wait in kombu's unacked hash for the {vt} s visibility timeout, longer "

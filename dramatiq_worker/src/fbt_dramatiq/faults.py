@@ -135,9 +135,16 @@ class DramatiqFaults:
                 "on SIGTERM Dramatiq requeues prefetched messages and lets running actors finish, then exits"
             )
         if fault == "broker-restart":
-            return "Redis's AOF kept the queue and the consumers reconnected; " + outage(
+            told = "Redis's AOF kept the queue and the consumers reconnected; " + outage(
                 r, f"the Retries middleware ({retries})"
             )
+            if r.get("lost"):
+                # dramatiq/broker.py emit_after logs a middleware's exception and carries on to the ack.
+                told += (
+                    f"; {r['lost']} are gone: the Retries middleware retries by enqueueing a copy, that enqueue hit "
+                    "the outage, and Dramatiq logs a failing middleware as critical and acks the original anyway"
+                )
+            return told
         if fault == "broker-crash":
             return crash(r) + "; the consumers reconnected"
         if fault == "delay-past-timeout":
