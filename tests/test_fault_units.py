@@ -273,6 +273,9 @@ def test_a_loss_in_a_safe_config_is_explained_by_its_mechanism_not_by_the_happy_
     assert "redelivered" in kept and "never came back" not in kept
     gone = celery.mechanism("kill-worker", described, _result(lost=1))
     assert "1 never came back" in gone and "celery/celery#7950" in gone
+    restarted = celery.mechanism("broker-restart", described, _result(lost=1))
+    assert "1 gone" in restarted and "celery/celery#7950" in restarted
+    assert "gone" not in celery.mechanism("broker-restart", described, _result())
 
     dramatiq = load_runner("dramatiq").faults
     described = {"broker_name": "redis", "reliability": {"max_retries": 2}}

@@ -184,6 +184,11 @@ class CeleryFaults:
             )
         if fault == "broker-restart":
             told = "Redis's AOF kept the queue and the worker reconnected; " + outage(r, "autoretry_for")
+            if r.get("lost"):
+                told += (
+                    f"; {r['lost']} gone: kombu takes a message off the list and records it as unacked in a second "
+                    "command, and a message taken just before the outage was never recorded (celery/celery#7950)"
+                )
             if held := r["unfinished"].get("held"):
                 told += (
                     f"; {held} messages it had prefetched before the outage stay in kombu's unacked hash "
