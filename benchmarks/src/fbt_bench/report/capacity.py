@@ -55,6 +55,19 @@ loadgen_cpu = record_number("loadgen_cpu_us_per_request")
 loadgen_share = record_number("loadgen_core_share")
 
 
+def loadgen_share_budget(params: dict[str, Any]) -> float:
+    """The share of a core the load generator may use (the accept search's own bound; older files: 25%)."""
+    return float(params.get("accept_loadgen_core_share") or 0.25)
+
+
+def wakeup_cost(results: dict[str, Any]) -> tuple[float, int] | None:
+    """(median µs, n) of the machine's measured wake-up cost, where the run recorded one."""
+    wakeup = (results.get("environment") or {}).get("wakeup_cpu_us")
+    if isinstance(wakeup, dict) and isinstance(wakeup.get("median"), int | float):
+        return float(wakeup["median"]), int(wakeup.get("n") or 0)
+    return None
+
+
 def decomposition(part: str) -> Metric:
     return extra_metric("decomposition", part)
 

@@ -17,11 +17,13 @@ from fbt_bench.report.capacity import (
     knee_found,
     loadgen_cpu,
     loadgen_share,
+    loadgen_share_budget,
     max_rate_under_slo,
     offered_rate,
     same_load,
     slo_ms,
     tasks_per_core,
+    wakeup_cost,
 )
 from fbt_bench.report.numbers import figure_id, fmt, fmt_pct, fmt_ratio, fmt_spread, table_id
 from fbt_bench.report.phrasing import Entry, Finding, measured, ranking, versus
@@ -174,7 +176,7 @@ def loadgen_findings(summary: Summary) -> list[Finding]:
     """Could the load generator have been the bottleneck (its share of a core), and what a request cost it
     against the per-request budget, with the machine's wake-up cost beside it."""
     findings: list[Finding] = []
-    share_budget = float(summary.params.get("accept_loadgen_core_share") or 0.25)
+    share_budget = loadgen_share_budget(summary.params)
     busiest = _worst(summary, loadgen_share)
     if busiest is not None:
         share, group = busiest
@@ -205,11 +207,11 @@ def loadgen_findings(summary: Summary) -> list[Finding]:
     if value <= LOADGEN_TARGET_US:
         return [*findings, Finding("result", text + "within it.", None, ("what-was-run",))]
     text += "above it."
-    wakeup = (summary.results.get("environment") or {}).get("wakeup_cpu_us") or {}
-    if isinstance(wakeup.get("median"), int | float):
+    wakeup = wakeup_cost(summary.results)
+    if wakeup is not None:
         text += (
-            f" A sleep and wake-up of a Python process costs {fmt(wakeup['median'], ' µs')} of CPU on this "
-            f"machine (n {wakeup.get('n')}, measured before the run), and at low rates each request costs the "
+            f" A sleep and wake-up of a Python process costs {fmt(wakeup[0], ' µs')} of CPU on this "
+            f"machine (n {wakeup[1]}, measured before the run), and at low rates each request costs the "
             "generator one or two wake-ups of its own, so there the per-request figure is mostly the machine's."
         )
     top = _top_accept_step(summary)

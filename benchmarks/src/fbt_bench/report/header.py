@@ -3,7 +3,7 @@ why the budget is equal in task slots (and what that leaves unequal), and how to
 
 from fbt_bench.measuring.stats import NOISY_CV, Spread
 from fbt_bench.report.analysis import PARTIAL_MARK, Summary, email_efficiency, memory_measure, throughput
-from fbt_bench.report.capacity import loadgen_cpu, loadgen_share
+from fbt_bench.report.capacity import loadgen_cpu, loadgen_share, loadgen_share_budget, wakeup_cost
 from fbt_bench.report.capacity_findings import LOADGEN_TARGET_US
 from fbt_bench.report.numbers import (
     NOISY_MARK,
@@ -87,11 +87,11 @@ def loadgen_text(summary: Summary) -> str:
     )
     shares = Spread.of(loadgen_share(r) for g in summary.repeat_sets.values() for r in g.records)
     if shares is not None:
-        budget = float(summary.params.get("accept_loadgen_core_share") or 0.25)
+        budget = loadgen_share_budget(summary.params)
         text += f"; share of a core: max {fmt_pct(shares.high)} (budget {fmt_pct(budget)})"
-    wakeup = summary.results.get("environment", {}).get("wakeup_cpu_us")
-    if isinstance(wakeup, dict) and isinstance(wakeup.get("median"), int | float):
-        text += f"; one wake-up of an idle process costs {fmt(wakeup['median'], ' µs')} here (n {wakeup.get('n')})"
+    wakeup = wakeup_cost(summary.results)
+    if wakeup is not None:
+        text += f"; one wake-up of an idle process costs {fmt(wakeup[0], ' µs')} here (n {wakeup[1]})"
     return text
 
 
