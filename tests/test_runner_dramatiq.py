@@ -6,10 +6,12 @@ path and the healthcheck; the SIGKILL redelivery, SIGTERM and the 503 path get t
 
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
 import pytest
+import redis
 from runner_support import (
     BrokerRunner,
     WorkerEnv,
@@ -27,7 +29,9 @@ from runner_support import (
 from fbt_devstack.processes import kill_tree
 from fbt_devstack.redis_server import RedisServer
 from fbt_dramatiq.backend import DramatiqBackend
+from fbt_dramatiq.broker import build_broker
 from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -100,3 +104,24 @@ def test_sigterm_stops_the_worker_cleanly(
 
 def test_broker_down_gives_503_and_bad_health(tmp_path: Path, smtp_sink: tuple[int, Path]) -> None:
     RUNNER.broker_down(tmp_path, smtp_sink)
+
+
+def test_workers_ride_out_a_broker_restart_the_api_fails_fast(tmp_path: Path) -> None:
+    # The safe config's workers retry a failed Redis command for a while, so a Retries re-enqueue (and the
+    # ack) survive a restart; the API's client fails at once so that it can answer 503.
+    with RedisServer(workdir=tmp_path) as server:
+        settings = Settings(_env_file=None, backend="dramatiq", redis_url=server.url)  # type: ignore[call-arg]
+        workers, api = build_broker(settings, for_workers=True), build_broker(settings)
+        try:
+            server.stop()
+            with pytest.raises(redis.ConnectionError):
+                api.client.ping()  # type: ignore[attr-defined]  # RedisBroker's
+            with ThreadPoolExecutor(1) as pool:
+                pinged = pool.submit(workers.client.ping)  # type: ignore[attr-defined]
+                time.sleep(1.0)
+                assert not pinged.done(), "the workers' client gave up while Redis was down"
+                server.start()
+                assert pinged.result(timeout=60) is True
+        finally:
+            workers.close()
+            api.close()

@@ -18,17 +18,18 @@ from dramatiq.middleware import CurrentMessage
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
 from redis import Redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from fbt_dramatiq.actors import RESULT_TTL_MS, declare_actors
 from fbt_dramatiq.middleware import MarkStarted, WorkerHeartbeats
-from fbt_dramatiq.queue_configs import ACTOR, BROKER, RABBITMQ_BROKER, queue_config_for
+from fbt_dramatiq.queue_configs import ACTOR, BROKER, RABBITMQ_BROKER, WORKER_CLIENT, queue_config_for
 from fbt_tasks.settings import Settings
 
 
-def redis_client(settings: Settings) -> Redis:
-    """A client that fails within the socket timeout instead of hanging or retrying."""
+def redis_client(settings: Settings, ride_out_s: float = 0.0) -> Redis:
+    """A client that fails within the socket timeout instead of hanging, or, given ``ride_out_s`` (the
+    workers' client in the safe config), one that retries a failed command with backoff for about that long."""
     return Redis.from_url(
         settings.redis_url,
         # Bounds the TCP connect, so a broker that is down or unreachable fails fast (API answers 503).
@@ -37,8 +38,17 @@ def redis_client(settings: Settings) -> Redis:
         socket_timeout=settings.redis_socket_timeout_s,
         # redis-py 8 retries 10 times with backoff by default, stretching a failure to seconds, and replaying
         # an enqueue whose reply was lost would enqueue the job twice. Fail once; callers decide.
-        retry=Retry(NoBackoff(), 0),
+        retry=_ride_out(ride_out_s) if ride_out_s > 0 else Retry(NoBackoff(), 0),
     )
+
+
+def _ride_out(seconds: float) -> Retry:
+    """Retries whose backoffs (50 ms doubling, capped at 1 s) add up to at least ``seconds``."""
+    backoff, waited, retries = ExponentialBackoff(cap=1.0, base=0.05), 0.0, 0
+    while waited < seconds:
+        retries += 1
+        waited += backoff.compute(retries)
+    return Retry(backoff, retries)
 
 
 def rabbitmq_parameters(settings: Settings) -> dict[str, Any]:
@@ -57,9 +67,11 @@ def rabbitmq_parameters(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_broker(settings: Settings) -> dramatiq.Broker:
+def build_broker(settings: Settings, *, for_workers: bool = False) -> dramatiq.Broker:
+    """The broker the API (fail fast: it answers 503) or, ``for_workers``, the worker processes use."""
     queue = queue_config_for(settings)
-    client = redis_client(settings)
+    ride_out_s = float(queue.options(WORKER_CLIENT).get("ride_out_s", 0.0)) if for_workers else 0.0
+    client = redis_client(settings, ride_out_s)
     # JSONEncoder is Dramatiq's default already; set it anyway so no import order can swap in pickle.
     dramatiq.set_encoder(dramatiq.JSONEncoder())
     broker: dramatiq.Broker

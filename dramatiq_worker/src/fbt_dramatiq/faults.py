@@ -144,9 +144,9 @@ class DramatiqFaults:
                     f"; {r['lost']} are gone: the Retries middleware retries by enqueueing a copy, that enqueue hit "
                     "the outage, and Dramatiq logs a failing middleware as critical and acks the original anyway"
                 )
-            return told
+            return told + _stranded(r)
         if fault == "broker-crash":
-            return crash(r) + "; the consumers reconnected"
+            return crash(r) + "; the consumers reconnected" + _stranded(r)
         if fault == "delay-past-timeout":
             return (
                 "Dramatiq keeps a delayed message on the delay queue; the worker holding it until due acks it "
@@ -166,6 +166,19 @@ class DramatiqFaults:
             f"the Retries middleware retried the refusals ({retries}, doubling with jitter); a message that "
             f"exhausts them goes to the dead-letter queue {xq_name(QUEUE_NAME)}"
         )
+
+
+def _stranded(r: Mapping[str, Any]) -> str:
+    """Why messages can sit in a live worker's acks set after an outage (dramatiq/brokers/redis: the fetch
+    script moves ids into the worker's acks set before replying; worker.py restarts a consumer on a connection
+    error, dropping the messages it had prefetched; dispatch.lua's maintenance requeues dead workers' acks)."""
+    if not r.get("held"):
+        return ""
+    return (
+        f"; {r['held']} stayed in a live worker's acks set: the outage cut off a fetch's reply or made a consumer "
+        "restart without the messages it had prefetched, and maintenance requeues only a dead worker's acks, so "
+        "they come back when that worker stops"
+    )
 
 
 def rabbitmq_holdings(settings: Settings) -> Holdings:

@@ -9,5 +9,5 @@ import dramatiq
 from fbt_dramatiq.broker import build_broker
 from fbt_tasks.settings import get_settings
 
-broker = build_broker(get_settings())
+broker = build_broker(get_settings(), for_workers=True)
 dramatiq.set_broker(broker)

@@ -25,6 +25,8 @@ from fbt_tasks.settings import Settings
 BROKER = "RedisBroker"
 RABBITMQ_BROKER = "RabbitmqBroker"
 ACTOR = "actor"
+# The Redis client of the worker processes (the API's keeps failing fast, so it can answer 503).
+WORKER_CLIENT = "worker Redis client"
 
 
 def _actor_options() -> dict[str, Setting]:
@@ -78,6 +80,14 @@ SAFE = QueueConfig(
             100_000,
             "10 % of broker calls run maintenance (default 0.1 %): an idle worker process polls each queue "
             "about once a second, so requeueing follows the heartbeat expiry within seconds, not minutes",
+        ),
+        # dramatiq/broker.py emit_after logs a failing middleware and carries on to the ack: a Retries
+        # re-enqueue that meets a broker outage would otherwise be dropped while its original is acked.
+        f"{WORKER_CLIENT}.ride_out_s": Setting(
+            20,
+            "the workers retry a failed Redis command with backoff for ~20 s, so a retry's re-enqueue (and the "
+            "ack) waits out a broker restart; a command re-sent after a lost reply may enqueue a copy, which "
+            "the send-once guard absorbs",
         ),
         **_actor_options(),
     },
