@@ -428,3 +428,14 @@ def test_the_load_generator_is_judged_by_its_share_of_a_core_and_its_cost_per_re
     http[1]["loadgen_core_share"] = 0.4
     assert any("at most 40% of a core" in t and "over budget" in t for t in _texts(doc, "alert"))
     assert texts != _texts(doc)
+
+
+def test_a_steady_window_that_fell_behind_is_a_surprise():
+    doc = example_results()
+    assert not any("fell behind" in t for t in _texts(doc, "surprise"))
+    steady = [r for r in doc["records"] if r["scenario"] == "steady"]
+    assert steady, "the fixture has steady records"
+    victim = steady[0]
+    victim["extra"]["arrival_rate"] = victim["throughput_per_s"] * 2  # completed half of what arrived
+    texts = [t for t in _texts(doc, "surprise") if "fell behind" in t]
+    assert texts and "50%" in texts[0], texts

@@ -8,6 +8,8 @@ import asyncio
 import itertools
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -535,3 +537,38 @@ def test_steady_fractions_are_conditions_not_repeats(tmp_path: Path) -> None:
     assert flag_noisy_repeats(records) == []
     records[1]["extra"]["fraction"] = 0.5
     assert any("steady at 50%" in warning for warning in flag_noisy_repeats(records))
+
+
+def test_steady_repeats_at_different_offered_rates_are_compared_by_what_they_kept_up(tmp_path: Path) -> None:
+    from fbt_bench.results import flag_noisy_repeats
+    from fbt_bench.scenarios.record import kept_up
+
+    # Each repeat offers a fraction of its own capacity, so throughput moves with it: 100/s and 200/s offered,
+    # both kept up, is not noise.
+    records = [
+        drain_record_of(tmp_path, 100, 100, repeat=r, throughput_window=w) for r, w in ((0, 1.0), (1, 0.5))
+    ]
+    for steady, offered in zip(records, (100.0, 200.0), strict=True):
+        steady["scenario"] = "steady"
+        steady["extra"] = {"fraction": 0.5, "offered_rate": offered}
+    assert [kept_up(r) for r in records] == [1.0, 1.0]
+    assert flag_noisy_repeats(records) == []
+    # The second repeat fell behind: half of what arrived completed per second.
+    records[1]["extra"]["arrival_rate"] = 400.0
+    assert kept_up(records[1]) == 0.5
+    assert any("completed ÷ offered" in warning for warning in flag_noisy_repeats(records))
+
+
+def test_the_enqueue_probe_lists_only_jobs_put_on_a_queue(tmp_path: Path) -> None:
+    # A runner whose tasks run in the API keeps them on the request's BackgroundTasks, dropped unrun by the
+    # probe: nobody may wait for those ids in the ledger.
+    env = {**os.environ, "BACKEND": "inprocess", "LEDGER_FILE": str(tmp_path / "ledger.jsonl")}
+    out = subprocess.run(
+        [sys.executable, "-m", "fbt_bench.scenarios.enqueue_probe", "enqueue", "--n", "3", "--ids"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["n"] == 3 and answer["ids"] == []

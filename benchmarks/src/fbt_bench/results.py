@@ -22,6 +22,7 @@ from fbt_bench.faults.run import not_measured, parameters
 from fbt_bench.measuring import stats
 from fbt_bench.measuring.environment import describe_environment
 from fbt_bench.profiles import PROFILES
+from fbt_bench.scenarios.record import kept_up
 from fbt_tasks.runner import load_runner, runner_record, system_key
 from fbt_tasks.settings import Settings
 
@@ -99,10 +100,14 @@ def flag_noisy_repeats(records: list[dict[str, Any]]) -> list[str]:
         where = f"{system}/{scenario}{_condition_text(condition)}"
         if len(members) < 2:
             continue
-        for metric, values in (
-            ("throughput_per_s", [r["throughput_per_s"] for r in members]),
-            ("e2e p50", [r["latency_ms"]["p50"] for r in members]),
-        ):
+        ratios = [v for v in (kept_up(r) for r in members) if v is not None]
+        # An offered rate that differs by repeat (steady) moves the throughput with it: compare what was kept up.
+        rate: tuple[str, list[float]] = (
+            ("completed ÷ offered", ratios)
+            if len(ratios) == len(members)
+            else ("throughput_per_s", [r["throughput_per_s"] for r in members])
+        )
+        for metric, values in (rate, ("e2e p50", [r["latency_ms"]["p50"] for r in members])):
             if not any(values):
                 continue
             spread = stats.spread(values)

@@ -13,6 +13,8 @@ measured on the same path at the same offered load.
 from typing import Any
 
 from fbt_bench.report.analysis import Metric, Record, RepeatSet, Summary, extra_metric
+from fbt_bench.report.numbers import fmt
+from fbt_bench.scenarios.record import kept_up
 
 COST_PARTS = ("api", "broker", "workers")
 DECOMPOSITION_PARTS = ("bare_route_us", "library_enqueue_us", "project_us")
@@ -112,10 +114,24 @@ def at_fraction(group: RepeatSet, fraction: float) -> RepeatSet | None:
     return RepeatSet(group.runner, group.config, group.scenario, group.label, records) if records else None
 
 
-def offered_rate(group: RepeatSet) -> float | None:
-    rates = [r["extra"].get("offered_rate") for r in group.records]
-    numbers = [float(v) for v in rates if isinstance(v, int | float)]
-    return min(numbers) if numbers else None
+offered = extra_metric("offered_rate")
+
+
+def offered_text(group: RepeatSet) -> str:
+    """The offered rate: one figure when every repeat offered the same, else min–max (steady offers a
+    fraction of each repeat's own capacity, which differs by repeat)."""
+    spread = group.spread(offered)
+    if spread is None:
+        return "n/a"
+    if spread.low == spread.high:
+        return fmt(spread.low, "/s")
+    return f"{fmt(spread.low)}–{fmt(spread.high)}/s"
+
+
+def kept_up_pct(record: Record) -> float | None:
+    """Completed ÷ offered, in %: 100 for a runner that kept up, comparable across repeats."""
+    ratio = kept_up(record)
+    return None if ratio is None else ratio * 100
 
 
 def _load(record: Record) -> Any:

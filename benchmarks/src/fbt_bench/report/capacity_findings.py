@@ -14,12 +14,13 @@ from fbt_bench.report.capacity import (
     decomposition_ratio,
     drained_per_s,
     fractions,
+    kept_up_pct,
     knee_found,
     loadgen_cpu,
     loadgen_share,
     loadgen_share_budget,
     max_rate_under_slo,
-    offered_rate,
+    offered_text,
     same_load,
     slo_ms,
     tasks_per_core,
@@ -29,6 +30,8 @@ from fbt_bench.report.numbers import figure_id, fmt, fmt_pct, fmt_ratio, fmt_spr
 from fbt_bench.report.phrasing import Entry, Finding, measured, ranking, versus
 from fbt_bench.report.wording import percentiles_text, rate_unit
 
+# Below this share of its arrival rate completed per second, a steady window was not steady.
+KEPT_UP_PCT = 95.0
 # The issue's budget for the load generator: beyond it, a rate sweep measures the sender too.
 LOADGEN_TARGET_US = 150.0
 
@@ -128,7 +131,20 @@ def steady_findings(summary: Summary) -> list[Finding]:
             if g is None:
                 continue
             shapes = [r["latency_ms"] for r in g.records]
-            parts.append(f"{g.tag()} at {fmt(offered_rate(g), '/s')}: {percentiles_text(shapes)}")
+            parts.append(f"{g.tag()} at {offered_text(g)}: {percentiles_text(shapes)}")
+            behind = g.spread(kept_up_pct)
+            if behind is not None and behind.low < KEPT_UP_PCT:
+                out.append(
+                    Finding(
+                        "surprise",
+                        f"{g.tag()} fell behind at {fmt_pct(fraction)} of its own capacity: it completed "
+                        f"{fmt(behind.low)}% of the arrival rate in its worst repeat (median {fmt(behind.median)}%), "
+                        "so its latency there is a growing backlog, not a steady state; its capacity was measured "
+                        "earlier in the same repeat, so something else took the workers' time",
+                        "steady",
+                        (table_id("steady"),),
+                    )
+                )
         if parts:
             out.append(
                 Finding(

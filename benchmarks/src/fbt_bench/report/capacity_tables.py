@@ -18,10 +18,11 @@ from fbt_bench.report.capacity import (
     drained_per_s,
     first_to_last_s,
     fractions,
+    kept_up_pct,
     knee_found,
     loadgen_cpu,
     max_rate_under_slo,
-    offered_rate,
+    offered_text,
     slo_ms,
     tasks_per_core,
 )
@@ -201,8 +202,8 @@ def steady_table(summary: Summary) -> Table:
                 (
                     g.label,
                     fmt_pct(fraction),
-                    fmt(offered_rate(g), "/s"),
-                    _flag(g, fmt_spread(g.spread(throughput))),
+                    offered_text(g),
+                    _flag(g, fmt_spread(g.spread(kept_up_pct), "%")),
                     fmt_spread(g.spread(latency_p50)),
                     tail_cell(r["latency_ms"] for r in g.records),
                     by_kind or "n/a",
@@ -212,10 +213,19 @@ def steady_table(summary: Summary) -> Table:
         summary,
         rows,
         "Open-loop arrivals at a fraction of each runner's own capacity (the lower of its accept knee and "
-        "drain rate), warm-up excluded. Offered rates differ by runner, so rows are not ranked against "
-        "each other. Latency is end to end (enqueue → finished), from the ledger.",
+        "drain rate), warm-up excluded. Offered rates differ by runner (and by repeat, as each repeat's "
+        "capacity does: min–max shown), so rows are not ranked against each other. Completed ÷ offered is "
+        "100% for a runner that kept up. Latency is end to end (enqueue → finished), from the ledger.",
     )
-    columns = ("Runner", "fraction", "offered", "completed/s", "p50 ms", "tail ms (n)", "tail by kind ms (n)")
+    columns = (
+        "Runner",
+        "fraction",
+        "offered",
+        "completed ÷ offered",
+        "p50 ms",
+        "tail ms (n)",
+        "tail by kind ms (n)",
+    )
     return Table(
         table_id("steady"), "steady: latency at a fixed share of capacity", columns, tuple(rows), notes
     )

@@ -27,7 +27,7 @@ from fbt_bench.report.capacity import (
     fractions,
     knee_found,
     max_rate_under_slo,
-    offered_rate,
+    offered_text,
     slo_ms,
     tasks_per_core,
 )
@@ -133,7 +133,7 @@ def _row_steady(summary: Summary) -> ChoiceRow:
             cells.append(NOT_MEASURED)
             continue
         shapes = [r["latency_ms"] for r in g.records]
-        cells.append(f"at {fmt(offered_rate(g), '/s')}: {percentiles_text(shapes)}")
+        cells.append(f"at {offered_text(g)}: {percentiles_text(shapes)}")
     verdict = (
         NOT_MEASURED
         if top is None

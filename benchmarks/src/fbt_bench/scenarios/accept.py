@@ -233,17 +233,25 @@ async def _decompose(ctx: ScenarioContext, knee: float) -> dict[str, Any] | None
     p = ctx.profile
     rate = round(knee * p.decomposition_fraction, 1)
     duration = p.accept_step_s(rate)
-    ctx.progress.phase(f"{ctx.tag('accept')}: API cost decomposition at {rate:g}/s")
+    label = f"{ctx.tag('accept')}: API cost decomposition"
+    ctx.progress.phase(f"{label} at {rate:g}/s")
+    # Every job sent here runs: waited for before the next measurement, which would otherwise start on a
+    # backlog (a slow worker path needs tens of seconds for it).
+    follower = ctx.follower()
     with ctx.sampler() as sampler:
         before = sampler.snapshot()
         result = await ctx.open_loop(ctx.spec(rate, duration, body=BODY))
         after = sampler.snapshot()
+    follower.expect(result.ok_job_ids())
+    await drain(ctx, follower, follower.tally().expected, f"{label}: the route's jobs")
     api_us = None
     if "api" in after and after["api"]["processes"] and result.sent:
         api_us = (after["api"]["cpu_s"] - before["api"]["cpu_s"]) * 1e6 / result.sent
     enqueues = max(1, min(p.decomposition_enqueues, round(rate * duration)))
-    library = await run_probe(ctx.deployment, ["enqueue", "--n", str(enqueues), "--rate", str(rate)])
+    library = await run_probe(ctx.deployment, ["enqueue", "--n", str(enqueues), "--rate", str(rate), "--ids"])
     library_us = float(library["cpu_us_per_enqueue"])
+    follower.expect(library["ids"])
+    await drain(ctx, follower, follower.tally().expected, f"{label}: the library's enqueued jobs")
     bare_us = await bare_route_us(ctx, rate, duration)
     project_us = api_us - bare_us - library_us if api_us is not None and bare_us is not None else None
     return {

@@ -2,7 +2,8 @@
 
 ``enqueue``: build ``n`` write_log jobs and hand each to the runner's own ``Backend.enqueue`` (settings from
 the environment, as a worker gets them), paced at ``rate`` per second or as fast as it goes; print one JSON
-line: how many, the CPU this process spent per enqueue, and (with ``--ids``) the job ids. For a runner
+line: how many, the CPU this process spent per enqueue, and (with ``--ids``) the ids of the jobs now on a
+queue, which workers will run (the caller waits for them, so no later measurement inherits them). For a runner
 whose tasks run in the API, enqueue is adding the job to a fresh Starlette ``BackgroundTasks`` (one per
 request, as FastAPI makes them), which is then dropped unrun. ``--raw-redis-queue`` LPUSHes the envelope to
 that list instead (the raw-Redis floor's enqueue).
@@ -52,6 +53,7 @@ def enqueue(
     jobs = [_job(i) for i in range(n)]  # built before the clock: the job envelope is not the library's cost
     client = redis.Redis.from_url(settings.redis_url) if raw_redis_queue else None
     backend = None if client else load_backend(settings)
+    dropped: set[str] = set()
     started, cpu_before = time.perf_counter(), _cpu_s()
     for index, job in enumerate(jobs):
         if rate > 0 and (delay := started + index / rate - time.perf_counter()) > 0:
@@ -59,14 +61,17 @@ def enqueue(
         if client is not None and raw_redis_queue is not None:
             client.lpush(raw_redis_queue, json.dumps(job.to_message()))
         elif backend is not None:
-            backend.enqueue(job, BackgroundTasks())
+            background = BackgroundTasks()
+            backend.enqueue(job, background)
+            if background.tasks:
+                dropped.add(job.id)  # the runner keeps tasks in-process: this one is dropped unrun
     cpu = _cpu_s() - cpu_before
     elapsed = time.perf_counter() - started
     if backend is not None:
         backend.close()
     out: dict[str, Any] = {"n": n, "cpu_us_per_enqueue": cpu * 1e6 / n, "elapsed_s": elapsed}
     if ids:
-        out["ids"] = [job.id for job in jobs]
+        out["ids"] = [job.id for job in jobs if job.id not in dropped]
     sys.stdout.write(json.dumps(out) + "\n")
 
 

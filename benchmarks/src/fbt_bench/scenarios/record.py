@@ -114,3 +114,16 @@ def make_record(
 
 def _round(value: float | None) -> float | None:
     return round(value, 1) if value is not None else None
+
+
+def kept_up(record: Mapping[str, Any]) -> float | None:
+    """Completed per second over the arrival rate, for a record sent open loop at a rate that differs by
+    repeat (steady: a fraction of each repeat's own capacity). Across repeats this is comparable where the
+    raw throughput is not: about 1 for a runner that kept up. The arrival rate is what the seeded Poisson
+    schedule really sent (``arrival_rate``), else the offered rate. None for a record without either.
+    """
+    extra = record.get("extra", {})
+    rate = extra.get("arrival_rate") or extra.get("offered_rate")
+    if not isinstance(rate, int | float) or rate <= 0:
+        return None
+    return float(record["throughput_per_s"]) / float(rate)

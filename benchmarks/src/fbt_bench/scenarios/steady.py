@@ -63,6 +63,8 @@ async def _at(
     extra = {
         "fraction": fraction,
         "offered_rate": offered,
+        # A seeded Poisson schedule sends a few % more or fewer than offered x duration: what it really sent.
+        "arrival_rate": round(result.planned / (p.steady_warmup_s + window), 2),
         "capacity_per_s": round(capacity, 1),
         "capacity_from": {k: round(v, 1) for k, v in known.items() if k in ("accept", "drain")},
         "warmup_s": p.steady_warmup_s,
