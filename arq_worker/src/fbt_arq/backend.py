@@ -119,6 +119,13 @@ class ArqBackend:
             "job_timeout_s": job_timeout_s(config, settings),
             "in_progress_timeout_s": in_progress_timeout_s(config, settings),
             "poll_delay_s": float(ARQ_DEFAULTS["poll_delay"]),
+            # arq/worker.py main and start_jobs: a poll starts jobs until max_jobs are running, then returns,
+            # and the next poll comes poll_delay after this one began, however soon a slot frees.
+            "polling": (
+                f"each worker polls every {float(ARQ_DEFAULTS['poll_delay']):g} s (poll_delay, kept at arq's "
+                "default) and a poll stops starting jobs once max_jobs run: a job that arrives between polls waits "
+                "for the next one, and jobs that outlast a poll start at most max_jobs per poll_delay per process"
+            ),
             "keep_result_s": float(ARQ_DEFAULTS["keep_result"]),
             "job_completion_wait_s": float(worker_option(config, "job_completion_wait")),
             "health_check_interval_s": health_check_interval_s(settings),
