@@ -131,12 +131,16 @@ def test_eta_scales_the_expected_lengths_by_what_finished_cells_took(monkeypatch
     eta.start(a)
     now[0] = 20.0
     assert eta.finish(a) == 20.0  # twice as long as expected: the rest is scaled by 2
-    assert eta.left_s() == (2 * 10.0 + 2 * 20.0) / 2
+    # Over two lanes that would be (2 x 10 + 2 x 20) / 2 = 30 s, but c alone needs 40 s: the longest cell wins.
+    assert eta.left_s() == 2 * 20.0
     eta.start(b)
     eta.start(c)
     now[0] = 30.0
-    assert eta.left_s() == (2 * 10.0 - 10.0 + 2 * 20.0 - 10.0) / 2
-    assert eta.left() == "~20 s left"
+    assert eta.left_s() == 2 * 20.0 - 10.0  # c's remaining 30 s, longer than the lanes' share (20 s)
+    assert eta.left() == "~30 s left"
+    now[0] = 32.0
+    eta.finish(b)  # 12 s for an expected 10: the scale becomes (20 + 12) / (10 + 10) = 1.6
+    assert eta.left_s() == 1.6 * 20.0 - 12.0
 
 
 def test_the_report_puts_a_librarys_brokers_side_by_side_and_says_how_cells_ran():

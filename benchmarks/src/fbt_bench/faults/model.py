@@ -73,7 +73,8 @@ class FaultParams:
     smtp_timeout_s: float | None = None
     # Cells at once. Parallel cells share 2 cores and disturb each other's timing; the fault pass reports
     # counts (lost, held, duplicated), which do not depend on it, and recovery times it marks as approximate.
-    parallel: int = 4
+    # Most of a cell waits out a redelivery bound, so 8 at once still leave a 2-core machine part idle.
+    parallel: int = 8
     # None: the slots, the benchmark's equal budget (for BackgroundTasks, the threadpool is the task slots).
     api_threadpool: int | None = None
 

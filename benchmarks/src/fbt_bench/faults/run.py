@@ -178,13 +178,15 @@ class Eta:
             now = time.monotonic()
             expected_done = sum(self.expected[c] for c in self._took)
             scale = sum(self._took.values()) / expected_done if expected_done else 1.0
-            waiting = sum(e for c, e in self.expected.items() if c not in self._started)
-            running = sum(
+            waiting = [scale * e for c, e in self.expected.items() if c not in self._started]
+            running = [
                 max(0.0, scale * self.expected[c] - (now - t))
                 for c, t in self._started.items()
                 if c not in self._took
-            )
-            return (scale * waiting + running) / self.lanes
+            ]
+            # Spread over the lanes, but never shorter than the longest cell still to finish: at the end a few
+            # long cells run alone and the lanes they leave idle do not shorten them.
+            return max((sum(waiting) + sum(running)) / self.lanes, max([*waiting, *running], default=0.0))
 
     def left(self) -> str:
         """ "~12 min left" (or "~40 s left"); "done" once nothing is left."""
