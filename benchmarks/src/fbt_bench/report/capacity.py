@@ -131,7 +131,8 @@ def offered_text(group: RepeatSet) -> str:
 def kept_up_pct(record: Record) -> float | None:
     """Completed ÷ offered, in %: 100 for a runner that kept up, comparable across repeats."""
     ratio = kept_up(record)
-    return None if ratio is None else ratio * 100
+    # One decimal is all it can say (99.97 and 100.02 both kept up), and it keeps "100%" from printing "100.0%".
+    return None if ratio is None else round(ratio * 100, 1)
 
 
 def _load(record: Record) -> Any:
