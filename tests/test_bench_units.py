@@ -572,3 +572,20 @@ def test_the_enqueue_probe_lists_only_jobs_put_on_a_queue(tmp_path: Path) -> Non
     )
     answer = json.loads(out.stdout.strip().splitlines()[-1])
     assert answer["n"] == 3 and answer["ids"] == []
+
+
+def test_a_steady_window_brings_its_completions_all_but_surely() -> None:
+    import random
+
+    from fbt_bench.scenarios.steady import steady_window_s
+
+    window = steady_window_s(1000, 250.0)
+    assert 4.0 < window < 4.6
+    rng = random.Random(7)
+    short = 0
+    for _ in range(300):
+        t, arrivals = rng.expovariate(250.0), 0
+        while t < window:
+            arrivals, t = arrivals + 1, t + rng.expovariate(250.0)
+        short += arrivals < 1000
+    assert short == 0

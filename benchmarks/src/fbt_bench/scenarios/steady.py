@@ -7,6 +7,7 @@ latencies, then for a window long enough for ``steady_completions`` completions 
 its count. One record per fraction.
 """
 
+import math
 from typing import Any
 
 from fbt_bench.measuring import stats
@@ -15,6 +16,14 @@ from fbt_bench.scenarios.record import Measured, make_record
 
 BODY = '{"msg": "steady #{i}"}'
 MIN_SAMPLES = 1000
+# Poisson arrivals of mean n over a window vary by sqrt(n): sizing the window for n + 4 sqrt(n) makes fewer
+# than n arrivals a 1-in-30,000 event rather than a coin toss.
+POISSON_SDS = 4.0
+
+
+def steady_window_s(completions: int, rate: float) -> float:
+    """Seconds of Poisson arrivals at ``rate`` that bring at least ``completions`` arrivals all but surely."""
+    return (completions + POISSON_SDS * math.sqrt(completions)) / rate
 
 
 class NoCapacity(RuntimeError):
@@ -35,7 +44,7 @@ async def _at(
 ) -> dict[str, Any]:
     p = ctx.profile
     offered = round(capacity * fraction, 1)
-    window = min(p.steady_max_window_s, p.steady_completions / offered)
+    window = min(p.steady_max_window_s, steady_window_s(p.steady_completions, offered))
     ctx.progress.phase(
         f"{ctx.tag('steady')}: {offered:g}/s ({fraction:.0%}) for {p.steady_warmup_s + window:.1f} s"
     )
