@@ -437,5 +437,10 @@ def test_a_steady_window_that_fell_behind_is_a_surprise():
     assert steady, "the fixture has steady records"
     victim = steady[0]
     victim["extra"]["arrival_rate"] = victim["throughput_per_s"] * 2  # completed half of what arrived
+    # ...but answered within a short latency: the last jobs finished after the window, no backlog grew.
+    victim["latency_ms"]["p50"] = 1.0
+    victim["extra"].update(warmup_s=1.0, window_s=4.0)
+    assert not any("fell behind" in t for t in _texts(doc, "surprise"))
+    victim["latency_ms"]["p50"] = 3_000.0  # most of the window: a backlog
     texts = [t for t in _texts(doc, "surprise") if "fell behind" in t]
     assert texts and "50%" in texts[0], texts
