@@ -82,6 +82,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
         --package fbt-inprocess-async --package fbt-taskiq --package fbt-arq --package fbt-saq
 COPY packages/tasks/ packages/tasks/
 COPY packages/devstack/ packages/devstack/
+COPY packages/api/ packages/api/
 COPY inprocess/ inprocess/
 COPY celery_worker/ celery_worker/
 COPY rq_worker/ rq_worker/
@@ -95,8 +96,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable \
         --package fbt-benchmarks --package fbt-inprocess --package fbt-celery --package fbt-rq --package fbt-dramatiq \
         --package fbt-inprocess-async --package fbt-taskiq --package fbt-arq --package fbt-saq \
-        --reinstall-package fbt-tasks --reinstall-package fbt-devstack --reinstall-package fbt-benchmarks \
-        --reinstall-package fbt-inprocess --reinstall-package fbt-celery --reinstall-package fbt-rq \
+        --reinstall-package fbt-tasks --reinstall-package fbt-devstack --reinstall-package fbt-api \
+        --reinstall-package fbt-benchmarks --reinstall-package fbt-inprocess --reinstall-package fbt-celery --reinstall-package fbt-rq \
         --reinstall-package fbt-dramatiq --reinstall-package fbt-inprocess-async \
         --reinstall-package fbt-taskiq --reinstall-package fbt-arq --reinstall-package fbt-saq
 

@@ -471,6 +471,10 @@ def _accept_step(runner: str, rate: int, knee: float, rng: random.Random) -> dic
     }
 
 
+# Runner ÷ its library's own worker, by runner (invented): RQ below the ×0.9 floor, the rest above it.
+FIDELITY = {"celery": 0.97, "rq": 0.6, "dramatiq": 0.95}
+
+
 def _drain(runner: str, repeat: int, rng: random.Random, *, noisy: bool) -> dict[str, Any]:
     factor = NOISY_FACTORS[repeat % len(NOISY_FACTORS)] if noisy else _jitter(rng)
     rate = _BEHAVIOUR[runner].drain_rate * factor
@@ -486,6 +490,11 @@ def _drain(runner: str, repeat: int, rng: random.Random, *, noisy: bool) -> dict
         record["extra"]["notes"] = "synthetic: tasks run in the API's threadpool, no queue to pre-fill"
     elif runner != "direct-call":
         record["extra"]["prefill_cpu_us_per_enqueue"] = _BEHAVIOUR[runner].library_enqueue_us
+    if runner in FIDELITY:
+        # The library's own minimal worker on the same N: the runner's rate over its fidelity.
+        reference = round(rate / FIDELITY[runner] * _jitter(rng, 0.01), 1)
+        record["extra"]["reference_per_s"] = reference
+        record["extra"]["fidelity"] = round(rate / reference, 3)
     return record
 
 

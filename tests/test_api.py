@@ -149,6 +149,16 @@ def test_health_needs_no_key(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok", "backend": "inprocess", "broker": "up"}
 
 
+def test_enqueue_cost_counts_each_enqueue_and_needs_the_key(client: TestClient) -> None:
+    assert client.get("/health/enqueue-cost").status_code == 401
+    before = client.get("/health/enqueue-cost", headers=AUTH).json()
+    for i in range(3):
+        assert client.post("/log/", params={"msg": f"cost {i}"}, headers=AUTH).status_code == 200
+    after = client.get("/health/enqueue-cost", headers=AUTH).json()
+    assert after["enqueues"] - before["enqueues"] == 3
+    assert after["cpu_s"] >= before["cpu_s"]
+
+
 def test_dev_key_refuses_non_loopback_bind(monkeypatch: pytest.MonkeyPatch) -> None:
     from fbt_api import __main__ as api_main
     from fbt_tasks.settings import get_settings

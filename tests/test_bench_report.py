@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 
 from fbt_bench.report import main, write_reports
 from fbt_bench.report.analysis import summarize
-from fbt_bench.report.capacity_tables import drain_table
+from fbt_bench.report.capacity_tables import decomposition_table, drain_table
 from fbt_bench.report.choose import how_to_choose
 from fbt_bench.report.findings import builders, completeness, findings
 from fbt_bench.report.wording import percentile_cell, percentiles_text, rate_unit, tail, tails
@@ -316,8 +316,42 @@ def test_no_ratio_to_a_floor_across_paths():
 def test_decomposition_is_printed_against_the_target():
     text = next(t for t in _texts(example_results()) if t.startswith("accept, API CPU per POST /log/"))
     assert re.search(
-        r"Celery [\d,]+ µs = bare route 700 \+ library 660 \+ project [\d,]+ µs, ×[\d.]+ \(over", text
+        r"Celery [\d,]+ µs: bare route 700 \+ library 660 µs \+ project [\d,]+ µs, ×[\d.]+ \(over", text
     )
+
+
+def test_a_project_share_within_the_api_spread_reads_below_noise():
+    doc = example_results()
+    for index, record in enumerate(_records(doc, "celery", "accept")):
+        parts = record["extra"]["decomposition"]
+        # API 1,350-1,380 µs across repeats over bare 700 + library 660: the project's -10..+20 µs is noise.
+        parts["api_us"] = (1350.0, 1380.0, 1365.0)[index % 3]
+        parts["project_us"] = parts["api_us"] - parts["bare_route_us"] - parts["library_enqueue_us"]
+    text = next(t for t in _texts(doc) if t.startswith("accept, API CPU per POST /log/"))
+    assert re.search(r"Celery [\d,]+ µs: bare route 700 \+ library 660 µs \+ project below noise", text)
+    table = decomposition_table(summarize(doc))
+    assert table is not None
+    celery = next(row for row in table.rows if row[0].startswith("Celery"))
+    assert celery[4].startswith("below noise (") and "–" in celery[5]
+
+
+def test_drain_table_sets_each_runner_beside_its_library_and_flags_a_low_fidelity():
+    table = drain_table(summarize(example_results()))
+    cells = {row[0]: row[-1] for row in table.rows}
+    assert re.fullmatch(r"[\d,.]+/s, ×0\.[56]\d* ⚠ \(0\.\d+–0\.\d+\)", cells["RQ"])
+    assert "⚠" not in cells["Celery"] and cells["Celery"].startswith(tuple("0123456789"))
+    assert cells["BackgroundTasks"] == "not measured"
+
+
+def test_a_runner_below_the_fidelity_floor_is_a_warning_naming_it():
+    warnings = [t for t in _texts(example_results(), "warning") if t.startswith("fidelity:")]
+    assert len(warnings) == 1 and "RQ drain below ×0.9" in warnings[0]
+    assert re.search(r"Celery ×0\.9\d* \(0\.9\d*–", warnings[0])
+    doc = example_results()
+    for record in _records(doc, "rq", "drain"):
+        record["extra"]["fidelity"] = 0.95
+    results = [t for t in _texts(doc, "result") if t.startswith("fidelity:")]
+    assert len(results) == 1 and "every broker runner drains at ×0.9 or more" in results[0]
 
 
 def test_old_documents_still_render_with_new_sections_not_measured(tmp_path):

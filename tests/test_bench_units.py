@@ -22,16 +22,21 @@ from hypothesis import strategies as st
 from fbt_bench.harness import placement, runner_orders, scenario_orders
 from fbt_bench.measuring import loadgen, stats
 from fbt_bench.measuring.ledger_reader import LedgerFollower, LedgerTally
-from fbt_bench.measuring.sampler import ProcSet, ResourceSampler
+from fbt_bench.measuring.sampler import ProcSet, ProcUsage, ResourceSampler
+from fbt_bench.measuring.stats import new_histogram
 from fbt_bench.profiles import DEFAULT, PROFILES, QUICK, SCENARIOS
 from fbt_bench.results import finalize, new_document, write_results
 from fbt_bench.scenarios import accept as accept_scenario
+from fbt_bench.scenarios.accept import decomposition_record
 from fbt_bench.scenarios.mixed import MIX
 from fbt_bench.scenarios.mixed import routes as mixed_routes
 from fbt_bench.scenarios.record import Measured, cpu_us_per_task, make_record
+from fbt_bench.scenarios.reference import fidelity
+from fbt_bench.scenarios.reference import summarize as summarize_reference
 from fbt_bench.schema import validate_results
 from fbt_bench.topology import external_urls
 from fbt_tasks.ledger import CompletionEvent, record
+from fbt_tasks.reference import Reference
 
 # HdrHistogram with 3 significant figures: a reported value is within 0.1% of the sample it stands for.
 HDR_RELATIVE_ERROR = 0.002
@@ -589,3 +594,48 @@ def test_a_steady_window_brings_its_completions_all_but_surely() -> None:
             arrivals, t = arrivals + 1, t + rng.expovariate(250.0)
         short += arrivals < 1000
     assert short == 0
+
+
+def test_the_api_cost_decomposition_adds_up_to_the_api_cpu() -> None:
+    found = decomposition_record(
+        rate=120.0,
+        common_rate=120.0,
+        requests=1000,
+        api_cpu_s=2.5,  # 2,500 µs per request
+        bare_us=1100.04,
+        enqueues=1000,
+        enqueue_cpu_s=0.8,  # 800 µs per enqueue, timed inside the API
+    )
+    assert found["at_common_rate"] is True
+    assert (found["api_us"], found["bare_route_us"], found["library_enqueue_us"]) == (2500.0, 1100.0, 800.0)
+    # The printed parts sum to the printed total.
+    assert found["bare_route_us"] + found["library_enqueue_us"] + found["project_us"] == found["api_us"]
+    lower = decomposition_record(
+        rate=60.0, common_rate=120.0, requests=0, api_cpu_s=None, bare_us=None, enqueues=0, enqueue_cpu_s=0.0
+    )
+    assert lower["at_common_rate"] is False
+    assert lower["api_us"] is lower["library_enqueue_us"] is lower["project_us"] is None
+
+
+def test_fidelity_record_is_project_over_reference() -> None:
+    tally = LedgerTally(
+        expected=10,
+        completed=10,
+        duplicated=0,
+        failed=0,
+        missing=0,
+        first_enqueued_at=0.0,
+        first_finished_at=100.0,
+        last_finished_at=102.0,
+        latency=new_histogram(),
+        latency_by_kind={},
+    )
+    usage = {"workers": ProcUsage(cpu_s=0.01, peak_pss_mb=1.0, peak_rss_mb=1.0, processes=2)}
+    reference = Reference(
+        workers=(("worker",),), enqueue=("enqueue",), layout="2 processes", options={"a": 1}
+    )
+    drained = summarize_reference(reference, tally, 10, 99.5, usage, 12.34)
+    assert (drained.drained_per_s, drained.first_to_last_s, drained.start_to_first_s) == (5.0, 2.0, 0.5)
+    assert drained.cpu_us_per_task["workers"] == 1000.0
+    assert drained.as_record()["options"] == {"a": 1} and drained.as_record()["enqueue_cpu_us"] == 12.3
+    assert fidelity(4.5, drained.drained_per_s) == 0.9

@@ -18,7 +18,7 @@ from fbt_bench.profiles import DEFAULT, PROFILES, SCALING
 from fbt_bench.report import scaling as section
 from fbt_bench.report import write_reports
 from fbt_bench.report.analysis import PARTIAL_MARK, summarize
-from fbt_bench.scenarios.drain import draining
+from fbt_bench.scenarios.drain import Ready, draining
 from fbt_bench.schema import validate_results
 from fbt_devstack.processes import descendants_of_self
 
@@ -110,13 +110,13 @@ def test_annotate_records_slots_layout_and_memory_of_the_group_holding_the_slots
 def test_draining_leaves_the_workers_start_out() -> None:
     at_first = {"workers": _usage(100.0, 2), "api": _usage(60.0, 1)}
     at_end = {"workers": {**_usage(100.0, 2), "cpu_s": 2.5}, "api": {**_usage(60.0, 1), "cpu_s": 0.7}}
-    found = draining((10, 5.0, at_first), 7.0, at_end, completed=110)
-    assert found is not None
+    window = draining(Ready(10, 5.0, at_first), 7.0, at_end, completed=110)
+    assert window is not None and window.tasks == 100
+    found = window.as_record()
     assert found["after_completed"] == 10 and found["seconds"] == 2.0 and found["cpu_s"] == pytest.approx(2.2)
-    # 2.0 s of workers' CPU and 0.2 s of the API's over the 100 tasks completed after the first look.
+    # 2.0 s of workers' CPU and 0.2 s of the API's over the 100 tasks completed after the workers were ready.
     assert found["cpu_us_per_task"]["workers"] == 20_000.0 and found["cpu_us_per_task"]["api"] == 2_000.0
-    assert draining(None, 7.0, at_end, completed=110) is None
-    assert draining((110, 5.0, at_first), 7.0, at_end, completed=110) is None
+    assert draining(Ready(110, 5.0, at_first), 7.0, at_end, completed=110) is None
 
 
 def test_cli_summary_keeps_the_sweep_points_apart_in_slot_order() -> None:

@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from fbt_arq.faults import FAULTS
 from fbt_arq.queue_configs import QUEUE_CONFIGS
 from fbt_tasks.backend import Backend
+from fbt_tasks.reference import Reference, console_script, python_module
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
 from fbt_tasks.settings import Settings
 
@@ -44,6 +45,19 @@ class ArqRunner:
         return (
             f"{settings.worker_processes} arq worker processes x {settings.worker_threads} concurrent jobs "
             "(max_jobs) each, as asyncio tasks"
+        )
+
+    def reference(self, settings: Settings) -> Reference:
+        # The project's layout without its supervisor: WORKER_PROCESSES `arq` processes (arq/__main__.py makes
+        # `python -m arq` the CLI), each with the queue config's Worker options, max_jobs = WORKER_THREADS.
+        from fbt_arq.worker_settings import worker_options
+
+        worker = (*console_script("arq", "arq"), "fbt_arq.reference.WorkerSettings")
+        return Reference(
+            workers=(worker,) * settings.worker_processes,
+            enqueue=python_module("fbt_arq.reference", "enqueue"),
+            layout=self.slot_layout(settings),
+            options=worker_options(settings),
         )
 
 

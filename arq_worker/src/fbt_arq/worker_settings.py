@@ -24,20 +24,28 @@ def health_check_interval_s(settings: Settings) -> float:
     return job_timeout_s(queue_config_for(settings), settings)
 
 
-def worker_settings(settings: Settings) -> dict[str, Any]:
-    """The ``arq.worker.Worker`` arguments for these settings."""
+def worker_options(settings: Settings) -> dict[str, int | float]:
+    """The ``arq.worker.Worker`` options these settings choose, beyond the wiring (functions, queue, Redis,
+    serializer): plain JSON values, so the fidelity reference (``fbt_arq.reference``) runs arq with the same."""
     config = queue_config_for(settings)
     return {
-        "functions": job_functions(config),
-        "queue_name": QUEUE_NAME,
-        # arq parses the URL itself (database, password); REDIS_URL stays out of the command line.
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         # docs/CONTRACTS.md: WORKER_THREADS concurrent jobs per process, WORKER_PROCESSES processes.
         "max_jobs": settings.worker_threads,
         "job_timeout": job_timeout_s(config, settings),
         "max_tries": max_tries(config),
         "job_completion_wait": int(worker_option(config, "job_completion_wait")),
         "health_check_interval": health_check_interval_s(settings),
+    }
+
+
+def worker_settings(settings: Settings) -> dict[str, Any]:
+    """The ``arq.worker.Worker`` arguments for these settings."""
+    return {
+        "functions": job_functions(queue_config_for(settings)),
+        "queue_name": QUEUE_NAME,
+        # arq parses the URL itself (database, password); REDIS_URL stays out of the command line.
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        **worker_options(settings),
         # JSON both ways, never arq's default pickle; the API writes jobs with the same functions.
         "job_serializer": dumps,
         "job_deserializer": loads,

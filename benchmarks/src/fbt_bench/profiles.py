@@ -41,9 +41,10 @@ class Profile:
     accept_max_halvings: int
     accept_knee_requests: int
     accept_resolution: float
-    # The common offered rate of the API cost decomposition, as a fraction of the knee found.
+    # The API cost decomposition runs every runner at one common offered rate, so its rows compare; a runner
+    # whose knee is too low for it runs at this fraction of its own knee instead (its row says so).
+    decomposition_rate: float
     decomposition_fraction: float
-    decomposition_enqueues: int
     # drain: N write_log jobs pre-filled with the workers stopped.
     drain_n: int
     # steady: open-loop arrivals at these fractions of min(accept knee, drain capacity).
@@ -86,8 +87,11 @@ class Profile:
     # The short kill-worker pass (both queue configurations). It waits for the slowest runner's redelivery
     # bound, minutes rather than seconds: too long for ``quick``.
     fault_pass: bool = True
-    # The accept scenario's API cost decomposition (three more sends and a library probe per runner).
+    # The accept scenario's API cost decomposition (two more sends per runner).
     decomposition: bool = True
+    # Every broker runner's drain is repeated through its library's own minimal worker (the fidelity check,
+    # fbt_tasks.reference), at the same N, layout and broker, in the same repeat.
+    fidelity: bool = True
     # The brokers measured when --brokers is not given (None: every broker this machine has).
     default_brokers: tuple[str, ...] | None = None
     # The hosts topology (fbt_devstack.netns): each runner measured once per round-trip time to the broker.
@@ -153,8 +157,8 @@ QUICK = Profile(
     accept_knee_requests=100,
     accept_probe_requests=100,
     accept_resolution=0.5,
+    decomposition_rate=120.0,
     decomposition_fraction=0.5,
-    decomposition_enqueues=300,
     drain_n=300,
     steady_fractions=(0.5,),
     steady_completions=100,
@@ -187,8 +191,8 @@ DEFAULT = Profile(
     accept_max_halvings=3,
     accept_knee_requests=1000,
     accept_resolution=0.1,
+    decomposition_rate=120.0,
     decomposition_fraction=0.5,
-    decomposition_enqueues=2000,
     drain_n=5000,
     steady_fractions=(0.5, 0.8),
     steady_completions=1000,
@@ -212,7 +216,6 @@ FULL = DEFAULT.with_overrides(
     accept_knee_requests=3000,
     accept_probe_requests=500,
     accept_resolution=0.05,
-    decomposition_enqueues=5000,
     drain_n=20_000,
     steady_completions=5000,
     steady_warmup_s=3.0,
@@ -247,6 +250,8 @@ SCALING = QUICK.with_overrides(
     drain_n=300,
     smtp_delay_ms=200,
     email_per_slot=10,
+    # The sweep compares each runner with its own ideal; a reference at every slot count would double it.
+    fidelity=False,
     # A runner far slower than the rest at few slots is recorded partial rather than holding the sweep up.
     drain_timeout_s=30.0,
 )

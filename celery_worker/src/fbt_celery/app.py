@@ -14,7 +14,7 @@ import redis.exceptions
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from fbt_celery.queue_configs import TRANSPORT, queue_config_for
+from fbt_celery.queue_configs import RESULTS_IN_REDIS, TRANSPORT, queue_config_for
 from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL, Settings, get_settings
 
 # Long enough to poll /jobs after a benchmark run; short enough that load tests do not pile up in Redis.
@@ -56,16 +56,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     timeout = settings.redis_socket_timeout_s
     config: dict[str, Any] = {
         "broker_url": settings.amqp_url if settings.broker_name == "rabbitmq" else settings.redis_url,
-        # The Redis result backend holds each task's state so /jobs can answer (beside RabbitMQ too: the
-        # Celery docs pair RabbitMQ with a Redis result backend; RabbitMQ keeps no results).
-        "result_backend": settings.redis_url,
         # JSON is Celery's default since 4.0; pinned so no pickle can ever be accepted (security guide).
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
         "result_accept_content": ["json"],
-        # Report STARTED while a task runs (off by default: "not that level of granularity"); /jobs needs it.
-        "task_track_started": True,
         "result_expires": RESULT_EXPIRES_S,
         # No publish retry (default: 3 retries up to 1 s apart), so the API answers 503 within the socket
         # timeout. A retry would also replay an LPUSH whose reply timed out, enqueueing the job twice;
@@ -86,10 +81,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # The result backend's connection retries (its default policy is 20 retries, up to 1 s apart).
         "result_backend_transport_options": {"retry_policy": {"max_retries": 1, "timeout": timeout}},
     }
-    # The queue config's app settings (late ack, requeue on a lost worker, prefetch 1; see queue_configs),
-    # bare names there; dotted ones go to the transport options above or to the tasks (fbt_celery.tasks).
+    # The queue config's app settings (result backend, STARTED, late ack, requeue on a lost worker,
+    # prefetch 1; see queue_configs), bare names there; dotted ones go to the transport options above or to
+    # the tasks (fbt_celery.tasks).
     queue = queue_config_for(settings)
     config |= {key: setting.value for key, setting in queue.settings.items() if "." not in key}
+    if config.get("result_backend") == RESULTS_IN_REDIS:
+        config["result_backend"] = settings.redis_url  # the queue config names the server, not its URL
     return config
 
 

@@ -9,6 +9,7 @@ import celery
 import kombu
 import redis
 from celery import states
+from celery.backends.redis import RedisBackend
 from celery.result import AsyncResult
 from kombu.transport.redis import Channel as RedisChannel
 
@@ -36,12 +37,35 @@ STATE_OF: dict[str, JobState] = {
 }
 
 
+class NoSubscribeRedisBackend(RedisBackend):
+    """Celery's Redis result backend, minus the SUBSCRIBE to the task's result channel on every apply_async.
+
+    ``send_task`` calls ``backend.on_task_call`` before publishing, and the Redis backend subscribes there
+    so that a later ``.get()`` is woken by the worker's PUBLISH (an UNSUBSCRIBE follows when the AsyncResult
+    is collected). The API never waits on a result: /jobs reads the stored state with one GET, which this
+    class leaves as it is, as it leaves the worker's writes of states and results. Celery has no setting for
+    this (celery/celery#3808); ``ignore_result=True`` would skip the subscription too, but it travels in the
+    message and the worker would then store no state at all.
+    """
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        return None  # nothing will ever wait on this result: no channel to subscribe to
+
+
+# ``<backend class>+<url>``: Celery's own result_backend syntax for naming the class that serves a URL (as
+# in "db+postgresql://"; celery.app.backends.by_url), so the API's app alone uses the class above.
+NO_SUBSCRIBE_BACKEND = f"{__name__}:{NoSubscribeRedisBackend.__name__}"
+
+
 class CeleryBackend:
     name = "celery"
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._app = create_app(settings)
+        results = self._app.conf.result_backend
+        if results:  # before the app builds its backend (on first use): the API's enqueue never subscribes
+            self._app.conf.result_backend = f"{NO_SUBSCRIBE_BACKEND}+{results}"
         broker = self._app.connection_for_write()
         title = "RabbitMQ" if settings.broker_name == "rabbitmq" else "Redis"
         self._broker = f"{title} at {broker.hostname}:{broker.port}"  # for messages: no password
@@ -58,13 +82,6 @@ class CeleryBackend:
             task.apply_async(args=[job.to_message()], task_id=job.id, countdown=delay_s or None)
         except BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"{self._broker} did not take the task: {exc}") from exc
-        except RuntimeError as exc:
-            # Before publishing, the Redis result backend subscribes to the task's result channel; when it
-            # cannot reconnect it raises RuntimeError("Retry limit exceeded ... must be restarted") from
-            # the connection error. Nothing was published, and it does reconnect once Redis is back.
-            if not isinstance(exc.__cause__, BROKER_ERRORS):
-                raise
-            raise BrokerUnavailable(f"{self._broker} did not answer: {exc.__cause__}") from exc
 
     def status(self, job_id: str) -> JobState | None:
         try:
@@ -116,7 +133,10 @@ class CeleryBackend:
             "library_version": celery.__version__,
             "kombu_version": kombu.__version__,
             "broker_name": self._settings.broker_name,
-            "result_backend": "Redis",
+            "result_backend": "Redis" if conf.result_backend else "none",
+            # The API's apply_async does not subscribe to the result channel (NoSubscribeRedisBackend).
+            "result_subscribe_on_enqueue": False,
+            "track_started": bool(conf.task_track_started),
             "serializer": conf.task_serializer,
             "accept_content": list(conf.accept_content),
             "queue_config": self._settings.queue_config,

@@ -1,7 +1,8 @@
 """The two queue configs (QUEUE_CONFIG), in the shape every runner uses (``fbt_tasks.runner.QueueConfig``).
 
 - ``defaults``: Celery out of the box. The message is acked *before* the task runs (early ack), so a
-  worker killed mid-task loses it; a failed task is not retried.
+  worker killed mid-task loses it; a failed task is not retried; no STARTED state is stored. It keeps one
+  thing Celery has no default for, a result backend: without one /jobs/{id} could never answer.
 - ``safe``: the configuration the Celery docs give for not losing work: late ack, requeue when the pool
   process dies, one reserved message per process, a visibility timeout sized to our longest task, and
   up to three attempts with a short backoff for transient errors only. The price is at-least-once
@@ -40,6 +41,31 @@ UNACKED_SWEEP_S = 1
 MAX_RETRIES = 2
 RETRY_BACKOFF_S = 1
 RETRY_BACKOFF_MAX_S = 4
+# The value of the ``result_backend`` setting that means "the Redis at REDIS_URL" (app.py puts the URL in
+# its place): a queue config is recorded in results.json, so it names the server, never its URL.
+RESULTS_IN_REDIS = "REDIS_URL"
+
+
+def _results() -> dict[str, Setting]:
+    """Where task states are stored: every queue config keeps Redis, though Celery has no backend by default."""
+    return {
+        "result_backend": Setting(
+            RESULTS_IN_REDIS,
+            "Celery stores no results by default (every id reads PENDING); /jobs/{id} reads the state from "
+            "here, so each queue config keeps it (beside RabbitMQ too, which keeps no results: Celery docs)",
+        ),
+    }
+
+
+def _track_started() -> dict[str, Setting]:
+    """The STARTED state the safe queue configs store; out of the box a job goes from PENDING to done."""
+    return {
+        "task_track_started": Setting(
+            True,
+            'report STARTED while a task runs (off by default: "not that level of granularity"), so /jobs '
+            "tells a running job from a queued one; one more result-backend write per task",
+        ),
+    }
 
 
 def _retries() -> dict[str, Setting]:
@@ -98,6 +124,8 @@ SAFE = QueueConfig(
     max_attempts=MAX_RETRIES + 1,
     retries_on=TRANSIENT_ERROR_NAMES,
     settings={
+        **_results(),
+        **_track_started(),
         **_late_ack(),
         f"{TRANSPORT}.visibility_timeout": Setting(
             VISIBILITY_TIMEOUT_S,
@@ -123,10 +151,11 @@ DEFAULTS = QueueConfig(
     name="defaults",
     summary=(
         "Celery out of the box: early ack (a killed worker's running tasks are lost, its prefetched "
-        "messages wait out the 1 hour visibility timeout) and no retry (the first failure is final)"
+        "messages wait out the 1 hour visibility timeout), no retry (the first failure is final) and no "
+        "STARTED state; results in Redis, for /jobs"
     ),
     max_attempts=1,
-    settings={},
+    settings=_results(),
 )
 
 SAFE_RABBITMQ = QueueConfig(
@@ -139,6 +168,8 @@ SAFE_RABBITMQ = QueueConfig(
     max_attempts=MAX_RETRIES + 1,
     retries_on=TRANSIENT_ERROR_NAMES,
     settings={
+        **_results(),
+        **_track_started(),
         **_late_ack(),
         "task_default_queue_type": Setting(
             "quorum",
@@ -168,10 +199,10 @@ DEFAULTS_RABBITMQ = QueueConfig(
     summary=(
         "Celery out of the box on RabbitMQ: a durable classic queue and persistent messages, but early ack "
         "(a killed worker's running tasks are lost, its prefetched ones return when its connection closes), "
-        "no publisher confirms and no retry"
+        "no publisher confirms, no retry and no STARTED state; results in Redis, for /jobs"
     ),
     max_attempts=1,
-    settings={},
+    settings=_results(),
 )
 
 QUEUE_CONFIGS: dict[str, dict[QueueConfigName, QueueConfig]] = {

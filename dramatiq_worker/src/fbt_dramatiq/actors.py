@@ -11,9 +11,6 @@ from fbt_tasks.retry import resolve
 
 # Dramatiq's default queue; every actor shares it so the slots are shared the same way as in other runners.
 QUEUE_NAME = "default"
-# Results and "started" marks live this long, so /jobs/{id} answers for a day (Celery's result_expires
-# default) rather than Dramatiq's 10 minutes; each costs ~100 bytes of Redis memory per job.
-RESULT_TTL_MS = 24 * 60 * 60 * 1000
 
 
 def actor_name(kind: str) -> str:
@@ -49,7 +46,11 @@ def actor_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def declare_actors(broker: dramatiq.Broker, options: dict[str, Any]) -> dict[str, dramatiq.Actor]:
-    """Declare ``fbt.<kind>`` for every kind on ``broker`` (which needs the Results middleware)."""
+    """Declare ``fbt.<kind>`` for every kind on ``broker`` with the queue config's actor options.
+
+    ``store_results`` / ``result_ttl`` among them need the Results middleware on ``broker`` (Dramatiq refuses
+    an actor option no middleware declares); Results stores a failure only once retries ran out.
+    """
     options = actor_options(options)
     return {
         # dramatiq.actor(fn, **options) at runtime; its overloads type only the decorator-factory form.
@@ -57,9 +58,6 @@ def declare_actors(broker: dramatiq.Broker, options: dict[str, Any]) -> dict[str
             broker=broker,
             actor_name=actor_name(kind),
             queue_name=QUEUE_NAME,
-            # Lets /jobs/{id} tell succeeded from failed; Results stores a failure only once retries ran out.
-            store_results=True,
-            result_ttl=RESULT_TTL_MS,
             **options,
         )(perform)
         for kind in TASKS

@@ -1,6 +1,7 @@
 """The Dramatiq broker, configured from Settings: Redis or RabbitMQ (BROKER), JSON only, the ``fbt.<kind>`` actors.
 
-Results and the "started" marks live in Redis whichever broker carries the messages (Dramatiq's Results
+Results and the "started" marks, where the queue config keeps them (``queue_configs``: the safe one does,
+Dramatiq's defaults do not), live in Redis whichever broker carries the messages (Dramatiq's Results
 middleware has Redis and Memcached backends; RabbitMQ keeps no results).
 
 The API and the workers both build it here, each from their own Settings; nothing is global except
@@ -21,9 +22,16 @@ from redis import Redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
-from fbt_dramatiq.actors import RESULT_TTL_MS, declare_actors
+from fbt_dramatiq.actors import declare_actors
 from fbt_dramatiq.middleware import MarkStarted, WorkerHeartbeats
-from fbt_dramatiq.queue_configs import ACTOR, BROKER, RABBITMQ_BROKER, WORKER_CLIENT, queue_config_for
+from fbt_dramatiq.queue_configs import (
+    ACTOR,
+    BROKER,
+    MARK_STARTED,
+    RABBITMQ_BROKER,
+    WORKER_CLIENT,
+    queue_config_for,
+)
 from fbt_tasks.settings import Settings
 
 
@@ -67,11 +75,24 @@ def rabbitmq_parameters(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_broker(settings: Settings, *, for_workers: bool = False) -> dramatiq.Broker:
-    """The broker the API (fail fast: it answers 503) or, ``for_workers``, the worker processes use."""
+def build_broker(
+    settings: Settings, *, for_workers: bool = False, client: Redis | None = None
+) -> dramatiq.Broker:
+    """The broker the API (fail fast: it answers 503) or, ``for_workers``, the worker processes use.
+
+    ``client`` (default: one built here) carries Redis broker calls, results and started marks.
+    """
     queue = queue_config_for(settings)
-    ride_out_s = float(queue.options(WORKER_CLIENT).get("ride_out_s", 0.0)) if for_workers else 0.0
-    client = redis_client(settings, ride_out_s)
+    actor_options = queue.options(ACTOR)
+    started = queue.options(MARK_STARTED)
+    if started and not actor_options.get("store_results"):
+        raise ValueError(
+            f"queue config {queue.name!r}: {MARK_STARTED} needs {ACTOR}.store_results, or a finished job "
+            "would read 'started' for good"
+        )
+    if client is None:
+        ride_out_s = float(queue.options(WORKER_CLIENT).get("ride_out_s", 0.0)) if for_workers else 0.0
+        client = redis_client(settings, ride_out_s)
     # JSONEncoder is Dramatiq's default already; set it anyway so no import order can swap in pickle.
     dramatiq.set_encoder(dramatiq.JSONEncoder())
     broker: dramatiq.Broker
@@ -81,14 +102,16 @@ def build_broker(settings: Settings, *, for_workers: bool = False) -> dramatiq.B
         # Passing the client (not url=) is what makes the timeouts apply: with url= the broker builds its
         # own connection pool and ignores extra connection parameters.
         broker = RedisBroker(client=client, **queue.options(BROKER))
-    # Dramatiq has no status store of its own; Results (its documented way to keep outcomes) stores each
-    # actor's return value or final exception, JSON-encoded, under a key derived from the message id.
-    broker.add_middleware(Results(backend=RedisBackend(client=client, encoder=dramatiq.JSONEncoder())))
+    if actor_options.get("store_results"):
+        # Dramatiq has no status store of its own; Results (its documented way to keep outcomes) stores each
+        # actor's return value or final exception, JSON-encoded, under a key derived from the message id.
+        broker.add_middleware(Results(backend=RedisBackend(client=client, encoder=dramatiq.JSONEncoder())))
     # Exposes the message being processed, whose options carry the retry count the actors report.
     broker.add_middleware(CurrentMessage())
-    broker.add_middleware(MarkStarted(client, ttl_s=RESULT_TTL_MS // 1000))
+    if started:
+        broker.add_middleware(MarkStarted(client, **started))
     if isinstance(broker, RedisBroker):
         # RabbitMQ needs no heartbeats of ours: the health check counts the queue's consumers instead.
         broker.add_middleware(WorkerHeartbeats())
-    declare_actors(broker, queue.options(ACTOR))
+    declare_actors(broker, actor_options)
     return broker

@@ -18,6 +18,8 @@ def started_key(message_id: str) -> str:
 class MarkStarted(Middleware):
     """Dramatiq keeps no "started" state, so record one just before the actor runs.
 
+    Added only where the queue config sets ``MarkStarted.ttl_s`` (the safe one; Dramatiq's defaults do not).
+
     Cost: one SET (with an expiry) per attempt, on the worker thread, before the actor starts. If Redis
     refuses it, Dramatiq logs the error and runs the actor anyway; /jobs/{id} says "queued" a while longer.
     """

@@ -13,9 +13,15 @@ its connection closes, so there is no heartbeat timeout or maintenance to tune. 
 messages persistent in both configs (Dramatiq always declares and publishes them so); ``safe`` adds
 publisher confirms.
 
+Job states are writes Dramatiq does not make by default: it keeps no outcome and no "started" state. The
+safe configs keep both, because GET /jobs/{id} needs them: ``actor.store_results`` (Dramatiq's Results
+middleware, one result SET per job) and ``MarkStarted.ttl_s`` (``fbt_dramatiq.middleware``, one SET per
+attempt before the actor runs), in Redis whichever broker carries the messages. ``defaults`` runs without
+them, as Dramatiq does out of the box: /jobs/{id} then reads "queued" for every id (CONTRACTS.md).
+
 Setting names say where Dramatiq takes them: ``RedisBroker.<name>`` / ``RabbitmqBroker.<name>`` a keyword
-argument of the broker, ``actor.<name>`` an option every actor is declared with; a missing one keeps
-Dramatiq's default.
+argument of the broker, ``actor.<name>`` an option every actor is declared with, ``MarkStarted.<name>`` a
+keyword argument of our middleware (added only when set); a missing one keeps Dramatiq's default.
 """
 
 from fbt_tasks.retry import TRANSIENT_ERROR_NAMES
@@ -27,6 +33,11 @@ RABBITMQ_BROKER = "RabbitmqBroker"
 ACTOR = "actor"
 # The Redis client of the worker processes (the API's keeps failing fast, so it can answer 503).
 WORKER_CLIENT = "worker Redis client"
+# fbt_dramatiq.middleware.MarkStarted, added to the broker only when the queue config sets it.
+MARK_STARTED = "MarkStarted"
+# Results and "started" marks live a day, so /jobs/{id} answers for a day (Celery's result_expires default)
+# rather than Dramatiq's 10 minutes; each costs ~100 bytes of Redis memory per job.
+RESULT_TTL_MS = 24 * 60 * 60 * 1000
 
 
 def _actor_options() -> dict[str, Setting]:
@@ -57,11 +68,33 @@ def _actor_options() -> dict[str, Setting]:
     }
 
 
+def _job_states() -> dict[str, Setting]:
+    """The per-job state writes /jobs/{id} reads, which Dramatiq does not make by default."""
+    return {
+        f"{ACTOR}.store_results": Setting(
+            True,
+            "Dramatiq keeps no outcome: its Results middleware stores each job's return value or final "
+            "exception in Redis (one write per job), so /jobs/{id} can tell succeeded from failed",
+        ),
+        f"{ACTOR}.result_ttl": Setting(
+            RESULT_TTL_MS,
+            "results live a day (Celery's result_expires default) rather than Dramatiq's 10 minutes, so "
+            "/jobs/{id} still answers after a long run; ~100 bytes of Redis each",
+        ),
+        f"{MARK_STARTED}.ttl_s": Setting(
+            RESULT_TTL_MS // 1000,
+            "Dramatiq keeps no 'started' state: one SET per attempt before the actor runs lets /jobs/{id} "
+            "say started (also while a retry waits or a killed worker's job awaits requeueing)",
+        ),
+    }
+
+
 SAFE = QueueConfig(
     name="safe",
     summary=(
         "late acks (as always) with a 10 s heartbeat timeout and frequent maintenance, so a killed worker's "
-        "messages come back within seconds; a failing job gets 3 attempts, then the dead-letter queue"
+        "messages come back within seconds; a failing job gets 3 attempts, then the dead-letter queue; job "
+        "states (started, result) kept in Redis for /jobs/{id}"
     ),
     max_attempts=3,
     retries_on=TRANSIENT_ERROR_NAMES,
@@ -90,17 +123,19 @@ SAFE = QueueConfig(
             "the send-once guard absorbs",
         ),
         **_actor_options(),
+        **_job_states(),
     },
 )
 
 # Nothing set: RedisBroker(heartbeat_timeout=60_000, maintenance_chance=1_000), Retries(max_retries=20,
-# min_backoff=15 s, max_backoff=7 days), TimeLimit(10 min). A killed worker's messages come back only after
+# min_backoff=15 s, max_backoff=7 days), TimeLimit(10 min), no Results middleware and no started mark
+# (/jobs/{id} reads "queued" for every id). A killed worker's messages come back only after
 # 60 s *and* a 0.1 % maintenance draw, i.e. minutes later on a quiet queue (measured by the fault benchmark).
 DEFAULTS = QueueConfig(
     name="defaults",
     summary=(
         "Dramatiq out of the box: late acks, but a killed worker's messages come back only after a 60 s "
-        "heartbeat timeout and a 0.1 % maintenance draw; 20 retries from a 15 s backoff"
+        "heartbeat timeout and a 0.1 % maintenance draw; 20 retries from a 15 s backoff; no job states kept"
     ),
     max_attempts=21,
     retries_on=("Exception",),
@@ -111,7 +146,8 @@ SAFE_RABBITMQ = QueueConfig(
     name="safe",
     summary=(
         "late acks with publisher confirms on durable queues: a killed worker's messages return when its "
-        "connection closes; a failing job gets 3 attempts, then the dead-letter queue"
+        "connection closes; a failing job gets 3 attempts, then the dead-letter queue; job states (started, "
+        "result) kept in Redis for /jobs/{id}"
     ),
     max_attempts=3,
     retries_on=TRANSIENT_ERROR_NAMES,
@@ -122,15 +158,17 @@ SAFE_RABBITMQ = QueueConfig(
             "job is on the broker; it also lets Dramatiq re-declare a queue that went missing",
         ),
         **_actor_options(),
+        **_job_states(),
     },
 )
 
-# Nothing set: RabbitmqBroker(confirm_delivery=False), the same Retries and TimeLimit defaults as on Redis.
+# Nothing set: RabbitmqBroker(confirm_delivery=False), the same Retries and TimeLimit defaults as on Redis, no
+# Results middleware and no started mark.
 DEFAULTS_RABBITMQ = QueueConfig(
     name="defaults",
     summary=(
         "Dramatiq out of the box on RabbitMQ: late acks on durable queues (a killed worker's messages return "
-        "when its connection closes), no publisher confirms, 20 retries from a 15 s backoff"
+        "when its connection closes), no publisher confirms, 20 retries from a 15 s backoff, no job states kept"
     ),
     max_attempts=21,
     retries_on=("Exception",),

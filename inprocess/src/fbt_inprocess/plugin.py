@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from fbt_inprocess.faults import FAULTS
 from fbt_tasks.backend import Backend
+from fbt_tasks.reference import Reference
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
 from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL, Settings
 
@@ -63,6 +64,9 @@ class InProcessRunner:
 
     def slot_layout(self, settings: Settings) -> str:
         return f"anyio threadpool of {threadpool_tokens(settings)} tokens, shared with the API's sync routes"
+
+    def reference(self, settings: Settings) -> Reference | None:
+        return None  # the tasks run in the API: there is no library worker to hold the runner against
 
 
 RUNNER = InProcessRunner()

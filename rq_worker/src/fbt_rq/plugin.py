@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from fbt_rq.faults import FAULTS
 from fbt_rq.queue_configs import QUEUE_CONFIGS
 from fbt_tasks.backend import Backend
+from fbt_tasks.reference import REFERENCE_QUEUE, JSONValue, Reference, python_module
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
 from fbt_tasks.settings import Settings
 
@@ -44,6 +45,42 @@ class RQRunner:
         if settings.rq_worker_mode == "fork":
             return f"{settings.slots} forking workers, one job at a time"
         return f"{settings.slots} simple workers, one job at a time, in the worker process"
+
+    def reference(self, settings: Settings) -> Reference | None:
+        """``settings.slots`` plain ``rq worker`` processes, as fbt_rq.worker starts them, running
+        ``fbt_rq.reference.write_log`` from the reference queue; jobs enqueued by ``python -m fbt_rq.reference``.
+
+        What differs from the project's workers is only the project's code: ``--config fbt_rq.reference``
+        (the reference's own job module, preloaded before the fork as fbt_rq.worker_settings preloads the
+        project's) instead of fbt_rq.worker_settings, and no ``--exception-handler``: the safe config's handler
+        is project code (fbt_rq.jobs), and it only runs on a failing job, which a reference job never is.
+        """
+        from fbt_rq.queue_configs import queue_config_for
+        from fbt_rq.worker import library_arguments, rq_cli, worker_options
+
+        config = queue_config_for(settings)
+        # --url: the harness gives the reference only the FBT_REF_* variables, not RQ_REDIS_URL.
+        argv = (
+            *rq_cli(),
+            "worker",
+            "--url",
+            settings.redis_url,
+            "--config",
+            "fbt_rq.reference",
+            *library_arguments(settings),
+            REFERENCE_QUEUE,
+        )
+        options: dict[str, JSONValue] = dict(worker_options(config))
+        # The enqueue side of the queue config: the Retry every job carries (python -m fbt_rq.reference reads it).
+        if (retry_max := config.value("Retry.max")) is not None:
+            options["Retry.max"] = retry_max
+            options["Retry.interval"] = list(config.value("Retry.interval", []))
+        return Reference(
+            workers=tuple(argv for _ in range(settings.slots)),
+            enqueue=python_module("fbt_rq.reference", "enqueue"),
+            layout=self.slot_layout(settings),
+            options=options,
+        )
 
 
 RUNNER = RQRunner()

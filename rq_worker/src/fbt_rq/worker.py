@@ -22,7 +22,6 @@ death, exit); a second one is cold (the work-horse is killed).
 import logging
 import os
 import sys
-from pathlib import Path
 
 from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL, DEFAULT_MAINTENANCE_TASK_INTERVAL, DEFAULT_WORKER_TTL
 
@@ -35,6 +34,8 @@ from fbt_rq.queue_configs import (
     queue_config_for,
     worker_ttl,
 )
+from fbt_tasks.reference import console_script
+from fbt_tasks.runner import QueueConfig
 from fbt_tasks.settings import Settings, get_settings
 from fbt_tasks.supervise import supervise
 
@@ -43,24 +44,38 @@ log = logging.getLogger("fbt_rq.worker")
 
 def rq_cli() -> list[str]:
     """The ``rq`` console script installed next to this interpreter, or its module form."""
-    script = Path(sys.executable).parent / "rq"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "rq.cli"]
+    return console_script("rq", "rq.cli")
+
+
+def worker_options(config: QueueConfig) -> dict[str, int | bool]:
+    """The ``rq worker`` options the queue config sets away from RQ's defaults, by RQ's names."""
+    options: dict[str, int | bool] = {}
+    if worker_ttl(config) != DEFAULT_WORKER_TTL:
+        options["worker_ttl"] = worker_ttl(config)
+    if job_monitoring_interval(config) != DEFAULT_JOB_MONITORING_INTERVAL:
+        options["job_monitoring_interval"] = job_monitoring_interval(config)
+    if maintenance_interval(config) != DEFAULT_MAINTENANCE_TASK_INTERVAL:
+        options["maintenance_interval"] = maintenance_interval(config)
+    if config.value("with_scheduler", False):
+        options["with_scheduler"] = True
+    return options
+
+
+def library_arguments(settings: Settings) -> list[str]:
+    """The ``rq worker`` arguments that are RQ's own: the serializer, the worker class and the queue config's
+    worker options. The project's and the fidelity reference's workers (``fbt_rq.reference``) share them."""
+    arguments = ["--serializer", SERIALIZER, "--worker-class", WORKER_CLASSES[settings.rq_worker_mode]]
+    for name, value in worker_options(queue_config_for(settings)).items():
+        flag = "--" + name.replace("_", "-")
+        arguments += [flag] if value is True else [flag, str(value)]
+    return arguments
 
 
 def worker_command(settings: Settings) -> list[str]:
     """``rq worker`` with only the options that differ from RQ's defaults for the chosen queue config."""
     config = queue_config_for(settings)
     # -c imports our settings module before the worker forks, preloading the job code (see worker_settings).
-    command = [*rq_cli(), "worker", "--config", "fbt_rq.worker_settings", "--serializer", SERIALIZER]
-    command += ["--worker-class", WORKER_CLASSES[settings.rq_worker_mode]]
-    if worker_ttl(config) != DEFAULT_WORKER_TTL:
-        command += ["--worker-ttl", str(worker_ttl(config))]
-    if job_monitoring_interval(config) != DEFAULT_JOB_MONITORING_INTERVAL:
-        command += ["--job-monitoring-interval", str(job_monitoring_interval(config))]
-    if maintenance_interval(config) != DEFAULT_MAINTENANCE_TASK_INTERVAL:
-        command += ["--maintenance-interval", str(maintenance_interval(config))]
-    if config.value("with_scheduler", False):
-        command.append("--with-scheduler")
+    command = [*rq_cli(), "worker", "--config", "fbt_rq.worker_settings", *library_arguments(settings)]
     if handler := config.value("exception_handler"):
         command += ["--exception-handler", handler]
     return [*command, QUEUE_NAME]

@@ -3,8 +3,9 @@
 from collections.abc import Mapping
 
 from fbt_saq.faults import FAULTS
-from fbt_saq.queue_configs import QUEUE_CONFIGS
+from fbt_saq.queue_configs import QUEUE_CONFIGS, job_fields, worker_kwargs
 from fbt_tasks.backend import Backend
+from fbt_tasks.reference import JSONValue, Reference, console_script, python_module
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
 from fbt_tasks.settings import Settings
 
@@ -44,6 +45,22 @@ class SAQRunner:
         return (
             f"{settings.worker_processes} processes x {settings.worker_threads} concurrent jobs "
             "(asyncio, SAQ Worker concurrency)"
+        )
+
+    def reference(self, settings: Settings) -> Reference | None:
+        # SAQ's own worker (fbt_saq.reference) at this layout: WORKER_PROCESSES plain `saq` processes (the
+        # project supervises its own with fbt-worker-saq), each with concurrency WORKER_THREADS, and the
+        # Worker options and Job fields the queue config in force gives the project's workers and jobs.
+        options: dict[str, JSONValue] = {
+            "worker": {"concurrency": settings.worker_threads, **worker_kwargs(settings)},
+            "job": dict(job_fields(settings)),
+        }
+        argv = (*console_script("saq", "saq"), "fbt_saq.reference.settings")
+        return Reference(
+            workers=tuple(argv for _ in range(settings.worker_processes)),
+            enqueue=python_module("fbt_saq.reference", "enqueue"),
+            layout=self.slot_layout(settings),
+            options=options,
         )
 
 

@@ -152,5 +152,15 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def worker_kwargs(settings: Settings) -> dict[str, Any]:
+    """The Worker keyword arguments in force, as a ``saq`` settings dict takes them (concurrency aside)."""
+    options = worker_options(settings)
+    return {
+        "timers": {key.removeprefix("timers."): v for key, v in options.items() if key.startswith("timers.")},
+        "dequeue_timeout": options["dequeue_timeout"],
+        "shutdown_grace_period_s": options["shutdown_grace_period_s"],
+    }
+
+
 def heartbeat_every_s(heartbeat_s: float) -> float | None:
     return heartbeat_s / BEATS_PER_HEARTBEAT if heartbeat_s else None

@@ -31,7 +31,9 @@ async def heartbeat(job: SaqJob) -> AsyncIterator[None]:
     """Touch the job every heartbeat / 3 s while the block runs; stopped before SAQ finishes the job.
 
     Stopping here, not in an after_process hook, matters: SAQ's finish is written after the function
-    returns, and a heartbeat landing after it would store the job as active again.
+    returns, and a heartbeat landing after it would store the job as active again. The beating task starts
+    only when the first beat is due (a timer until then): most jobs end long before, and a task per job
+    created and cancelled unused cost the worker's loop more than the timer does.
     """
     every = heartbeat_every_s(job.heartbeat)
     if every is None:
@@ -40,16 +42,20 @@ async def heartbeat(job: SaqJob) -> AsyncIterator[None]:
 
     async def beat() -> None:
         while True:
-            await asyncio.sleep(every)
             await job.update()
+            await asyncio.sleep(every)
 
-    beating = asyncio.create_task(beat())
+    loop = asyncio.get_running_loop()
+    beating: list[asyncio.Task[None]] = []
+    first = loop.call_later(every, lambda: beating.append(loop.create_task(beat())))
     try:
         yield
     finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
+        first.cancel()
+        for task in beating:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def stop_retrying_permanent_errors(job: SaqJob, error: BaseException) -> None:

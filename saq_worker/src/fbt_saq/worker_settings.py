@@ -8,25 +8,20 @@ from typing import Any
 
 from saq import Queue
 
-from fbt_saq.queue_configs import worker_options
+from fbt_saq.queue_configs import worker_kwargs
 from fbt_saq.tasks import FUNCTIONS
 from fbt_saq.wire import QUEUE_NAME
 from fbt_tasks.settings import Settings, get_settings
 
 
 def worker_settings(config: Settings) -> dict[str, Any]:
-    options = worker_options(config)
     return {
         # SAQ's documented constructor: JSON (json.dumps/json.loads) is its default serializer.
         "queue": Queue.from_url(config.redis_url, name=QUEUE_NAME),
         "functions": FUNCTIONS,
         # One process's share of the slots: WORKER_THREADS jobs at once on its event loop.
         "concurrency": config.worker_threads,
-        "timers": {
-            key.removeprefix("timers."): value for key, value in options.items() if key.startswith("timers.")
-        },
-        "dequeue_timeout": options["dequeue_timeout"],
-        "shutdown_grace_period_s": options["shutdown_grace_period_s"],
+        **worker_kwargs(config),
     }
 
 

@@ -11,8 +11,8 @@ from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend, RedisStreamBr
 from fbt_taskiq.queue_configs import (
     CONSUMER_GROUP,
     QUEUE_NAME,
+    RESULT_BACKEND_OPTIONS,
     RESULT_PREFIX,
-    RESULT_TTL_S,
     WORKER_CLIENT_NAME,
     broker_class,
     queue_config_for,
@@ -40,11 +40,10 @@ def build_broker(settings: Settings) -> AsyncBroker:
         broker = ListQueueBroker(settings.redis_url, queue_name=QUEUE_NAME, client_name=WORKER_CLIENT_NAME)
     results: RedisAsyncResultBackend[object] = RedisAsyncResultBackend(
         settings.redis_url,
-        keep_results=True,  # /jobs/{id} reads a result any number of times
-        result_ex_time=RESULT_TTL_S,
         serializer=JSONSerializer(),
         prefix_str=RESULT_PREFIX,
         client_name=WORKER_CLIENT_NAME,
+        **RESULT_BACKEND_OPTIONS,
     )
     broker = broker.with_result_backend(results)
     if options := retry_options(config):

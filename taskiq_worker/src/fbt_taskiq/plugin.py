@@ -3,8 +3,10 @@
 from collections.abc import Mapping
 
 from fbt_taskiq.faults import FAULTS
-from fbt_taskiq.queue_configs import QUEUE_CONFIGS
+from fbt_taskiq.queue_configs import QUEUE_CONFIGS, library_options
+from fbt_taskiq.worker import worker_options
 from fbt_tasks.backend import Backend
+from fbt_tasks.reference import Reference, console_script, python_module
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
 from fbt_tasks.settings import Settings
 
@@ -43,6 +45,17 @@ class TaskiqRunner:
         return (
             f"{settings.worker_processes} worker processes x {settings.worker_threads} concurrent async tasks "
             "each (taskiq --workers, --max-async-tasks)"
+        )
+
+    def reference(self, settings: Settings) -> Reference | None:
+        """taskiq's own CLI over ``fbt_taskiq.reference:broker`` with the project worker's options, and the
+        broker, result backend and retry options of the queue config in force."""
+        worker = (*console_script("taskiq", "taskiq"), "worker", "fbt_taskiq.reference:broker")
+        return Reference(
+            workers=((*worker, *worker_options(settings)),),
+            enqueue=python_module("fbt_taskiq.reference", "enqueue"),
+            layout=self.slot_layout(settings),
+            options=library_options(settings),
         )
 
 

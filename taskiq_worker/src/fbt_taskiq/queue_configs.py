@@ -18,6 +18,7 @@ failed task at once with the same task id; ``SmartRetryMiddleware``'s delay need
 
 from typing import Any, Literal
 
+from fbt_tasks.reference import JSONValue
 from fbt_tasks.retry import TRANSIENT_ERROR_NAMES
 from fbt_tasks.runner import QueueConfig, QueueConfigName, Setting
 from fbt_tasks.settings import Settings
@@ -32,6 +33,11 @@ CONSUMER_GROUP = "fbt"
 RESULT_PREFIX = "fbt-taskiq-result"
 # Keep results an hour, as for RQ: taskiq-redis keeps them forever unless told (its README recommends a TTL).
 RESULT_TTL_S = 3600
+# RedisAsyncResultBackend's options in both queue configs (fbt_taskiq.broker adds the JSON serializer).
+RESULT_BACKEND_OPTIONS: dict[str, Any] = {
+    "keep_results": True,  # /jobs/{id} reads a result any number of times
+    "result_ex_time": RESULT_TTL_S,
+}
 # Every connection a worker opens carries this name (CLIENT SETNAME): health reads CLIENT LIST for it.
 WORKER_CLIENT_NAME = "fbt-taskiq-worker"
 
@@ -127,3 +133,20 @@ def stream_options(config: QueueConfig, settings: Settings) -> dict[str, Any]:
 
 def retry_options(config: QueueConfig) -> dict[str, Any]:
     return config.options("SimpleRetryMiddleware")
+
+
+def library_options(settings: Settings) -> dict[str, JSONValue]:
+    """The taskiq options in force as JSON, for the fidelity reference (``fbt_taskiq.reference``): the broker
+    class and its arguments, the result backend's and the retry middleware's, as ``build_broker`` applies them.
+    The stream's naming (queue, consumer group, client name) is the reference's own."""
+    config = queue_config_for(settings)
+    chosen: dict[str, JSONValue] = {"broker": broker_class(config)}
+    if broker_class(config) == "RedisStreamBroker":
+        chosen["RedisStreamBroker"] = stream_options(config, settings)
+    chosen["RedisAsyncResultBackend"] = dict(RESULT_BACKEND_OPTIONS)
+    if retries := retry_options(config):
+        chosen["SimpleRetryMiddleware"] = {
+            **retries,
+            "types_of_exceptions": list(retries["types_of_exceptions"]),
+        }
+    return chosen

@@ -21,19 +21,24 @@ def taskiq_cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "taskiq"]
 
 
-def worker_command(settings: Settings) -> list[str]:
+def worker_options(settings: Settings) -> list[str]:
+    """The ``taskiq worker`` options after the broker: the layout, prefetch and ack type (the fidelity
+    reference's worker passes the same, ``TaskiqRunner.reference``)."""
     config = queue_config_for(settings)
-    command = [*taskiq_cli(), "worker", "fbt_taskiq.app:broker"]
-    command += [
+    options = [
         "--workers",
         str(settings.worker_processes),
         "--max-async-tasks",
         str(settings.worker_threads),
     ]
-    command += ["--max-prefetch", "0"]
+    options += ["--max-prefetch", "0"]
     if broker_class(config) == "RedisStreamBroker":
-        command += ["--ack-type", str(config.value("ack_type"))]
-    return command
+        options += ["--ack-type", str(config.value("ack_type"))]
+    return options
+
+
+def worker_command(settings: Settings) -> list[str]:
+    return [*taskiq_cli(), "worker", "fbt_taskiq.app:broker", *worker_options(settings)]
 
 
 def main() -> None:

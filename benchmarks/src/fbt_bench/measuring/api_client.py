@@ -70,6 +70,13 @@ class ApiClient:
         response = await self._client.get("/health")
         return Outcome(ok=response.status_code == 200, status=response.status_code)
 
+    async def enqueue_cost(self) -> tuple[int, float]:
+        """(enqueue calls, thread CPU seconds inside them) the API process has spent since it started."""
+        response = await self._client.get("/health/enqueue-cost")
+        response.raise_for_status()
+        body = response.json()
+        return int(body["enqueues"]), float(body["cpu_s"])
+
     async def job_state(self, job_id: str) -> str:
         """What GET /jobs/{id} says: the job's state, or the HTTP status when it did not answer 200."""
         response = await self._client.get(f"/jobs/{job_id}")

@@ -24,6 +24,9 @@ LIBRARIES = (
     "fastapi",
     "starlette",
     "uvicorn",
+    # uvicorn's production extras, which fbt-api and the floor apps select (fbt_api.__main__.SERVER_OPTIONS).
+    "httptools",
+    "uvloop",
     "anyio",
     "httpx",
     "redis",

@@ -31,6 +31,11 @@ SAME_RATE_TOLERANCE = 0.01
 
 max_rate_under_slo = extra_metric("max_rate_under_slo")
 drained_per_s = extra_metric("drained_per_s")
+# The fidelity check (fbt_tasks.reference): the library's own minimal worker on the same N, layout and broker.
+reference_per_s = extra_metric("reference_per_s")
+fidelity_ratio = extra_metric("fidelity")
+# The issue's floor: the project may cost a library at most 10% of its own drain rate.
+FIDELITY_TARGET = 0.9
 first_to_last_s = extra_metric("first_to_last_s")
 
 
@@ -85,6 +90,22 @@ def decomposition_ratio(record: Record) -> float | None:
     if not bare + library:
         return None
     return float(api) / float(bare + library)
+
+
+def below_noise(group: RepeatSet) -> bool:
+    """Whether the project's share of the API's CPU is smaller than the spread of the API's CPU across repeats
+    (or its own range straddles zero): then it reads "below noise", never as a negative or a precise figure."""
+    share, api = group.spread(decomposition("project_us")), group.spread(decomposition("api_us"))
+    if share is None or api is None:
+        return False
+    return share.low <= 0 <= share.high or abs(share.median) < api.high - api.low
+
+
+def at_common_rate(group: RepeatSet) -> bool:
+    """Whether every repeat's decomposition ran at the profile's common rate (older files: assumed)."""
+    return all(
+        (r.get("extra", {}).get("decomposition") or {}).get("at_common_rate", True) for r in group.records
+    )
 
 
 def knee_found(group: RepeatSet) -> bool:

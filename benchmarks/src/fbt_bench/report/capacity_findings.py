@@ -8,11 +8,14 @@ printed only where both ran the same path at the same offered load (``capacity.s
 from fbt_bench.report.analysis import Metric, RepeatSet, Summary
 from fbt_bench.report.capacity import (
     DECOMPOSITION_TARGET,
+    FIDELITY_TARGET,
     at_fraction,
+    below_noise,
     cost,
     decomposition,
     decomposition_ratio,
     drained_per_s,
+    fidelity_ratio,
     fractions,
     kept_up_pct,
     knee_found,
@@ -88,17 +91,40 @@ def decomposition_findings(summary: Summary) -> list[Finding]:
         if ratio is None or api is None:
             continue
         verdict = "within" if ratio.median <= DECOMPOSITION_TARGET else "over"
+        share = "below noise" if below_noise(g) else f"{fmt(g.median(decomposition('project_us')))} µs"
         parts.append(
-            f"{g.tag()} {fmt_spread(api, ' µs')} = bare route {fmt(g.median(decomposition('bare_route_us')))}"
-            f" + library {fmt(g.median(decomposition('library_enqueue_us')))} + project "
-            f"{fmt(g.median(decomposition('project_us')))} µs, {fmt_ratio(ratio.median)} ({verdict} the "
-            f"×{fmt(DECOMPOSITION_TARGET)} target)"
+            f"{g.tag()} {fmt_spread(api, ' µs')}: bare route {fmt(g.median(decomposition('bare_route_us')))}"
+            f" + library {fmt(g.median(decomposition('library_enqueue_us')))} µs + project {share}, "
+            f"{fmt_ratio(ratio.median)} ({verdict} the ×{fmt(DECOMPOSITION_TARGET)} target)"
         )
     if not parts:
         return []
     text = "accept, API CPU per POST /log/ (same run, same rate): " + "; ".join(parts) + "."
     refs = (table_id("accept", "cost"), figure_id("decomposition", "accept"))
     return [Finding("result", text, "accept", refs)]
+
+
+def fidelity_findings(summary: Summary) -> list[Finding]:
+    """Whether the project costs any library more than it may: its drain against the library's own worker."""
+    entries = measured(summary.in_scenario("drain", baselines=False), fidelity_ratio)
+    if not entries:
+        return []
+    below = [(g, s) for g, s in entries if s.median < FIDELITY_TARGET]
+    cited = "; ".join(f"{g.tag()} {fmt_ratio(s.median)} ({fmt(s.low)}–{fmt(s.high)})" for g, s in entries)
+    refs = (table_id("drain"),)
+    if not below:
+        text = (
+            f"fidelity: every broker runner drains at ×{fmt(FIDELITY_TARGET)} or more of its library's own "
+            f"minimal worker, measured in the same repeats (runner ÷ library, median and range): {cited}."
+        )
+        return [Finding("result", text, "drain", refs)]
+    names = ", ".join(g.tag() for g, _ in below)
+    text = (
+        f"fidelity: {names} drain below ×{fmt(FIDELITY_TARGET)} of their library's own minimal worker at the "
+        f"same N, layout and options, so their drain figures measure the project as well as the library "
+        f"(runner ÷ library, median and range): {cited}."
+    )
+    return [Finding("warning", text, "drain", refs)]
 
 
 def drain_findings(summary: Summary) -> list[Finding]:

@@ -11,11 +11,15 @@ from fbt_bench.report.analysis import PARTIAL_MARK, RepeatSet, Summary, latency_
 from fbt_bench.report.capacity import (
     COST_PARTS,
     DECOMPOSITION_TARGET,
+    FIDELITY_TARGET,
+    at_common_rate,
     at_fraction,
+    below_noise,
     cost,
     decomposition,
     decomposition_ratio,
     drained_per_s,
+    fidelity_ratio,
     first_to_last_s,
     fractions,
     kept_up_pct,
@@ -23,6 +27,7 @@ from fbt_bench.report.capacity import (
     loadgen_cpu,
     max_rate_under_slo,
     offered_text,
+    reference_per_s,
     slo_ms,
     tasks_per_core,
 )
@@ -111,16 +116,21 @@ def decomposition_table(summary: Summary) -> Table | None:
         return None
     rows = []
     for g in groups:
-        ratio = g.spread(decomposition_ratio)
+        ratio, api = g.spread(decomposition_ratio), g.spread(decomposition("api_us"))
         verdict = "n/a" if ratio is None else ("within" if ratio.median <= DECOMPOSITION_TARGET else "over")
+        share = g.spread(decomposition("project_us"))
+        share_cell = fmt_spread(share)
+        if below_noise(g):
+            share_cell = f"below noise ({fmt_range(share)})"
+        rate_cell = fmt(g.median(decomposition("rate")), "/s")
         rows.append(
             (
                 g.label,
-                fmt(g.median(decomposition("rate")), "/s"),
+                rate_cell if at_common_rate(g) else f"{rate_cell} (half its knee: not comparable)",
                 fmt_spread(g.spread(decomposition("bare_route_us"))),
                 fmt_spread(g.spread(decomposition("library_enqueue_us"))),
-                fmt_spread(g.spread(decomposition("project_us"))),
-                fmt_spread(g.spread(decomposition("api_us"))),
+                share_cell,
+                f"{fmt_spread(api)} ({fmt_range(api)})",
                 fmt_ratio(ratio.median) if ratio else "n/a",
                 f"{verdict} ×{fmt(DECOMPOSITION_TARGET)}",
             )
@@ -128,9 +138,12 @@ def decomposition_table(summary: Summary) -> Table | None:
     notes = _notes(
         summary,
         rows,
-        "API CPU per POST /log/, measured in the same run at the stated rate: a bare FastAPI route of the "
-        "same shape served the same way, the library's own enqueue without HTTP, and what the project adds "
-        "(the rest). Ratio = API / (bare route + library enqueue).",
+        "API CPU per POST /log/, every runner at one offered rate: the bare route is the project's own app "
+        "with an enqueue that does nothing, served the same way at the same rate; the library enqueue is the "
+        "thread CPU the API process spent inside the runner's enqueue call in the same window; the project's "
+        "share is the rest, so the three add up to the API's CPU. Medians of the repeats, API min–max in "
+        'brackets; a share smaller than the API\'s spread reads "below noise". '
+        "Ratio = API / (bare route + library enqueue).",
     )
     columns = (
         "Runner",
@@ -138,7 +151,7 @@ def decomposition_table(summary: Summary) -> Table | None:
         "bare route µs",
         "library enqueue µs",
         "project µs",
-        "API µs",
+        "API µs (min–max)",
         "ratio",
         "target",
     )
@@ -172,6 +185,7 @@ def drain_table(summary: Summary) -> Table:
                 fmt_range(rate),
                 fmt_cv(rate),
                 fmt_spread(g.spread(first_to_last_s)),
+                _reference_cell(g),
             )
         )
     notes = _notes(
@@ -179,12 +193,33 @@ def drain_table(summary: Summary) -> Table:
         rows,
         "N jobs enqueued through the runner's own client with its workers stopped, then the workers "
         "started; rate from the first to the last completion in the ledger. No HTTP.",
+        "Library's own worker: the same N jobs through the library's minimal worker (its CLI, its client, a "
+        "task doing the same two appends, no project code), at the runner's layout, broker and queue-config "
+        "options, in the same repeat; fidelity = runner ÷ that, median of the repeats, "
+        f"below ×{fmt(FIDELITY_TARGET)} marked ⚠ (the project costs the library more than it may).",
         *_record_notes(groups),
     )
-    columns = ("Runner", "N", "Completed/expected (all repeats)", unit, "min–max", "CV", "first → last s")
+    columns = (
+        "Runner",
+        "N",
+        "Completed/expected (all repeats)",
+        unit,
+        "min–max",
+        "CV",
+        "first → last s",
+        "library's own worker, fidelity (min–max)",
+    )
     return Table(
         table_id("drain"), "drain: how fast the workers empty a full queue", columns, tuple(rows), notes
     )
+
+
+def _reference_cell(group: RepeatSet) -> str:
+    reference, ratio = group.spread(reference_per_s), group.spread(fidelity_ratio)
+    if reference is None or ratio is None:
+        return "not measured"
+    mark = " ⚠" if ratio.median < FIDELITY_TARGET else ""
+    return f"{fmt(reference.median, '/s')}, {fmt_ratio(ratio.median)}{mark} ({fmt_range(ratio)})"
 
 
 def steady_table(summary: Summary) -> Table:

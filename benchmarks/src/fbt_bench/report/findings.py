@@ -44,6 +44,7 @@ def builders() -> tuple[Callable[[Summary], list[Finding]], ...]:
         capacities.accept_findings,
         capacities.decomposition_findings,
         capacities.drain_findings,
+        capacities.fidelity_findings,
         capacities.steady_findings,
         capacities.cost_findings,
         results.throughput_findings,

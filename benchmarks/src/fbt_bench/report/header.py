@@ -45,6 +45,7 @@ def header_rows(summary: Summary) -> list[tuple[str, str]]:
             f"{env['cpu_model']}, {env['cpu_count']} cores, {fmt(env['memory_gb'])} GB RAM; {env['platform']}",
         ),
         ("Python / Redis server", f"{env['python']} / {env['redis_server'] or 'unknown'}"),
+        ("API server", server_text(env.get("libraries") or {})),
         ("Profile", profile_text(r["profile"], p)),
         ("Topology", f"{r['topology']}: {TOPOLOGY_NOTES.get(r['topology'], '')}"),
         (
@@ -55,6 +56,18 @@ def header_rows(summary: Summary) -> list[tuple[str, str]]:
         ("Load generator", loadgen_text(summary)),
         ("Complete", "yes" if r["complete"] else "NO: see the banner above"),
     ]
+
+
+def server_text(libraries: dict[str, str]) -> str:
+    """How the API (and the floors' copies of it) was served: uvicorn, and its production extras if recorded."""
+    uvicorn = libraries.get("uvicorn", "unknown")
+    httptools, uvloop = libraries.get("httptools"), libraries.get("uvloop")
+    if httptools and uvloop and "not installed" not in (httptools, uvloop):
+        return (
+            f"uvicorn {uvicorn} with httptools {httptools} and uvloop {uvloop} (uvicorn[standard], as its docs "
+            "recommend for production), one worker process, access log off; the floors' apps are served alike"
+        )
+    return f"uvicorn {uvicorn}, one worker process (server extras not recorded in this run)"
 
 
 PROFILE_NOTES = {

@@ -9,9 +9,10 @@ request was answered 2xx, none was late (due while every connection was busy) an
 timed from the intended send, is under ``slo_ms`` (below 100 samples, the max stands in for p99).
 Between steps the backlog drains, so each step starts from an empty queue.
 
-The API's cost is then decomposed at one offered rate below the knee (``decomposition_fraction`` of it):
-the bare route (``floor_app`` bare, measured once per repeat and rate), the library's own enqueue without
-HTTP (``enqueue_probe``, paced at that rate) and the project's route; what is left is the project's share.
+The API's cost is then decomposed at one offered rate common to every runner (``decomposition_rate``):
+the project's route, the same app with an enqueue that does nothing (``floor_app`` bare, measured once per
+repeat and rate) and the library's enqueue timed as thread CPU inside the API itself; what is left is the
+project's share, and the three add up to the API's CPU per request.
 """
 
 import dataclasses
@@ -26,7 +27,6 @@ from fbt_bench.measuring import stats
 from fbt_bench.measuring.ledger_reader import LedgerFollower
 from fbt_bench.measuring.sampler import ResourceSampler
 from fbt_bench.scenarios.context import ScenarioContext, drain, open_loop_warnings
-from fbt_bench.scenarios.probe_client import run_probe
 from fbt_bench.scenarios.record import Measured, make_record
 
 BODY = '{"msg": "accept #{i}"}'
@@ -229,39 +229,74 @@ async def _step(
 
 
 async def _decompose(ctx: ScenarioContext, knee: float) -> dict[str, Any] | None:
-    """bare route, library enqueue and the project's route, each at the same offered rate below the knee."""
+    """The project's route, the bare route and the library's enqueue, at one offered rate for every runner.
+
+    The rate is the profile's common ``decomposition_rate``, lowered to ``decomposition_fraction`` of this
+    runner's own knee only where that is below it (``at_common_rate`` false: that row is not comparable).
+    The library's share is the thread CPU the API process itself spent inside ``Backend.enqueue`` over the
+    same window (``GET /health/enqueue-cost``); the bare route is the project's own app with an enqueue that
+    does nothing (``floor_app`` bare), served the same way at the same rate. So the three parts add up to
+    the API's CPU per request by construction: project = API - bare - library.
+    """
     p = ctx.profile
-    rate = round(knee * p.decomposition_fraction, 1)
+    rate = min(p.decomposition_rate, round(knee * p.decomposition_fraction, 1))
     duration = p.accept_step_s(rate)
     label = f"{ctx.tag('accept')}: API cost decomposition"
     ctx.progress.phase(f"{label} at {rate:g}/s")
     # Every job sent here runs: waited for before the next measurement, which would otherwise start on a
     # backlog (a slow worker path needs tens of seconds for it).
     follower = ctx.follower()
-    with ctx.sampler() as sampler:
-        before = sampler.snapshot()
-        result = await ctx.open_loop(ctx.spec(rate, duration, body=BODY))
-        after = sampler.snapshot()
+    async with ctx.client() as client:
+        calls_before, enqueue_cpu_before = await client.enqueue_cost()
+        with ctx.sampler() as sampler:
+            before = sampler.snapshot()
+            result = await ctx.open_loop(ctx.spec(rate, duration, body=BODY))
+            after = sampler.snapshot()
+        calls_after, enqueue_cpu_after = await client.enqueue_cost()
     follower.expect(result.ok_job_ids())
     await drain(ctx, follower, follower.tally().expected, f"{label}: the route's jobs")
-    api_us = None
-    if "api" in after and after["api"]["processes"] and result.sent:
-        api_us = (after["api"]["cpu_s"] - before["api"]["cpu_s"]) * 1e6 / result.sent
-    enqueues = max(1, min(p.decomposition_enqueues, round(rate * duration)))
-    library = await run_probe(ctx.deployment, ["enqueue", "--n", str(enqueues), "--rate", str(rate), "--ids"])
-    library_us = float(library["cpu_us_per_enqueue"])
-    follower.expect(library["ids"])
-    await drain(ctx, follower, follower.tally().expected, f"{label}: the library's enqueued jobs")
+    api_cpu_s = None
+    if "api" in after and after["api"]["processes"]:
+        api_cpu_s = after["api"]["cpu_s"] - before["api"]["cpu_s"]
     bare_us = await bare_route_us(ctx, rate, duration)
-    project_us = api_us - bare_us - library_us if api_us is not None and bare_us is not None else None
+    return decomposition_record(
+        rate=rate,
+        common_rate=p.decomposition_rate,
+        requests=result.sent,
+        api_cpu_s=api_cpu_s,
+        bare_us=bare_us,
+        enqueues=calls_after - calls_before,
+        enqueue_cpu_s=enqueue_cpu_after - enqueue_cpu_before,
+    )
+
+
+def decomposition_record(
+    *,
+    rate: float,
+    common_rate: float,
+    requests: int,
+    api_cpu_s: float | None,
+    bare_us: float | None,
+    enqueues: int,
+    enqueue_cpu_s: float,
+) -> dict[str, Any]:
+    """The decomposition's parts per request; project = API - bare - library, so the parts add up to the API."""
+    api_us = api_cpu_s * 1e6 / requests if api_cpu_s is not None and requests else None
+    library_us = enqueue_cpu_s * 1e6 / enqueues if enqueues else None
+    project_us = None
+    if api_us is not None and bare_us is not None and library_us is not None:
+        # Rounded from the rounded parts, so a reader's sum of the printed row gives the printed total.
+        project_us = round(api_us, 1) - round(bare_us, 1) - round(library_us, 1)
     return {
         "rate": rate,
+        "at_common_rate": rate == common_rate,
         "bare_route_us": _r(bare_us),
         "library_enqueue_us": _r(library_us),
         "library_enqueues": enqueues,
+        "library_measured": "thread CPU inside the API process around Backend.enqueue",
         "api_us": _r(api_us),
         "project_us": _r(project_us),
-        "requests": result.sent,
+        "requests": requests,
     }
 
 

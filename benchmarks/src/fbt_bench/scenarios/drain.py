@@ -10,13 +10,17 @@ HTTP; the record's ``notes`` say so.
 import asyncio
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from fbt_bench.measuring.ledger_reader import LedgerFollower, LedgerTally
 from fbt_bench.measuring.sampler import ProcSet, ProcUsage, ResourceSampler
-from fbt_bench.scenarios.context import ScenarioContext, drain
+from fbt_bench.scenarios.context import ScenarioContext, drain, warm_up
 from fbt_bench.scenarios.probe_client import run_probe
 from fbt_bench.scenarios.record import Measured, cpu_us_per_task, make_record
+from fbt_bench.scenarios.reference import ReferenceDrain, fidelity, reference_drain
+from fbt_tasks.reference import Reference
+from fbt_tasks.runner import installed_runners, load_runner
 
 IN_API_NOTE = (
     "tasks run in the API's threadpool, so there is no queue to pre-fill: the same N jobs were added through "
@@ -27,12 +31,77 @@ IN_API_NOTE = (
 
 async def drain_scenario(ctx: ScenarioContext) -> dict[str, Any]:
     n = ctx.profile.drain_n
-    record = await (_in_threadpool(ctx, n) if ctx.deployment.runs_in_api else _through_queue(ctx, n))
+    if ctx.deployment.runs_in_api:
+        record = await _in_threadpool(ctx, n)
+    else:
+        record = await _with_reference(ctx, n)
     if record["throughput_per_s"] > 0:
         # steady's other input beside the accept knee. The first drain of a repeat is kept: across RTTs
         # (longest first) steady then offers each the same load.
         ctx.capacity().setdefault("drain", float(record["throughput_per_s"]))
     return record
+
+
+async def _with_reference(ctx: ScenarioContext, n: int) -> dict[str, Any]:
+    """The runner's drain and, where it has one, its library's own minimal worker on the same N jobs.
+
+    The two alternate which goes first from repeat to repeat, so neither always meets a warmer machine. The
+    reference runs on the local topology only (its workers are started here, beside the broker).
+    """
+    reference = _reference(ctx)
+    if reference is None:
+        return await _through_queue(ctx, n)
+    reference_first = ctx.repeat % 2 == 1
+    if reference_first:
+        measured = await _reference_drain(ctx, reference, n, restart=False)
+        record = await _through_queue(ctx, n)
+    else:
+        record = await _through_queue(ctx, n)
+        measured = await _reference_drain(ctx, reference, n, restart=True)
+    extra = record["extra"]
+    extra["reference"] = {**measured.as_record(), "ran_first": reference_first}
+    extra["reference_per_s"] = measured.drained_per_s
+    extra["fidelity"] = fidelity(float(extra["drained_per_s"]), measured.drained_per_s)
+    if measured.completed != n or measured.duplicated:
+        record["warnings"].append(
+            f"fidelity reference: {measured.completed} of {n} jobs completed, {measured.duplicated} twice"
+        )
+    return record
+
+
+def _reference(ctx: ScenarioContext) -> Reference | None:
+    if (
+        not ctx.profile.fidelity
+        or ctx.deployment.topology != "local"
+        or ctx.runner not in installed_runners()
+    ):
+        return None
+    return load_runner(ctx.runner).reference(ctx.deployment.settings)
+
+
+async def _reference_drain(
+    ctx: ScenarioContext, reference: Reference, n: int, *, restart: bool
+) -> ReferenceDrain:
+    label = f"{ctx.tag('drain')} reference"
+    ctx.progress.phase(f"{label}: the library's own worker ({reference.layout}), {n} jobs")
+    broker = [pid for group in ctx.deployment.groups() if group.name == "broker" for pid in group.roots]
+    ctx.deployment.stop_workers()
+    try:
+        return await asyncio.to_thread(
+            reference_drain,
+            reference,
+            ctx.deployment.settings,
+            ctx.deployment.ledger_path.parent / "reference",
+            n,
+            broker_pids=broker,
+            drain_timeout_s=ctx.profile.drain_timeout_s,
+            stall_timeout_s=ctx.profile.stall_timeout_s,
+        )
+    finally:
+        if restart:
+            await asyncio.to_thread(ctx.deployment.start_workers)
+            # The restarted workers' start-up must not land in the next scenario's window.
+            await warm_up(ctx)
 
 
 async def _through_queue(ctx: ScenarioContext, n: int) -> dict[str, Any]:
@@ -45,55 +114,85 @@ async def _through_queue(ctx: ScenarioContext, n: int) -> dict[str, Any]:
         ctx.deployment.start_workers()
         raise
     follower.expect(filled["ids"])
-    # The usage when the first completions were seen: what came after is the draining alone, without the
-    # workers' start (which the record's own CPU per task includes).
-    first: list[tuple[int, float, dict[str, ProcUsage]]] = []
-
-    def at_first(done: int) -> None:
-        if done and not first:
-            first.append((done, time.monotonic(), sampler.snapshot()))
-
     with ctx.sampler() as sampler:
         started = time.time()
         ctx.progress.phase(f"{ctx.tag('drain')}: starting the workers")
         await asyncio.to_thread(ctx.deployment.start_workers)
-        tally = await drain(ctx, follower, n, f"{ctx.tag('drain')} drained", on_progress=at_first)
+        # The workers reported ready (the runner's own check, as compose's healthcheck asks it): CPU from
+        # here on is the draining alone; what came before is their start-up, reported apart.
+        follower.poll()
+        ready = Ready(follower.completed_count(), time.monotonic(), sampler.snapshot())
+        tally = await drain(ctx, follower, n, f"{ctx.tag('drain')} drained")
         resources = sampler.stop()
         ended = time.monotonic()
+    window = draining(ready, ended, resources, tally.completed)
     extra: dict[str, Any] = {
         "prefill_cpu_us_per_enqueue": round(float(filled["cpu_us_per_enqueue"]), 1),
-        "draining": draining(first[0] if first else None, ended, resources, tally.completed),
+        "draining": window.as_record() if window else None,
+        "startup_cpu_s": round(sum(usage["cpu_s"] for usage in ready.usage.values()), 3),
+        "cpu_us_per_task_with_startup": cpu_us_per_task(resources, tally.completed),
     }
+    if window is not None:
+        # CPU per task over the draining window only, the tasks completed in it (the record's headline cost).
+        return drain_record(
+            ctx.runner,
+            ctx.repeat,
+            ctx.config,
+            ctx.broker,
+            n,
+            tally,
+            window.usage,
+            started,
+            extra,
+            window.tasks,
+        )
     return drain_record(ctx.runner, ctx.repeat, ctx.config, ctx.broker, n, tally, resources, started, extra)
 
 
-def draining(
-    first: tuple[int, float, dict[str, ProcUsage]] | None,
-    ended: float,
-    end: dict[str, ProcUsage],
-    completed: int,
-) -> dict[str, Any] | None:
-    """From the first completions seen to the end: the seconds, every group's CPU, and CPU µs per task of the
-    tasks completed in between (the workers' start left out); None when nothing completed after that look."""
-    if first is None or completed <= first[0]:
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The moment the workers reported ready: completions by then, the clock, every group's usage."""
+
+    completed: int
+    at_s: float
+    usage: dict[str, ProcUsage]
+
+
+@dataclass(frozen=True, slots=True)
+class Draining:
+    """From the workers' readiness to the end: every group's usage and the tasks completed in between."""
+
+    after_completed: int  # tasks already done when the workers reported ready
+    seconds: float
+    tasks: int
+    usage: dict[str, ProcUsage]
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "after_completed": self.after_completed,
+            "seconds": round(self.seconds, 3),
+            "tasks": self.tasks,
+            "cpu_s": round(sum(usage["cpu_s"] for usage in self.usage.values()), 3),
+            "cpu_us_per_task": cpu_us_per_task(self.usage, self.tasks),
+        }
+
+
+def draining(ready: Ready, ended: float, end: dict[str, ProcUsage], completed: int) -> Draining | None:
+    """The draining window after ``ready``; None when nothing completed after it (a drain faster than the
+    readiness check: then only the whole window, start-up included, is known)."""
+    if completed <= ready.completed:
         return None
-    done, at_s, at = first
     between = {
         group: ProcUsage(
-            cpu_s=max(usage["cpu_s"] - at[group]["cpu_s"], 0.0),
+            cpu_s=max(usage["cpu_s"] - ready.usage[group]["cpu_s"], 0.0),
             peak_pss_mb=usage["peak_pss_mb"],
             peak_rss_mb=usage["peak_rss_mb"],
             processes=usage["processes"],
         )
         for group, usage in end.items()
-        if group in at
+        if group in ready.usage
     }
-    return {
-        "after_completed": done,
-        "seconds": round(max(ended - at_s, 0.0), 3),
-        "cpu_s": round(sum(usage["cpu_s"] for usage in between.values()), 3),
-        "cpu_us_per_task": cpu_us_per_task(between, completed - done),
-    }
+    return Draining(ready.completed, max(ended - ready.at_s, 0.0), completed - ready.completed, between)
 
 
 async def _in_threadpool(ctx: ScenarioContext, n: int) -> dict[str, Any]:
@@ -128,6 +227,7 @@ def drain_record(
     resources: dict[str, ProcUsage],
     started: float,
     extra: dict[str, Any],
+    cost_tasks: int | None = None,
 ) -> dict[str, Any]:
     first, last = tally.first_finished_at, tally.last_finished_at
     span = max(last - first, 0.0) if first is not None and last is not None else 0.0
@@ -138,6 +238,7 @@ def drain_record(
         resources=resources,
         rate_word="drained",
         throughput_per_s=drained,
+        cost_tasks=cost_tasks,
         extra={
             "n": n,
             "drained_per_s": round(drained, 2),

@@ -1,72 +1,69 @@
-"""The floors' API: a FastAPI app of the same shape as the project's ``POST /log/``, served the same way.
+"""The floors' API: the project's own app (``fbt_api.app.create_app``), with an enqueue of the floor's own.
 
-``bare``: the API-key header check, a JSON body with ``msg``, and ``{status, job_id, backend}`` back, and
-nothing else: what FastAPI and uvicorn cost for a route of this shape (the accept decomposition's floor).
+``bare``: the enqueue does nothing. Everything else is the project's route: the API-key dependency, the
+query-or-JSON body, the ``Enqueued`` response rendered the same way, the same middleware and server. What it
+costs is what FastAPI, uvicorn and the route cost without any queue: the API cost decomposition's floor, so
+a runner's API CPU minus this minus the library's own enqueue (timed inside the API) is the project's share.
 
-``raw-redis``: the same route, plus the job envelope LPUSHed to one Redis list (the raw-Redis floor's
+``raw-redis``: the enqueue is one LPUSH of the job envelope to one Redis list (the raw-Redis floor's
 consumers BRPOP it): a queue with no framework behind the same HTTP path.
 
-Served exactly as ``fbt-api`` serves the project: uvicorn, one worker, access log off, the sync route on
-anyio's threadpool resized to API_THREADPOOL tokens. Configuration comes from the environment: API_KEY,
-API_THREADPOOL, FLOOR_MODE, and for raw-redis REDIS_URL and FLOOR_QUEUE.
+Served exactly as ``fbt-api`` serves the project: uvicorn with ``SERVER_OPTIONS``, one worker, access log off,
+the sync route on anyio's threadpool resized to API_THREADPOOL tokens. Configuration comes from the
+environment: API_KEY, API_THREADPOOL, FLOOR_MODE, and for raw-redis REDIS_URL and FLOOR_QUEUE.
 """
 
 import json
 import os
-import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import anyio.to_thread
 import redis
 import typer
 import uvicorn
-from fastapi import FastAPI, Header, HTTPException
-from pydantic import BaseModel, Field
+from fastapi import FastAPI
 
-from fbt_tasks.jobs import Job
+from fbt_api.__main__ import SERVER_OPTIONS
+from fbt_api.app import create_app as create_project_app
+from fbt_tasks.backend import BackgroundScheduler
+from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.settings import Settings
 
 MODES = ("bare", "raw-redis")
 
 
-class LogIn(BaseModel):
-    msg: str = Field(min_length=1, max_length=1000)
+class FloorBackend:
+    """The enqueue of a floor: nothing (bare) or one LPUSH (raw-redis); the rest of the Backend is inert."""
+
+    def __init__(self, mode: str) -> None:
+        self.name = mode
+        self._queue = os.environ.get("FLOOR_QUEUE", "")
+        # One pooled client for every request, as the project's backends keep theirs.
+        self._redis = redis.Redis.from_url(os.environ["REDIS_URL"]) if mode == "raw-redis" else None
+
+    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
+        if self._redis is not None:
+            self._redis.lpush(self._queue, json.dumps(job.to_message()))
+
+    def status(self, job_id: str) -> JobState | None:
+        return None
+
+    def ping(self) -> bool:
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        return {"runner": self.name}
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
 
 
 def create_app() -> FastAPI:
     mode = os.environ.get("FLOOR_MODE", "bare")
-    key = os.environ["API_KEY"].encode()
-    tokens = int(os.environ.get("API_THREADPOOL", "0"))
-    state: dict[str, Any] = {}
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if tokens:
-            anyio.to_thread.current_default_thread_limiter().total_tokens = tokens
-        if mode == "raw-redis":
-            # One pooled client for every request, as the project's backends keep theirs.
-            state["redis"] = redis.Redis.from_url(os.environ["REDIS_URL"])
-        yield
-        if "redis" in state:
-            state["redis"].close()
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.post("/log/")
-    def log(body: LogIn, x_api_key: Annotated[str | None, Header()] = None) -> dict[str, str]:
-        if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), key):
-            raise HTTPException(401, detail="Missing or invalid X-API-Key header")
-        job = Job(kind="write_log", payload={"message": body.msg})
-        if mode == "raw-redis":
-            state["redis"].lpush(os.environ["FLOOR_QUEUE"], json.dumps(job.to_message()))
-        return {"status": "queued", "job_id": job.id, "backend": mode}
-
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app
+    if mode not in MODES:
+        raise ValueError(f"FLOOR_MODE must be one of {', '.join(MODES)}, got {mode!r}")
+    # The API key and threadpool come from the environment, as the project's API reads them.
+    return create_project_app(Settings(), backend=FloorBackend(mode))
 
 
 def serve(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")]) -> None:
@@ -77,6 +74,7 @@ def serve(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")]) -> None
         host="127.0.0.1",
         port=port,
         access_log=False,
+        **SERVER_OPTIONS,  # type: ignore[arg-type]
     )
 
 

@@ -8,6 +8,11 @@ import uvicorn
 
 from fbt_tasks.settings import get_settings
 
+# uvicorn as its docs recommend for production (`uvicorn[standard]`), named rather than left to "auto", so
+# a missing extra fails at start instead of silently serving on asyncio and h11. The harness's floor apps
+# are served with the same options, so a route's cost is compared on one server.
+SERVER_OPTIONS: dict[str, str] = {"http": "httptools", "loop": "uvloop"}
+
 
 def is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -34,6 +39,7 @@ def serve() -> None:
         host=settings.host,
         port=settings.port,
         access_log=settings.access_log,
+        **SERVER_OPTIONS,  # type: ignore[arg-type]
         # Ctrl-C or SIGTERM lets in-flight requests (and in-process BackgroundTasks) finish for up to this long.
         timeout_graceful_shutdown=30,
     )

@@ -54,6 +54,11 @@ class Enqueued(BaseModel):
     backend: str
 
 
+class EnqueueCostOut(BaseModel):
+    enqueues: int
+    cpu_s: float
+
+
 class JobStatus(BaseModel):
     job_id: str
     backend: str

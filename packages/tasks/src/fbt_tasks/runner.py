@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from fbt_tasks.backend import Backend
+from fbt_tasks.reference import Reference
 from fbt_tasks.settings import Settings
 
 ENTRY_POINT_GROUP = "fbt.backends"
@@ -231,6 +232,11 @@ class Runner(Protocol):
 
     def slot_layout(self, settings: Settings) -> str:
         """How this runner really spends ``settings.slots`` ("8 prefork processes, prefetch 1")."""
+        ...
+
+    def reference(self, settings: Settings) -> Reference | None:
+        """Its library's own minimal worker at the same layout, broker and queue config (the harness's
+        fidelity check, ``fbt_tasks.reference``); None when tasks run in the API (no worker to compare)."""
         ...
 
 
