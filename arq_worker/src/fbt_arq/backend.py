@@ -33,6 +33,7 @@ from fbt_arq.queue_configs import (
 from fbt_arq.wire import QUEUE_NAME, dumps, in_progress_key, job_key, loads, result_key
 from fbt_arq.worker_settings import health_check_interval_s
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.redis_client import answers, connect
 from fbt_tasks.settings import Settings
@@ -55,9 +56,10 @@ class ArqBackend:
 
     def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
         # `background` is unused: an arq worker process runs the job, not the API.
-        key = job_key(job.id)
+        key, message = job_key(job.id), job.to_message()
         try:
-            with self._client.pipeline(transaction=True) as pipe:
+            # arq's enqueue_job, step for step, as one library call.
+            with LIBRARY_ENQUEUE.timed(), self._client.pipeline(transaction=True) as pipe:
                 pipe.watch(key)
                 if pipe.exists(key, result_key(job.id)):
                     raise DuplicateJobId(f"arq already has a job or result with id {job.id}")
@@ -65,7 +67,7 @@ class ArqBackend:
                 # arq's _defer_by: the job waits in the same sorted set, scored by when it may run.
                 score = enqueued_ms + (to_ms(delay_s) if delay_s > 0 else 0)
                 data = serialize_job(
-                    function_name(job.kind), (job.to_message(),), {}, None, enqueued_ms, serializer=dumps
+                    function_name(job.kind), (message,), {}, None, enqueued_ms, serializer=dumps
                 )
                 pipe.multi()
                 pipe.psetex(key, score - enqueued_ms + expires_extra_ms, data)

@@ -17,6 +17,7 @@ from fbt_celery.app import BROKER_ERRORS, create_app
 from fbt_celery.queue_configs import TASK, TRANSPORT, queue_config_for
 from fbt_celery.tasks import task_name
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
 
@@ -76,10 +77,11 @@ class CeleryBackend:
         # command took effect or nothing did. (If Redis applied it but its reply timed out, the job still
         # runs despite the 503: the one ambiguity no client can remove.) On RabbitMQ it is one basic.publish,
         # confirmed by the broker before this returns when the queue config turns publisher confirms on.
-        task = self._app.tasks[task_name(job.kind)]
+        task, message = self._app.tasks[task_name(job.kind)], job.to_message()
         try:
             # countdown: Celery's delay, held by a worker as an unacked ETA task until due (see faults.py).
-            task.apply_async(args=[job.to_message()], task_id=job.id, countdown=delay_s or None)
+            with LIBRARY_ENQUEUE.timed():
+                task.apply_async(args=[message], task_id=job.id, countdown=delay_s or None)
         except BROKER_ERRORS as exc:
             raise BrokerUnavailable(f"{self._broker} did not take the task: {exc}") from exc
 

@@ -13,6 +13,7 @@ from typing import Any
 import anyio.to_thread
 
 from fbt_tasks.backend import BackgroundScheduler
+from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState, run_job
 from fbt_tasks.settings import Settings
 
@@ -34,7 +35,9 @@ class InProcessBackend:
         if delay_s > 0:
             raise ValueError("BackgroundTasks cannot delay a task: it runs right after the response")
         self._set(job.id, JobState.queued)
-        background.add_task(self._run, job.to_message())
+        message = job.to_message()
+        with LIBRARY_ENQUEUE.timed():
+            background.add_task(self._run, message)
 
     def _run(self, message: dict[str, Any]) -> None:
         job_id = message["id"]

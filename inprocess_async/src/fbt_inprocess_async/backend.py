@@ -13,6 +13,7 @@ from typing import Any
 from fbt_inprocess.backend import InProcessBackend
 from fbt_tasks.aio import run_job_async
 from fbt_tasks.backend import BackgroundScheduler
+from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
 
@@ -33,7 +34,9 @@ class InProcessAsyncBackend(InProcessBackend):
             raise ValueError("BackgroundTasks cannot delay a task: it runs right after the response")
         self._set(job.id, JobState.queued)
         # An async callable: Starlette awaits it on the loop rather than handing it to the threadpool.
-        background.add_task(self._run_async, job.to_message())
+        message = job.to_message()
+        with LIBRARY_ENQUEUE.timed():
+            background.add_task(self._run_async, message)
 
     async def _run_async(self, message: dict[str, Any]) -> None:
         job_id = message["id"]

@@ -36,6 +36,7 @@ from fbt_rq.queue_configs import (
     worker_ttl,
 )
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.redis_client import answers, connect
 from fbt_tasks.settings import Settings
@@ -83,21 +84,24 @@ class RQBackend:
             "retry": job_retry,
             "meta": {RETRY_MAX_META: job_retry.max} if job_retry else None,
         }
+        message = job.to_message()
         try:
             if delay_s > 0:
                 # RQ's documented delay: the job waits in the ScheduledJobRegistry until a worker started
                 # --with-scheduler moves it to the queue.
-                self._queue.enqueue_in(
-                    timedelta(seconds=delay_s),
-                    JOB_FUNCTIONS[job.kind],
-                    job.to_message(),
-                    job_timeout=self._job_timeout_s,
-                    **options,
-                )
+                with LIBRARY_ENQUEUE.timed():
+                    self._queue.enqueue_in(
+                        timedelta(seconds=delay_s),
+                        JOB_FUNCTIONS[job.kind],
+                        message,
+                        job_timeout=self._job_timeout_s,
+                        **options,
+                    )
             else:
-                self._queue.enqueue_call(
-                    JOB_FUNCTIONS[job.kind], args=(job.to_message(),), timeout=self._job_timeout_s, **options
-                )
+                with LIBRARY_ENQUEUE.timed():
+                    self._queue.enqueue_call(
+                        JOB_FUNCTIONS[job.kind], args=(message,), timeout=self._job_timeout_s, **options
+                    )
         except RedisError as exc:
             raise BrokerUnavailable(f"Redis did not take the job: {exc}") from exc
 

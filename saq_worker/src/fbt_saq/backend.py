@@ -29,6 +29,7 @@ from fbt_saq.queue_configs import (
 from fbt_saq.tasks import function_name
 from fbt_saq.wire import ACTIVE_KEY, ENQUEUE_LUA, INCOMPLETE_KEY, QUEUE, QUEUE_NAME, QUEUED_KEY, job_id
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.redis_client import answers, connect
 from fbt_tasks.settings import Settings
@@ -59,12 +60,23 @@ class SAQBackend:
 
     def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
         # `background` is unused: a saq worker process runs the job, not the API.
+        message = job.to_message()
+        try:
+            with LIBRARY_ENQUEUE.timed():
+                taken = self._saq_enqueue(job.id, function_name(job.kind), message, delay_s)
+        except RedisError as exc:
+            raise BrokerUnavailable(f"Redis did not take the job: {exc}") from exc
+        if not taken:  # SAQ refuses a key that is still unfinished: never expected for a fresh uuid4
+            raise ValueError(f"SAQ already holds an unfinished job {job.id}")
+
+    def _saq_enqueue(self, key: str, function: str, message: dict[str, Any], delay_s: float) -> bool:
+        """What SAQ's Queue.enqueue does, as one library call: the Job, its serialization, the script."""
         saq_job = SaqJob(
-            function=function_name(job.kind),
-            kwargs={"message": job.to_message()},
+            function=function,
+            kwargs={"message": message},
             queue=QUEUE,
             # Our id is SAQ's job key, so /jobs/{id} reads saq:job:fbt:<id>.
-            key=job.id,
+            key=key,
             # SAQ's documented delay: a job scheduled in the future waits in `incomplete` until a worker's
             # schedule pass (every second) queues it; whole epoch seconds, rounded up so it never runs early.
             scheduled=math.ceil(time.time() + delay_s) if delay_s > 0 else 0,
@@ -73,15 +85,12 @@ class SAQBackend:
         )
         # What Queue.enqueue does before its script runs.
         saq_job.queued, saq_job.status = now(), Status.QUEUED
-        try:
-            taken = self._enqueue_script(
+        return bool(
+            self._enqueue_script(
                 keys=[INCOMPLETE_KEY, saq_job.id, QUEUED_KEY, saq_job.abort_id],
                 args=[QUEUE.serialize(saq_job), saq_job.scheduled],
             )
-        except RedisError as exc:
-            raise BrokerUnavailable(f"Redis did not take the job: {exc}") from exc
-        if not taken:  # SAQ refuses a key that is still unfinished: never expected for a fresh uuid4
-            raise ValueError(f"SAQ already holds an unfinished job {job.id}")
+        )
 
     def status(self, job_id_: str) -> JobState | None:
         try:

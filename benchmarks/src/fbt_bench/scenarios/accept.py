@@ -11,7 +11,7 @@ Between steps the backlog drains, so each step starts from an empty queue.
 
 The API's cost is then decomposed at one offered rate common to every runner (``decomposition_rate``):
 the project's route, the same app with an enqueue that does nothing (``floor_app`` bare, measured once per
-repeat and rate) and the library's enqueue timed as thread CPU inside the API itself; what is left is the
+repeat and rate) and the library's own enqueue call timed as thread CPU inside the API itself (fbt_tasks.enqueue_cost); what is left is the
 project's share, and the three add up to the API's CPU per request.
 """
 
@@ -293,7 +293,7 @@ def decomposition_record(
         "bare_route_us": _r(bare_us),
         "library_enqueue_us": _r(library_us),
         "library_enqueues": enqueues,
-        "library_measured": "thread CPU inside the API process around Backend.enqueue",
+        "library_measured": "thread CPU inside the API process around the library's own enqueue call",
         "api_us": _r(api_us),
         "project_us": _r(project_us),
         "requests": requests,

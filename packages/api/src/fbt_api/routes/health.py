@@ -4,8 +4,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from fbt_api.deps import REQUIRE_API_KEY, BackendDep
-from fbt_api.enqueue_cost import ENQUEUE_COST
 from fbt_api.schemas import EnqueueCostOut, Health
+from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 
 router = APIRouter()
 
@@ -19,7 +19,7 @@ def health(backend: BackendDep) -> JSONResponse:
 
 @router.get("/health/enqueue-cost", response_model=EnqueueCostOut, dependencies=REQUIRE_API_KEY)
 def enqueue_cost() -> EnqueueCostOut:
-    """The thread CPU this process spent inside the runner's enqueue since it started (the harness reads it
-    before and after a window to decompose the API's cost per request)."""
-    calls, cpu_s = ENQUEUE_COST.totals()
+    """The thread CPU this process spent inside the library's own enqueue call since it started
+    (``fbt_tasks.enqueue_cost``; the harness reads it before and after a window to decompose the API's cost)."""
+    calls, cpu_s = LIBRARY_ENQUEUE.totals()
     return EnqueueCostOut(enqueues=calls, cpu_s=cpu_s)

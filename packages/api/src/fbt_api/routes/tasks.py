@@ -8,7 +8,6 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, BackgroundTasks, Body, File, Form, HTTPException, Query, Response, UploadFile
 
 from fbt_api.deps import REQUIRE_API_KEY, BackendDep, CurrentUser, SettingsDep
-from fbt_api.enqueue_cost import ENQUEUE_COST
 from fbt_api.errors import ERRORS
 from fbt_api.limits import MAX_UPLOAD_BYTES, UPLOAD_PATH
 from fbt_api.schemas import EmailIn, Enqueued, HeaderEmail, LogIn, Message, ResizeIn, Side
@@ -22,7 +21,7 @@ router = APIRouter()
 
 
 def submit(backend: Backend, background: BackgroundTasks, job: Job, status: str) -> Response:
-    ENQUEUE_COST.timed(lambda: backend.enqueue(job, background))
+    backend.enqueue(job, background)
     # Rendered here, as FastAPI would render response_model=Enqueued, because a returned model is validated again
     # on a threadpool hop of its own (sync routes): the route's heaviest step after the enqueue, for a value built
     # from three strings. response_model still documents the body.
