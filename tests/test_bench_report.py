@@ -14,6 +14,7 @@ from fbt_bench.report.analysis import summarize
 from fbt_bench.report.capacity_tables import decomposition_table, drain_table
 from fbt_bench.report.choose import how_to_choose
 from fbt_bench.report.findings import builders, completeness, findings
+from fbt_bench.report.tables import budget_table
 from fbt_bench.report.wording import percentile_cell, percentiles_text, rate_unit, tail, tails
 from fbt_bench.schema import ResultsSchemaError, load_schema, validate_results
 
@@ -338,16 +339,34 @@ def test_a_project_share_within_the_api_spread_reads_below_noise():
 def test_drain_table_sets_each_runner_beside_its_library_and_flags_a_low_fidelity():
     table = drain_table(summarize(example_results()))
     cells = {row[0]: row[-1] for row in table.rows}
-    assert re.fullmatch(r"[\d,.]+/s, ×0\.[56]\d* ⚠ \(0\.\d+–0\.\d+\)", cells["RQ"])
-    assert "⚠" not in cells["Celery"] and cells["Celery"].startswith(tuple("0123456789"))
-    assert cells["BackgroundTasks"] == "not measured"
+    assert re.fullmatch(r"[\d,.]+/s, ×0\.[56]\d*, below ×0\.9 \(0\.\d+–0\.\d+\)", cells["RQ"])
+    assert "below" not in cells["Celery"] and cells["Celery"].startswith(tuple("0123456789"))
+    assert cells["BackgroundTasks"] == "n/a: tasks run in the API, no library worker"
+
+
+def test_the_configuration_table_shows_what_the_job_status_writes_cost():
+    table = budget_table(summarize(example_results()))
+    cells = {row[0]: row[2] for row in table.rows}
+    assert re.match(
+        r"job-status writes, measured: with them the library's own worker drains ×0\.\d+ \(0\.\d+–0\.\d+\) "
+        r"as fast as without, CPU 1,200 → 1,500 µs per task \(3 repeats\); ",
+        cells["Celery"],
+    )
+    assert not cells["RQ"].startswith("job-status writes")
 
 
 def test_a_runner_below_the_fidelity_floor_is_a_warning_naming_it():
     warnings = [t for t in _texts(example_results(), "warning") if t.startswith("fidelity:")]
-    assert len(warnings) == 1 and "RQ drain below ×0.9" in warnings[0]
+    assert (
+        len(warnings) == 1
+        and "RQ drain below ×0.9 of their library's own minimal worker in every" in warnings[0]
+    )
     assert re.search(r"Celery ×0\.9\d* \(0\.9\d*–", warnings[0])
+    assert "Known cause" not in warnings[0]
     doc = example_results()
+    doc["runners"]["rq"]["project_cost"] = "each job forks a larger worker"
+    cited = [t for t in _texts(doc, "warning") if t.startswith("fidelity:")][0]
+    assert cited.endswith("Known cause: RQ: each job forks a larger worker.")
     for record in _records(doc, "rq", "drain"):
         record["extra"]["fidelity"] = 0.95
     results = [t for t in _texts(doc, "result") if t.startswith("fidelity:")]

@@ -28,6 +28,7 @@ from fbt_bench.profiles import DEFAULT, PROFILES, QUICK, SCENARIOS
 from fbt_bench.results import finalize, new_document, write_results
 from fbt_bench.scenarios import accept as accept_scenario
 from fbt_bench.scenarios.accept import decomposition_record
+from fbt_bench.scenarios.draining import Draining
 from fbt_bench.scenarios.mixed import MIX
 from fbt_bench.scenarios.mixed import routes as mixed_routes
 from fbt_bench.scenarios.record import Measured, cpu_us_per_task, make_record
@@ -634,7 +635,8 @@ def test_fidelity_record_is_project_over_reference() -> None:
     reference = Reference(
         workers=(("worker",),), enqueue=("enqueue",), layout="2 processes", options={"a": 1}
     )
-    drained = summarize_reference(reference, tally, 10, 99.5, usage, 12.34)
+    window = Draining(after_completed=0, seconds=2.0, tasks=10, usage=usage)
+    drained = summarize_reference(reference, tally, 10, 99.5, window, 12.34, {"a": 1})
     assert (drained.drained_per_s, drained.first_to_last_s, drained.start_to_first_s) == (5.0, 2.0, 0.5)
     assert drained.cpu_us_per_task["workers"] == 1000.0
     assert drained.as_record()["options"] == {"a": 1} and drained.as_record()["enqueue_cpu_us"] == 12.3

@@ -10,7 +10,7 @@ Pillow (pydantic may come with a library: taskiq's messages are pydantic models)
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from fbt_bench.scenarios.reference import fidelity, reference_drain
 from fbt_devstack.rabbitmq_server import RabbitMQServer
 from fbt_devstack.rabbitmq_tools import missing_binary_reason
 from fbt_devstack.redis_server import RedisServer
-from fbt_tasks.reference import Reference
+from fbt_tasks.reference import JSONValue, Reference
 from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners, load_runner
 from fbt_tasks.settings import Settings
 
@@ -50,7 +50,13 @@ def settings_for(runner: str, redis: RedisServer, tmp: Path, **extra: object) ->
     )
 
 
-def drain_exactly_once(reference: Reference, settings: Settings, redis: RedisServer, tmp: Path) -> None:
+def drain_exactly_once(
+    reference: Reference,
+    settings: Settings,
+    redis: RedisServer,
+    tmp: Path,
+    options: Mapping[str, JSONValue] | None = None,
+) -> None:
     drained = reference_drain(
         reference,
         settings,
@@ -59,6 +65,7 @@ def drain_exactly_once(reference: Reference, settings: Settings, redis: RedisSer
         broker_pids=[redis.pid] if redis.pid else [],
         drain_timeout_s=120,
         stall_timeout_s=60,
+        options=options,
     )
     assert (drained.completed, drained.duplicated) == (N, 0)
     assert drained.drained_per_s > 0
@@ -77,6 +84,19 @@ def test_reference_drains_every_job_once_on_redis(
     assert len(reference.workers) >= 1 and reference.layout
     json.dumps(dict(reference.options))  # crosses a process boundary as JSON
     drain_exactly_once(reference, settings, private_redis, tmp_path)
+
+
+@pytest.mark.parametrize("runner", BROKER_RUNNERS)
+def test_reference_without_the_job_status_writes_drains_every_job_once(
+    runner: str, private_redis: RedisServer, tmp_path: Path
+) -> None:
+    settings = settings_for(runner, private_redis, tmp_path)
+    reference = load_runner(runner).reference(settings)
+    assert reference is not None
+    if reference.without_status_writes is None:
+        pytest.skip(f"{runner}'s safe config adds no job-status writes the library lacks")
+    assert dict(reference.without_status_writes) != dict(reference.options)
+    drain_exactly_once(reference, settings, private_redis, tmp_path, reference.without_status_writes)
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ from fbt_bench.faults.run import run_cell
 from fbt_devstack.rabbitmq_server import RabbitMQServer
 from fbt_devstack.rabbitmq_tools import AMQP_URL_ENV, missing_binary_reason
 from fbt_devstack.redis_server import RedisServer
+from fbt_tasks.jobs import JobState
 from fbt_tasks.runner import load_runner
 from fbt_tasks.settings import Settings
 
@@ -78,6 +79,32 @@ def test_every_kind_runs_through_rabbitmq_and_reads_succeeded(
     finally:
         described.close()
     assert facts["broker_name"] == "rabbitmq" and "Redis" in str(facts["result_backend"])
+
+
+def test_celery_defaults_on_rabbitmq_keep_no_result_backend(
+    rabbit: RabbitMQServer, redis_server: RedisServer, smtp_sink: tuple[int, Path], tmp_path: Path
+) -> None:
+    # Celery out of the box on RabbitMQ: no result backend (it used to keep Redis for /jobs; the issue asked
+    # for Celery's own default). /jobs reads queued for any id, and no result keys are watched or counted.
+    env = make_worker_env(
+        "celery",
+        tmp_path,
+        on_db(redis_server.url, REDIS_DB["celery"]),
+        smtp_sink,
+        BROKER="rabbitmq",
+        AMQP_URL=rabbit.url,
+        QUEUE_CONFIG="defaults",
+    )
+    plugin = load_runner("celery")
+    backend = plugin.backend(env.settings)
+    try:
+        facts = backend.describe()
+        assert str(facts["result_backend"]).startswith("none") and "results in Redis" not in facts["broker"]
+        assert backend.status("0" * 32) == JobState.queued
+    finally:
+        backend.close()
+    assert not any("results" in where for where in plugin.faults.message_locations(env.settings))
+    assert plugin.faults.holdings(env.settings, {"0" * 32})["failed"] == 0
 
 
 def test_settings_refuse_rabbitmq_for_a_redis_only_runner() -> None:

@@ -18,7 +18,7 @@ from fbt_bench.profiles import DEFAULT, PROFILES, SCALING
 from fbt_bench.report import scaling as section
 from fbt_bench.report import write_reports
 from fbt_bench.report.analysis import PARTIAL_MARK, summarize
-from fbt_bench.scenarios.drain import Ready, draining
+from fbt_bench.scenarios.draining import Ready, draining
 from fbt_bench.schema import validate_results
 from fbt_devstack.processes import descendants_of_self
 

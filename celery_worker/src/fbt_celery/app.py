@@ -1,4 +1,5 @@
-"""The Celery app: Redis or RabbitMQ (BROKER) as broker, Redis as result backend, JSON only.
+"""The Celery app: Redis or RabbitMQ (BROKER) as broker, Redis as result backend where the queue config keeps
+one (safe; ``defaults`` has none, as Celery ships), JSON only.
 
 ``celery -A fbt_celery.app worker`` finds ``app`` here. It is built on first access (PEP 562), so the API,
 which builds its own app from the settings it was given, never reads the environment by importing this.
@@ -83,7 +84,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     # The queue config's app settings (result backend, STARTED, late ack, requeue on a lost worker,
     # prefetch 1; see queue_configs), bare names there; dotted ones go to the transport options above or to
-    # the tasks (fbt_celery.tasks).
+    # the tasks (fbt_celery.tasks). A queue config without ``result_backend`` leaves Celery's default: none
+    # (DisabledBackend), so no state is stored; the result_* and redis_* settings above then act on nothing.
     queue = queue_config_for(settings)
     config |= {key: setting.value for key, setting in queue.settings.items() if "." not in key}
     if config.get("result_backend") == RESULTS_IN_REDIS:

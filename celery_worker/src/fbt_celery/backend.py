@@ -1,6 +1,7 @@
 """Celery on Redis or RabbitMQ, as the API sees it: publish a task message, read its state from Redis.
 
-The job id is the Celery task id, so ``/jobs/{id}`` reads Celery's own record of the task.
+The job id is the Celery task id, so ``/jobs/{id}`` reads Celery's own record of the task, where the queue
+config keeps a result backend; without one (``defaults``, as Celery ships) there is no record to read.
 """
 
 from typing import Any
@@ -65,6 +66,20 @@ class CeleryBackend:
         self._settings = settings
         self._app = create_app(settings)
         results = self._app.conf.result_backend
+        # None: Celery's DisabledBackend, which stores nothing and raises on every read.
+        self._stores_results = bool(results)
+        # Without results, status() PINGs Redis on a redis-py client of its own. Not on the kombu channel's
+        # client, as ping() does: that client can hold an unread reply (seen in tests after an enqueue and a
+        # worker's run), so its first PING after Redis went away read a stale PONG and succeeded.
+        self._status_client = (
+            None
+            if results
+            else redis.Redis.from_url(
+                settings.redis_url,
+                socket_timeout=settings.redis_socket_timeout_s,
+                socket_connect_timeout=settings.redis_socket_timeout_s,
+            )
+        )
         if results:  # before the app builds its backend (on first use): the API's enqueue never subscribes
             self._app.conf.result_backend = f"{NO_SUBSCRIBE_BACKEND}+{results}"
         broker = self._app.connection_for_write()
@@ -86,6 +101,16 @@ class CeleryBackend:
             raise BrokerUnavailable(f"{self._broker} did not take the task: {exc}") from exc
 
     def status(self, job_id: str) -> JobState | None:
+        if self._status_client is not None:
+            # No result backend (Celery's default): nothing records what a worker did, so Celery can tell
+            # nothing of any id, a finished or failed job's included: queued, as PENDING reads. Redis is still
+            # asked (the broker, or the send-once guard's server beside RabbitMQ), so that an outage answers
+            # 503 here as it does with a result backend.
+            try:
+                self._status_client.ping()
+            except redis.RedisError as exc:
+                raise BrokerUnavailable(f"Redis did not answer: {exc}") from exc
+            return JobState.queued
         try:
             state = AsyncResult(job_id, app=self._app).state
         except BROKER_ERRORS as exc:
@@ -114,7 +139,8 @@ class CeleryBackend:
         return True
 
     def _ping_results(self) -> bool:
-        # Beside RabbitMQ, Redis holds the results /jobs reads and the send-once guard: it must answer too.
+        # Beside RabbitMQ, Redis holds the send-once guard and, where the queue config keeps one, the results
+        # /jobs reads: it must answer too.
         client = redis.Redis.from_url(
             self._settings.redis_url,
             socket_timeout=self._settings.redis_socket_timeout_s,
@@ -135,10 +161,13 @@ class CeleryBackend:
             "library_version": celery.__version__,
             "kombu_version": kombu.__version__,
             "broker_name": self._settings.broker_name,
-            "result_backend": "Redis" if conf.result_backend else "none",
+            "result_backend": (
+                "Redis" if self._stores_results else "none (Celery's default: no job state is stored)"
+            ),
             # The API's apply_async does not subscribe to the result channel (NoSubscribeRedisBackend).
             "result_subscribe_on_enqueue": False,
             "track_started": bool(conf.task_track_started),
+            "job_status": self._job_status_text(),
             "serializer": conf.task_serializer,
             "accept_content": list(conf.accept_content),
             "queue_config": self._settings.queue_config,
@@ -159,6 +188,13 @@ class CeleryBackend:
             self._describe_rabbitmq() if self._settings.broker_name == "rabbitmq" else self._describe_redis()
         )
 
+    def _job_status_text(self) -> str:
+        """What GET /jobs/{id} can say in this configuration."""
+        if not self._stores_results:
+            return "none stored (Celery's default): every id reads queued, finished and failed ones too"
+        started = "started" if self._app.conf.task_track_started else "no started (running reads queued)"
+        return f"Celery's task states in Redis: queued, {started}, succeeded, failed; unknown ids read queued"
+
     def _describe_redis(self) -> dict[str, Any]:
         transport = self._app.conf.broker_transport_options
 
@@ -175,7 +211,8 @@ class CeleryBackend:
     def _describe_rabbitmq(self) -> dict[str, Any]:
         conf = self._app.conf
         return {
-            "broker": "RabbitMQ (kombu py-amqp transport); results in Redis, as the Celery docs pair them",
+            "broker": "RabbitMQ (kombu py-amqp transport)"
+            + ("; results in Redis, as the Celery docs pair them" if self._stores_results else ""),
             "queue_type": conf.task_default_queue_type,
             "exchange_type": conf.task_default_exchange_type,
             "delivery_mode": conf.task_default_delivery_mode,
@@ -187,4 +224,6 @@ class CeleryBackend:
         }
 
     def close(self) -> None:
+        if self._status_client is not None:
+            self._status_client.close()
         self._app.close()

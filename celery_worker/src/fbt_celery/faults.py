@@ -13,10 +13,12 @@ from typing import Any
 
 import amqp.exceptions
 import kombu
+import redis
 from celery.app.defaults import DEFAULTS as CELERY_DEFAULTS
 from celery.backends.base import KeyValueStoreBackend
 from kombu.transport.redis import Channel as RedisChannel
 
+from fbt_celery.queue_configs import queue_config_for
 from fbt_tasks.fault_words import crash, executions, malformed, node_crash, outage
 from fbt_tasks.holdings import INSPECTION_TIMEOUT_S, count_ids, inspection_client
 from fbt_tasks.runner import FaultName, Holdings
@@ -31,6 +33,26 @@ RESULT_KEY_PREFIX: str = KeyValueStoreBackend.task_keyprefix
 
 # RabbitMQ requeues on connection close; a second covers the broker noticing the closed socket.
 REQUEUE_ON_CLOSE_S = 1.0
+
+
+def stores_results(settings: Settings) -> bool:
+    """Does the queue config in force keep a result backend? ``defaults`` has none, as Celery ships."""
+    return queue_config_for(settings).value("result_backend") is not None
+
+
+def recorded_results(described: Mapping[str, Any]) -> bool:
+    """Did the run ``describe()`` recorded keep a result backend ("Redis", or "none (...)")?"""
+    return not str(described.get("result_backend", "Redis")).startswith("none")
+
+
+def failure_kept(described: Mapping[str, Any], where: str = "the result backend") -> str:
+    """Where a task that failed for good is kept, for a mechanism sentence."""
+    if recorded_results(described):
+        return f"is stored as FAILURE in {where} (visible through /jobs)"
+    return (
+        "leaves no trace but the worker log (no result backend, Celery's default: /jobs reads queued; "
+        "the ledger has the failed attempts)"
+    )
 
 
 def rabbitmq_queue_depth(amqp_url: str, queue: str) -> int:
@@ -60,6 +82,12 @@ def publish_malformed(amqp_url: str, marker: str) -> None:
         )
 
 
+def failed_results(client: redis.Redis, ids: set[str]) -> int:
+    """How many of ``ids`` the Redis result backend holds as FAILURE."""
+    states = client.mget([f"{RESULT_KEY_PREFIX}{job_id}" for job_id in ids]) if ids else []
+    return sum(1 for raw in states if raw and json.loads(raw).get("status") == "FAILURE")
+
+
 def celery_task_id(raw: bytes) -> str:
     message = json.loads(raw)
     # kombu's unacked hash stores [message, exchange, routing key]; the queue list stores the message.
@@ -68,31 +96,39 @@ def celery_task_id(raw: bytes) -> str:
 
 
 class CeleryFaults:
-    exhausted_to = "result backend (FAILURE); no dead-letter queue"
+    # One attribute for every queue config (the harness reads it without settings): safe keeps a result
+    # backend, defaults (Celery out of the box) none.
+    exhausted_to = (
+        "result backend (FAILURE) where the queue config keeps one (safe); without one (defaults, Celery's "
+        "default) only the worker log; no dead-letter queue"
+    )
 
     def message_locations(self, settings: Settings) -> list[str]:
         if settings.broker_name == "rabbitmq":
-            return [
-                f"RabbitMQ queue {QUEUE_KEY} (ready and unacked)",
-                f"Redis {RESULT_KEY_PREFIX}* (results)",
-            ]
+            results = [f"Redis {RESULT_KEY_PREFIX}* (results)"] if stores_results(settings) else []
+            return [f"RabbitMQ queue {QUEUE_KEY} (ready and unacked)", *results]
         return [QUEUE_KEY, UNACKED_KEY]
 
     def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
-        """On RabbitMQ: the queue's ready count, not per id (see ``fbt_tasks.runner.Holdings``)."""
+        """On RabbitMQ: the queue's ready count, not per id (see ``fbt_tasks.runner.Holdings``).
+
+        ``failed``: the FAILURE results among ``ids``; 0 without a result backend, where nothing keeps them.
+        """
+        if settings.broker_name == "rabbitmq":
+            failed = 0
+            if stores_results(settings):
+                with inspection_client(settings) as client:
+                    failed = failed_results(client, ids)
+            # Unacked messages are invisible over AMQP; they return to ready when their consumer's
+            # connection closes, so only ready ones are counted.
+            ready = rabbitmq_queue_depth(settings.amqp_url, QUEUE_KEY)
+            return Holdings(queued=ready, held=0, scheduled=0, failed=failed)
         with inspection_client(settings) as client:
-            states = client.mget([f"{RESULT_KEY_PREFIX}{job_id}" for job_id in ids]) if ids else []
-            failed = sum(1 for raw in states if raw and json.loads(raw).get("status") == "FAILURE")
-            if settings.broker_name == "rabbitmq":
-                # Unacked messages are invisible over AMQP; they return to ready when their consumer's
-                # connection closes, so only ready ones are counted.
-                ready = rabbitmq_queue_depth(settings.amqp_url, QUEUE_KEY)
-                return Holdings(queued=ready, held=0, scheduled=0, failed=failed)
             return Holdings(
                 queued=count_ids(client.lrange(QUEUE_KEY, 0, -1), ids, celery_task_id),
                 held=count_ids(client.hvals(UNACKED_KEY), ids, celery_task_id),
                 scheduled=0,  # a retry with a countdown is held by a worker (unacked) until it is due
-                failed=failed,
+                failed=failed_results(client, ids) if stores_results(settings) else 0,
             )
 
     def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
@@ -218,12 +254,12 @@ class CeleryFaults:
             )
         if retries != "none":
             return (
-                f"autoretry_for retried the SMTP refusals ({retries}); a task that exhausts them is stored as "
-                "FAILURE in the result backend, and Celery has no dead-letter queue"
+                f"autoretry_for retried the SMTP refusals ({retries}); a task that exhausts them "
+                f"{failure_kept(d)}, and Celery has no dead-letter queue"
             )
         return (
-            "Celery retries nothing by default: the first refusal ended the task as FAILURE in the result "
-            "backend (visible through /jobs), and there is no dead-letter queue"
+            f"Celery retries nothing by default: the first refusal ended the task, which {failure_kept(d)}, "
+            "and there is no dead-letter queue"
         )
 
 
@@ -262,14 +298,15 @@ def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: M
         )
     if fault == "poison-message":
         return "Celery logs a message body it cannot decode and acks it so it cannot loop; " + malformed(r)
+    kept = failure_kept(d, "the Redis result backend")
     if d.get("retries", "none") != "none":
         return (
-            f"autoretry_for retried the SMTP refusals ({d['retries']}); a task that exhausts them is stored as "
-            "FAILURE in the Redis result backend, and Celery declares no dead-letter queue"
+            f"autoretry_for retried the SMTP refusals ({d['retries']}); a task that exhausts them {kept}, "
+            "and Celery declares no dead-letter queue"
         )
     return (
-        "Celery retries nothing by default: the first refusal ended the task as FAILURE in the Redis result "
-        "backend (visible through /jobs), and there is no dead-letter queue"
+        f"Celery retries nothing by default: the first refusal ended the task, which {kept}, and there is "
+        "no dead-letter queue"
     )
 
 

@@ -16,7 +16,7 @@ from fbt_tasks.settings import Settings
 class CeleryRunner:
     name = "celery"
     display_name = "Celery"
-    description = "Celery workers (prefork pool), Redis result backend, JSON only"
+    description = "Celery workers (prefork pool), JSON only; a Redis result backend in the safe queue config"
     brokers: tuple[BrokerName, ...] = ("redis", "rabbitmq")
     runs_in_api = False
     distributions = ("celery", "kombu")
@@ -66,6 +66,7 @@ class CeleryRunner:
             enqueue=python_module("fbt_celery.reference", "enqueue"),
             layout=self.slot_layout(settings),
             options=reference_options(settings),
+            without_status_writes=without_status_writes(reference_options(settings)),
         )
 
 
@@ -79,7 +80,8 @@ def reference_options(settings: Settings) -> dict[str, JSONValue]:
 
     Everything ``celery_config`` sets (serializers, late ack, prefetch, STARTED, result expiry, transport
     options such as the visibility timeout and confirms, socket timeouts) but the API-only ones, with the
-    result backend named as the queue config names it (the reference gets the URL as FBT_REF_REDIS_URL).
+    result backend named as the queue config names it (the reference gets the URL as FBT_REF_REDIS_URL);
+    none where the queue config keeps none (``defaults``, as Celery ships).
     Task-level options (``Task.autoretry_for``, ``max_retries``, backoff, jitter) are left out: they act
     only on a failed attempt, and the reference's task does not fail.
     """
@@ -90,6 +92,18 @@ def reference_options(settings: Settings) -> dict[str, JSONValue]:
         config["result_backend"] = RESULTS_IN_REDIS  # never the URL: it may hold a password
     loaded: dict[str, JSONValue] = json.loads(json.dumps(config))  # JSON values only, or fail here
     return loaded
+
+
+# The settings the queue config adds for GET /jobs/{id} that Celery does not make by default (no result
+# backend, no STARTED state): the reference drains without them too, so the report shows their cost. None
+# where the queue config makes neither (``defaults``): its options already are Celery's.
+STATUS_WRITES = ("result_backend", "task_track_started")
+
+
+def without_status_writes(options: dict[str, JSONValue]) -> dict[str, JSONValue] | None:
+    if not any(options.get(key) for key in STATUS_WRITES):
+        return None
+    return {key: value for key, value in options.items() if key not in STATUS_WRITES}
 
 
 RUNNER = CeleryRunner()

@@ -1,8 +1,8 @@
 """The two queue configs (QUEUE_CONFIG), in the shape every runner uses (``fbt_tasks.runner.QueueConfig``).
 
 - ``defaults``: Celery out of the box. The message is acked *before* the task runs (early ack), so a
-  worker killed mid-task loses it; a failed task is not retried; no STARTED state is stored. It keeps one
-  thing Celery has no default for, a result backend: without one /jobs/{id} could never answer.
+  worker killed mid-task loses it; a failed task is not retried; and, as Celery ships, no result backend:
+  no job state is stored (no STARTED, SUCCESS or FAILURE), so /jobs/{id} reads queued for every id.
 - ``safe``: the configuration the Celery docs give for not losing work: late ack, requeue when the pool
   process dies, one reserved message per process, a visibility timeout sized to our longest task, and
   up to three attempts with a short backoff for transient errors only. The price is at-least-once
@@ -47,12 +47,12 @@ RESULTS_IN_REDIS = "REDIS_URL"
 
 
 def _results() -> dict[str, Setting]:
-    """Where task states are stored: every queue config keeps Redis, though Celery has no backend by default."""
+    """Where task states are stored: Redis in the safe queue configs; Celery has no backend by default."""
     return {
         "result_backend": Setting(
             RESULTS_IN_REDIS,
             "Celery stores no results by default (every id reads PENDING); /jobs/{id} reads the state from "
-            "here, so each queue config keeps it (beside RabbitMQ too, which keeps no results: Celery docs)",
+            "here (beside RabbitMQ too, which keeps no results: Celery docs)",
         ),
     }
 
@@ -152,10 +152,10 @@ DEFAULTS = QueueConfig(
     summary=(
         "Celery out of the box: early ack (a killed worker's running tasks are lost, its prefetched "
         "messages wait out the 1 hour visibility timeout), no retry (the first failure is final) and no "
-        "STARTED state; results in Redis, for /jobs"
+        "result backend: no job state is stored, so /jobs reads queued for every id"
     ),
     max_attempts=1,
-    settings=_results(),
+    settings={},
 )
 
 SAFE_RABBITMQ = QueueConfig(
@@ -199,10 +199,11 @@ DEFAULTS_RABBITMQ = QueueConfig(
     summary=(
         "Celery out of the box on RabbitMQ: a durable classic queue and persistent messages, but early ack "
         "(a killed worker's running tasks are lost, its prefetched ones return when its connection closes), "
-        "no publisher confirms, no retry and no STARTED state; results in Redis, for /jobs"
+        "no publisher confirms, no retry and no result backend: no job state is stored, so /jobs reads "
+        "queued for every id"
     ),
     max_attempts=1,
-    settings=_results(),
+    settings={},
 )
 
 QUEUE_CONFIGS: dict[str, dict[QueueConfigName, QueueConfig]] = {

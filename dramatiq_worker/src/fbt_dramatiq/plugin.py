@@ -67,6 +67,7 @@ class DramatiqRunner:
             enqueue=python_module("fbt_dramatiq.reference", "enqueue"),
             layout=self.slot_layout(settings),
             options=reference_options(settings),
+            without_status_writes=without_status_writes(reference_options(settings)),
         )
 
 
@@ -85,6 +86,21 @@ def reference_options(settings: Settings) -> dict[str, JSONValue]:
     if started:
         options["mark_started"] = started
     return options
+
+
+# What the queue config adds for GET /jobs/{id} that Dramatiq does not write by default: the Results
+# middleware's write per job (store_results, result_ttl) and the started mark. The reference drains without
+# them too, so the report shows their cost.
+STATUS_ACTOR_OPTIONS = ("store_results", "result_ttl")
+
+
+def without_status_writes(options: dict[str, JSONValue]) -> dict[str, JSONValue] | None:
+    actor = options.get("actor")
+    actor = actor if isinstance(actor, dict) else {}
+    if not (actor.get("store_results") or options.get("mark_started")):
+        return None
+    kept = {key: value for key, value in actor.items() if key not in STATUS_ACTOR_OPTIONS}
+    return {**{key: value for key, value in options.items() if key != "mark_started"}, "actor": kept}
 
 
 RUNNER = DramatiqRunner()

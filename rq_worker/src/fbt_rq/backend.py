@@ -142,6 +142,12 @@ class RQBackend:
             + (", a forked work-horse per job" if fork else ", in the worker process"),
             "slots": self._settings.slots,
             "enqueue": "one MULTI/EXEC transaction (job hash + queue push)",
+            # Why a fork-per-job worker costs more per job here than RQ's own worker (the drain's fidelity).
+            "project_cost": "each job forks the worker, and the project's worker holds its task code, pydantic "
+            "and Pillow (loaded before the fork so no job imports them): a larger process than a bare RQ "
+            "worker, which every fork and every work-horse's exit pay for"
+            if fork
+            else "none known: jobs run in the worker process",
             "redis_socket_timeout_s": self._settings.redis_socket_timeout_s,
         }
 

@@ -12,6 +12,7 @@ setting, hence the lowercase names.
 """
 
 import codecs
+import gc
 
 from PIL import Image
 
@@ -38,6 +39,9 @@ def warm() -> None:
     # The first getaddrinfo of a host name in a process looks up the "idna" codec (importing encodings.idna,
     # stringprep and unicodedata): smtplib's and redis-py's connects both do one.
     codecs.lookup("idna")
+    # What is built so far lives as long as the worker: move it out of the collector's reach, as the gc docs
+    # advise before fork() without exec(), so a collection in a work-horse neither walks nor copies it.
+    gc.freeze()
 
 
 warm()

@@ -6,7 +6,7 @@ from fbt_taskiq.faults import FAULTS
 from fbt_taskiq.queue_configs import QUEUE_CONFIGS, library_options
 from fbt_taskiq.worker import worker_options
 from fbt_tasks.backend import Backend
-from fbt_tasks.reference import Reference, console_script, python_module
+from fbt_tasks.reference import JSONValue, Reference, console_script, python_module
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
 from fbt_tasks.settings import Settings
 
@@ -56,7 +56,20 @@ class TaskiqRunner:
             enqueue=python_module("fbt_taskiq.reference", "enqueue"),
             layout=self.slot_layout(settings),
             options=library_options(settings),
+            without_status_writes=without_status_writes(library_options(settings)),
         )
+
+
+# taskiq keeps no results by default; the project stores each task's result for GET /jobs/{id} (and the
+# Streams broker acks when it is saved). The reference drains without that store too, so the report shows
+# its cost.
+STATUS_WRITES = "RedisAsyncResultBackend"
+
+
+def without_status_writes(options: dict[str, JSONValue]) -> dict[str, JSONValue] | None:
+    if STATUS_WRITES not in options:
+        return None
+    return {key: value for key, value in options.items() if key != STATUS_WRITES}
 
 
 RUNNER = TaskiqRunner()

@@ -361,7 +361,13 @@ class FaultContext:
         return {
             "expected": len(ids),
             "completed": sum(1 for job_id in ids if any(e.ok for e in events.get(job_id, []))),
-            **self.outcomes(missing, fault_at),
+            # Ran, and every attempt raised: failed, not lost, even where the library keeps no failure store
+            # (Celery's defaults has no result backend); the ledger recorded each attempt.
+            **self.outcomes(
+                missing,
+                fault_at,
+                sum(1 for i in missing if events.get(i) and not any(e.ok for e in events[i])),
+            ),
             "reexecuted": len(ran_again),
             "duplicate_effects": len(twice),
             "duplicates": twice[:20],
@@ -374,10 +380,11 @@ class FaultContext:
             "grace_s": self.params.grace_s,
         }
 
-    def outcomes(self, missing: set[str], fault_at: float) -> dict[str, Any]:
+    def outcomes(self, missing: set[str], fault_at: float, failed_in_ledger: int = 0) -> dict[str, Any]:
         """Split the jobs whose email never arrived: held (the broker will still hand them out), failed (in
-        the library's failure store) and lost (nowhere any more). ``held_due_s``: seconds after the fault by
-        which the configuration's redelivery bound puts a held job back (None: never)."""
+        the library's failure store, or run with every attempt failing in the ledger: ``failed_in_ledger``)
+        and lost (nowhere any more, never seen failing). ``held_due_s``: seconds after the fault by which the
+        configuration's redelivery bound puts a held job back (None: never)."""
         try:
             found = self.holdings(missing, unacked=True)
         except BROKER_READ_ERRORS as exc:
@@ -394,6 +401,10 @@ class FaultContext:
             self.notes.append(f"not recovered within {elapsed:.0f} s: still in {broker} ({where}), {due}")
         # Counts per queue (RabbitMQ) may include a message that is not one of ``missing``: never above it.
         pending_now = min(pending_now, len(missing))
+        if not pending_now:
+            # Nothing left to hand out: a job seen failing in the ledger failed (the library may keep no
+            # record of it); with jobs still pending, a failed attempt may be one of theirs, so the store decides.
+            failed = max(failed, failed_in_ledger)
         failed = min(failed, len(missing) - pending_now)
         return {
             "lost": max(0, len(missing) - pending_now - failed),

@@ -93,12 +93,12 @@ def decomposition_ratio(record: Record) -> float | None:
 
 
 def below_noise(group: RepeatSet) -> bool:
-    """Whether the project's share of the API's CPU is smaller than the spread of the API's CPU across repeats
-    (or its own range straddles zero): then it reads "below noise", never as a negative or a precise figure."""
-    share, api = group.spread(decomposition("project_us")), group.spread(decomposition("api_us"))
-    if share is None or api is None:
+    """Whether the project's share of the API's CPU is smaller than its own spread across repeats (or its range
+    straddles zero): then it reads "below noise", never as a negative or a precise figure."""
+    share = group.spread(decomposition("project_us"))
+    if share is None:
         return False
-    return share.low <= 0 <= share.high or abs(share.median) < api.high - api.low
+    return share.low <= 0 <= share.high or abs(share.median) < share.high - share.low
 
 
 def at_common_rate(group: RepeatSet) -> bool:

@@ -142,7 +142,7 @@ def decomposition_table(summary: Summary) -> Table | None:
         "with an enqueue that does nothing, served the same way at the same rate; the library enqueue is the "
         "thread CPU the API process spent inside the runner's enqueue call in the same window; the project's "
         "share is the rest, so the three add up to the API's CPU. Medians of the repeats, API min–max in "
-        'brackets; a share smaller than the API\'s spread reads "below noise". '
+        'brackets; a share smaller than its own spread across repeats reads "below noise". '
         "Ratio = API / (bare route + library enqueue).",
     )
     columns = (
@@ -195,8 +195,8 @@ def drain_table(summary: Summary) -> Table:
         "started; rate from the first to the last completion in the ledger. No HTTP.",
         "Library's own worker: the same N jobs through the library's minimal worker (its CLI, its client, a "
         "task doing the same two appends, no project code), at the runner's layout, broker and queue-config "
-        "options, in the same repeat; fidelity = runner ÷ that, median of the repeats, "
-        f"below ×{fmt(FIDELITY_TARGET)} marked ⚠ (the project costs the library more than it may).",
+        "options, in the same repeat; fidelity = runner ÷ that, median of the repeats; a median below "
+        f"×{fmt(FIDELITY_TARGET)} says so: there the project costs the library more than the 10% it may.",
         *_record_notes(groups),
     )
     columns = (
@@ -217,9 +217,10 @@ def drain_table(summary: Summary) -> Table:
 def _reference_cell(group: RepeatSet) -> str:
     reference, ratio = group.spread(reference_per_s), group.spread(fidelity_ratio)
     if reference is None or ratio is None:
-        return "not measured"
-    mark = " ⚠" if ratio.median < FIDELITY_TARGET else ""
-    return f"{fmt(reference.median, '/s')}, {fmt_ratio(ratio.median)}{mark} ({fmt_range(ratio)})"
+        in_api = any(r["extra"].get("notes") for r in group.records)
+        return "n/a: tasks run in the API, no library worker" if in_api else "not measured"
+    below = f", below ×{fmt(FIDELITY_TARGET)}" if ratio.median < FIDELITY_TARGET else ""
+    return f"{fmt(reference.median, '/s')}, {fmt_ratio(ratio.median)}{below} ({fmt_range(ratio)})"
 
 
 def steady_table(summary: Summary) -> Table:

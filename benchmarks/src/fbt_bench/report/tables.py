@@ -222,18 +222,41 @@ def _describe(info: dict[str, Any]) -> str:
     return "; ".join(f"{k}: {v}" for k, v in info.items())
 
 
+status_ratio = extra_metric("status_writes", "drained_ratio")
+status_cpu_with = extra_metric("status_writes", "cpu_us_per_task_with")
+status_cpu_without = extra_metric("status_writes", "cpu_us_per_task_without")
+
+
+def status_writes_text(group: RepeatSet) -> str | None:
+    """What the queue config's job-status writes (for GET /jobs/{id}) cost, where the library makes none by
+    default: its own minimal worker drained with them and without them, in the same repeats."""
+    ratio = group.spread(status_ratio)
+    if ratio is None:
+        return None
+    cpu_with, cpu_without = group.median(status_cpu_with), group.median(status_cpu_without)
+    cpu = f", CPU {fmt(cpu_without)} → {fmt(cpu_with)} µs per task" if cpu_with and cpu_without else ""
+    return (
+        f"job-status writes, measured: with them the library's own worker drains {fmt_ratio(ratio.median)} "
+        f"({fmt_range(ratio)}) as fast as without{cpu} ({repeats_text(len(group.records))})"
+    )
+
+
 def budget_table(summary: Summary) -> Table:
     p = summary.params
     results = summary.results
     runners = sorted(results["runners"].items(), key=lambda item: runner_rank(results, item[0]))
-    rows = [
-        (
-            name_label(results, name),
-            str(info.get("slot_layout") or info.get("layout") or "not recorded"),
-            _describe(info),
+    drains = {g.runner: g for g in summary.in_scenario("drain")}
+    rows = []
+    for name, info in runners:
+        described = _describe(info)
+        cost = status_writes_text(drains[name]) if name in drains else None
+        rows.append(
+            (
+                name_label(results, name),
+                str(info.get("slot_layout") or info.get("layout") or "not recorded"),
+                f"{cost}; {described}" if cost else described,
+            )
         )
-        for name, info in runners
-    ]
     return Table(
         "tab-budget",
         f"Equal slot budget: {p['slots']} task slots (WORKER_PROCESSES {p['worker_processes']} × WORKER_THREADS "

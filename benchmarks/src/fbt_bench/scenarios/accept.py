@@ -10,9 +10,9 @@ timed from the intended send, is under ``slo_ms`` (below 100 samples, the max st
 Between steps the backlog drains, so each step starts from an empty queue.
 
 The API's cost is then decomposed at one offered rate common to every runner (``decomposition_rate``):
-the project's route, the same app with an enqueue that does nothing (``floor_app`` bare, measured once per
-repeat and rate) and the library's own enqueue call timed as thread CPU inside the API itself (fbt_tasks.enqueue_cost); what is left is the
-project's share, and the three add up to the API's CPU per request.
+the project's route, the same app with an enqueue that does nothing (``floor_app`` bare, measured right
+after each runner's window) and the library's own enqueue call, timed as thread CPU inside the API itself
+(``fbt_tasks.enqueue_cost``); what is left is the project's share, and the three add up to the API's CPU.
 """
 
 import dataclasses
@@ -301,12 +301,11 @@ def decomposition_record(
 
 
 async def bare_route_us(ctx: ScenarioContext, rate: float, duration: float) -> float | None:
-    """The bare FastAPI route's CPU per request at ``rate``, measured once per repeat and rate."""
+    """The bare route's CPU per request at ``rate``, measured right after the runner's own window: a shared
+    machine drifts over a run, and a figure measured minutes away would not subtract from this one."""
     shared = ctx.shared
     if shared.bare_url is None or shared.bare_pid is None:
         return None
-    if rate in shared.bare_us_by_rate:
-        return shared.bare_us_by_rate[rate]
     spec = dataclasses.replace(
         ctx.spec(rate, duration, body=BODY), base_url=shared.bare_url, headers={"X-API-Key": shared.bare_key}
     )
@@ -316,9 +315,7 @@ async def bare_route_us(ctx: ScenarioContext, rate: float, duration: float) -> f
     after = process.cpu_times()
     if not result.sent:
         return None
-    us = (after.user + after.system - before.user - before.system) * 1e6 / result.sent
-    shared.bare_us_by_rate[rate] = us
-    return us
+    return (after.user + after.system - before.user - before.system) * 1e6 / result.sent
 
 
 def _r(value: float | None) -> float | None:

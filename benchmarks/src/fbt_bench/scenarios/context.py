@@ -20,13 +20,12 @@ from fbt_tasks.runner import system_key
 
 @dataclass
 class RepeatShared:
-    """What the runners and floors of one repeat share: the bare route's cost by offered rate (measured
-    once, reused by every runner at that rate), each one's capacities (steady's input), the placement."""
+    """What the runners and floors of one repeat share: the bare route's app (the accept decomposition's
+    floor), each one's capacities (steady's input), the placement."""
 
     bare_url: str | None = None
     bare_key: str = ""
     bare_pid: int | None = None
-    bare_us_by_rate: dict[float, float] = field(default_factory=dict)
     capacities: dict[str, dict[str, float]] = field(default_factory=dict)
     pin_loadgen: bool = False
 

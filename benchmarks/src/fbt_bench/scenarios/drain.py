@@ -10,16 +10,17 @@ HTTP; the record's ``notes`` say so.
 import asyncio
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from fbt_bench.measuring.ledger_reader import LedgerFollower, LedgerTally
 from fbt_bench.measuring.sampler import ProcSet, ProcUsage, ResourceSampler
 from fbt_bench.scenarios.context import ScenarioContext, drain, warm_up
+from fbt_bench.scenarios.draining import Ready, draining
 from fbt_bench.scenarios.probe_client import run_probe
 from fbt_bench.scenarios.record import Measured, cpu_us_per_task, make_record
 from fbt_bench.scenarios.reference import ReferenceDrain, fidelity, reference_drain
-from fbt_tasks.reference import Reference
+from fbt_tasks.reference import JSONValue, Reference
 from fbt_tasks.runner import installed_runners, load_runner
 
 IN_API_NOTE = (
@@ -53,20 +54,39 @@ async def _with_reference(ctx: ScenarioContext, n: int) -> dict[str, Any]:
         return await _through_queue(ctx, n)
     reference_first = ctx.repeat % 2 == 1
     if reference_first:
-        measured = await _reference_drain(ctx, reference, n, restart=False)
+        measured, without = await _reference_drains(ctx, reference, n, restart=False)
         record = await _through_queue(ctx, n)
     else:
         record = await _through_queue(ctx, n)
-        measured = await _reference_drain(ctx, reference, n, restart=True)
+        measured, without = await _reference_drains(ctx, reference, n, restart=True)
     extra = record["extra"]
     extra["reference"] = {**measured.as_record(), "ran_first": reference_first}
     extra["reference_per_s"] = measured.drained_per_s
     extra["fidelity"] = fidelity(float(extra["drained_per_s"]), measured.drained_per_s)
-    if measured.completed != n or measured.duplicated:
-        record["warnings"].append(
-            f"fidelity reference: {measured.completed} of {n} jobs completed, {measured.duplicated} twice"
-        )
+    if without is not None:
+        extra["status_writes"] = status_writes_cost(measured, without)
+    for what, drained in (("fidelity reference", measured), ("reference without job-status writes", without)):
+        if drained is not None and (drained.completed != n or drained.duplicated):
+            record["warnings"].append(
+                f"{what}: {drained.completed} of {n} jobs completed, {drained.duplicated} twice"
+            )
     return record
+
+
+def status_writes_cost(with_writes: ReferenceDrain, without: ReferenceDrain) -> dict[str, Any]:
+    """What the queue config's job-status writes cost the library's own worker: drained/s with them over
+    without them, and CPU µs per task both ways (the draining window's, every group)."""
+
+    def total(drained: ReferenceDrain) -> float | None:
+        return (drained.cpu_us_per_task or {}).get("total")
+
+    return {
+        "reference_per_s_without": without.drained_per_s,
+        "drained_ratio": fidelity(with_writes.drained_per_s, without.drained_per_s),
+        "cpu_us_per_task_with": total(with_writes),
+        "cpu_us_per_task_without": total(without),
+        "options_without": without.options,
+    }
 
 
 def _reference(ctx: ScenarioContext) -> Reference | None:
@@ -79,24 +99,35 @@ def _reference(ctx: ScenarioContext) -> Reference | None:
     return load_runner(ctx.runner).reference(ctx.deployment.settings)
 
 
-async def _reference_drain(
+async def _reference_drains(
     ctx: ScenarioContext, reference: Reference, n: int, *, restart: bool
-) -> ReferenceDrain:
+) -> tuple[ReferenceDrain, ReferenceDrain | None]:
+    """The reference's drain, and where the queue config adds job-status writes, the same without them."""
     label = f"{ctx.tag('drain')} reference"
-    ctx.progress.phase(f"{label}: the library's own worker ({reference.layout}), {n} jobs")
     broker = [pid for group in ctx.deployment.groups() if group.name == "broker" for pid in group.roots]
+    workdir = ctx.deployment.ledger_path.parent / "reference"
     ctx.deployment.stop_workers()
-    try:
+
+    async def one(options: Mapping[str, JSONValue] | None, what: str) -> ReferenceDrain:
+        ctx.progress.phase(f"{label}: the library's own worker ({reference.layout}){what}, {n} jobs")
         return await asyncio.to_thread(
             reference_drain,
             reference,
             ctx.deployment.settings,
-            ctx.deployment.ledger_path.parent / "reference",
+            workdir,
             n,
             broker_pids=broker,
             drain_timeout_s=ctx.profile.drain_timeout_s,
             stall_timeout_s=ctx.profile.stall_timeout_s,
+            options=options,
         )
+
+    try:
+        measured = await one(None, "")
+        without = None
+        if reference.without_status_writes is not None:
+            without = await one(reference.without_status_writes, " without the job-status writes")
+        return measured, without
     finally:
         if restart:
             await asyncio.to_thread(ctx.deployment.start_workers)
@@ -147,52 +178,6 @@ async def _through_queue(ctx: ScenarioContext, n: int) -> dict[str, Any]:
             window.tasks,
         )
     return drain_record(ctx.runner, ctx.repeat, ctx.config, ctx.broker, n, tally, resources, started, extra)
-
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    """The moment the workers reported ready: completions by then, the clock, every group's usage."""
-
-    completed: int
-    at_s: float
-    usage: dict[str, ProcUsage]
-
-
-@dataclass(frozen=True, slots=True)
-class Draining:
-    """From the workers' readiness to the end: every group's usage and the tasks completed in between."""
-
-    after_completed: int  # tasks already done when the workers reported ready
-    seconds: float
-    tasks: int
-    usage: dict[str, ProcUsage]
-
-    def as_record(self) -> dict[str, Any]:
-        return {
-            "after_completed": self.after_completed,
-            "seconds": round(self.seconds, 3),
-            "tasks": self.tasks,
-            "cpu_s": round(sum(usage["cpu_s"] for usage in self.usage.values()), 3),
-            "cpu_us_per_task": cpu_us_per_task(self.usage, self.tasks),
-        }
-
-
-def draining(ready: Ready, ended: float, end: dict[str, ProcUsage], completed: int) -> Draining | None:
-    """The draining window after ``ready``; None when nothing completed after it (a drain faster than the
-    readiness check: then only the whole window, start-up included, is known)."""
-    if completed <= ready.completed:
-        return None
-    between = {
-        group: ProcUsage(
-            cpu_s=max(usage["cpu_s"] - ready.usage[group]["cpu_s"], 0.0),
-            peak_pss_mb=usage["peak_pss_mb"],
-            peak_rss_mb=usage["peak_rss_mb"],
-            processes=usage["processes"],
-        )
-        for group, usage in end.items()
-        if group in ready.usage
-    }
-    return Draining(ready.completed, max(ended - ready.at_s, 0.0), completed - ready.completed, between)
 
 
 async def _in_threadpool(ctx: ScenarioContext, n: int) -> dict[str, Any]:

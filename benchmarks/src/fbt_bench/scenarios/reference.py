@@ -11,15 +11,17 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from fbt_bench.measuring.ledger_reader import LedgerFollower, LedgerTally
 from fbt_bench.measuring.sampler import ProcSet, ResourceSampler
+from fbt_bench.scenarios.draining import Draining, Ready, draining
 from fbt_bench.scenarios.record import cpu_us_per_task
 from fbt_devstack.processes import ProcessGroup, log_tail
-from fbt_tasks.reference import Reference, reference_env
+from fbt_tasks.reference import JSONValue, Reference, reference_env
 from fbt_tasks.settings import Settings
 
 ENQUEUE_TIMEOUT_S = 600.0
@@ -36,8 +38,9 @@ class ReferenceDrain:
     drained_per_s: float
     first_to_last_s: float
     start_to_first_s: float | None
-    # CPU µs per completed task by group (workers, broker, total), over the whole window like the runner's.
-    cpu_us_per_task: dict[str, float | None]
+    # CPU µs per task by group (workers, broker, total) from the first completion seen on (the workers'
+    # start-up left out, as for the runner's drain); None where nothing completed after that look.
+    cpu_us_per_task: dict[str, float | None] | None
     enqueue_cpu_us: float
     layout: str
     options: dict[str, Any]
@@ -74,10 +77,12 @@ def reference_drain(
     broker_pids: list[int],
     drain_timeout_s: float,
     stall_timeout_s: float | None = None,
+    options: Mapping[str, JSONValue] | None = None,
 ) -> ReferenceDrain:
-    """Drain ``n`` jobs through the library's own worker (the runner's workers must be stopped)."""
+    """Drain ``n`` jobs through the library's own worker (the runner's workers must be stopped); ``options``
+    replaces the reference's own (``Reference.without_status_writes``)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **reference_env(settings, reference, workdir / "reference-log.txt")}
+    env = {**os.environ, **reference_env(settings, reference, workdir / "reference-log.txt", options)}
     follower = LedgerFollower.from_end(settings.ledger_file)
     ids, enqueue_us = enqueue(reference, env, n)
     follower.expect(ids)
@@ -90,20 +95,35 @@ def reference_drain(
             ProcSet("broker", broker_pids),
         ]
 
+    first: list[Ready] = []
+
+    def at_first(done: int) -> None:
+        # No readiness check of its own: the first completion marks the end of the workers' start-up.
+        if done and not first:
+            first.append(Ready(done, time.monotonic(), sampler.snapshot()))
+
     try:
         with ResourceSampler(groups) as sampler:
             started = time.time()
             for name, argv in zip(names, reference.workers, strict=True):
                 group.spawn(name, argv, env=env, log_path=workdir / f"{name}.log")
-            tally = follower.wait(len(ids), drain_timeout_s=drain_timeout_s, stall_timeout_s=stall_timeout_s)
+            tally = follower.wait(
+                len(ids),
+                drain_timeout_s=drain_timeout_s,
+                stall_timeout_s=stall_timeout_s,
+                on_progress=at_first,
+            )
             resources = sampler.stop()
+            ended = time.monotonic()
         exited = group.exited()
         if exited and tally.completed < len(ids):
             name = next(iter(exited))
             raise ReferenceFailed(f"{name} exited {exited[name]}: {log_tail(workdir / f'{name}.log')}")
     finally:
         group.stop_all(timeout_s=STOP_TIMEOUT_S)
-    return summarize(reference, tally, n, started, resources, enqueue_us)
+    window = draining(first[0], ended, resources, tally.completed) if first else None
+    used = reference.options if options is None else options
+    return summarize(reference, tally, n, started, window, enqueue_us, dict(used))
 
 
 def summarize(
@@ -111,8 +131,9 @@ def summarize(
     tally: LedgerTally,
     n: int,
     started: float,
-    resources: dict[str, Any],
+    window: Draining | None,
     enqueue_us: float,
+    options: dict[str, Any],
 ) -> ReferenceDrain:
     first, last = tally.first_finished_at, tally.last_finished_at
     span = max(last - first, 0.0) if first is not None and last is not None else 0.0
@@ -123,10 +144,10 @@ def summarize(
         drained_per_s=round(tally.completed / span, 2) if span > 0 else 0.0,
         first_to_last_s=round(span, 3),
         start_to_first_s=round(first - started, 3) if first is not None else None,
-        cpu_us_per_task=cpu_us_per_task(resources, tally.completed),
+        cpu_us_per_task=cpu_us_per_task(window.usage, window.tasks) if window else None,
         enqueue_cpu_us=round(enqueue_us, 1),
         layout=reference.layout,
-        options=dict(reference.options),
+        options=options,
     )
 
 

@@ -50,6 +50,10 @@ class Reference:
     layout: str
     # The library options taken from the queue config in force (empty: the library's defaults).
     options: Mapping[str, JSONValue] = field(default_factory=dict)
+    # The same options without the per-task state writes the queue config adds for GET /jobs/{id} (a result
+    # store, a STARTED mark) where the library makes none by default; None where it adds none. The harness
+    # drains the reference both ways, so the configuration table shows what those writes cost.
+    without_status_writes: Mapping[str, JSONValue] | None = None
 
 
 def console_script(name: str, module: str) -> list[str]:
@@ -63,14 +67,17 @@ def python_module(module: str, *args: str) -> tuple[str, ...]:
     return (sys.executable, "-m", module, *args)
 
 
-def reference_env(settings: "Settings", reference: Reference, log_file: Path) -> dict[str, str]:
-    """The variables the reference's workers and enqueue script read (``fbt_tasks.reference_task``)."""
+def reference_env(
+    settings: "Settings", reference: Reference, log_file: Path, options: Mapping[str, JSONValue] | None = None
+) -> dict[str, str]:
+    """The variables the reference's workers and enqueue script read (``fbt_tasks.reference_task``);
+    ``options`` replaces the reference's own (its variant without the job-status writes)."""
     broker_url = settings.amqp_url if settings.broker_name == "rabbitmq" else settings.redis_url
     return {
         BROKER_URL_ENV: broker_url,
         REDIS_URL_ENV: settings.redis_url,
         LOG_FILE_ENV: str(log_file),
         LEDGER_FILE_ENV: str(settings.ledger_file),
-        OPTIONS_ENV: json.dumps(dict(reference.options)),
+        OPTIONS_ENV: json.dumps(dict(reference.options if options is None else options)),
         QUEUE_ENV: REFERENCE_QUEUE,
     }
