@@ -365,7 +365,7 @@ def test_a_runner_below_the_fidelity_floor_is_a_warning_naming_it():
     assert "Known cause" not in warnings[0]
     doc = example_results()
     doc["runners"]["rq"]["project_cost"] = "each job forks a larger worker"
-    cited = [t for t in _texts(doc, "warning") if t.startswith("fidelity:")][0]
+    cited = next(t for t in _texts(doc, "warning") if t.startswith("fidelity:"))
     assert cited.endswith("Known cause: RQ: each job forks a larger worker.")
     for record in _records(doc, "rq", "drain"):
         record["extra"]["fidelity"] = 0.95

@@ -101,6 +101,12 @@ def below_noise(group: RepeatSet) -> bool:
     return share.low <= 0 <= share.high or abs(share.median) < share.high - share.low
 
 
+def runs_tasks_in_api(summary: Summary, group: RepeatSet) -> bool:
+    """Whether the runner's tasks run in the API process: its API CPU then includes running them, so the
+    decomposition's target (the cost of handing a job over) does not apply to it."""
+    return bool(summary.results.get("runners", {}).get(group.runner, {}).get("runs_in_api"))
+
+
 def at_common_rate(group: RepeatSet) -> bool:
     """Whether every repeat's decomposition ran at the profile's common rate (older files: assumed)."""
     return all(

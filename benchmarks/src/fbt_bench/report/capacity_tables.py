@@ -28,6 +28,7 @@ from fbt_bench.report.capacity import (
     max_rate_under_slo,
     offered_text,
     reference_per_s,
+    runs_tasks_in_api,
     slo_ms,
     tasks_per_core,
 )
@@ -118,6 +119,9 @@ def decomposition_table(summary: Summary) -> Table | None:
     for g in groups:
         ratio, api = g.spread(decomposition_ratio), g.spread(decomposition("api_us"))
         verdict = "n/a" if ratio is None else ("within" if ratio.median <= DECOMPOSITION_TARGET else "over")
+        target = f"{verdict} ×{fmt(DECOMPOSITION_TARGET)}"
+        if runs_tasks_in_api(summary, g):
+            target = "n/a: the API runs the tasks too"
         share = g.spread(decomposition("project_us"))
         share_cell = fmt_spread(share)
         if below_noise(g):
@@ -132,7 +136,7 @@ def decomposition_table(summary: Summary) -> Table | None:
                 share_cell,
                 f"{fmt_spread(api)} ({fmt_range(api)})",
                 fmt_ratio(ratio.median) if ratio else "n/a",
-                f"{verdict} ×{fmt(DECOMPOSITION_TARGET)}",
+                target,
             )
         )
     notes = _notes(
