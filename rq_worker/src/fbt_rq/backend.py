@@ -145,7 +145,9 @@ class RQBackend:
             # Why a fork-per-job worker costs more per job here than RQ's own worker (the drain's fidelity).
             "project_cost": "each job forks the worker, and the project's worker holds its task code, pydantic "
             "and Pillow (loaded before the fork so no job imports them): a larger process than a bare RQ "
-            "worker, which every fork and every work-horse's exit pay for"
+            "worker, which every fork and every work-horse's exit pay for; and each job carries more fields "
+            "(a fixed description, result and failure TTLs, the retry limit in its meta), written and read "
+            "once more per job"
             if fork
             else "none known: jobs run in the worker process",
             "redis_socket_timeout_s": self._settings.redis_socket_timeout_s,
