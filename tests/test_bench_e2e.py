@@ -1,6 +1,6 @@
-"""The harness end to end on a shrunken quick profile: real Redis, SMTP sink, API and workers for all four
-runners, every scenario, both floors. Asserts correctness only (schema, reports, exactly-once completion,
-no process left behind), never speed."""
+"""The harness end to end on a shrunken quick profile: real Redis, SMTP sink, API and workers for every
+runner, every scenario, both floors, and each broker runner's fidelity reference. Asserts correctness only
+(schema, reports, exactly-once completion, no process left behind), never speed."""
 
 import json
 from pathlib import Path
@@ -106,6 +106,22 @@ def test_every_runner_ran_every_scenario_exactly_once_per_job(outcome) -> None:
         if record["scenario"] not in ("accept", "steady"):  # accept: client latency; steady: after warm-up
             assert record["latency_ms"]["n"] == record["completed"], where
         assert record["broker"] and "total" in record["cpu_us_per_task"], where
+
+
+def test_every_broker_runner_drained_beside_its_library_and_the_decomposition_adds_up(outcome) -> None:
+    result, *_ = outcome
+    for record in result.document["records"]:
+        where, extra = f"{record['runner']}/{record['scenario']}", record["extra"]
+        in_api = result.document["runners"].get(record["runner"], {}).get("runs_in_api")
+        if record["scenario"] == "drain" and record["runner"] in RUNNERS and not in_api:
+            reference = extra["reference"]
+            assert (reference["completed"], reference["duplicated"]) == (TINY.drain_n, 0), where
+            assert extra["fidelity"] == round(extra["drained_per_s"] / extra["reference_per_s"], 3), where
+            assert extra["startup_cpu_s"] >= 0, where
+        if record["scenario"] == "accept" and (parts := extra.get("decomposition")):
+            if None not in (parts["api_us"], parts["bare_route_us"], parts["library_enqueue_us"]):
+                total = parts["bare_route_us"] + parts["library_enqueue_us"] + parts["project_us"]
+                assert total == pytest.approx(parts["api_us"], abs=0.11), where
 
 
 def test_runner_configuration_and_order_are_recorded(outcome) -> None:

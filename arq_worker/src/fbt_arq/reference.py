@@ -13,7 +13,6 @@ Imports: the standard library, arq, redis and ``fbt_tasks.reference_task`` only 
 import argparse
 import asyncio
 import inspect
-import json
 import os
 import resource
 import time
@@ -22,29 +21,12 @@ from typing import Any
 from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker
 
+from fbt_arq.wire import dumps, loads  # arq's JSON serializer as the project configures it (stdlib + arq)
 from fbt_tasks.reference_task import BROKER_URL_ENV, QUEUE_ENV, complete, emit, options
 
 FUNCTION = "write_log"
 # The options the wiring below sets; the harness's options may set any other ``Worker`` argument.
 WIRED = frozenset({"functions", "queue_name", "redis_settings", "job_serializer", "job_deserializer"})
-
-
-def _jsonable(value: object) -> str:
-    # As fbt_arq.wire: a failed job's exception is stored as its type and message.
-    if isinstance(value, BaseException):
-        return f"{type(value).__name__}: {value}"
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def dumps(data: dict[str, Any]) -> bytes:
-    """``job_serializer``, byte for byte ``fbt_arq.wire.dumps``."""
-    return json.dumps(data, separators=(",", ":"), default=_jsonable).encode()
-
-
-def loads(raw: bytes) -> dict[str, Any]:
-    """``job_deserializer``, as ``fbt_arq.wire.loads``."""
-    data: dict[str, Any] = json.loads(raw)
-    return data
 
 
 async def write_log(ctx: dict[str, Any], message: str, enqueued_at: float) -> None:

@@ -34,6 +34,8 @@ drained_per_s = extra_metric("drained_per_s")
 # The fidelity check (fbt_tasks.reference): the library's own minimal worker on the same N, layout and broker.
 reference_per_s = extra_metric("reference_per_s")
 fidelity_ratio = extra_metric("fidelity")
+# CPU of every group from the workers' start until they reported ready, kept out of the drain's cost per task.
+startup_cpu_s = extra_metric("startup_cpu_s")
 # The issue's floor: the project may cost a library at most 10% of its own drain rate.
 FIDELITY_TARGET = 0.9
 first_to_last_s = extra_metric("first_to_last_s")
@@ -93,12 +95,13 @@ def decomposition_ratio(record: Record) -> float | None:
 
 
 def below_noise(group: RepeatSet) -> bool:
-    """Whether the project's share of the API's CPU is smaller than its own spread across repeats (or its range
-    straddles zero): then it reads "below noise", never as a negative or a precise figure."""
+    """Whether the project's share of the API's CPU is smaller than its own spread across repeats, or not above
+    zero (the bare route measured dearer than the API without the library's call, which no cost can be): then
+    it reads "below noise", never as a negative or a precise figure."""
     share = group.spread(decomposition("project_us"))
     if share is None:
         return False
-    return share.low <= 0 <= share.high or abs(share.median) < share.high - share.low
+    return share.median <= 0 or share.low <= 0 <= share.high or share.median < share.high - share.low
 
 
 def runs_tasks_in_api(summary: Summary, group: RepeatSet) -> bool:

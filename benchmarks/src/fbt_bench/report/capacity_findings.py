@@ -129,8 +129,9 @@ def fidelity_findings(summary: Summary) -> list[Finding]:
         return [Finding("result", text, "drain", refs)]
     parts = []
     if below:
+        whose = "its library's" if len(below) == 1 else "their libraries'"
         parts.append(
-            f"{', '.join(below)} drain below {floor} of their library's own minimal worker in every repeat"
+            f"{', '.join(below)} drained below {floor} of {whose} own minimal worker in every repeat"
         )
     if borderline:
         parts.append(f"{', '.join(borderline)} below {floor} in the median, with a range that reaches it")

@@ -30,6 +30,7 @@ from fbt_bench.report.capacity import (
     reference_per_s,
     runs_tasks_in_api,
     slo_ms,
+    startup_cpu_s,
     tasks_per_core,
 )
 from fbt_bench.report.numbers import (
@@ -119,18 +120,18 @@ def decomposition_table(summary: Summary) -> Table | None:
     for g in groups:
         ratio, api = g.spread(decomposition_ratio), g.spread(decomposition("api_us"))
         verdict = "n/a" if ratio is None else ("within" if ratio.median <= DECOMPOSITION_TARGET else "over")
-        target = f"{verdict} ×{fmt(DECOMPOSITION_TARGET)}"
+        target = f"{verdict} ×{fmt(DECOMPOSITION_TARGET)}" if ratio is not None else "n/a"
         if runs_tasks_in_api(summary, g):
             target = "n/a: the API runs the tasks too"
         share = g.spread(decomposition("project_us"))
         share_cell = fmt_spread(share)
         if below_noise(g):
-            share_cell = f"below noise ({fmt_range(share)})"
+            share_cell = "below noise"
         rate_cell = fmt(g.median(decomposition("rate")), "/s")
         rows.append(
             (
                 g.label,
-                rate_cell if at_common_rate(g) else f"{rate_cell} (half its knee: not comparable)",
+                rate_cell if at_common_rate(g) else f"{rate_cell} (not every repeat: its knee was too low)",
                 fmt_spread(g.spread(decomposition("bare_route_us"))),
                 fmt_spread(g.spread(decomposition("library_enqueue_us"))),
                 share_cell,
@@ -146,7 +147,8 @@ def decomposition_table(summary: Summary) -> Table | None:
         "with an enqueue that does nothing, served the same way at the same rate; the library enqueue is the "
         "thread CPU the API process spent inside the runner's enqueue call in the same window; the project's "
         "share is the rest, so the three add up to the API's CPU. Medians of the repeats, API min–max in "
-        'brackets; a share smaller than its own spread across repeats reads "below noise". '
+        "brackets; a share smaller than its own spread across repeats, or not above zero (the bare route measured "
+        'dearer than the API without the library call), reads "below noise" (results.json keeps the figures). '
         "Ratio = API / (bare route + library enqueue).",
     )
     columns = (
@@ -279,7 +281,17 @@ def cost_table(summary: Summary) -> Table | None:
             if total is None:
                 continue
             parts = (fmt_spread(g.spread(cost(part))) for part in COST_PARTS)
-            rows.append((scenario, g.label, *parts, fmt_spread(total), fmt_spread(g.spread(tasks_per_core))))
+            startup = g.spread(startup_cpu_s)
+            rows.append(
+                (
+                    scenario,
+                    g.label,
+                    *parts,
+                    fmt_spread(total),
+                    fmt_spread(g.spread(tasks_per_core)),
+                    fmt_spread(startup, " s") if startup else "",
+                )
+            )
     if not rows:
         return None
     notes = _notes(
@@ -287,7 +299,18 @@ def cost_table(summary: Summary) -> Table | None:
         rows,
         "CPU microseconds per completed task by process group, from the resource sampler; n/a where a "
         "group was not part of the path (no API in drain, no broker in-process). Tasks per second per "
-        "core = 1,000,000 / total. Compare within a scenario: the paths differ between scenarios.",
+        "core = 1,000,000 / total. Compare within a scenario: the paths differ between scenarios. A drain "
+        "counts from the moment its workers reported ready; their start-up (every group's CPU from their "
+        "start until then) is its own column, not spread over the tasks.",
     )
-    columns = ("Scenario", "Runner", "API µs", "broker µs", "workers µs", "total µs", "tasks/s per core")
+    columns = (
+        "Scenario",
+        "Runner",
+        "API µs",
+        "broker µs",
+        "workers µs",
+        "total µs",
+        "tasks/s per core",
+        "workers' start-up CPU",
+    )
     return Table("tab-cost", "Cost per task by component", columns, tuple(rows), notes)

@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from fbt_api.__main__ import SERVER_OPTIONS
 from fbt_api.app import create_app as create_project_app
 from fbt_tasks.backend import BackgroundScheduler
+from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
 
@@ -42,7 +43,9 @@ class FloorBackend:
 
     def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
         if self._redis is not None:
-            self._redis.lpush(self._queue, json.dumps(job.to_message()))
+            data = json.dumps(job.to_message())
+            with LIBRARY_ENQUEUE.timed():  # the floor's "library": one LPUSH
+                self._redis.lpush(self._queue, data)
 
     def status(self, job_id: str) -> JobState | None:
         return None
