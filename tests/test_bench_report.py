@@ -356,7 +356,7 @@ def test_the_configuration_table_shows_what_the_job_status_writes_cost():
 
 
 def test_a_runner_below_the_fidelity_floor_is_a_warning_naming_it():
-    warnings = [t for t in _texts(example_results(), "warning") if t.startswith("fidelity:")]
+    warnings = [t for t in _texts(example_results(), "warning") if t.startswith("drain fidelity:")]
     assert (
         len(warnings) == 1
         and "RQ drained below ×0.9 of its library's own minimal worker in every" in warnings[0]
@@ -365,11 +365,11 @@ def test_a_runner_below_the_fidelity_floor_is_a_warning_naming_it():
     assert "Known cause" not in warnings[0]
     doc = example_results()
     doc["runners"]["rq"]["project_cost"] = "each job forks a larger worker"
-    cited = next(t for t in _texts(doc, "warning") if t.startswith("fidelity:"))
+    cited = next(t for t in _texts(doc, "warning") if t.startswith("drain fidelity:"))
     assert cited.endswith("Known cause: RQ: each job forks a larger worker.")
     for record in _records(doc, "rq", "drain"):
         record["extra"]["fidelity"] = 0.95
-    results = [t for t in _texts(doc, "result") if t.startswith("fidelity:")]
+    results = [t for t in _texts(doc, "result") if t.startswith("drain fidelity:")]
     assert len(results) == 1 and "every broker runner drains at ×0.9 or more" in results[0]
 
 

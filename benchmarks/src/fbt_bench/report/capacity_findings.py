@@ -123,7 +123,7 @@ def fidelity_findings(summary: Summary) -> list[Finding]:
     floor = f"×{fmt(FIDELITY_TARGET)}"
     if not below and not borderline:
         text = (
-            f"fidelity: every broker runner drains at {floor} or more of its library's own minimal worker, "
+            f"drain fidelity: every broker runner drains at {floor} or more of its library's own minimal worker, "
             f"measured in the same repeats (runner ÷ library, median and range): {cited}."
         )
         return [Finding("result", text, "drain", refs)]
@@ -141,7 +141,7 @@ def fidelity_findings(summary: Summary) -> list[Finding]:
         if s.median < FIDELITY_TARGET and (cause := known_cause(summary, g))
     ]
     text = (
-        f"fidelity: {'; '.join(parts)}, at the same N, layout and options, so those drain figures may carry "
+        f"drain fidelity: {'; '.join(parts)}, at the same N, layout and options, so those drain figures may carry "
         f"the project's cost as well as the library's (runner ÷ library, median and range): {cited}."
         + (f" Known cause: {'; '.join(causes)}." if causes else "")
     )
