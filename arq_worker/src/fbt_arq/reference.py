@@ -10,7 +10,6 @@ force from the harness (``reference_task.options()``, from ``fbt_arq.worker_sett
 Imports: the standard library, arq, redis and ``fbt_tasks.reference_task`` only (tests/test_reference.py).
 """
 
-import argparse
 import asyncio
 import inspect
 import os
@@ -22,7 +21,7 @@ from arq.connections import RedisSettings, create_pool
 from arq.worker import Worker
 
 from fbt_arq.wire import dumps, loads  # arq's JSON serializer as the project configures it (stdlib + arq)
-from fbt_tasks.reference_task import BROKER_URL_ENV, QUEUE_ENV, complete, emit, options
+from fbt_tasks.reference_task import BROKER_URL_ENV, QUEUE_ENV, complete, emit, enqueue_count, options
 
 FUNCTION = "write_log"
 # The options the wiring below sets; the harness's options may set any other ``Worker`` argument.
@@ -86,14 +85,9 @@ async def enqueue(n: int) -> tuple[list[str], float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m fbt_arq.reference")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("enqueue", help="enqueue N jobs with arq's client").add_argument(
-        "--n", type=int, required=True
-    )
-    args = parser.parse_args()
-    ids, cpu_s = asyncio.run(enqueue(args.n))
-    emit(ids, cpu_s, args.n)
+    n = enqueue_count("python -m fbt_arq.reference")
+    ids, cpu_s = asyncio.run(enqueue(n))
+    emit(ids, cpu_s, n)
 
 
 if __name__ == "__main__":

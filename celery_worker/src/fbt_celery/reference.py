@@ -8,7 +8,6 @@ The harness passes everything as variables (``fbt_tasks.reference_task``): the b
 results, the Celery settings of the queue config in force (``CeleryRunner.reference``) and the queue.
 """
 
-import argparse
 import os
 import resource
 import time
@@ -75,13 +74,7 @@ def enqueue(n: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m fbt_celery.reference")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("enqueue", help="enqueue N jobs with Celery's client").add_argument(
-        "--n", type=int, required=True
-    )
-    args = parser.parse_args()
-    enqueue(args.n)
+    enqueue(reference_task.enqueue_count("python -m fbt_celery.reference"))
 
 
 if __name__ == "__main__":

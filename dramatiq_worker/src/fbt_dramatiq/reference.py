@@ -16,7 +16,6 @@ Results middleware, on FBT_REF_REDIS_URL); ``mark_started``: ``{"ttl_s": N}`` ad
 before the actor runs, the write the project's "started" mark makes.
 """
 
-import argparse
 import os
 import resource
 import sys
@@ -114,13 +113,7 @@ def enqueue(n: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fbt_dramatiq.reference")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("enqueue", help="enqueue N messages with actor.send").add_argument(
-        "--n", type=int, required=True
-    )
-    args = parser.parse_args(argv)
-    enqueue(args.n)
+    enqueue(reference_task.enqueue_count("python -m fbt_dramatiq.reference", argv))
 
 
 if __name__ == "__main__":

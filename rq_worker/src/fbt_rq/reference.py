@@ -9,7 +9,6 @@ standard library, rq/redis and ``fbt_tasks.reference_task``, and defines no UPPE
 (RQ reads every one of those from a config module as a setting).
 """
 
-import argparse
 import os
 import resource
 import time
@@ -61,12 +60,7 @@ def enqueue(n: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fbt_rq.reference", description="RQ's fidelity reference")
-    commands = parser.add_subparsers(dest="command", required=True)
-    enqueue_command = commands.add_parser("enqueue", help="enqueue N reference jobs as fast as it goes")
-    enqueue_command.add_argument("--n", type=int, required=True)
-    args = parser.parse_args(argv)
-    enqueue(args.n)
+    enqueue(reference_task.enqueue_count("python -m fbt_rq.reference", None if argv is None else list(argv)))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ script into Redis (``warm_sweep_script``), the state a stack whose workers have 
 Standard library, saq, redis and ``fbt_tasks.reference_task`` only: no other project code is on this path.
 """
 
-import argparse
 import asyncio
 import os
 import resource
@@ -26,7 +25,7 @@ from typing import Any
 from saq import Queue
 from saq.queue.redis import RedisQueue
 
-from fbt_tasks.reference_task import BROKER_URL_ENV, QUEUE_ENV, complete, emit, options
+from fbt_tasks.reference_task import BROKER_URL_ENV, QUEUE_ENV, complete, emit, enqueue_count, options
 
 FUNCTION = "write_log"
 
@@ -92,15 +91,9 @@ async def enqueue(n: int) -> tuple[list[str], float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m fbt_saq.reference", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    enqueue_parser = commands.add_parser("enqueue", help="enqueue N reference jobs with SAQ's own client")
-    enqueue_parser.add_argument("--n", type=int, required=True)
-    args = parser.parse_args()
-    if args.n < 1:
-        parser.error("--n must be at least 1")
-    ids, cpu_s = asyncio.run(enqueue(args.n))
-    emit(ids, cpu_s, args.n)
+    n = enqueue_count("python -m fbt_saq.reference")
+    ids, cpu_s = asyncio.run(enqueue(n))
+    emit(ids, cpu_s, n)
 
 
 if __name__ == "__main__":

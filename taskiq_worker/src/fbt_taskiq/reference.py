@@ -19,7 +19,6 @@ list is ``FBT_REF_QUEUE``: the project's runner and the reference never drain ea
 Imports: the standard library, taskiq, taskiq-redis and ``fbt_tasks.reference_task`` only (tests/test_reference.py).
 """
 
-import argparse
 import asyncio
 import functools
 import os
@@ -35,7 +34,15 @@ from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask, SimpleRetryMiddleware
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend, RedisStreamBroker
 
-from fbt_tasks.reference_task import BROKER_URL_ENV, QUEUE_ENV, REDIS_URL_ENV, complete, emit, options
+from fbt_tasks.reference_task import (
+    BROKER_URL_ENV,
+    QUEUE_ENV,
+    REDIS_URL_ENV,
+    complete,
+    emit,
+    enqueue_count,
+    options,
+)
 
 TASK_NAME = "fbt.reference.write_log"
 # The registered task, as taskiq's decorator types it.
@@ -130,16 +137,9 @@ async def enqueue(n: int) -> tuple[list[str], float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m fbt_taskiq.reference", description="taskiq's fidelity reference"
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("enqueue", help="send N reference tasks as fast as they go").add_argument(
-        "--n", type=int, required=True
-    )
-    args = parser.parse_args()
-    ids, cpu_s = asyncio.run(enqueue(args.n))
-    emit(ids, cpu_s, args.n)
+    n = enqueue_count("python -m fbt_taskiq.reference")
+    ids, cpu_s = asyncio.run(enqueue(n))
+    emit(ids, cpu_s, n)
 
 
 if __name__ == "__main__":

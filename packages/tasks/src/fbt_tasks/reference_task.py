@@ -7,6 +7,7 @@ package is imported with it (``fbt_tasks/__init__.py`` imports nothing): the ref
 no project code but these few lines.
 """
 
+import argparse
 import json
 import os
 import time
@@ -65,3 +66,18 @@ def options() -> dict[str, object]:
 def emit(ids: list[str], cpu_s: float, n: int) -> None:
     """The enqueue script's one JSON line on stdout: the ids now queued and the CPU per enqueue."""
     print(json.dumps({"n": n, "ids": ids, "cpu_us_per_enqueue": cpu_s * 1e6 / n if n else 0.0}), flush=True)
+
+
+def enqueue_count(prog: str, argv: list[str] | None = None) -> int:
+    """Parse a reference's command line, ``enqueue --n N`` (what the harness runs), and return N."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description="enqueue N reference jobs with the library's client"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("enqueue", help="enqueue N jobs as fast as they go").add_argument(
+        "--n", type=int, required=True
+    )
+    n: int = parser.parse_args(argv).n
+    if n < 1:
+        parser.error("--n must be at least 1")
+    return n
