@@ -61,12 +61,13 @@ class CeleryRunner:
         # name, so the project's health check (fbt-celery-*) never counts it.
         argv[argv.index("-A") + 1] = "fbt_celery.reference"
         argv[argv.index("--hostname") + 1] = "fbt-reference@%h"
+        options = reference_options(settings)
         return Reference(
             workers=((*console_script("celery", "celery"), *argv),),
             enqueue=python_module("fbt_celery.reference", "enqueue"),
             layout=self.slot_layout(settings),
-            options=reference_options(settings),
-            without_status_writes=without_status_writes(reference_options(settings)),
+            options=options,
+            without_status_writes=without_status_writes(options),
         )
 
 

@@ -62,12 +62,13 @@ class DramatiqRunner:
             "--threads",
             str(settings.worker_threads),
         )
+        options = reference_options(settings)
         return Reference(
             workers=(argv,),
             enqueue=python_module("fbt_dramatiq.reference", "enqueue"),
             layout=self.slot_layout(settings),
-            options=reference_options(settings),
-            without_status_writes=without_status_writes(reference_options(settings)),
+            options=options,
+            without_status_writes=without_status_writes(options),
         )
 
 

@@ -51,12 +51,13 @@ class TaskiqRunner:
         """taskiq's own CLI over ``fbt_taskiq.reference:broker`` with the project worker's options, and the
         broker, result backend and retry options of the queue config in force."""
         worker = (*console_script("taskiq", "taskiq"), "worker", "fbt_taskiq.reference:broker")
+        options = library_options(settings)
         return Reference(
             workers=((*worker, *worker_options(settings)),),
             enqueue=python_module("fbt_taskiq.reference", "enqueue"),
             layout=self.slot_layout(settings),
-            options=library_options(settings),
-            without_status_writes=without_status_writes(library_options(settings)),
+            options=options,
+            without_status_writes=without_status_writes(options),
         )
 
 
