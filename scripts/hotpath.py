@@ -129,8 +129,8 @@ def project_app() -> Any:
         def close(self) -> None:
             pass
 
-    fbt_api.app.load_backend = StubBackend  # type: ignore[assignment]
-    return fbt_api.app.create_app(Settings(api_key=KEY, access_log=False))
+    settings = Settings(api_key=KEY, access_log=False)
+    return fbt_api.app.create_app(settings, backend=StubBackend(settings))  # type: ignore[arg-type]
 
 
 def bare_app() -> Any:

@@ -30,7 +30,7 @@ from fbt_devstack.smtp_sink import wait_for_mail
 from fbt_tasks import ledger
 from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.jobs import Job
-from fbt_tasks.runner import load_runner
+from fbt_tasks.registry import configure, load_runner
 from fbt_tasks.settings import Settings
 
 KEY = "test-key-not-a-secret"
@@ -69,7 +69,7 @@ def make_worker_env(
         "QUEUE_CONFIG": "safe",
         **extra,
     }
-    settings = Settings(**{key.lower(): value for key, value in env.items()})
+    settings = configure(Settings(**{key.lower(): value for key, value in env.items()}))
     return WorkerEnv(settings, env, tmp, mailbox)
 
 

@@ -21,7 +21,7 @@ AUTH = {"X-API-Key": KEY}
 
 @pytest.fixture
 def client(task_env: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(api_key=KEY))) as c:
+    with TestClient(create_app(Settings(backend="inprocess", api_key=KEY))) as c:
         yield c
 
 
@@ -164,6 +164,7 @@ def test_dev_key_refuses_non_loopback_bind(monkeypatch: pytest.MonkeyPatch) -> N
     from fbt_tasks.settings import get_settings
 
     monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("BACKEND", "inprocess")
     monkeypatch.delenv("API_KEY", raising=False)
     get_settings.cache_clear()
     try:

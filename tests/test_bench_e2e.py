@@ -13,7 +13,7 @@ from fbt_bench.scenarios.baselines import BASELINES
 from fbt_bench.scenarios.registry import FLOOR_SCENARIOS
 from fbt_bench.schema import validate_results
 from fbt_devstack.processes import descendants_of_self
-from fbt_tasks.runner import installed_runners
+from fbt_tasks.registry import installed_runners
 
 RUNNERS = installed_runners()
 

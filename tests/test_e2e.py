@@ -10,7 +10,7 @@ from PIL import Image
 
 from fbt_devstack.smtp_sink import read_mailbox
 from fbt_devstack.stack import Stack
-from fbt_tasks.runner import installed_runners, load_runner
+from fbt_tasks.registry import configure, installed_runners, load_runner
 from fbt_tasks.settings import Settings
 
 BACKENDS = installed_runners()
@@ -22,7 +22,9 @@ SAFETY_TIMEOUT_S = 60  # a safety net against hangs, not a performance assertion
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = Settings(backend=request.param, api_key=KEY, port=0, worker_processes=1, worker_threads=2)
+    settings = configure(
+        Settings(backend=request.param, api_key=KEY, port=0, worker_processes=1, worker_threads=2)
+    )
     with Stack(settings, workdir=tmp_path_factory.mktemp(request.param)) as running:
         yield running
 

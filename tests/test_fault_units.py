@@ -20,8 +20,8 @@ from fbt_celery.tasks import retry_options
 from fbt_dramatiq.actors import retry_when
 from fbt_rq.jobs import stop_retrying_permanent_errors
 from fbt_tasks import jobs
+from fbt_tasks.registry import configure, load_runner
 from fbt_tasks.retry import TRANSIENT_ERROR_NAMES, TRANSIENT_ERRORS, is_transient, resolve
-from fbt_tasks.runner import load_runner
 from fbt_tasks.settings import Settings
 
 BROKER_RUNNERS = ("celery", "rq", "dramatiq")
@@ -46,7 +46,7 @@ def test_safe_configs_retry_only_transient_errors_and_say_so(runner: str):
 
 
 def test_celery_autoretries_only_transient_errors():
-    options = retry_options(Settings(backend="celery", queue_config="safe"))
+    options = retry_options(configure(Settings(backend="celery", queue_config="safe")))
     assert options["autoretry_for"] == TRANSIENT_ERRORS
     assert not any(issubclass(ValueError, error) for error in options["autoretry_for"])
 
@@ -75,9 +75,11 @@ def test_rq_handler_ends_retries_of_permanent_errors_only(error: BaseException, 
 def test_rq_worker_runs_the_handler_in_the_safe_config():
     from fbt_rq.worker import worker_command
 
-    safe = worker_command(Settings(backend="rq", queue_config="safe"))
+    safe = worker_command(configure(Settings(backend="rq", queue_config="safe")))
     assert safe[safe.index("--exception-handler") + 1] == "fbt_rq.jobs.stop_retrying_permanent_errors"
-    assert "--exception-handler" not in worker_command(Settings(backend="rq", queue_config="defaults"))
+    assert "--exception-handler" not in worker_command(
+        configure(Settings(backend="rq", queue_config="defaults"))
+    )
 
 
 def test_ledger_marks_a_task_that_turned_a_repeat_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

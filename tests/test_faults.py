@@ -32,7 +32,7 @@ from fbt_bench.faults.run import run_cell
 from fbt_bench.measuring.environment import describe_runner
 from fbt_bench.schema import load_schema
 from fbt_devstack.sink import Sink, smtp_sink
-from fbt_tasks.runner import load_runner
+from fbt_tasks.registry import configure, load_runner
 from fbt_tasks.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -76,8 +76,8 @@ def test_fault_records_match_the_results_schema(killed_runs: dict[str, FaultRun]
 def test_safe_configuration_redelivers_within_a_run_and_defaults_do_not(runner: str):
     """The watch windows come from each runner's describe(); this also catches a renamed describe key."""
     bound = load_runner(runner).faults.redelivery_bound_s
-    safe = bound(describe_runner(Settings(backend=runner, queue_config="safe")))
-    defaults = bound(describe_runner(Settings(backend=runner, queue_config="defaults")))
+    safe = bound(describe_runner(configure(Settings(backend=runner, queue_config="safe"))))
+    defaults = bound(describe_runner(configure(Settings(backend=runner, queue_config="defaults"))))
     assert safe is not None and 0 < safe <= FULL.patience_s
     assert defaults is None or defaults > FULL.patience_s
 

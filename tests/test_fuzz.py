@@ -19,7 +19,7 @@ KEY = "fuzz-key"
 
 def make_schema() -> schemathesis.BaseSchema:
     # Small images keep each accepted resize cheap; the pixel limit itself is among what is fuzzed.
-    app = create_app(Settings(api_key=KEY, max_image_pixels=250_000))
+    app = create_app(Settings(backend="inprocess", api_key=KEY, max_image_pixels=250_000))
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

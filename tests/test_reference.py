@@ -20,7 +20,8 @@ from fbt_devstack.rabbitmq_server import RabbitMQServer
 from fbt_devstack.rabbitmq_tools import missing_binary_reason
 from fbt_devstack.redis_server import RedisServer
 from fbt_tasks.reference import JSONValue, Reference
-from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners, load_runner
+from fbt_tasks.registry import configure, installed_runners, load_runner
+from fbt_tasks.runner import QUEUE_CONFIG_NAMES
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -39,14 +40,16 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def settings_for(runner: str, redis: RedisServer, tmp: Path, **extra: object) -> Settings:
-    return Settings(
-        backend=runner,
-        redis_url=redis.url,
-        ledger_file=tmp / "ledger.jsonl",
-        log_file=tmp / "log.txt",
-        worker_processes=2,
-        worker_threads=2,
-        **extra,  # type: ignore[arg-type]
+    return configure(
+        Settings(
+            backend=runner,
+            redis_url=redis.url,
+            ledger_file=tmp / "ledger.jsonl",
+            log_file=tmp / "log.txt",
+            worker_processes=2,
+            worker_threads=2,
+            **extra,  # type: ignore[arg-type]
+        )
     )
 
 

@@ -38,7 +38,7 @@ from fbt_bench.faults.run import run_cell
 from fbt_bench.measuring.environment import describe_runner
 from fbt_devstack.redis_server import RedisServer
 from fbt_tasks.jobs import Job, JobState
-from fbt_tasks.runner import load_runner
+from fbt_tasks.registry import configure, load_runner
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -49,8 +49,10 @@ stack = module_worker(RUNNER)
 
 
 def test_worker_runs_arqs_cli_with_settings_from_the_queue_config() -> None:
-    assert SETTINGS_PATH in worker_command(Settings(backend="arq"))
-    safe = worker_settings(Settings(backend="arq", queue_config="safe", worker_threads=3, smtp_timeout_s=10))
+    assert SETTINGS_PATH in worker_command(configure(Settings(backend="arq")))
+    safe = worker_settings(
+        configure(Settings(backend="arq", queue_config="safe", worker_threads=3, smtp_timeout_s=10))
+    )
     assert (safe["max_jobs"], safe["max_tries"], safe["job_timeout"], safe["job_completion_wait"]) == (
         3,
         3,
@@ -65,7 +67,7 @@ def test_worker_runs_arqs_cli_with_settings_from_the_queue_config() -> None:
         "fbt.resize_image",
     ]
     # Out of the box: arq's own defaults, read from its Worker signature.
-    defaults = worker_settings(Settings(backend="arq", queue_config="defaults"))
+    defaults = worker_settings(configure(Settings(backend="arq", queue_config="defaults")))
     assert (defaults["max_tries"], defaults["job_timeout"], defaults["job_completion_wait"]) == (5, 300, 0)
 
 
@@ -152,8 +154,8 @@ def test_broker_down_gives_503_and_bad_health(tmp_path: Path, smtp_sink: tuple[i
 
 def test_safe_configuration_redelivers_within_a_run_and_defaults_do_not() -> None:
     bound = load_runner("arq").faults.redelivery_bound_s
-    safe = bound(describe_runner(Settings(backend="arq", queue_config="safe")))
-    defaults = bound(describe_runner(Settings(backend="arq", queue_config="defaults")))
+    safe = bound(describe_runner(configure(Settings(backend="arq", queue_config="safe"))))
+    defaults = bound(describe_runner(configure(Settings(backend="arq", queue_config="defaults"))))
     assert safe is not None and 0 < safe <= FULL.patience_s
     assert defaults is not None and defaults > FULL.patience_s
 

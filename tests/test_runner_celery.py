@@ -40,6 +40,7 @@ from fbt_celery.worker import worker_argv
 from fbt_devstack.redis_server import RedisServer
 from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.registry import configure
 from fbt_tasks.retry import TRANSIENT_ERRORS
 from fbt_tasks.runner import NO_HOLDINGS
 from fbt_tasks.settings import Settings
@@ -72,8 +73,8 @@ def test_worker_is_celerys_cli_with_prefork_and_one_process_per_slot() -> None:
 
 
 def test_queue_configs_are_json_only_and_safe_adds_the_documented_reliability_settings() -> None:
-    safe = celery_config(Settings(backend="celery", queue_config="safe"))
-    defaults = celery_config(Settings(backend="celery", queue_config="defaults"))
+    safe = celery_config(configure(Settings(backend="celery", queue_config="safe")))
+    defaults = celery_config(configure(Settings(backend="celery", queue_config="defaults")))
     for config in (safe, defaults):
         assert config["accept_content"] == config["result_accept_content"] == ["json"]
         assert config["task_serializer"] == config["result_serializer"] == "json"
@@ -89,13 +90,18 @@ def test_queue_configs_are_json_only_and_safe_adds_the_documented_reliability_se
     assert safe["result_backend"].startswith("redis://") and safe["task_track_started"] is True
     assert "result_backend" not in defaults and "task_track_started" not in defaults
     # Only transient errors are retried (fbt_tasks.retry); a ValueError from a bad header fails at once.
-    assert retry_options(Settings(backend="celery", queue_config="safe"))["autoretry_for"] == TRANSIENT_ERRORS
-    assert retry_options(Settings(backend="celery", queue_config="defaults")) == {}
+    assert (
+        retry_options(configure(Settings(backend="celery", queue_config="safe")))["autoretry_for"]
+        == TRANSIENT_ERRORS
+    )
+    assert retry_options(configure(Settings(backend="celery", queue_config="defaults"))) == {}
 
 
 def test_on_rabbitmq_safe_adds_quorum_queues_persistence_and_publisher_confirms() -> None:
-    safe = celery_config(Settings(backend="celery", broker="rabbitmq", queue_config="safe"))
-    defaults = celery_config(Settings(backend="celery", broker="rabbitmq", queue_config="defaults"))
+    safe = celery_config(configure(Settings(backend="celery", broker="rabbitmq", queue_config="safe")))
+    defaults = celery_config(
+        configure(Settings(backend="celery", broker="rabbitmq", queue_config="defaults"))
+    )
     for config in (safe, defaults):
         assert config["broker_url"].startswith("amqp://")
         assert "visibility_timeout" not in config["broker_transport_options"]

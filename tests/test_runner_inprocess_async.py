@@ -24,7 +24,7 @@ from fbt_devstack.stack import Stack
 from fbt_inprocess_async.backend import InProcessAsyncBackend
 from fbt_tasks import ledger
 from fbt_tasks.jobs import Job, JobState
-from fbt_tasks.runner import load_runner
+from fbt_tasks.registry import load_runner
 from fbt_tasks.settings import Settings, get_settings
 
 NAME = "inprocess-async"

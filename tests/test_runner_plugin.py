@@ -9,25 +9,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pydantic
 import pytest
 import redis
 
 from fbt_devstack.redis_server import RedisServer
-from fbt_tasks.backend import load_backend
 from fbt_tasks.jobs import Job
-from fbt_tasks.runner import (
-    NO_HOLDINGS,
-    QUEUE_CONFIG_NAMES,
-    Runner,
+from fbt_tasks.registry import (
     UnknownRunner,
+    UnsupportedBroker,
+    configure,
     installed_runners,
+    load_backend,
     load_runner,
-    pending,
-    runner_record,
     system_key,
 )
-from fbt_tasks.settings import Settings
+from fbt_tasks.runner import NO_HOLDINGS, QUEUE_CONFIG_NAMES, Runner, pending, runner_record
+from fbt_tasks.settings import BrokerUnresolved, Settings
 
 RUNNERS = installed_runners()
 
@@ -68,7 +65,7 @@ def test_every_runner_is_a_runner_with_both_queue_configs_explained(name: str) -
 @pytest.mark.parametrize("name", RUNNERS)
 def test_worker_command_agrees_with_runs_in_api(name: str) -> None:
     runner = load_runner(name)
-    settings = Settings(backend=name)
+    settings = configure(Settings(backend=name))
     command = runner.worker_command(settings)
     assert (command is None) == runner.runs_in_api == (settings.broker_name == "none")
     if command is not None:
@@ -80,7 +77,7 @@ def test_worker_command_agrees_with_runs_in_api(name: str) -> None:
 def test_safe_configuration_redelivers_within_a_finite_bound(name: str) -> None:
     runner = load_runner(name)
     for broker in runner.brokers:
-        settings = Settings(backend=name, broker=broker, queue_config="safe")
+        settings = configure(Settings(backend=name, broker=broker, queue_config="safe"))
         bound = runner.faults.redelivery_bound_s(described(settings))
         assert bound is not None and math.isfinite(bound)
         assert (bound == 0) == runner.runs_in_api
@@ -89,19 +86,27 @@ def test_safe_configuration_redelivers_within_a_finite_bound(name: str) -> None:
 
 def test_broker_defaults_to_the_runners_first_and_an_unsupported_pair_is_refused() -> None:
     for name in RUNNERS:
-        assert Settings(backend=name).broker_name == load_runner(name).brokers[0]
-    assert Settings(backend="celery", broker="rabbitmq").broker_name == "rabbitmq"
+        assert configure(Settings(backend=name)).broker_name == load_runner(name).brokers[0]
+    assert configure(Settings(backend="celery", broker="rabbitmq")).broker_name == "rabbitmq"
     for backend, broker in (("rq", "rabbitmq"), ("inprocess", "redis")):
-        with pytest.raises(pydantic.ValidationError) as caught:
-            Settings(backend=backend, broker=broker)  # type: ignore[arg-type]
-        assert f"BACKEND={backend} does not run on BROKER={broker}" in str(caught.value)
+        with pytest.raises(UnsupportedBroker, match=f"BACKEND={backend} does not run on BROKER={broker}"):
+            configure(Settings(backend=backend, broker=broker))  # type: ignore[arg-type]
+
+
+def test_settings_are_plain_data_until_configured() -> None:
+    """Reading the settings names no runner: an unknown BACKEND and an unset BROKER wait for configure."""
+    settings = Settings(backend="bogus")
+    with pytest.raises(BrokerUnresolved):
+        _ = settings.broker_name
+    with pytest.raises(UnknownRunner, match="BACKEND is not set"):
+        configure(Settings(backend=""))
 
 
 def test_runner_record_names_the_broker_and_its_configuration() -> None:
     for name in RUNNERS:
         runner = load_runner(name)
         for broker in runner.brokers:
-            record = runner_record(runner, Settings(backend=name, broker=broker))
+            record = runner_record(runner, configure(Settings(backend=name, broker=broker)))
             assert record["broker"] == record["broker_name"] == broker
             assert record["queue_config"] == runner.queue_configs[broker]["safe"].as_record()
             assert system_key(name, broker) == (name if broker == runner.brokers[0] else f"{name}/{broker}")
@@ -109,7 +114,7 @@ def test_runner_record_names_the_broker_and_its_configuration() -> None:
 
 def test_runner_record_is_json() -> None:
     for name in RUNNERS:
-        settings = Settings(backend=name)
+        settings = configure(Settings(backend=name))
         record = runner_record(load_runner(name), settings)
         assert json.loads(json.dumps(record))["display_name"] == load_runner(name).display_name
 
@@ -121,10 +126,10 @@ def test_in_process_has_one_configuration_for_both_names() -> None:
 
 
 def test_an_unknown_backend_names_the_installed_runners() -> None:
-    with pytest.raises(pydantic.ValidationError) as caught:
-        Settings(backend="bogus")
+    with pytest.raises(UnknownRunner) as caught:
+        configure(Settings(backend="bogus"))
     assert "'bogus'" in str(caught.value) and all(name in str(caught.value) for name in RUNNERS)
-    with pytest.raises(UnknownRunner, match="installed: "):
+    with pytest.raises(UnknownRunner, match="installed runners: "):
         load_runner("bogus")
 
 
@@ -132,7 +137,7 @@ def test_an_unknown_backend_names_the_installed_runners() -> None:
 def test_holdings_of_a_fresh_redis_are_empty_and_a_dead_one_raises(name: str, tmp_path: Path) -> None:
     faults = load_runner(name).faults
     with RedisServer(workdir=tmp_path) as server:
-        settings = Settings(backend=name, redis_url=server.url)
+        settings = configure(Settings(backend=name, redis_url=server.url))
         holdings = faults.holdings(settings, {"0" * 32})
         assert holdings == NO_HOLDINGS and pending(holdings) == 0
         if faults.message_locations(settings):

@@ -27,6 +27,7 @@ from runner_support import (
 
 from fbt_devstack.redis_server import RedisServer
 from fbt_rq.backend import RQBackend
+from fbt_rq.settings import get_rq_settings
 from fbt_rq.worker import worker_command
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
@@ -38,12 +39,17 @@ RUNNER = BrokerRunner("rq", db=0, ready_timeout_s=30)
 stack = module_worker(RUNNER)
 
 
-def test_worker_command_is_rqs_cli_with_json_and_the_queue_config() -> None:
+def test_worker_command_is_rqs_cli_with_json_and_the_queue_config(monkeypatch: pytest.MonkeyPatch) -> None:
     safe = worker_command(Settings(queue_config="safe"))
     assert safe[-1] == "fbt" and "worker" in safe and "--with-scheduler" in safe
     assert safe[safe.index("--serializer") + 1] == "rq.serializers.JSONSerializer"
     assert safe[safe.index("--worker-ttl") + 1] == "20"
-    defaults = worker_command(Settings(queue_config="defaults", rq_worker_mode="simple"))
+    monkeypatch.setenv("RQ_WORKER_MODE", "simple")
+    get_rq_settings.cache_clear()
+    try:
+        defaults = worker_command(Settings(queue_config="defaults"))
+    finally:
+        get_rq_settings.cache_clear()
     assert defaults[defaults.index("--worker-class") + 1] == "rq.SimpleWorker"
     assert "--worker-ttl" not in defaults and "--with-scheduler" not in defaults
 

@@ -33,6 +33,7 @@ from fbt_saq.backend import SAQBackend
 from fbt_saq.wire import enqueue_script_is_saqs, job_id
 from fbt_saq.worker_settings import worker_settings
 from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.registry import configure
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -47,11 +48,11 @@ def test_the_enqueue_script_is_the_installed_saqs() -> None:
 
 
 def test_worker_settings_spend_the_slots_and_the_queue_config() -> None:
-    safe = worker_settings(Settings(backend="saq", worker_processes=2, worker_threads=4))
+    safe = worker_settings(configure(Settings(backend="saq", worker_processes=2, worker_threads=4)))
     assert safe["concurrency"] == 4 and safe["queue"].name == "fbt"
     assert safe["timers"] == {"sweep": 5, "schedule": 1, "worker_info": 5}
     assert safe["shutdown_grace_period_s"] == 60 and safe["dequeue_timeout"] == 1.0
-    defaults = worker_settings(Settings(backend="saq", queue_config="defaults"))
+    defaults = worker_settings(configure(Settings(backend="saq", queue_config="defaults")))
     assert defaults["timers"] == {"sweep": 60, "schedule": 1, "worker_info": 10}
     assert defaults["shutdown_grace_period_s"] is None and defaults["dequeue_timeout"] == 0.0
 

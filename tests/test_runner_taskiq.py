@@ -33,6 +33,7 @@ from fbt_taskiq.backend import TaskiqBackend
 from fbt_taskiq.queue_configs import CONSUMER_GROUP, QUEUE_NAME
 from fbt_taskiq.worker import worker_command
 from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.registry import configure
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -45,11 +46,11 @@ stack = module_worker(RUNNER)
 
 
 def test_worker_command_is_taskiqs_cli_with_the_slots_and_the_ack_type() -> None:
-    safe = worker_command(Settings(backend="taskiq", worker_processes=3, worker_threads=5))
+    safe = worker_command(configure(Settings(backend="taskiq", worker_processes=3, worker_threads=5)))
     assert safe[1:3] == ["worker", "fbt_taskiq.app:broker"]
     assert safe[safe.index("--workers") + 1] == "3" and safe[safe.index("--max-async-tasks") + 1] == "5"
     assert safe[safe.index("--ack-type") + 1] == "when_saved"
-    defaults = worker_command(Settings(backend="taskiq", queue_config="defaults"))
+    defaults = worker_command(configure(Settings(backend="taskiq", queue_config="defaults")))
     assert "--ack-type" not in defaults
 
 

@@ -31,7 +31,7 @@ from fbt_devstack.rabbitmq_server import RabbitMQServer
 from fbt_devstack.rabbitmq_tools import AMQP_URL_ENV, missing_binary_reason
 from fbt_devstack.redis_server import RedisServer
 from fbt_tasks.jobs import JobState
-from fbt_tasks.runner import load_runner
+from fbt_tasks.registry import configure, load_runner
 from fbt_tasks.settings import Settings
 
 # Safety nets only: generous, never a performance assertion.
@@ -109,7 +109,7 @@ def test_celery_defaults_on_rabbitmq_keep_no_result_backend(
 
 def test_settings_refuse_rabbitmq_for_a_redis_only_runner() -> None:
     with pytest.raises(ValueError, match="does not run on BROKER=rabbitmq"):
-        Settings(backend="rq", broker="rabbitmq")
+        configure(Settings(backend="rq", broker="rabbitmq"))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from redis.exceptions import RedisError
 
 from fbt_arq.wire import HEALTH_CHECK_KEY
 from fbt_tasks.redis_client import connect
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import Settings
 
 
 def worker_ready(settings: Settings) -> bool:
@@ -27,7 +28,7 @@ def worker_ready(settings: Settings) -> bool:
 
 
 def main() -> None:
-    ready = worker_ready(get_settings())
+    ready = worker_ready(configured_settings())
     print("arq worker: alive" if ready else "arq worker: none alive")
     sys.exit(0 if ready else 1)
 

@@ -15,7 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import Settings
 from fbt_tasks.supervise import supervise
 
 log = logging.getLogger("fbt_arq.worker")
@@ -37,7 +38,7 @@ def worker_command(settings: Settings) -> list[str]:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s fbt-worker-arq: %(message)s")
-    settings = get_settings()
+    settings = configured_settings()
     command = worker_command(settings)
     shown = " ".join(["arq", *command[-3:]])
     log.info(

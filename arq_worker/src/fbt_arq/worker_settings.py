@@ -12,7 +12,8 @@ from arq.connections import RedisSettings
 from fbt_arq.jobs import job_functions
 from fbt_arq.queue_configs import job_timeout_s, max_tries, queue_config_for, worker_option
 from fbt_arq.wire import QUEUE_NAME, dumps, loads
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import Settings
 
 
 def health_check_interval_s(settings: Settings) -> float:
@@ -55,5 +56,5 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
 def __getattr__(name: str) -> Any:
     # Built on first access (the CLI's import_string), not on import, so tests can import this module.
     if name == "WORKER_SETTINGS":
-        return worker_settings(get_settings())
+        return worker_settings(configured_settings())
     raise AttributeError(name)

@@ -25,7 +25,8 @@ from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, sid
 from fbt_bench.results import standalone_document, write_results
 from fbt_bench.scenarios.baselines import BASELINES
 from fbt_devstack import netns
-from fbt_tasks.runner import QUEUE_CONFIG_NAMES, installed_runners, load_runner, system_key
+from fbt_tasks.registry import installed_runners, load_runner, system_key
+from fbt_tasks.runner import QUEUE_CONFIG_NAMES
 
 # Every broker any installed runner can use (the runners' own ``brokers``), "none" aside.
 BROKERS = tuple(sorted({b for r in installed_runners() for b in load_runner(r).brokers} - {"none"}))
@@ -39,7 +40,7 @@ EXIT_INTERRUPTED = 130
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Benchmark FastAPI BackgroundTasks against Celery, RQ and Dramatiq on one identical API.",
+    help="Benchmark FastAPI BackgroundTasks against every installed task queue on one identical API.",
 )
 
 

@@ -23,7 +23,8 @@ from fbt_bench.measuring import stats
 from fbt_bench.measuring.environment import describe_environment
 from fbt_bench.profiles import PROFILES
 from fbt_bench.scenarios.record import kept_up
-from fbt_tasks.runner import load_runner, runner_record, system_key
+from fbt_tasks.registry import configure, load_runner, system_key
+from fbt_tasks.runner import runner_record
 from fbt_tasks.settings import Settings
 
 SCHEMA_VERSION = 2
@@ -219,11 +220,13 @@ def standalone_document(
 
 def _fault_runner(record: dict[str, Any], params: FaultParams) -> dict[str, Any]:
     """The plugin's facts for the cell's settings, then the configuration in force it recorded."""
-    settings = Settings(
-        backend=record["runner"],
-        broker=record.get("broker"),
-        queue_config=record["config"],
-        worker_processes=params.worker_processes,
-        worker_threads=params.worker_threads,
+    settings = configure(
+        Settings(
+            backend=record["runner"],
+            broker=record.get("broker"),
+            queue_config=record["config"],
+            worker_processes=params.worker_processes,
+            worker_threads=params.worker_threads,
+        )
     )
     return {**runner_record(load_runner(record["runner"]), settings), **record.get("configuration", {})}

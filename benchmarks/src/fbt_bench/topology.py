@@ -23,7 +23,8 @@ from fbt_devstack.processes import sigint_deferred
 from fbt_devstack.rabbitmq_tools import rabbitmq_unavailable_reason
 from fbt_devstack.stack import Stack
 from fbt_devstack.stack_env import external_url_var, settings_env
-from fbt_tasks.runner import BROKER_TITLES, QueueConfigName, installed_runners, load_runner, system_key
+from fbt_tasks.registry import configure, installed_runners, load_runner, system_key
+from fbt_tasks.runner import BROKER_TITLES, QueueConfigName
 from fbt_tasks.settings import Settings
 
 GROUPS_TTL_S = 1.0
@@ -115,20 +116,22 @@ def runner_settings(
     runner: str, profile: Profile, config: QueueConfigName, broker: str | None = None
 ) -> Settings:
     """Identical API and uvicorn settings for every runner; only BACKEND (and BROKER) differ."""
-    return Settings(
-        backend=runner,
-        broker=broker,
-        # A free port for every stack: other engineers' APIs and test runs share this machine.
-        port=0,
-        api_key=secrets.token_hex(16),
-        worker_processes=profile.worker_processes,
-        worker_threads=profile.worker_threads,
-        # The equal budget: BackgroundTasks' slots are this threadpool's tokens (anyio's default would be 40).
-        # The broker runners' API gets the same pool, so the API itself is configured identically for all.
-        api_threadpool=profile.slots,
-        # Logging every request would cost the API the same CPU for all runners and measure nothing.
-        access_log=False,
-        queue_config=config,
+    return configure(
+        Settings(
+            backend=runner,
+            broker=broker,
+            # A free port for every stack: other engineers' APIs and test runs share this machine.
+            port=0,
+            api_key=secrets.token_hex(16),
+            worker_processes=profile.worker_processes,
+            worker_threads=profile.worker_threads,
+            # The equal budget: BackgroundTasks' slots are this threadpool's tokens (anyio's default would be 40).
+            # The broker runners' API gets the same pool, so the API itself is configured identically for all.
+            api_threadpool=profile.slots,
+            # Logging every request would cost the API the same CPU for all runners and measure nothing.
+            access_log=False,
+            queue_config=config,
+        )
     )
 
 

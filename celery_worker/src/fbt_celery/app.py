@@ -16,7 +16,8 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from fbt_celery.queue_configs import RESULTS_IN_REDIS, TRANSPORT, queue_config_for
-from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL, Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL, Settings
 
 # Long enough to poll /jobs after a benchmark run; short enough that load tests do not pile up in Redis.
 RESULT_EXPIRES_S = 3600
@@ -105,7 +106,7 @@ def create_app(settings: Settings) -> Celery:
 
 def __getattr__(name: str) -> Celery:
     if name == "app":
-        app = create_app(get_settings())
+        app = create_app(configured_settings())
         globals()["app"] = app
         return app
     raise AttributeError(name)

@@ -7,7 +7,8 @@ import sys
 
 from fbt_celery.app import BROKER_ERRORS, create_app
 from fbt_celery.worker import NODE_PREFIX
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import Settings
 
 # Celery's own default for control.ping: replies are collected for this long, then counted.
 PING_TIMEOUT_S = 1.0
@@ -36,7 +37,7 @@ def worker_ready(settings: Settings) -> bool:
 
 
 def main() -> None:
-    sys.exit(0 if worker_ready(get_settings()) else 1)
+    sys.exit(0 if worker_ready(configured_settings()) else 1)
 
 
 if __name__ == "__main__":

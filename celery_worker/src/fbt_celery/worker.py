@@ -10,7 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import Settings
 
 # Workers of this project name themselves fbt-celery-<pid>@<host>: unique per process on a host (Celery
 # warns about duplicate node names), and recognisable by the health check among other apps' workers.
@@ -44,7 +45,7 @@ def celery_executable() -> list[str]:
 
 
 def main() -> None:
-    settings = get_settings()
+    settings = configured_settings()
     command = [*celery_executable(), *worker_argv(settings)]
     print(" ".join(command), file=sys.stderr, flush=True)
     os.execv(command[0], command)  # noqa: S606  (fixed argv, no shell)

@@ -7,7 +7,7 @@ what the CLI looks for. Only worker processes import this module; the API builds
 import dramatiq
 
 from fbt_dramatiq.broker import build_broker
-from fbt_tasks.settings import get_settings
+from fbt_tasks.registry import configured_settings
 
-broker = build_broker(get_settings(), for_workers=True)
+broker = build_broker(configured_settings(), for_workers=True)
 dramatiq.set_broker(broker)

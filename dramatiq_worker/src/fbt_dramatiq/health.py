@@ -18,7 +18,8 @@ import redis
 from fbt_dramatiq.actors import QUEUE_NAME
 from fbt_dramatiq.broker import rabbitmq_parameters, redis_client
 from fbt_dramatiq.middleware import HEARTBEATS_KEY, WORKER_ID_PREFIX
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import Settings
 
 # Ten missed polls in a row: the process is gone or wedged. Kept apart from heartbeat_timeout (60 s in the
 # defaults queue config), which decides when messages are requeued, not when a worker is reported down.
@@ -72,7 +73,7 @@ def worker_ready(settings: Settings) -> bool:
 
 
 def main() -> None:
-    alive = worker_ready(get_settings())
+    alive = worker_ready(configured_settings())
     print("a dramatiq worker is alive" if alive else "no live dramatiq worker found")
     sys.exit(0 if alive else 1)
 

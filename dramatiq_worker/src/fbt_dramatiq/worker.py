@@ -13,7 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import Settings
 
 BROKER_MODULE = "fbt_dramatiq.global_broker"
 
@@ -37,7 +38,7 @@ def dramatiq_executable() -> str | None:
 
 
 def main() -> None:
-    argv = worker_argv(get_settings())  # invalid settings fail here, before anything starts
+    argv = worker_argv(configured_settings())  # invalid settings fail here, before anything starts
     executable = dramatiq_executable()
     print(f"fbt-worker-dramatiq: exec {' '.join(argv)}", file=sys.stderr, flush=True)
     if executable is None:

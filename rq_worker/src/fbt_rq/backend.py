@@ -35,6 +35,7 @@ from fbt_rq.queue_configs import (
     retry,
     worker_ttl,
 )
+from fbt_rq.settings import get_rq_settings
 from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
 from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
@@ -119,7 +120,7 @@ class RQBackend:
         return answers(self._connection)
 
     def describe(self) -> dict[str, Any]:
-        config, fork = self._queue_config, self._settings.rq_worker_mode == "fork"
+        config, fork = self._queue_config, get_rq_settings().worker_mode == "fork"
         job_retry = retry(config)
         return {
             "runner": "RQ",
@@ -137,7 +138,7 @@ class RQBackend:
             "job_timeout_s": self._job_timeout_s,
             "result_ttl_s": RESULT_TTL_S,
             "failure_ttl_s": FAILURE_TTL_S,
-            "worker_class": WORKER_CLASSES[self._settings.rq_worker_mode],
+            "worker_class": WORKER_CLASSES[get_rq_settings().worker_mode],
             "concurrency_model": f"{self._settings.slots} `rq worker` processes, one job at a time each"
             + (", a forked work-horse per job" if fork else ", in the worker process"),
             "slots": self._settings.slots,

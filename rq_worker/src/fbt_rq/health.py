@@ -17,7 +17,8 @@ from rq.serializers import JSONSerializer
 from fbt_rq.queue import make_queue
 from fbt_rq.queue_configs import queue_config_for, worker_key_ttl
 from fbt_tasks.redis_client import connect
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import Settings
 
 
 def worker_ready(settings: Settings) -> bool:
@@ -40,7 +41,7 @@ def _aware(moment: datetime) -> datetime:
 
 
 def main() -> None:
-    ready = worker_ready(get_settings())
+    ready = worker_ready(configured_settings())
     print("rq worker: alive" if ready else "rq worker: none alive")
     sys.exit(0 if ready else 1)
 

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 from fbt_rq.faults import FAULTS
 from fbt_rq.queue_configs import QUEUE_CONFIGS
+from fbt_rq.settings import get_rq_settings
 from fbt_tasks.backend import Backend
 from fbt_tasks.reference import REFERENCE_QUEUE, JSONValue, Reference, python_module
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
@@ -42,7 +43,7 @@ class RQRunner:
 
     def slot_layout(self, settings: Settings) -> str:
         # fbt_rq.worker: one `rq worker` process per slot (exec'd directly when there is only one).
-        if settings.rq_worker_mode == "fork":
+        if get_rq_settings().worker_mode == "fork":
             return f"{settings.slots} forking workers, one job at a time"
         return f"{settings.slots} simple workers, one job at a time, in the worker process"
 

@@ -34,9 +34,11 @@ from fbt_rq.queue_configs import (
     queue_config_for,
     worker_ttl,
 )
+from fbt_rq.settings import get_rq_settings
 from fbt_tasks.reference import console_script
+from fbt_tasks.registry import configured_settings
 from fbt_tasks.runner import QueueConfig
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.settings import Settings
 from fbt_tasks.supervise import supervise
 
 log = logging.getLogger("fbt_rq.worker")
@@ -64,7 +66,7 @@ def worker_options(config: QueueConfig) -> dict[str, int | bool]:
 def library_arguments(settings: Settings) -> list[str]:
     """The ``rq worker`` arguments that are RQ's own: the serializer, the worker class and the queue config's
     worker options. The project's and the fidelity reference's workers (``fbt_rq.reference``) share them."""
-    arguments = ["--serializer", SERIALIZER, "--worker-class", WORKER_CLASSES[settings.rq_worker_mode]]
+    arguments = ["--serializer", SERIALIZER, "--worker-class", WORKER_CLASSES[get_rq_settings().worker_mode]]
     for name, value in worker_options(queue_config_for(settings)).items():
         flag = "--" + name.replace("_", "-")
         arguments += [flag] if value is True else [flag, str(value)]
@@ -88,7 +90,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s fbt-worker-rq: %(message)s")
-    settings = get_settings()
+    settings = configured_settings()
     command, env = worker_command(settings), worker_env(settings)
     shown = " ".join(["rq", *command[command.index("worker") :]])
     log.info("%d x `%s` (QUEUE_CONFIG=%s)", settings.slots, shown, settings.queue_config)

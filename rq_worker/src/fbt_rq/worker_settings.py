@@ -24,8 +24,8 @@ from fbt_tasks.settings import get_settings
 
 def warm() -> None:
     """Build, in the process that forks, what ``run_job`` would otherwise build in every forked work-horse."""
-    # Every task reads get_settings(), an lru_cache: Settings() reads the environment and its validators scan
-    # the fbt.backends entry points and import the runner's plugin, which a cold work-horse redoes per job.
+    # Every task reads get_settings(), an lru_cache: Settings() reads the environment and .env and validates
+    # every field, which a cold work-horse would redo per job.
     settings = get_settings()
     # send_email's send-once guard keeps one Redis client per process (fbt_tasks.once, an lru_cache on the
     # same arguments mailer.prepare passes). Building it opens no connection, and redis-py gives a forked

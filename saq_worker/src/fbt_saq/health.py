@@ -15,7 +15,8 @@ from saq.utils import now
 
 from fbt_saq.wire import QUEUE
 from fbt_tasks.redis_client import connect
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import Settings
 
 STATS_KEY = QUEUE.namespace("stats")
 
@@ -31,7 +32,7 @@ def worker_ready(settings: Settings) -> bool:
 
 
 def main() -> None:
-    ready = worker_ready(get_settings())
+    ready = worker_ready(configured_settings())
     print("saq worker: alive" if ready else "saq worker: none alive")
     sys.exit(0 if ready else 1)
 

@@ -11,7 +11,8 @@ from saq import Queue
 from fbt_saq.queue_configs import worker_kwargs
 from fbt_saq.tasks import FUNCTIONS
 from fbt_saq.wire import QUEUE_NAME
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import Settings
 
 
 def worker_settings(config: Settings) -> dict[str, Any]:
@@ -26,4 +27,4 @@ def worker_settings(config: Settings) -> dict[str, Any]:
 
 
 def settings() -> dict[str, Any]:
-    return worker_settings(get_settings())
+    return worker_settings(configured_settings())

@@ -2,7 +2,7 @@
 
 from fbt_taskiq.broker import build_broker
 from fbt_taskiq.tasks import register
-from fbt_tasks.settings import get_settings
+from fbt_tasks.registry import configured_settings
 
-broker = build_broker(get_settings())
+broker = build_broker(configured_settings())
 register(broker)

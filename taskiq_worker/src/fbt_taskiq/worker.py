@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from fbt_taskiq.queue_configs import broker_class, queue_config_for
-from fbt_tasks.settings import Settings, get_settings
+from fbt_tasks.registry import configured_settings
+from fbt_tasks.settings import Settings
 
 
 def taskiq_cli() -> list[str]:
@@ -42,7 +43,7 @@ def worker_command(settings: Settings) -> list[str]:
 
 
 def main() -> None:
-    command = worker_command(get_settings())
+    command = worker_command(configured_settings())
     print(f"fbt-worker-taskiq: {' '.join(['taskiq', *command[command.index('worker') :]])}", file=sys.stderr)
     os.execv(command[0], command)  # noqa: S606 - the process becomes `taskiq worker` itself
 

@@ -7,15 +7,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from fbt_bench.profiles import PROFILES
-from fbt_tasks.runner import (
-    BROKER_TITLES,
-    QUEUE_CONFIG_NAMES,
-    FaultName,
-    QueueConfig,
-    QueueConfigName,
-    load_runner,
-    system_key,
-)
+from fbt_tasks.registry import load_runner, system_key
+from fbt_tasks.runner import BROKER_TITLES, QUEUE_CONFIG_NAMES, FaultName, QueueConfig, QueueConfigName
 
 # Every fault the runner plugin protocol names, in its order: one list, read off the type.
 FAULTS: tuple[FaultName, ...] = get_args(FaultName)

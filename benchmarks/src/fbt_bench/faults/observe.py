@@ -24,7 +24,8 @@ from fbt_devstack.sink import Sink
 from fbt_devstack.smtp_sink import read_mailbox
 from fbt_devstack.stack import Stack
 from fbt_tasks.ledger import CompletionEvent, read_events
-from fbt_tasks.runner import BROKER_TITLES, Holdings, Runner, load_runner, pending
+from fbt_tasks.registry import load_runner
+from fbt_tasks.runner import BROKER_TITLES, Holdings, Runner, pending
 
 # fbt_tasks.once keeps a lease per email in flight under this prefix (key "email:<message id>").
 LEASE_PATTERN = "fbt:once:lease:email:*"

@@ -21,7 +21,8 @@ from fbt_bench.faults.trials import identity, run_cell, run_trials
 from fbt_bench.measuring.environment import describe_runner
 from fbt_bench.progress import NullProgress, ProgressSink
 from fbt_devstack.processes import log_tail
-from fbt_tasks.runner import QueueConfigName, load_runner, system_key
+from fbt_tasks.registry import configure, load_runner, system_key
+from fbt_tasks.runner import QueueConfigName
 from fbt_tasks.settings import Settings
 
 __all__ = ["Eta", "Interrupted", "compare_pass", "not_measured", "parameters", "run_cell", "run_faults"]
@@ -225,7 +226,7 @@ def likely_wait_s(cell: Cell, params: FaultParams, *, starts_stack: bool = True)
 @cache
 def _described(runner: str, broker: str, config: QueueConfigName) -> dict[str, Any]:
     """The runner's describe() of a configuration, built once per process (building it builds a backend)."""
-    return describe_runner(Settings(backend=runner, broker=broker, queue_config=config))
+    return describe_runner(configure(Settings(backend=runner, broker=broker, queue_config=config)))
 
 
 def summary(record: dict[str, Any]) -> str:

@@ -28,7 +28,8 @@ from fbt_devstack.redis_server import AppendFsync
 from fbt_devstack.sink import Sink, smtp_sink
 from fbt_devstack.smtp_sink import read_mailbox
 from fbt_devstack.stack import Stack
-from fbt_tasks.runner import Holdings, load_runner, pending
+from fbt_tasks.registry import configure, load_runner
+from fbt_tasks.runner import Holdings, pending
 from fbt_tasks.settings import Settings
 
 # A malformed message has no job id, so whether it is still on a queue cannot be read per job: each
@@ -55,21 +56,23 @@ def cell_settings(cell: Cell, params: FaultParams, sink: Sink, workdir: Path) ->
     options: dict[str, Any] = {}
     if params.smtp_timeout_s is not None:
         options["smtp_timeout_s"] = params.smtp_timeout_s
-    return Settings(
-        backend=cell.runner,
-        broker=cell.broker_name,
-        queue_config=cell.config,
-        worker_processes=params.worker_processes,
-        worker_threads=params.worker_threads,
-        api_threadpool=params.slots if params.api_threadpool is None else params.api_threadpool,
-        access_log=False,
-        port=0,  # a free port: never a well-known one on a shared machine
-        smtp_host=sink.host,
-        smtp_port=sink.port,
-        log_file=workdir / "log.txt",
-        ledger_file=workdir / "ledger.jsonl",
-        media_dir=workdir / "media",
-        **options,
+    return configure(
+        Settings(
+            backend=cell.runner,
+            broker=cell.broker_name,
+            queue_config=cell.config,
+            worker_processes=params.worker_processes,
+            worker_threads=params.worker_threads,
+            api_threadpool=params.slots if params.api_threadpool is None else params.api_threadpool,
+            access_log=False,
+            port=0,  # a free port: never a well-known one on a shared machine
+            smtp_host=sink.host,
+            smtp_port=sink.port,
+            log_file=workdir / "log.txt",
+            ledger_file=workdir / "ledger.jsonl",
+            media_dir=workdir / "media",
+            **options,
+        )
     )
 
 

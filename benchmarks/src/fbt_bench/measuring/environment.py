@@ -15,7 +15,8 @@ from typing import Any
 import psutil
 import redis
 
-from fbt_tasks.runner import installed_runners, load_runner, runner_record
+from fbt_tasks.registry import installed_runners, load_runner
+from fbt_tasks.runner import runner_record
 from fbt_tasks.settings import Settings
 
 # What every runner shares (the API, its server, the harness's own tools); each runner adds its

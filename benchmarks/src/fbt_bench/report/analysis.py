@@ -18,7 +18,8 @@ from typing import Any
 from fbt_bench.measuring.stats import Spread
 from fbt_bench.scenarios.baselines import BASELINES
 from fbt_bench.scenarios.baselines import DISPLAY_NAMES as FLOOR_NAMES
-from fbt_tasks.runner import Runner, UnknownRunner, load_runner, system_key
+from fbt_tasks.registry import UnknownRunner, load_runner, system_key
+from fbt_tasks.runner import Runner
 
 PARTIAL_MARK = "⛔ partial"
 # The report's scenario order: the three capacities first, then the workloads; the scenarios older files

@@ -14,7 +14,7 @@ from fbt_bench.report import charts
 from fbt_bench.report.figures import Chart
 from fbt_bench.report.numbers import figure_id
 from fbt_bench.report.tables import Table
-from fbt_tasks.runner import system_key
+from fbt_tasks.registry import system_key
 
 TABLE_ID = "tab-network-rtt"
 CHART_ID = figure_id("network-rtt")

@@ -19,7 +19,7 @@ from fbt_bench.report.analysis import PARTIAL_MARK
 from fbt_bench.report.figures import Chart
 from fbt_bench.report.numbers import figure_id, fmt
 from fbt_bench.report.tables import Table
-from fbt_tasks.runner import system_key
+from fbt_tasks.registry import system_key
 
 TABLE_ID = "tab-scaling"
 SUMMARY_ID = "tab-scaling-summary"

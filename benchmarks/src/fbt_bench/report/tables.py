@@ -33,7 +33,8 @@ from fbt_bench.report.numbers import (
     table_id,
 )
 from fbt_bench.report.wording import P99_MIN_N, rate_unit, tail_cell, tails
-from fbt_tasks.runner import BROKER_TITLES, UnknownRunner, load_runner
+from fbt_tasks.registry import UnknownRunner, load_runner
+from fbt_tasks.runner import BROKER_TITLES
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from fbt_bench.measuring.sampler import ResourceSampler
 from fbt_bench.profiles import Profile
 from fbt_bench.progress import ProgressSink
 from fbt_bench.topology import Deployment
-from fbt_tasks.runner import system_key
+from fbt_tasks.registry import system_key
 
 
 @dataclass

@@ -21,7 +21,7 @@ from fbt_bench.scenarios.probe_client import run_probe
 from fbt_bench.scenarios.record import Measured, cpu_us_per_task, make_record
 from fbt_bench.scenarios.reference import ReferenceDrain, fidelity, reference_drain
 from fbt_tasks.reference import JSONValue, Reference
-from fbt_tasks.runner import installed_runners, load_runner
+from fbt_tasks.registry import installed_runners, load_runner
 
 IN_API_NOTE = (
     "tasks run in the API's threadpool, so there is no queue to pre-fill: the same N jobs were added through "

@@ -25,9 +25,8 @@ import redis
 import typer
 from starlette.background import BackgroundTasks
 
-from fbt_tasks.backend import load_backend
 from fbt_tasks.jobs import Job
-from fbt_tasks.settings import get_settings
+from fbt_tasks.registry import configured_settings, load_backend
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -49,7 +48,7 @@ def enqueue(
     raw_redis_queue: Annotated[str | None, typer.Option(help="LPUSH to this list instead.")] = None,
 ) -> None:
     """Enqueue ``n`` write_log jobs through the runner's own client; print the CPU per enqueue."""
-    settings = get_settings()
+    settings = configured_settings()
     jobs = [_job(i) for i in range(n)]  # built before the clock: the job envelope is not the library's cost
     client = redis.Redis.from_url(settings.redis_url) if raw_redis_queue else None
     backend = None if client else load_backend(settings)
@@ -81,7 +80,7 @@ def run_in_threadpool(
     slots: Annotated[int, typer.Option(min=1, help="Threadpool tokens (the API's API_THREADPOOL).")],
 ) -> None:
     """Run ``n`` jobs through real BackgroundTasks on a threadpool of ``slots`` tokens; print timings."""
-    backend = load_backend(get_settings())
+    backend = load_backend(configured_settings())
     batches = []
     for index in range(n):
         background = BackgroundTasks()

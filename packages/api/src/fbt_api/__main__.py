@@ -6,7 +6,7 @@ import sys
 import typer
 import uvicorn
 
-from fbt_tasks.settings import get_settings
+from fbt_tasks.registry import configured_settings
 
 # uvicorn as its docs recommend for production (`uvicorn[standard]`), named rather than left to "auto", so
 # a missing extra fails at start instead of silently serving on asyncio and h11. The harness's floor apps
@@ -25,7 +25,7 @@ def is_loopback(host: str) -> bool:
 
 def serve() -> None:
     """Serve the API. Every option comes from the environment (BACKEND, HOST, PORT, API_KEY, REDIS_URL, ...)."""
-    settings = get_settings()
+    settings = configured_settings()
     if not settings.api_key and not is_loopback(settings.host):
         typer.echo(
             f"Refusing to bind {settings.host}: API_KEY is unset, so the development key is in use. "

@@ -14,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fbt_api.errors import broker_unavailable, invalid_input
 from fbt_api.limits import MAX_BODY_BYTES, MAX_UPLOAD_BYTES, UPLOAD_PATH, BodySizeLimit
 from fbt_api.routes import api_router
-from fbt_tasks.backend import Backend, BrokerUnavailable, load_backend
+from fbt_tasks.backend import Backend, BrokerUnavailable
+from fbt_tasks.registry import configure, configured_settings, load_backend
 from fbt_tasks.settings import Settings, get_settings
 
 __all__ = ["MAX_BODY_BYTES", "MAX_UPLOAD_BYTES", "create_app"]
@@ -41,7 +42,10 @@ def make_lifespan(
 def create_app(settings: Settings | None = None, backend: Backend | None = None) -> FastAPI:
     """The app for ``settings``; ``backend`` replaces the configured runner's (the harness's floors serve
     this same app around an enqueue of their own, so a route's cost is compared on identical code)."""
-    settings = settings or get_settings()
+    if backend is None:
+        settings = configure(settings) if settings is not None else configured_settings()
+    elif settings is None:
+        settings = get_settings()
     app = FastAPI(
         title="Fast Background Tasks",
         summary="One API, every background-task runner: BackgroundTasks, Celery, RQ, Dramatiq, taskiq, arq, SAQ.",

@@ -17,6 +17,7 @@ from rich.table import Table
 from fbt_devstack.ports import port_is_open
 from fbt_devstack.processes import descendants_of_self, is_alive, log_tail
 from fbt_devstack.stack import Stack, StackError
+from fbt_tasks.registry import configure
 from fbt_tasks.settings import DEV_API_KEY, Settings
 
 WATCH_S = 0.5
@@ -153,7 +154,7 @@ def cli(
     An embedded Redis starts unless REDIS_URL is set, a private RabbitMQ node when BROKER=rabbitmq unless
     AMQP_URL is set, and an SMTP sink unless SMTP_HOST is set.
     """
-    settings = Settings()
+    settings = configure(Settings())
     own_redis = "REDIS_URL" not in os.environ
     own_rabbitmq = "AMQP_URL" not in os.environ
     own_smtp = "SMTP_HOST" not in os.environ

@@ -14,7 +14,7 @@ Namespaces separate the network only: the workers append to LEDGER_FILE and the 
 filesystem they share, as the compose bench reads the ledger on a shared volume. Across real hosts that file
 needs shared storage, so this proves the network path (API -> broker <- workers, mail out), not a remote ledger.
 
-``python -m fbt_devstack.split [--backend rq] [--rtt-ms 1] [-- COMMAND ...]`` (root) starts one, prints the
+``python -m fbt_devstack.split --backend NAME [--rtt-ms 1] [-- COMMAND ...]`` (root) starts one, prints the
 external-mode variables and runs COMMAND with them (``fbt-bench compare --profile quick``) or waits for Ctrl-C;
 everything it made is removed afterwards, on success, error, Ctrl-C and SIGTERM alike.
 """
@@ -37,7 +37,7 @@ from fbt_devstack.processes import ProcessGroup, log_tail, sigint_deferred
 from fbt_devstack.redis_server import RedisServer
 from fbt_devstack.sink import start_sink
 from fbt_devstack.stack_env import StackError, console_script, external_url_var
-from fbt_tasks.runner import load_runner
+from fbt_tasks.registry import load_runner
 from fbt_tasks.settings import Settings
 
 ROLES = ("api", "broker", "workers")
@@ -47,7 +47,8 @@ POLL_S = 0.25
 STOP_TIMEOUT_S = 10.0
 # No variable of the caller's configures a host's process: only what a user would give it there.
 SETTINGS_VARS = frozenset(name.upper() for name in Settings.model_fields)
-PASSED_ON = ("WORKER_PROCESSES", "WORKER_THREADS", "QUEUE_CONFIG", "API_THREADPOOL", "RQ_WORKER_MODE")
+# A runner's own variables (RQ_WORKER_MODE) are no Settings field, so every host inherits them as they are.
+PASSED_ON = ("WORKER_PROCESSES", "WORKER_THREADS", "QUEUE_CONFIG", "API_THREADPOOL")
 
 
 @dataclass
@@ -246,7 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Redis, fbt-worker and fbt-api each in a network namespace of its own (root only); prints the "
         "harness's external-mode variables and runs COMMAND with them, or waits for Ctrl-C.",
     )
-    parser.add_argument("--backend", default=os.environ.get("BACKEND", "rq"), help="the runner (BACKEND)")
+    parser.add_argument(
+        "--backend",
+        default=os.environ.get("BACKEND"),
+        required="BACKEND" not in os.environ,
+        help="the runner (BACKEND)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("var/split"), help="ledger, logs, Redis data")
     parser.add_argument("--rtt-ms", type=float, default=0.0, help="round trip added to the broker's link")
     parser.add_argument("--smtp-delay-ms", type=int, default=0, help="the mail sink's time per message")

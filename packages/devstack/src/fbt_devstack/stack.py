@@ -29,7 +29,8 @@ from fbt_devstack.redis_server import AppendFsync, RedisServer
 from fbt_devstack.sink import start_sink
 from fbt_devstack.stack_env import StackError, console_script, loopback_for, settings_env
 from fbt_tasks.ledger import read_events
-from fbt_tasks.runner import Runner, load_runner
+from fbt_tasks.registry import configure, load_runner
+from fbt_tasks.runner import Runner
 from fbt_tasks.settings import Settings
 
 WARMUP_MESSAGE = "stack-warmup"
@@ -61,6 +62,8 @@ class Stack:
         start_workers: bool = True,
         hosts: Hosts | None = None,
     ) -> None:
+        # Checked against the installed runner before anything starts; BROKER defaults to the runner's first.
+        settings = configure(settings)
         self.requested = settings
         self.runner: Runner = load_runner(settings.backend)
         self.workdir = Path(workdir).resolve()

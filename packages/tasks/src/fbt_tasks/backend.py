@@ -45,10 +45,3 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections and pools; the backend is not used afterwards."""
-
-
-def load_backend(settings: Settings) -> Backend:
-    """The ``Backend`` of the runner named by BACKEND (see ``fbt_tasks.runner``)."""
-    from fbt_tasks.runner import load_runner
-
-    return load_runner(settings.backend).backend(settings)

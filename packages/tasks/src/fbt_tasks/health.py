@@ -6,14 +6,12 @@ and a healthcheck never name a library.
 
 import sys
 
-from fbt_tasks.runner import load_runner
-from fbt_tasks.settings import get_settings
+from fbt_tasks.registry import configured_runner, configured_settings
 
 
 def main() -> None:
-    settings = get_settings()
-    runner = load_runner(settings.backend)
-    ready = runner.worker_ready(settings)
+    runner = configured_runner()
+    ready = runner.worker_ready(configured_settings())
     print(f"{runner.display_name}: {'a worker is alive' if ready else 'no worker alive'}")
     sys.exit(0 if ready else 1)
 

@@ -4,21 +4,17 @@ A runner is one workspace member that registers one ``Runner`` object under the 
 group. Nothing outside that member names the library: the API asks the runner for a ``Backend``, the devstack
 for its worker command and health check, the harness for its queue configurations, display name and fault
 knowledge (where its messages wait, when it redelivers, what happens on each fault). Dependencies point one
-way: runners import this package, never the reverse.
+way: runners import this package, never the reverse; ``fbt_tasks.registry`` finds and loads them.
 """
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from functools import cache
-from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from fbt_tasks.backend import Backend
 from fbt_tasks.reference import Reference
-from fbt_tasks.settings import Settings
+from fbt_tasks.settings import BrokerName, QueueConfigName, Settings
 
-ENTRY_POINT_GROUP = "fbt.backends"
-QueueConfigName = Literal["safe", "defaults"]
 QUEUE_CONFIG_NAMES: tuple[QueueConfigName, ...] = ("safe", "defaults")
 FaultName = Literal[
     "kill-worker",
@@ -29,7 +25,6 @@ FaultName = Literal[
     "delay-past-timeout",
     "poison-message",
 ]
-BrokerName = Literal["redis", "rabbitmq", "none"]
 # How the report and the terminal name a broker.
 BROKER_TITLES: Mapping[str, str] = {"redis": "Redis", "rabbitmq": "RabbitMQ", "none": "no broker"}
 
@@ -238,43 +233,6 @@ class Runner(Protocol):
         """Its library's own minimal worker at the same layout, broker and queue config (the harness's
         fidelity check, ``fbt_tasks.reference``); None when tasks run in the API (no worker to compare)."""
         ...
-
-
-class UnknownRunner(ValueError):
-    """BACKEND names no installed runner; the message lists the installed ones."""
-
-
-class UnsupportedBroker(ValueError):
-    """BROKER names a broker the runner does not run on; the message lists the ones it does."""
-
-
-@cache
-def installed_runners() -> tuple[str, ...]:
-    """The names registered under the ``fbt.backends`` entry points, sorted."""
-    return tuple(sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}))
-
-
-@cache
-def load_runner(name: str) -> Runner:
-    """The runner registered as ``name``; UnknownRunner with the installed names if there is none."""
-    found = entry_points(group=ENTRY_POINT_GROUP, name=name)
-    if not found:
-        raise UnknownRunner(
-            f"no runner named {name!r} is installed; installed: {', '.join(installed_runners()) or 'none'}"
-        )
-    runner = next(iter(found)).load()
-    if not isinstance(runner, Runner):
-        raise TypeError(f"entry point {name!r} in {ENTRY_POINT_GROUP} is not a Runner: {runner!r}")
-    return runner
-
-
-def system_key(runner: str, broker: str | None) -> str:
-    """How results.json and the report key one measured configuration of a runner: its name on its default
-    (first) broker, ``<name>/<broker>`` on another, so Celery on RabbitMQ never merges with Celery on Redis.
-    """
-    if broker is None or runner not in installed_runners():
-        return runner
-    return runner if broker == load_runner(runner).brokers[0] else f"{runner}/{broker}"
 
 
 def queue_config(runner: Runner, settings: Settings) -> QueueConfig:

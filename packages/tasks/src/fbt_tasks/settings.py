@@ -1,10 +1,14 @@
-"""One typed settings object, read from the environment, shared by the API, the workers and the harness."""
+"""One typed settings object, read from the environment, shared by the API, the workers and the harness.
+
+Plain data: nothing here knows which runners are installed. ``fbt_tasks.registry.configure`` checks BACKEND
+against them and fills in the runner's default BROKER; every entry point does that once, before it forks.
+"""
 
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # anyio's default thread limiter: what Starlette's threadpool (sync routes and BackgroundTasks) gets when
@@ -14,16 +18,26 @@ ANYIO_DEFAULT_THREADPOOL = 40
 # Printed by `make run` when API_KEY is unset; the API refuses a non-loopback bind while it is in use.
 DEV_API_KEY = "dev-only-key-do-not-deploy"
 
+BrokerName = Literal["redis", "rabbitmq", "none"]
+# A runner's reliability configuration (fbt_tasks.runner.QueueConfig): as shipped, or the library's defaults.
+QueueConfigName = Literal["safe", "defaults"]
+
+
+class BrokerUnresolved(RuntimeError):
+    """The settings were read but never configured, so the runner's default broker is not known yet."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    # An open name: any runner installed under the fbt.backends entry points (fbt_tasks.runner).
-    backend: str = "inprocess"
+    # An open name: any runner installed under the fbt.backends entry points (fbt_tasks.registry); it has
+    # no default here, so a deployment always says which runner it is (`make` picks one, compose each service).
+    backend: str = ""
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Where a runner's messages wait: one of the runner's ``brokers`` (fbt_tasks.runner); unset means its
-    # first (default) one. Redis stays in use beside RabbitMQ for results and the send-once guard.
-    broker: Literal["redis", "rabbitmq", "none"] | None = None
+    # first (default) one, filled in by fbt_tasks.registry.configure. Redis stays in use beside RabbitMQ for
+    # results and the send-once guard.
+    broker: BrokerName | None = None
     # RabbitMQ's AMQP URL, used when BROKER=rabbitmq (the devstack starts a private node and sets it).
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     # Fail fast when Redis is gone so the API can answer 503 instead of hanging.
@@ -57,42 +71,16 @@ class Settings(BaseSettings):
     worker_processes: int = Field(2, ge=1, le=64)
     worker_threads: int = Field(4, ge=1, le=256)
 
-    # RQ's default Worker forks a work-horse per job (isolation, ~ms per job); SimpleWorker runs jobs in-process.
-    rq_worker_mode: Literal["fork", "simple"] = "fork"
-
     # The runner's queue config (reliability settings, fbt_tasks.runner.QueueConfig): "safe" is what make run
     # and compose ship, "defaults" is each library's out-of-the-box behaviour, kept so the fault benchmark
     # can show the difference.
-    queue_config: Literal["safe", "defaults"] = "safe"
-
-    @field_validator("backend")
-    @classmethod
-    def _installed_runner(cls, name: str) -> str:
-        from fbt_tasks.runner import UnknownRunner, installed_runners
-
-        if name not in installed_runners():
-            raise UnknownRunner(
-                f"BACKEND={name!r} is not installed; installed: {', '.join(installed_runners())}"
-            )
-        return name
-
-    @model_validator(mode="after")
-    def _supported_broker(self) -> "Settings":
-        from fbt_tasks.runner import UnsupportedBroker, load_runner
-
-        brokers = load_runner(self.backend).brokers
-        if self.broker is None:
-            self.broker = brokers[0]
-        elif self.broker not in brokers:
-            raise UnsupportedBroker(
-                f"BACKEND={self.backend} does not run on BROKER={self.broker}; it supports: {', '.join(brokers)}"
-            )
-        return self
+    queue_config: QueueConfigName = "safe"
 
     @property
-    def broker_name(self) -> str:
-        """The broker in force (always set once validated): redis, rabbitmq, or none."""
-        assert self.broker is not None
+    def broker_name(self) -> BrokerName:
+        """The broker in force: redis, rabbitmq, or none (set once ``fbt_tasks.registry.configure``d)."""
+        if self.broker is None:
+            raise BrokerUnresolved("BROKER is unset: build the settings with fbt_tasks.registry.configure")
         return self.broker
 
     @property

@@ -9,8 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from fbt_tasks.runner import load_runner
-from fbt_tasks.settings import get_settings
+from fbt_tasks.registry import configured_runner, configured_settings
 
 NO_WORKER_EXIT = 2
 
@@ -24,9 +23,8 @@ def resolve(script: str) -> str:
 
 
 def main() -> None:
-    settings = get_settings()
-    runner = load_runner(settings.backend)
-    command = runner.worker_command(settings)
+    runner = configured_runner()
+    command = runner.worker_command(configured_settings())
     if command is None:
         print(f"{runner.display_name} has no worker: tasks run inside the API", file=sys.stderr)
         sys.exit(NO_WORKER_EXIT)
