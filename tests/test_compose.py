@@ -500,7 +500,7 @@ def test_runner_services_call_the_entry_points_make_calls() -> None:
         if command is not None:
             worker = services()[f"{suffix}-worker"]
             assert worker["command"] == command
-            assert healthcheck_argv(worker) == ["python", "-m", f"fbt_{backend}.health"]
+            assert healthcheck_argv(worker) == ["python", "-m", "fbt_tasks.health"]
             assert worker["environment"]["BACKEND"] == backend
             assert worker["environment"].get("BROKER", load_runner(backend).brokers[0]) == broker
 

@@ -1,4 +1,4 @@
-"""Is an arq worker alive? ``python -m fbt_arq.health`` exits 0 if so, 1 if not (the compose healthcheck).
+"""Is an arq worker alive? ``python -m fbt_tasks.health`` asks this with BACKEND set (the compose healthcheck).
 
 Alive means what ``arq --check`` means by it: arq's health-check key for our queue exists. Every worker
 writes it at its first poll and then every health_check_interval, with a TTL one second longer, and a
@@ -7,13 +7,10 @@ out within health_check_interval + 1 s (the key is shared by the queue's workers
 ``arq --check`` itself cannot serve here: it needs the worker settings and reconnects up to five times.
 """
 
-import sys
-
 from redis.exceptions import RedisError
 
 from fbt_arq.wire import HEALTH_CHECK_KEY
 from fbt_tasks.redis_client import connect
-from fbt_tasks.registry import configured_settings
 from fbt_tasks.settings import Settings
 
 
@@ -25,13 +22,3 @@ def worker_ready(settings: Settings) -> bool:
         return False
     finally:
         client.close()
-
-
-def main() -> None:
-    ready = worker_ready(configured_settings())
-    print("arq worker: alive" if ready else "arq worker: none alive")
-    sys.exit(0 if ready else 1)
-
-
-if __name__ == "__main__":
-    main()

@@ -4,41 +4,30 @@ from collections.abc import Mapping
 
 from fbt_arq.faults import FAULTS
 from fbt_arq.queue_configs import QUEUE_CONFIGS
-from fbt_tasks.backend import Backend
-from fbt_tasks.reference import Reference, console_script, python_module
+from fbt_tasks.reference import Reference
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
+from fbt_tasks.scripts import console_script, python_module
 from fbt_tasks.settings import Settings
+from fbt_tasks.worker_runner import WorkerRunner
 
 
-class ArqRunner:
+class ArqRunner(WorkerRunner):
     name = "arq"
     display_name = "arq"
     description = (
         "arq (asyncio, in maintenance-only mode upstream) workers, concurrent jobs per process, JSON"
     )
     brokers: tuple[BrokerName, ...] = ("redis",)
-    runs_in_api = False
     distributions = ("arq", "redis")
     queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {"redis": QUEUE_CONFIGS}
     faults: FaultModel = FAULTS
+    backend_class = "fbt_arq.backend:ArqBackend"
+    ready_check = "fbt_arq.health:worker_ready"
     # As issue #12 quotes them; their conditions, not this machine's (the report compares orders only).
     published_drains: tuple[PublishedDrain, ...] = (
         PublishedDrain("streaq benchmark", 20000, "10 worker processes", "no-op tasks", 28.1),
         PublishedDrain("SAQ README", 1000, "as in the README", "no-op jobs", 5.0),
     )
-
-    def backend(self, settings: Settings) -> Backend:
-        from fbt_arq.backend import ArqBackend
-
-        return ArqBackend(settings)
-
-    def worker_command(self, settings: Settings) -> list[str] | None:
-        return ["fbt-worker-arq"]
-
-    def worker_ready(self, settings: Settings) -> bool:
-        from fbt_arq.health import worker_ready
-
-        return worker_ready(settings)
 
     def slot_layout(self, settings: Settings) -> str:
         # fbt_arq.worker: WORKER_PROCESSES `arq` processes, each running max_jobs = WORKER_THREADS jobs at once.

@@ -13,9 +13,9 @@ get that long to finish, then (or at once, arq's default) the rest are cancelled
 import logging
 import os
 import sys
-from pathlib import Path
 
 from fbt_tasks.registry import configured_settings
+from fbt_tasks.scripts import console_script
 from fbt_tasks.settings import Settings
 from fbt_tasks.supervise import supervise
 
@@ -25,15 +25,9 @@ SETTINGS_PATH = "fbt_arq.worker_settings.WORKER_SETTINGS"
 LOG_CONFIG_PATH = "fbt_arq.logs.LOG_CONFIG"
 
 
-def arq_cli() -> list[str]:
-    """The ``arq`` console script installed next to this interpreter, or its module form."""
-    script = Path(sys.executable).parent / "arq"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "arq"]
-
-
 def worker_command(settings: Settings) -> list[str]:
     """``arq <worker settings>``: every option is in the settings it imports (the environment decides them)."""
-    return [*arq_cli(), SETTINGS_PATH, "--custom-log-dict", LOG_CONFIG_PATH]
+    return [*console_script("arq", "arq"), SETTINGS_PATH, "--custom-log-dict", LOG_CONFIG_PATH]
 
 
 def main() -> None:

@@ -1,13 +1,10 @@
 """Is a Celery worker of this project alive? ``celery inspect ping`` semantics, bounded by a short timeout.
 
-``python -m fbt_celery.health`` exits 0 when at least one worker answered, 1 otherwise (compose healthcheck).
+``python -m fbt_tasks.health`` (BACKEND=celery, the compose healthcheck) exits 0 when at least one worker answered.
 """
-
-import sys
 
 from fbt_celery.app import BROKER_ERRORS, create_app
 from fbt_celery.worker import NODE_PREFIX
-from fbt_tasks.registry import configured_settings
 from fbt_tasks.settings import Settings
 
 # Celery's own default for control.ping: replies are collected for this long, then counted.
@@ -34,11 +31,3 @@ def worker_ready(settings: Settings) -> bool:
         for reply in replies
         for node, answer in reply.items()
     )
-
-
-def main() -> None:
-    sys.exit(0 if worker_ready(configured_settings()) else 1)
-
-
-if __name__ == "__main__":
-    main()

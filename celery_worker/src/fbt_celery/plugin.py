@@ -7,21 +7,23 @@ from celery.app.defaults import DEFAULTS as CELERY_DEFAULTS
 
 from fbt_celery.faults import FAULTS
 from fbt_celery.queue_configs import QUEUE_CONFIGS, RESULTS_IN_REDIS, queue_config_for
-from fbt_tasks.backend import Backend
-from fbt_tasks.reference import JSONValue, Reference, console_script, python_module
+from fbt_tasks.reference import JSONValue, Reference
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
+from fbt_tasks.scripts import console_script, python_module
 from fbt_tasks.settings import Settings
+from fbt_tasks.worker_runner import WorkerRunner
 
 
-class CeleryRunner:
+class CeleryRunner(WorkerRunner):
     name = "celery"
     display_name = "Celery"
     description = "Celery workers (prefork pool), JSON only; a Redis result backend in the safe queue config"
     brokers: tuple[BrokerName, ...] = ("redis", "rabbitmq")
-    runs_in_api = False
     distributions = ("celery", "kombu")
     queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = QUEUE_CONFIGS
     faults: FaultModel = FAULTS
+    backend_class = "fbt_celery.backend:CeleryBackend"
+    ready_check = "fbt_celery.health:worker_ready"
     # As issue #12 quotes them; their conditions, not this machine's (the report compares orders only).
     published_drains: tuple[PublishedDrain, ...] = (
         PublishedDrain(
@@ -33,19 +35,6 @@ class CeleryRunner:
             "Celery threads pool",
         ),
     )
-
-    def backend(self, settings: Settings) -> Backend:
-        from fbt_celery.backend import CeleryBackend
-
-        return CeleryBackend(settings)
-
-    def worker_command(self, settings: Settings) -> list[str] | None:
-        return ["fbt-worker-celery"]
-
-    def worker_ready(self, settings: Settings) -> bool:
-        from fbt_celery.health import worker_ready
-
-        return worker_ready(settings)
 
     def slot_layout(self, settings: Settings) -> str:
         prefetch = queue_config_for(settings).value(

@@ -8,9 +8,9 @@ cold shutdown.
 
 import os
 import sys
-from pathlib import Path
 
 from fbt_tasks.registry import configured_settings
+from fbt_tasks.scripts import console_script
 from fbt_tasks.settings import Settings
 
 # Workers of this project name themselves fbt-celery-<pid>@<host>: unique per process on a host (Celery
@@ -38,15 +38,9 @@ def worker_argv(settings: Settings) -> list[str]:
     ]
 
 
-def celery_executable() -> list[str]:
-    """The ``celery`` script installed next to this interpreter, else ``python -m celery``."""
-    script = Path(sys.executable).with_name("celery")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "celery"]
-
-
 def main() -> None:
     settings = configured_settings()
-    command = [*celery_executable(), *worker_argv(settings)]
+    command = [*console_script("celery", "celery"), *worker_argv(settings)]
     print(" ".join(command), file=sys.stderr, flush=True)
     os.execv(command[0], command)  # noqa: S606  (fixed argv, no shell)
 

@@ -4,11 +4,10 @@ Every broker call a process makes stamps its broker id in ``dramatiq:__heartbeat
 worker's idle consumers poll about once a second, so a fresh stamp means a worker process is running and
 talking to Redis. Worker ids carry a prefix (``middleware.WorkerHeartbeats``) because API processes
 stamp the same set when they enqueue. On RabbitMQ the broker itself knows: a worker is alive while it
-consumes our queue (API processes only publish). ``python -m fbt_dramatiq.health`` exits 0 if a worker is
-alive.
+consumes our queue (API processes only publish). ``python -m fbt_tasks.health`` (BACKEND=dramatiq) exits 0
+if a worker is alive.
 """
 
-import sys
 import time
 
 import pika
@@ -18,7 +17,6 @@ import redis
 from fbt_dramatiq.actors import QUEUE_NAME
 from fbt_dramatiq.broker import rabbitmq_parameters, redis_client
 from fbt_dramatiq.middleware import HEARTBEATS_KEY, WORKER_ID_PREFIX
-from fbt_tasks.registry import configured_settings
 from fbt_tasks.settings import Settings
 
 # Ten missed polls in a row: the process is gone or wedged. Kept apart from heartbeat_timeout (60 s in the
@@ -70,13 +68,3 @@ def worker_ready(settings: Settings) -> bool:
         isinstance(broker_id, bytes) and broker_id.startswith(WORKER_ID_PREFIX.encode())
         for broker_id in fresh
     )
-
-
-def main() -> None:
-    alive = worker_ready(configured_settings())
-    print("a dramatiq worker is alive" if alive else "no live dramatiq worker found")
-    sys.exit(0 if alive else 1)
-
-
-if __name__ == "__main__":
-    main()

@@ -11,10 +11,11 @@ from fbt_dramatiq.queue_configs import (
     RABBITMQ_BROKER,
     queue_config_for,
 )
-from fbt_tasks.backend import Backend
-from fbt_tasks.reference import JSONValue, Reference, console_script, python_module
+from fbt_tasks.reference import JSONValue, Reference
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
+from fbt_tasks.scripts import console_script, python_module
 from fbt_tasks.settings import Settings
+from fbt_tasks.worker_runner import WorkerRunner
 
 # The actor options the reference takes: the ones that act on a job that succeeds. TimeLimit arms a timer for
 # every message; store_results / result_ttl add Dramatiq's Results middleware and its write per job. Left out:
@@ -24,29 +25,17 @@ from fbt_tasks.settings import Settings
 SUCCESS_PATH_ACTOR_OPTIONS = ("time_limit", "store_results", "result_ttl")
 
 
-class DramatiqRunner:
+class DramatiqRunner(WorkerRunner):
     name = "dramatiq"
     display_name = "Dramatiq"
     description = "Dramatiq workers (processes x threads), late acks, JSON"
     brokers: tuple[BrokerName, ...] = ("redis", "rabbitmq")
-    runs_in_api = False
     distributions = ("dramatiq",)
     queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = QUEUE_CONFIGS
     faults: FaultModel = FAULTS
+    backend_class = "fbt_dramatiq.backend:DramatiqBackend"
+    ready_check = "fbt_dramatiq.health:worker_ready"
     published_drains: tuple[PublishedDrain, ...] = ()
-
-    def backend(self, settings: Settings) -> Backend:
-        from fbt_dramatiq.backend import DramatiqBackend
-
-        return DramatiqBackend(settings)
-
-    def worker_command(self, settings: Settings) -> list[str] | None:
-        return ["fbt-worker-dramatiq"]
-
-    def worker_ready(self, settings: Settings) -> bool:
-        from fbt_dramatiq.health import worker_ready
-
-        return worker_ready(settings)
 
     def slot_layout(self, settings: Settings) -> str:
         return f"{settings.worker_processes} processes x {settings.worker_threads} threads"

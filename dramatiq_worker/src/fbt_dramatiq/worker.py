@@ -9,11 +9,10 @@ stop fetching, requeue the messages they prefetched, and let running actors fini
 """
 
 import os
-import shutil
 import sys
-from pathlib import Path
 
 from fbt_tasks.registry import configured_settings
+from fbt_tasks.scripts import script_path
 from fbt_tasks.settings import Settings
 
 BROKER_MODULE = "fbt_dramatiq.global_broker"
@@ -31,15 +30,9 @@ def worker_argv(settings: Settings) -> list[str]:
     ]
 
 
-def dramatiq_executable() -> str | None:
-    """The ``dramatiq`` script of this interpreter's environment (first), or the one on PATH."""
-    beside = Path(sys.executable).with_name("dramatiq")
-    return str(beside) if beside.is_file() else shutil.which("dramatiq")
-
-
 def main() -> None:
     argv = worker_argv(configured_settings())  # invalid settings fail here, before anything starts
-    executable = dramatiq_executable()
+    executable = script_path("dramatiq")
     print(f"fbt-worker-dramatiq: exec {' '.join(argv)}", file=sys.stderr, flush=True)
     if executable is None:
         # Same CLI through the module entry point, for environments installed without console scripts.

@@ -1,4 +1,4 @@
-"""Is an RQ worker alive? ``python -m fbt_rq.health`` exits 0 if so, 1 if not (the compose healthcheck).
+"""Is an RQ worker alive? ``python -m fbt_tasks.health`` asks this with BACKEND set (the compose healthcheck).
 
 Alive means what RQ itself means by it: registered in the queue's worker registry (a worker that shut down
 cleanly unregisters) with a heartbeat younger than worker_ttl + 60 s, the TTL RQ puts on a worker's key.
@@ -7,7 +7,6 @@ live worker never misses that window; a SIGKILLed one drops out of it within wor
 (80 s with the safe queue config, 8 minutes with RQ's defaults).
 """
 
-import sys
 from datetime import UTC, datetime, timedelta
 
 from redis.exceptions import RedisError
@@ -17,7 +16,6 @@ from rq.serializers import JSONSerializer
 from fbt_rq.queue import make_queue
 from fbt_rq.queue_configs import queue_config_for, worker_key_ttl
 from fbt_tasks.redis_client import connect
-from fbt_tasks.registry import configured_settings
 from fbt_tasks.settings import Settings
 
 
@@ -38,13 +36,3 @@ def worker_ready(settings: Settings) -> bool:
 def _aware(moment: datetime) -> datetime:
     # RQ stores UTC timestamps; depending on the version they come back naive or aware.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def main() -> None:
-    ready = worker_ready(configured_settings())
-    print("rq worker: alive" if ready else "rq worker: none alive")
-    sys.exit(0 if ready else 1)
-
-
-if __name__ == "__main__":
-    main()

@@ -5,21 +5,23 @@ from collections.abc import Mapping
 from fbt_rq.faults import FAULTS
 from fbt_rq.queue_configs import QUEUE_CONFIGS
 from fbt_rq.settings import get_rq_settings
-from fbt_tasks.backend import Backend
-from fbt_tasks.reference import REFERENCE_QUEUE, JSONValue, Reference, python_module
+from fbt_tasks.reference import REFERENCE_QUEUE, JSONValue, Reference
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
+from fbt_tasks.scripts import console_script, python_module
 from fbt_tasks.settings import Settings
+from fbt_tasks.worker_runner import WorkerRunner
 
 
-class RQRunner:
+class RQRunner(WorkerRunner):
     name = "rq"
     display_name = "RQ"
     description = "RQ (Redis Queue) workers, one job at a time each, JSON serializer"
     brokers: tuple[BrokerName, ...] = ("redis",)
-    runs_in_api = False
     distributions = ("rq",)
     queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {"redis": QUEUE_CONFIGS}
     faults: FaultModel = FAULTS
+    backend_class = "fbt_rq.backend:RQBackend"
+    ready_check = "fbt_rq.health:worker_ready"
     # As issue #12 quotes them; their conditions, not this machine's (the report compares orders only).
     published_drains: tuple[PublishedDrain, ...] = (
         PublishedDrain(
@@ -27,19 +29,6 @@ class RQRunner:
         ),
         PublishedDrain("SAQ README", 1000, "as in the README", "no-op jobs", 15.1),
     )
-
-    def backend(self, settings: Settings) -> Backend:
-        from fbt_rq.backend import RQBackend
-
-        return RQBackend(settings)
-
-    def worker_command(self, settings: Settings) -> list[str] | None:
-        return ["fbt-worker-rq"]
-
-    def worker_ready(self, settings: Settings) -> bool:
-        from fbt_rq.health import worker_ready
-
-        return worker_ready(settings)
 
     def slot_layout(self, settings: Settings) -> str:
         # fbt_rq.worker: one `rq worker` process per slot (exec'd directly when there is only one).
@@ -57,12 +46,12 @@ class RQRunner:
         is project code (fbt_rq.jobs), and it only runs on a failing job, which a reference job never is.
         """
         from fbt_rq.queue_configs import queue_config_for
-        from fbt_rq.worker import library_arguments, rq_cli, worker_options
+        from fbt_rq.worker import library_arguments, worker_options
 
         config = queue_config_for(settings)
         # --url: the harness gives the reference only the FBT_REF_* variables, not RQ_REDIS_URL.
         argv = (
-            *rq_cli(),
+            *console_script("rq", "rq.cli"),
             "worker",
             "--url",
             settings.redis_url,

@@ -35,18 +35,13 @@ from fbt_rq.queue_configs import (
     worker_ttl,
 )
 from fbt_rq.settings import get_rq_settings
-from fbt_tasks.reference import console_script
 from fbt_tasks.registry import configured_settings
 from fbt_tasks.runner import QueueConfig
+from fbt_tasks.scripts import console_script
 from fbt_tasks.settings import Settings
 from fbt_tasks.supervise import supervise
 
 log = logging.getLogger("fbt_rq.worker")
-
-
-def rq_cli() -> list[str]:
-    """The ``rq`` console script installed next to this interpreter, or its module form."""
-    return console_script("rq", "rq.cli")
 
 
 def worker_options(config: QueueConfig) -> dict[str, int | bool]:
@@ -77,7 +72,13 @@ def worker_command(settings: Settings) -> list[str]:
     """``rq worker`` with only the options that differ from RQ's defaults for the chosen queue config."""
     config = queue_config_for(settings)
     # -c imports our settings module before the worker forks, preloading the job code (see worker_settings).
-    command = [*rq_cli(), "worker", "--config", "fbt_rq.worker_settings", *library_arguments(settings)]
+    command = [
+        *console_script("rq", "rq.cli"),
+        "worker",
+        "--config",
+        "fbt_rq.worker_settings",
+        *library_arguments(settings),
+    ]
     if handler := config.value("exception_handler"):
         command += ["--exception-handler", handler]
     return [*command, QUEUE_NAME]

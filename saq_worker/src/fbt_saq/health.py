@@ -1,4 +1,4 @@
-"""Is a SAQ worker alive? ``python -m fbt_saq.health`` exits 0 if so, 1 if not (the compose healthcheck).
+"""Is a SAQ worker alive? ``python -m fbt_tasks.health`` asks this with BACKEND set (the compose healthcheck).
 
 Alive means what ``saq --check`` means by it (``Queue.info()["workers"]``): a worker's entry in the queue's
 ``stats`` sorted set, scored with the moment it expires. Every worker rewrites it every ``timers.worker_info``
@@ -8,14 +8,11 @@ once either: it too drops out within the window. Read with redis-py's
 sync client, the same key and score test SAQ's ``info`` uses.
 """
 
-import sys
-
 from redis.exceptions import RedisError
 from saq.utils import now
 
 from fbt_saq.wire import QUEUE
 from fbt_tasks.redis_client import connect
-from fbt_tasks.registry import configured_settings
 from fbt_tasks.settings import Settings
 
 STATS_KEY = QUEUE.namespace("stats")
@@ -29,13 +26,3 @@ def worker_ready(settings: Settings) -> bool:
         return False
     finally:
         connection.close()
-
-
-def main() -> None:
-    ready = worker_ready(configured_settings())
-    print("saq worker: alive" if ready else "saq worker: none alive")
-    sys.exit(0 if ready else 1)
-
-
-if __name__ == "__main__":
-    main()

@@ -4,41 +4,30 @@ from collections.abc import Mapping
 
 from fbt_saq.faults import FAULTS
 from fbt_saq.queue_configs import QUEUE_CONFIGS, job_fields, worker_kwargs
-from fbt_tasks.backend import Backend
-from fbt_tasks.reference import JSONValue, Reference, console_script, python_module
+from fbt_tasks.reference import JSONValue, Reference
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
+from fbt_tasks.scripts import console_script, python_module
 from fbt_tasks.settings import Settings
+from fbt_tasks.worker_runner import WorkerRunner
 
 
-class SAQRunner:
+class SAQRunner(WorkerRunner):
     name = "saq"
     display_name = "SAQ"
     description = (
         "SAQ (Simple Async Queue) workers, concurrent async jobs on one event loop per process, JSON"
     )
     brokers: tuple[BrokerName, ...] = ("redis",)
-    runs_in_api = False
     distributions = ("saq", "redis")
     queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {"redis": QUEUE_CONFIGS}
     faults: FaultModel = FAULTS
+    backend_class = "fbt_saq.backend:SAQBackend"
+    ready_check = "fbt_saq.health:worker_ready"
     # As issue #12 quotes them; their conditions, not this machine's (the report compares orders only).
     published_drains: tuple[PublishedDrain, ...] = (
         PublishedDrain("streaq benchmark", 20000, "10 worker processes", "no-op tasks", 3.46),
         PublishedDrain("SAQ README", 1000, "as in the README", "no-op jobs", 0.41),
     )
-
-    def backend(self, settings: Settings) -> Backend:
-        from fbt_saq.backend import SAQBackend
-
-        return SAQBackend(settings)
-
-    def worker_command(self, settings: Settings) -> list[str] | None:
-        return ["fbt-worker-saq"]
-
-    def worker_ready(self, settings: Settings) -> bool:
-        from fbt_saq.health import worker_ready
-
-        return worker_ready(settings)
 
     def slot_layout(self, settings: Settings) -> str:
         # fbt_saq.worker: WORKER_PROCESSES `saq` processes, each a Worker with concurrency WORKER_THREADS.

@@ -12,9 +12,9 @@ issue #278: "orchestrate multiple SAQ worker processes from a parent process"): 
 import logging
 import os
 import sys
-from pathlib import Path
 
 from fbt_tasks.registry import configured_settings
+from fbt_tasks.scripts import console_script
 from fbt_tasks.settings import Settings
 from fbt_tasks.supervise import supervise
 
@@ -23,14 +23,8 @@ log = logging.getLogger("fbt_saq.worker")
 SETTINGS = "fbt_saq.worker_settings.settings"
 
 
-def saq_cli() -> list[str]:
-    """The ``saq`` console script installed next to this interpreter, or its module form."""
-    script = Path(sys.executable).parent / "saq"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "saq"]
-
-
 def worker_command(settings: Settings) -> list[str]:
-    return [*saq_cli(), SETTINGS]
+    return [*console_script("saq", "saq"), SETTINGS]
 
 
 def main() -> None:

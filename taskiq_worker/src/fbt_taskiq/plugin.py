@@ -5,21 +5,23 @@ from collections.abc import Mapping
 from fbt_taskiq.faults import FAULTS
 from fbt_taskiq.queue_configs import QUEUE_CONFIGS, library_options
 from fbt_taskiq.worker import worker_options
-from fbt_tasks.backend import Backend
-from fbt_tasks.reference import JSONValue, Reference, console_script, python_module
+from fbt_tasks.reference import JSONValue, Reference
 from fbt_tasks.runner import BrokerName, FaultModel, PublishedDrain, QueueConfig, QueueConfigName
+from fbt_tasks.scripts import console_script, python_module
 from fbt_tasks.settings import Settings
+from fbt_tasks.worker_runner import WorkerRunner
 
 
-class TaskiqRunner:
+class TaskiqRunner(WorkerRunner):
     name = "taskiq"
     display_name = "taskiq"
     description = "taskiq (taskiq-redis) async workers: processes x concurrent async tasks, JSON messages"
     brokers: tuple[BrokerName, ...] = ("redis",)
-    runs_in_api = False
     distributions = ("taskiq", "taskiq-redis")
     queue_configs: Mapping[str, Mapping[QueueConfigName, QueueConfig]] = {"redis": QUEUE_CONFIGS}
     faults: FaultModel = FAULTS
+    backend_class = "fbt_taskiq.backend:TaskiqBackend"
+    ready_check = "fbt_taskiq.health:worker_ready"
     # As issue #12 quotes them; their conditions, not this machine's (the report compares orders only).
     published_drains: tuple[PublishedDrain, ...] = (
         PublishedDrain(
@@ -27,19 +29,6 @@ class TaskiqRunner:
         ),
         PublishedDrain("streaq benchmark", 20000, "10 worker processes", "no-op tasks", 3.26),
     )
-
-    def backend(self, settings: Settings) -> Backend:
-        from fbt_taskiq.backend import TaskiqBackend
-
-        return TaskiqBackend(settings)
-
-    def worker_command(self, settings: Settings) -> list[str] | None:
-        return ["fbt-worker-taskiq"]
-
-    def worker_ready(self, settings: Settings) -> bool:
-        from fbt_taskiq.health import worker_ready
-
-        return worker_ready(settings)
 
     def slot_layout(self, settings: Settings) -> str:
         return (

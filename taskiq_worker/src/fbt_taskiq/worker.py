@@ -9,17 +9,11 @@ exit; it restarts a child that dies.
 
 import os
 import sys
-from pathlib import Path
 
 from fbt_taskiq.queue_configs import broker_class, queue_config_for
 from fbt_tasks.registry import configured_settings
+from fbt_tasks.scripts import console_script
 from fbt_tasks.settings import Settings
-
-
-def taskiq_cli() -> list[str]:
-    """The ``taskiq`` console script installed next to this interpreter, or its module form."""
-    script = Path(sys.executable).parent / "taskiq"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "taskiq"]
 
 
 def worker_options(settings: Settings) -> list[str]:
@@ -39,7 +33,7 @@ def worker_options(settings: Settings) -> list[str]:
 
 
 def worker_command(settings: Settings) -> list[str]:
-    return [*taskiq_cli(), "worker", "fbt_taskiq.app:broker", *worker_options(settings)]
+    return [*console_script("taskiq", "taskiq"), "worker", "fbt_taskiq.app:broker", *worker_options(settings)]
 
 
 def main() -> None:

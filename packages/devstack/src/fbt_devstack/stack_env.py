@@ -6,10 +6,8 @@ calls. ``fbt_devstack.stack`` builds on these; the benchmark topology uses ``set
 """
 
 import json
-import sys
-from pathlib import Path
-from shutil import which
 
+from fbt_tasks.scripts import script_path
 from fbt_tasks.settings import Settings
 
 
@@ -19,10 +17,7 @@ class StackError(RuntimeError):
 
 def console_script(name: str) -> str:
     """The path of an installed console script, preferring the one beside this interpreter (the venv's)."""
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = which(name)
+    found = script_path(name)
     if found is None:
         raise StackError(
             f"console script {name!r} is not installed; is its package a member of the workspace?"

@@ -12,7 +12,6 @@ configuration table's to show, not the fidelity figure's.
 """
 
 import json
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,17 +53,6 @@ class Reference:
     # store, a STARTED mark) where the library makes none by default; None where it adds none. The harness
     # drains the reference both ways, so the configuration table shows what those writes cost.
     without_status_writes: Mapping[str, JSONValue] | None = None
-
-
-def console_script(name: str, module: str) -> list[str]:
-    """A console script installed beside this interpreter, or ``python -m module`` where it is not."""
-    script = Path(sys.executable).parent / name
-    return [str(script)] if script.exists() else [sys.executable, "-m", module]
-
-
-def python_module(module: str, *args: str) -> tuple[str, ...]:
-    """``python -m module args``, with this interpreter."""
-    return (sys.executable, "-m", module, *args)
 
 
 def reference_env(

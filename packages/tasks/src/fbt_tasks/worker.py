@@ -5,21 +5,12 @@ supervisor signals *is* that worker. A runner whose tasks run inside the API has
 """
 
 import os
-import shutil
 import sys
-from pathlib import Path
 
 from fbt_tasks.registry import configured_runner, configured_settings
+from fbt_tasks.scripts import script_path
 
 NO_WORKER_EXIT = 2
-
-
-def resolve(script: str) -> str:
-    """A console script's path: the one beside this interpreter (the venv's) first, else on PATH."""
-    beside = Path(sys.executable).with_name(script)
-    if beside.is_file():
-        return str(beside)
-    return shutil.which(script) or script
 
 
 def main() -> None:
@@ -28,7 +19,7 @@ def main() -> None:
     if command is None:
         print(f"{runner.display_name} has no worker: tasks run inside the API", file=sys.stderr)
         sys.exit(NO_WORKER_EXIT)
-    os.execv(resolve(command[0]), command)  # noqa: S606 (the runner's fixed argv, no shell)
+    os.execv(script_path(command[0]) or command[0], command)  # noqa: S606 (the runner's fixed argv, no shell)
 
 
 if __name__ == "__main__":
