@@ -10,8 +10,10 @@ from fbt_devstack.redis_server import RedisServer
 from fbt_tasks.settings import get_settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A private Redis per test module: a runner's module worker owns database 0 and its tests' own workers
+    database 1, so no worker takes another module's jobs and adding a runner picks no number by hand."""
     with RedisServer(workdir=tmp_path_factory.mktemp("redis")) as server:
         yield server
 

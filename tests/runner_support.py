@@ -194,6 +194,11 @@ KILL_MID_SEND = FaultParams(
 )
 
 
+# Databases of a test module's own Redis (conftest.redis_server): its module worker's, and the one for a
+# test's own worker, which the module worker must not drain.
+MODULE_DB, OWN_DB = 0, 1
+
+
 def on_db(url: str, db: int) -> str:
     """The session Redis, another database: queues, heartbeats and results of a test module's own."""
     return f"{url.rsplit('/', 1)[0]}/{db}"
@@ -257,9 +262,6 @@ class BrokerRunner:
     """A broker runner's test module: what it changes in the setup every runner's tests share."""
 
     name: str
-    # The session Redis database of the module's worker. Every module has its own databases, so no worker takes
-    # another's jobs: rq 0-1, celery 2-3, dramatiq 4-6, RabbitMQ's 8-9, saq 10-11, arq 12-13, taskiq 14-15.
-    db: int
     # More variables for every environment of this module (fewer slots on a shared 2-core machine).
     sizing: Mapping[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 60.0
@@ -307,14 +309,14 @@ class BrokerRunner:
 
 def module_worker(runner: BrokerRunner) -> Any:
     """The module's ``stack`` fixture (``stack = module_worker(RUNNER)``): one worker of ``runner``, safe queue
-    config, on its database of the session Redis, for the whole module."""
+    config, on database MODULE_DB of the module's own Redis, for the whole module."""
 
     @pytest.fixture(scope="module", name="stack")
     def stack(
         tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer, smtp_sink: tuple[int, Path]
     ) -> Iterator[WorkerEnv]:
         built = runner.env(
-            tmp_path_factory.mktemp(runner.name), on_db(redis_server.url, runner.db), smtp_sink
+            tmp_path_factory.mktemp(runner.name), on_db(redis_server.url, MODULE_DB), smtp_sink
         )
         with runner.worker(built):
             yield built

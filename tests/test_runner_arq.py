@@ -14,6 +14,7 @@ import redis
 from runner_support import (
     KILL_MID_SEND,
     MISSING_UPLOAD,
+    OWN_DB,
     BrokerRunner,
     WorkerEnv,
     assert_every_email_once,
@@ -44,7 +45,7 @@ from fbt_tasks.settings import Settings
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 # One process x two concurrent jobs: two slots keep the load small on a shared 2-core machine.
-RUNNER = BrokerRunner("arq", db=12, sizing={"WORKER_PROCESSES": "1", "WORKER_THREADS": "2"})
+RUNNER = BrokerRunner("arq", sizing={"WORKER_PROCESSES": "1", "WORKER_THREADS": "2"})
 stack = module_worker(RUNNER)
 
 
@@ -129,7 +130,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     tmp_path: Path, redis_server: RedisServer, smtp_sink: tuple[int, Path]
 ) -> None:
     # Database 13: the module's worker listens on database 12 and must not take this job.
-    own = RUNNER.env(tmp_path, on_db(redis_server.url, 13), smtp_sink)
+    own = RUNNER.env(tmp_path, on_db(redis_server.url, OWN_DB), smtp_sink)
     backend = ArqBackend(own.settings)
     slow = slow_resize()
     try:

@@ -18,6 +18,7 @@ import redis
 from celery.result import AsyncResult
 from runner_support import (
     MISSING_UPLOAD,
+    OWN_DB,
     SMALL_RESIZE,
     BrokerRunner,
     WorkerEnv,
@@ -48,7 +49,7 @@ from fbt_tasks.settings import Settings
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 # Two prefork processes (make_worker_env's sizing), on database 2 of the session Redis.
-RUNNER = BrokerRunner("celery", db=2)
+RUNNER = BrokerRunner("celery")
 stack = module_worker(RUNNER)
 
 
@@ -167,7 +168,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     backend_for: Callable[[WorkerEnv], CeleryBackend],
 ) -> None:
     # Database 3: the module's worker consumes database 2 and must not take this job.
-    own = RUNNER.env(tmp_path, on_db(redis_server.url, 3), smtp_sink, WORKER_PROCESSES="1")
+    own = RUNNER.env(tmp_path, on_db(redis_server.url, OWN_DB), smtp_sink, WORKER_PROCESSES="1")
     backend = backend_for(own)
     slow = slow_resize()
     with RUNNER.worker(own) as worker:

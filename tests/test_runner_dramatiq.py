@@ -13,6 +13,7 @@ import psutil
 import pytest
 import redis
 from runner_support import (
+    OWN_DB,
     BrokerRunner,
     WorkerEnv,
     assert_failed_once,
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 REDELIVERY_TIMEOUT_S = 120
 # One process x two threads: two slots keep the load small on a shared 2-core machine. Database 4 of the
 # session Redis; the SIGKILL and SIGTERM tests use 5 and 6.
-RUNNER = BrokerRunner("dramatiq", db=4, sizing={"WORKER_PROCESSES": "1", "WORKER_THREADS": "2"})
+RUNNER = BrokerRunner("dramatiq", sizing={"WORKER_PROCESSES": "1", "WORKER_THREADS": "2"})
 stack = module_worker(RUNNER)
 
 
@@ -68,7 +69,7 @@ def test_sigkilled_worker_job_is_redelivered(
     tmp_path: Path, redis_server: RedisServer, smtp_sink: tuple[int, Path]
 ) -> None:
     # Database 5 has its own queues and heartbeats, so the module's worker cannot take the job.
-    isolated = RUNNER.env(tmp_path, on_db(redis_server.url, 5), smtp_sink)
+    isolated = RUNNER.env(tmp_path, on_db(redis_server.url, OWN_DB), smtp_sink)
     backend = DramatiqBackend(isolated.settings)
     # Big enough to still be running when the kill lands a few polls after it started.
     job = slow_resize("big.jpg")
@@ -95,7 +96,7 @@ def test_sigkilled_worker_job_is_redelivered(
 def test_sigterm_stops_the_worker_cleanly(
     tmp_path: Path, redis_server: RedisServer, smtp_sink: tuple[int, Path]
 ) -> None:
-    own = RUNNER.env(tmp_path, on_db(redis_server.url, 6), smtp_sink)
+    own = RUNNER.env(tmp_path, on_db(redis_server.url, OWN_DB + 1), smtp_sink)
     with RUNNER.worker(own) as worker:
         sigterm_and_wait(worker, timeout_s=30)
     # A clean shutdown marks the worker's heartbeat dead, so the healthcheck notices at once.

@@ -13,6 +13,7 @@ import pytest
 import redis
 from runner_support import (
     MISSING_UPLOAD,
+    OWN_DB,
     BrokerRunner,
     WorkerEnv,
     assert_retried_then_failed,
@@ -35,7 +36,7 @@ from fbt_tasks.settings import Settings
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 # Two RQ processes (make_worker_env's sizing), fork mode, on database 0 of the session Redis.
-RUNNER = BrokerRunner("rq", db=0, ready_timeout_s=30)
+RUNNER = BrokerRunner("rq", ready_timeout_s=30)
 stack = module_worker(RUNNER)
 
 
@@ -84,7 +85,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     # Database 1: the module's worker listens on database 0 and must not take this job.
     own = RUNNER.env(
         tmp_path,
-        on_db(redis_server.url, 1),
+        on_db(redis_server.url, OWN_DB),
         smtp_sink,
         WORKER_PROCESSES=processes,
         RQ_WORKER_MODE=worker_class,

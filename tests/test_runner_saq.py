@@ -12,6 +12,7 @@ import redis
 from runner_support import (
     KILL_MID_SEND,
     MISSING_UPLOAD,
+    OWN_DB,
     BrokerRunner,
     WorkerEnv,
     assert_every_email_once,
@@ -39,7 +40,7 @@ from fbt_tasks.settings import Settings
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 # Two SAQ processes (make_worker_env's sizing), one job at a time each.
-RUNNER = BrokerRunner("saq", db=10, ready_timeout_s=90)
+RUNNER = BrokerRunner("saq", ready_timeout_s=90)
 stack = module_worker(RUNNER)
 
 
@@ -102,7 +103,7 @@ def test_sigterm_lets_the_running_job_finish_then_every_worker_exits(
     tmp_path: Path, redis_server: RedisServer, smtp_sink: tuple[int, Path]
 ) -> None:
     """Two processes go through fbt-worker-saq's supervisor, which forwards SIGTERM to each `saq`."""
-    own = RUNNER.env(tmp_path, on_db(redis_server.url, 11), smtp_sink)
+    own = RUNNER.env(tmp_path, on_db(redis_server.url, OWN_DB), smtp_sink)
     backend = SAQBackend(own.settings)
     slow = slow_resize()
     try:

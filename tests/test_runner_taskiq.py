@@ -13,6 +13,7 @@ import redis
 from runner_support import (
     KILL_MID_SEND,
     MISSING_UPLOAD,
+    OWN_DB,
     BrokerRunner,
     WorkerEnv,
     assert_retried_then_failed,
@@ -39,9 +40,8 @@ from fbt_tasks.settings import Settings
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 # Databases of the session Redis no other test module uses; the health check reads CLIENT LIST per database.
-SAFE_DB, OWN_DB = 14, 15
 # Two taskiq processes (make_worker_env's sizing), one async task each; the safe config's Streams broker.
-RUNNER = BrokerRunner("taskiq", db=SAFE_DB)
+RUNNER = BrokerRunner("taskiq")
 stack = module_worker(RUNNER)
 
 
