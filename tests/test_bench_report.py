@@ -19,15 +19,16 @@ from fbt_bench.report.wording import percentile_cell, percentiles_text, rate_uni
 from fbt_bench.schema import ResultsSchemaError, load_schema, validate_results
 
 MD_SECTIONS = (
+    "## The answer, by kind of work",
+    "## Key findings",
     "## What was run",
-    "## Findings",
-    "## How to choose",
     "## Results by scenario",
     "## Cost per task",
     "## Resources",
     "## When things break",
     "## How to read this report",
-    "## Reproduce",
+    "## Appendix",
+    "### Reproduce",
 )
 REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = re.compile(r"""\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
@@ -126,7 +127,7 @@ def test_writes_both_reports_with_every_section(complete_report):
     for heading in MD_SECTIONS:
         assert heading in md, heading
     assert "SYNTHETIC DATA" in md  # a rendered fixture can never pass for a measurement
-    assert "INCOMPLETE RUN" not in md
+    assert "Incomplete run" not in md
 
 
 def test_html_is_self_contained_with_inline_svg(complete_report):
@@ -155,19 +156,21 @@ def test_header_states_seed_load_generator_and_time_spent(complete_report):
     assert "| accept | 310 s |" in md and "| total | 1,164 s | 100% |" in md
 
 
-def test_partial_run_gets_a_loud_banner_at_the_top(partial_report):
+def test_partial_run_gets_a_loud_banner_right_under_the_verdict(partial_report):
     for text in partial_report.values():
-        banner = text.index("INCOMPLETE RUN")
-        assert banner < text.index("What was run")
+        banner = text.index("Incomplete run:")
+        assert text.index("The answer, by kind of work") < banner < text.index("What was run")
         assert "Celery, drain (safe): 137 of 15,000 tasks not completed" in text[banner:]
 
 
 def test_partial_throughput_is_never_shown_bare(partial_report):
     md = partial_report["report.md"]
-    celery_row = next(line for line in md.splitlines() if line.startswith("| Celery |") and "⛔" in line)
-    assert re.search(r"\| [\d,.]+ ⛔ partial \|", celery_row), celery_row
+    celery_row = next(
+        line for line in md.splitlines() if line.startswith("| Celery |") and "[partial]" in line
+    )
+    assert re.search(r"\| [\d,.]+ \[partial\] \|", celery_row), celery_row
     drain = next(t for t in _texts(example_results(partial=True)) if t.startswith("drain "))
-    assert "Celery [⛔ partial]" in drain
+    assert "Celery [partial]" in drain
 
 
 def test_completed_beyond_expected_or_duplicates_are_flagged():
@@ -380,7 +383,7 @@ def test_old_documents_still_render_with_new_sections_not_measured(tmp_path):
     for scenario in ("accept", "drain", "steady"):
         assert f"**{scenario}: not measured in this run.**" in md
     assert "Cost per task by component: not measured in this run." in md
-    found = md[md.index("## Findings") : md.index("## Results by scenario")]
+    found = md[md.index("## Key findings") : md.index("## Results by scenario")]
     assert "peak RSS" in md and "drained" not in found  # log-burst was never a drain
 
 

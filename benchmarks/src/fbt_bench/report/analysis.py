@@ -21,7 +21,7 @@ from fbt_bench.scenarios.baselines import DISPLAY_NAMES as FLOOR_NAMES
 from fbt_tasks.registry import UnknownRunner, load_runner, system_key
 from fbt_tasks.runner import Runner
 
-PARTIAL_MARK = "⛔ partial"
+PARTIAL_MARK = "[partial]"
 # The report's scenario order: the three capacities first, then the workloads; the scenarios older files
 # hold (replaced by accept/drain/steady) last, so such files still render.
 SCENARIOS = ("accept", "drain", "steady", "email-io", "cpu-heavy", "mixed", "enqueue", "log-burst")
@@ -239,7 +239,7 @@ class RepeatSet:
 
     def tag(self) -> str:
         """The label with its partial flag, so no partial figure is ever cited bare."""
-        return f"{self.label} [{PARTIAL_MARK}]" if self.partial else self.label
+        return f"{self.label} {PARTIAL_MARK}" if self.partial else self.label
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,7 @@ def _threadpool_effects(summary: Summary, runner: str, config: str, labels: dict
     if email and (eff := email.spread(email_efficiency)):
         effects.append(
             f"email-io reached {fmt_spread(email.spread(throughput), ' completed/s')}"
-            + (f" [{PARTIAL_MARK}]" if email.partial else "")
+            + (f" {PARTIAL_MARK}" if email.partial else "")
             + f" = {fmt_ratio(eff.median)} the "
             f"{slots}-slot ideal ({labels.get(figure_id('throughput', 'email-io'), 'email-io')})"
         )
@@ -258,7 +258,8 @@ def how_to_read(summary: Summary) -> list[str]:
         f"coefficient of variation (sample standard deviation / mean); {NOISY_MARK} marks CV > {noisy}.",
         'Two runners are ranked ("ahead") only if their min–max ranges across repeats do not overlap (with a '
         f"single repeat: only if they differ by more than {noisy}), and the sentence says how many repeats it "
-        'rests on; otherwise they are "indistinguishable within noise" (≈).',
+        'rests on; otherwise they are "indistinguishable within noise". A ranking runs in tiers: the best '
+        'figure and every figure whose range overlaps it are "tied", the next tier starts past the gap.',
         "A ratio to a floor is printed only where both were measured on the same path at the same offered "
         "load (drain at the same N); accept capacities are ranked, never divided.",
         f"Every broker runner gets the same {slots} task slots; "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from fbt_bench.measuring.stats import NOISY_CV, Spread
 from fbt_bench.report.analysis import Metric, RepeatSet, compare
 from fbt_bench.report.numbers import fmt, fmt_range, fmt_ratio, fmt_spread, repeats_text
+from fbt_bench.report.tiers import tiers
 
 
 @dataclass(frozen=True)
@@ -24,15 +25,14 @@ def measured(groups: Sequence[RepeatSet], metric: Metric) -> list[Entry]:
 
 
 def ranking(entries: Sequence[Entry], unit: str, *, higher_is_better: bool) -> str:
-    """'Dramatiq 3,100/s > Celery 1,900/s ≈ RQ 1,850/s (3 repeats)': ≈ where neighbouring ranges overlap."""
-    ordered = sorted(entries, key=lambda e: e[1].median, reverse=higher_is_better)
-    out = ""
-    for i, (group, spread) in enumerate(ordered):
-        if i:
-            same = compare(ordered[i - 1][1], spread) == 0
-            out += " ≈ " if same else (" > " if higher_is_better else " < ")
-        out += f"{group.tag()} {fmt_spread(spread, unit)}"
-    return out + f" ({repeats_text(min((s.n for _, s in entries), default=0))})"
+    """'Dramatiq 3,100/s > tied: Celery 1,900/s, RQ 1,850/s (3 repeats)': tiers of overlapping ranges
+    (``fbt_bench.report.tiers``), so no chain of ties runs across a gap."""
+    step = " > " if higher_is_better else " < "
+    parts = []
+    for tier in tiers(entries, lambda e: e[1], higher_is_better=higher_is_better):
+        figures = ", ".join(f"{group.tag()} {fmt_spread(spread, unit)}" for group, spread in tier)
+        parts.append(f"tied: {figures}" if len(tier) > 1 else figures)
+    return step.join(parts) + f" ({repeats_text(min((s.n for _, s in entries), default=0))})"
 
 
 def versus(a: Entry, b: Entry, unit: str, *, higher_is_better: bool = True) -> str:
@@ -71,4 +71,4 @@ def best(entries: Sequence[Entry], *, higher_is_better: bool) -> list[Entry]:
 
 
 def names(entries: Sequence[Entry]) -> str:
-    return " ≈ ".join(g.tag() for g, _ in entries)
+    return ", ".join(g.tag() for g, _ in entries)

@@ -18,19 +18,56 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from fbt_bench.report import capacity_figures, capacity_tables, figures, header, network, scaling, tables
-from fbt_bench.report.analysis import summarize, system_of
+from fbt_bench.report.analysis import Summary, summarize, system_of
 from fbt_bench.report.figures import Chart
 from fbt_bench.report.findings import completeness, findings
 from fbt_bench.report.numbers import table_id
 from fbt_bench.report.phrasing import Finding
 from fbt_bench.report.sections import NOT_MEASURED, SCENARIO_BLURBS, ScenarioSection, scenario_section
 from fbt_bench.report.tables import Table
+from fbt_bench.report.verdict import verdict
 from fbt_bench.schema import SCHEMA_VERSION, validate_results
 
 TEMPLATES = Path(__file__).with_name("templates")
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 RESULTS_JSON = "results.json"
+
+
+TITLE = "When are FastAPI's BackgroundTasks enough?"
+VERDICT_NOTE = (
+    "Every cell comes from this run's numbers. A range is min–max over the repeats; runners whose ranges "
+    "overlap share a tier and are not ranked within it. 'details' leads to the table the figure comes from."
+)
+# The body's findings: the most pressing first, each short enough to read at a glance; the rest go to the appendix.
+KEY_FINDINGS = 12
+KEY_FINDING_CHARS = 300
+FINDING_ORDER = ("alert", "warning", "surprise", "result", "noisy")
+
+
+def key(found: Sequence[Finding]) -> list[Finding]:
+    """At most KEY_FINDINGS findings of at most KEY_FINDING_CHARS characters, alerts first."""
+    # Each runner's fault outcome is the verdict's crash row and the faults table; alerts about losses stay.
+    short = [
+        f
+        for f in found
+        if len(f.text) <= KEY_FINDING_CHARS and not (f.kind == "result" and f.refs == ("faults",))
+    ]
+    ranked = sorted(
+        short, key=lambda f: FINDING_ORDER.index(f.kind) if f.kind in FINDING_ORDER else len(FINDING_ORDER)
+    )
+    return ranked[:KEY_FINDINGS]
+
+
+def subtitle(results: dict[str, Any], summary: Summary) -> str:
+    names = ", ".join(
+        dict.fromkeys(summary.system_label(runner, config) for runner, config in summary.systems)
+    )
+    created = str(results.get("created_at", ""))[:10]
+    return (
+        f"{len(summary.systems)} systems behind one identical FastAPI app: {names}. "
+        f"Profile {results['profile']}, {summary.repeats} repeat(s), measured {created}."
+    )
 
 
 @dataclass(frozen=True)
@@ -138,10 +175,13 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         section.more = [_titled(t, labels) for t in section.more]
     cost_table = _titled(cost_table, labels) if cost_table else None
     all_findings = findings(summary)
+    key_findings = key(all_findings)
     alerts = completeness(summary)
     return {
-        "title": "Fast Background Tasks: "
-        + " vs ".join(dict.fromkeys(summary.display_name(runner) for runner, _ in summary.systems)),
+        "title": TITLE,
+        "subtitle": subtitle(results, summary),
+        "verdict": verdict(summary),
+        "verdict_note": VERDICT_NOTE,
         "synthetic": bool(results.get("synthetic")) or results["profile"] == "synthetic",
         "incomplete": bool(alerts) or not results["complete"],
         "banner": [(f.text, _cite(f, labels)) for f in alerts],
@@ -153,7 +193,9 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         "time_spent": header.time_spent_table(summary),
         "threadpool_title": header.threadpool_title(summary),
         "threadpool": header.threadpool_text(summary, labels),
-        "findings": [(f.kind, f.text, _cite(f, labels)) for f in all_findings],
+        "findings": [(f.kind, f.text, _cite(f, labels)) for f in key_findings],
+        "more_findings": [f for f in all_findings if f not in key_findings],
+        "all_findings": [(f.kind, f.text, _cite(f, labels)) for f in all_findings],
         "choose": tables.choose_table(summary, labels),
         "sections": sections,
         "not_measured": [(s, SCENARIO_BLURBS[s]) for s in summary.missing_scenarios()],
@@ -225,12 +267,7 @@ def _reproduce(results: dict[str, Any]) -> dict[str, str]:
     if not command:
         command = f"make compare PROFILE={results['profile']}"
         note = "The harness did not record its command line; this is the make target for the same profile."
-    return {
-        "command": command,
-        "note": note,
-        "optional": OPTIONAL_PROFILES,
-        "parameters": json.dumps(results["parameters"], indent=2, sort_keys=True),
-    }
+    return {"command": command, "note": note, "optional": OPTIONAL_PROFILES}
 
 
 OPTIONAL_PROFILES = (

@@ -1,0 +1,93 @@
+"""The verdict (the report's first screen) and the tiers every ranking uses, on fixture records."""
+
+import re
+from pathlib import Path
+
+from bench_fixtures import example_results
+
+from fbt_bench.measuring.stats import Spread
+from fbt_bench.report.analysis import summarize
+from fbt_bench.report.phrasing import Finding
+from fbt_bench.report.render import KEY_FINDING_CHARS, KEY_FINDINGS, key, write_reports
+from fbt_bench.report.tiers import tiers
+from fbt_bench.report.verdict import NOT_MEASURED, sustainable, verdict
+
+
+def spread(low: float, high: float) -> Spread:
+    found = Spread.of([low, (low + high) / 2, high])
+    assert found is not None
+    return found
+
+
+def test_tiers_group_overlapping_ranges_with_the_best_and_never_chain_across_a_gap() -> None:
+    figures = {"a": spread(90, 100), "b": spread(85, 95), "c": spread(80, 88), "d": spread(40, 50)}
+    grouped = tiers(list(figures), figures.__getitem__, higher_is_better=True)
+    # c overlaps b but not a: it starts the next tier instead of joining a's by a chain of ties.
+    assert grouped == [["a", "b"], ["c"], ["d"]]
+    assert tiers(list(figures), figures.__getitem__, higher_is_better=False)[0] == ["d"]
+    assert tiers([], figures.__getitem__, higher_is_better=True) == []
+
+
+def test_sustainable_capacity_is_the_lower_of_accept_and_drain_in_each_repeat() -> None:
+    doc = example_results()
+    summary = summarize(doc)
+    for runner, config in summary.systems:
+        found = sustainable(summary, runner, config)
+        assert found is not None and found.n == 3
+        accept = summary.get("accept", runner, config)
+        assert accept is not None
+        accepted = accept.spread(lambda r: r["extra"]["max_rate_under_slo"])
+        assert accepted is not None and found.high <= accepted.high
+        if not summary.runs_in_api(runner):
+            drain = summary.get("drain", runner, config)
+            assert drain is not None
+            drained = drain.spread(lambda r: r["extra"]["drained_per_s"])
+            assert drained is not None and found.high <= drained.high
+
+
+def test_every_row_answers_with_figures_and_n_or_says_it_was_not_measured() -> None:
+    rows = verdict(summarize(example_results()))
+    assert [row.work for row in rows] == [
+        "Light fire-and-forget tasks at a high rate",
+        "I/O-bound tasks (email)",
+        "CPU-heavy tasks next to a live API",
+        "A burst larger than capacity",
+        "Work that must survive a crash or a deploy",
+        "A small operational footprint",
+    ]
+    for row in rows:
+        if row.background_tasks == NOT_MEASURED:
+            assert row.best == NOT_MEASURED or row.work.startswith("Work"), row
+            continue
+        assert re.search(r"\d", row.deciding), row
+        assert re.search(r"\(\d+ repeats?\)|n=[\d,]+|trial", row.deciding), row
+        assert row.ref
+
+
+def test_a_run_without_faults_or_email_says_so_in_those_rows() -> None:
+    doc = example_results(faults=False)
+    doc["records"] = [r for r in doc["records"] if r["scenario"] != "email-io"]
+    rows = {row.work: row for row in verdict(summarize(doc))}
+    for work in ("I/O-bound tasks (email)", "Work that must survive a crash or a deploy"):
+        assert rows[work].background_tasks == rows[work].best == rows[work].deciding == NOT_MEASURED
+        assert rows[work].ref == ""
+
+
+def test_key_findings_are_few_short_and_alerts_come_first() -> None:
+    found = [Finding("result", "r" * 50, None, ()) for _ in range(20)]
+    found += [Finding("alert", "a" * 80, None, ()), Finding("alert", "x" * (KEY_FINDING_CHARS + 1), None, ())]
+    chosen = key(found)
+    assert len(chosen) == KEY_FINDINGS and chosen[0].kind == "alert"
+    assert all(len(f.text) <= KEY_FINDING_CHARS for f in chosen)
+
+
+def test_the_rendered_report_leads_with_the_verdict_and_keeps_parameters_out(tmp_path: Path) -> None:
+    md = next(p for p in write_reports(example_results(), tmp_path) if p.name == "report.md").read_text()
+    assert (
+        md.index("## The answer, by kind of work") < md.index("## Key findings") < md.index("## What was run")
+    )
+    findings = md[md.index("## Key findings") : md.index("## What was run")]
+    bullets = [line for line in findings.splitlines() if line.startswith("- ")]
+    assert 0 < len(bullets) <= KEY_FINDINGS
+    assert '"accept_start_rate"' not in md  # the parameters live in results.json only
+    assert "≈" not in md
