@@ -178,6 +178,7 @@ def example_results(
     noisy: bool = False,
     faults: bool = True,
     surprising: bool = False,
+    sweep: bool = False,
 ) -> dict[str, Any]:
     """A synthetic, schema-valid results document.
 
@@ -185,6 +186,7 @@ def example_results(
     noisy: RQ's drain throughput varies by more than 15 % CV across repeats.
     faults: include a small "When things break" table.
     surprising: numbers that contradict the floors and the slot budget, to exercise every surprise.
+    sweep: add cpu-sweep records (both placements), as the full profile runs them.
     """
     rng = random.Random(seed)
     params = _parameters(repeats, rng)
@@ -198,6 +200,10 @@ def example_results(
             records.append(_email_io(runner, repeat, params, rng))
             records.append(_cpu_heavy(runner, repeat, params, rng))
             records.append(_mixed(runner, repeat, params, rng))
+            if sweep:
+                records.extend(
+                    _cpu_sweep(runner, repeat, placement, rng) for placement in ("shared", "split")
+                )
         records.append(_drain("direct-call", repeat, rng, noisy=False))  # no HTTP path: drain only
     if partial:
         _make_partial(records)
@@ -561,6 +567,39 @@ def _cpu_heavy(runner: str, repeat: int, params: dict[str, Any], rng: random.Ran
         "probe_loadgen_cpu_us_per_request": round(90 * _jitter(rng), 1),
         "image": "1920x1080 -> 320x180",
         "probe_rate_hz": params["probe_rate_hz"],
+        "rate_word": "completed",
+    }
+    return record
+
+
+# Synthetic cpu-sweep thresholds (resizes/s) by runner and placement: tasks in the API break it early.
+_SWEEP = {"inprocess": (6.0, 4.0), "celery": (16.0, 45.0), "rq": (11.0, 32.0), "dramatiq": (16.0, 45.0)}
+
+
+def _cpu_sweep(runner: str, repeat: int, placement: str, rng: random.Random) -> dict[str, Any]:
+    threshold = _SWEEP.get(runner, (12.0, 32.0))[placement == "split"] * _jitter(rng)
+    rates = [2.0, 4.0, 8.0, 16.0, 32.0]
+    points = [
+        {
+            "rate_hz": rate,
+            "p99_ms": round(20.0 if rate <= threshold else 90.0, 1),
+            "probes": 1000,
+            "failed_probes": 0,
+            "resizes_sent": int(rate * 12),
+            "passed": rate <= threshold,
+        }
+        for rate in rates
+    ]
+    passed = [point["rate_hz"] for point in points if point["passed"]]
+    sent = sum(int(point["resizes_sent"]) for point in points)
+    record = _record(runner, "cpu-sweep", repeat, sent, 10.0, rng, RESIZE_MS)
+    record["extra"] = {
+        "placement": placement,
+        "threshold_per_s": max(passed) if passed else 0.0,
+        "why": "synthetic",
+        "points": points,
+        "probe_rate_hz": 100.0,
+        "n": 1000 * len(points),
         "rate_word": "completed",
     }
     return record

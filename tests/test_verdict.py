@@ -91,3 +91,18 @@ def test_the_rendered_report_leads_with_the_verdict_and_keeps_parameters_out(tmp
     assert 0 < len(bullets) <= KEY_FINDINGS
     assert '"accept_start_rate"' not in md  # the parameters live in results.json only
     assert "≈" not in md
+
+
+def test_the_cpu_row_comes_from_the_sweep_where_the_run_has_one(tmp_path: Path) -> None:
+    doc = example_results(sweep=True)
+    rows = {row.work: row for row in verdict(summarize(doc))}
+    row = rows["CPU-heavy tasks next to a live API"]
+    assert row.ref == "tab-cpu-sweep" and "resizes/s" in row.background_tasks
+    assert "API alone on a core" in row.background_tasks and "probes" in row.deciding
+    md = next(p for p in write_reports(doc, tmp_path) if p.name == "report.md").read_text()
+    assert "cpu-sweep: resizes per second before GET /health p99 breaks the SLO" in md
+
+
+def test_a_run_without_the_sweep_says_which_profile_runs_it(tmp_path: Path) -> None:
+    md = next(p for p in write_reports(example_results(), tmp_path) if p.name == "report.md").read_text()
+    assert "**cpu-sweep: not measured in this run.**" in md and "The full profile runs it" in md

@@ -294,6 +294,8 @@ def summary_table(document: dict[str, Any]) -> Table:
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
     for record in document["records"]:
         key = system_key(record["runner"], record.get("broker"))
+        if record["scenario"] == "cpu-sweep":  # one record per placement: each its own row
+            key += f" ({record['extra'].get('placement')})"
         groups[(record["scenario"], key, int(record.get("slots", 0)))].append(record)
     order = {name: i for i, name in enumerate(SCENARIOS)}
     for (scenario, runner, slots), records in sorted(
@@ -307,6 +309,11 @@ def summary_table(document: dict[str, Any]) -> Table:
         if scenario == "enqueue":
             best = [r["extra"].get("max_rate_under_slo") for r in records]
             notes.append(f"max rate under SLO {stats.spread([b or 0 for b in best])['median']:g}/s")
+        if scenario == "cpu-sweep":
+            found = [r["extra"].get("threshold_per_s") for r in records]
+            notes.append(
+                "threshold " + ", ".join("none found" if t is None else f"{t:g} resizes/s" for t in found)
+            )
         if scenario == "cpu-heavy":
             ratios = [r["extra"].get("interference_ratio") or 0 for r in records]
             notes.append(f"/health p99 x{stats.spread(ratios)['median']:.1f} under load")

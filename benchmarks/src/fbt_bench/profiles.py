@@ -16,9 +16,11 @@ offered rate, capped by ``steady_max_window_s``.
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-SCENARIOS: tuple[str, ...] = ("accept", "drain", "steady", "email-io", "cpu-heavy", "mixed")
+SCENARIOS: tuple[str, ...] = ("accept", "drain", "steady", "email-io", "cpu-heavy", "mixed", "cpu-sweep")
+# What quick and default run: cpu-sweep takes minutes per runner and placement, so it is full's (or named).
+SIX = SCENARIOS[:6]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,19 @@ class Profile:
     # In a sweep, email-io sends this many emails per slot (0: email_n at every point), so every point's
     # window lasts about the same email_per_slot x smtp_delay_ms at the ideal throughput.
     email_per_slot: int = 0
+    # cpu-sweep (fbt_bench.scenarios.cpu_sweep): the resize rate at which /health p99 breaks the SLO, found by
+    # doubling from the start rate, then bisecting to within the resolution (a ratio), in at most max_points.
+    sweep_start_hz: float = 2.0
+    # About what two cores resize (1280x720 -> 320x180 costs tens of ms): a ceiling no runner should pass.
+    sweep_max_hz: float = 64.0
+    sweep_resolution: float = 1.25
+    sweep_max_points: int = 8
+    # Each point: a warm-up, then a window long enough for sweep_min_probes probes at the probe rate.
+    sweep_warmup_s: float = 2.0
+    sweep_window_s: float = 10.0
+    sweep_min_probes: int = 1000
+    # shared: every process on every core; split: the API on one core, workers and broker on the other.
+    sweep_placements: tuple[Literal["shared", "split"], ...] = ("shared", "split")
 
     @property
     def slots(self) -> int:
@@ -129,6 +144,7 @@ class Profile:
         out["rtts_ms"] = list(self.rtts_ms)
         out["scenarios"] = list(self.scenarios)
         out["slot_sweep"] = list(self.slot_sweep)
+        out["sweep_placements"] = list(self.sweep_placements)
         out["slots"] = self.slots
         return out
 
@@ -176,6 +192,7 @@ QUICK = Profile(
     stall_timeout_s=20.0,
     fault_pass=False,
     decomposition=False,
+    scenarios=SIX,
 )
 
 DEFAULT = Profile(
@@ -208,6 +225,7 @@ DEFAULT = Profile(
     # A cap, not the usual end: a drain ends when the ledger has every job, or after stall_timeout_s without
     # one. The slowest worker path (a fork per job) needs minutes for drain_n jobs on two cores.
     drain_timeout_s=900.0,
+    scenarios=SIX,
 )
 
 FULL = DEFAULT.with_overrides(
@@ -225,6 +243,7 @@ FULL = DEFAULT.with_overrides(
     probe_idle_s=5.0,
     mixed_duration_s=30.0,
     drain_timeout_s=1800.0,
+    scenarios=SCENARIOS,
 )
 
 # The broker on another "host": drain and steady at each RTT, every runner on Redis, on QUICK's sizes but

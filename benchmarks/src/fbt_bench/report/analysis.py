@@ -24,8 +24,18 @@ from fbt_tasks.runner import Runner
 PARTIAL_MARK = "[partial]"
 # The report's scenario order: the three capacities first, then the workloads; the scenarios older files
 # hold (replaced by accept/drain/steady) last, so such files still render.
-SCENARIOS = ("accept", "drain", "steady", "email-io", "cpu-heavy", "mixed", "enqueue", "log-burst")
-CURRENT_SCENARIOS = SCENARIOS[:6]
+SCENARIOS = (
+    "accept",
+    "drain",
+    "steady",
+    "email-io",
+    "cpu-heavy",
+    "cpu-sweep",
+    "mixed",
+    "enqueue",
+    "log-burst",
+)
+CURRENT_SCENARIOS = SCENARIOS[:7]
 # Process groups the harness adds for measuring; they are not part of a runner's ops footprint.
 HARNESS_GROUPS = frozenset({"loadgen", "smtp"})
 

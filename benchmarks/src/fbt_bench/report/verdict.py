@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fbt_bench.measuring.stats import Spread
+from fbt_bench.report import cpu_sweep
 from fbt_bench.report.analysis import (
     RepeatSet,
     Summary,
@@ -151,6 +152,8 @@ def _health_tails(summary: Summary) -> list[tuple[RepeatSet, Tail]]:
 
 def cpu_heavy(summary: Summary) -> VerdictRow:
     work, ref = "CPU-heavy tasks next to a live API", table_id("cpu-heavy")
+    if summary.in_scenario(cpu_sweep.SCENARIO):
+        return _cpu_sweep_row(summary, work)
     measured = _health_tails(summary)
     if not measured:
         return VerdictRow(work, NOT_MEASURED, NOT_MEASURED, NOT_MEASURED, "")
@@ -175,6 +178,40 @@ def cpu_heavy(summary: Summary) -> VerdictRow:
     ]
     deciding = f"/health {label} during {load}: {'; '.join(figures)} (n={n:,} probes)"
     return VerdictRow(work, answer, tiers_text(grouped), deciding, ref)
+
+
+def _cpu_sweep_row(summary: Summary, work: str) -> VerdictRow:
+    """From cpu-sweep: the resize rate each runner takes before /health p99 breaks the SLO, per placement."""
+    groups = [g for r, c in summary.systems if (g := summary.get(cpu_sweep.SCENARIO, r, c))]
+
+    def ranked(placement: str) -> list[Ranked]:
+        return [
+            Ranked(summary.system_label(g.runner, g.config), spread, summary.runs_in_api(g.runner))
+            for g in groups
+            if (spread := cpu_sweep.thresholds(g, placement)) is not None
+        ]
+
+    unit = " resizes/s"
+    shared, split = ranked("shared"), ranked("split")
+    in_api, queues = _split(sorted(shared, key=lambda e: -e.spread.median))
+    grouped = tiers(queues, _spread, higher_is_better=True)
+    in_api_split = next((e for e in split if in_api is not None and e.label == in_api.label), None)
+    if in_api is None:
+        answer = NOT_MEASURED
+    else:
+        answer = f"up to {fmt(in_api.spread.median, unit)} (API alone on a core: " + (
+            f"{fmt(in_api_split.spread.median, unit)})" if in_api_split else "not measured)"
+        )
+        if grouped and compare(in_api.spread, grouped[0][0].spread) >= 0:
+            answer = "yes: " + answer
+    n = min((cpu_sweep.probes(g) for g in groups), default=0)
+    figures = [
+        f"{e.label} {_range(e.spread, unit)}" for e in (in_api, grouped[0][0] if grouped else None) if e
+    ]
+    deciding = f"resizes/s before /health p99 broke the SLO, both cores shared: {'; '.join(figures)}"
+    return VerdictRow(
+        work, answer, tiers_text(grouped), f"{deciding} (n≥{n:,} probes per sweep)", table_id("cpu-sweep")
+    )
 
 
 def burst(summary: Summary) -> VerdictRow:

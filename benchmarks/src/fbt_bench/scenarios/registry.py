@@ -10,6 +10,7 @@ from fbt_bench.scenarios.accept import accept
 from fbt_bench.scenarios.bursts import email_io
 from fbt_bench.scenarios.context import ScenarioContext
 from fbt_bench.scenarios.cpu_heavy import cpu_heavy
+from fbt_bench.scenarios.cpu_sweep import cpu_sweep
 from fbt_bench.scenarios.drain import drain_scenario
 from fbt_bench.scenarios.mixed import mixed
 from fbt_bench.scenarios.steady import steady
@@ -24,6 +25,7 @@ SCENARIO_RUNS: dict[str, ScenarioRun] = {
     "email-io": email_io,
     "cpu-heavy": cpu_heavy,
     "mixed": mixed,
+    "cpu-sweep": cpu_sweep,
 }
 # steady runs at fractions of the accept knee and the drain rate of the same repeat.
 DEPENDS_ON: dict[str, tuple[str, ...]] = {"steady": ("accept", "drain")}
