@@ -199,6 +199,15 @@ def drain_table(summary: Summary) -> Table:
         rows,
         "N jobs enqueued through the runner's own client with its workers stopped, then the workers "
         "started; rate from the first to the last completion in the ledger. No HTTP.",
+        *(
+            [
+                f"{', '.join(summary.system_label(r, c) for r, c in summary.in_api_systems())}: no row, no "
+                "queue to pre-fill: their tasks run in the API, so a backlog lives in its memory and arrives no "
+                "faster than it accepts (accept is their capacity)."
+            ]
+            if summary.in_api_systems()
+            else []
+        ),
         "Library's own worker: the same N jobs through the library's minimal worker (its CLI, its client, a "
         "task doing the same two appends, no project code), at the runner's layout, broker and queue-config "
         "options, in the same repeat; fidelity = runner ÷ that, median of the repeats; a median below "

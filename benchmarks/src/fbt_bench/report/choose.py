@@ -110,10 +110,16 @@ def _email_cell(group: RepeatSet, spread: Spread, summary: Summary) -> str:
     )
 
 
+NO_QUEUE = "n/a: tasks run in the API, no queue to pre-fill"
+
+
 def _row_spread(summary: Summary, need: str, scenario: str, metric: Metric, cell: CellText) -> ChoiceRow:
     cells, entries = [], []
-    for group in _system_groups(summary, scenario):
+    for (runner, _), group in zip(summary.systems, _system_groups(summary, scenario), strict=True):
         spread = group.spread(metric) if group else None
+        if scenario == "drain" and summary.runs_in_api(runner):
+            cells.append(NO_QUEUE)
+            continue
         if group is None or spread is None:
             cells.append(NOT_MEASURED)
             continue

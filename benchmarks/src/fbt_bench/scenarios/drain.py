@@ -2,19 +2,17 @@
 then the workers started; throughput = completions / (last ledger completion - first ledger completion).
 
 This is how the peers measure a queue's worker path (python_queue_benchmark: 20,000 jobs). A runner whose
-tasks run in the API's threadpool has no queue to pre-fill: the same N jobs are added through its backend
-to real Starlette BackgroundTasks and run on a threadpool of ``slots`` tokens in a process of its own, no
-HTTP; the record's ``notes`` say so.
+tasks run in the API has no queue to pre-fill and no drain record: its backlog would live in the API's
+memory and arrive no faster than the API accepts, so accept is its capacity.
 """
 
 import asyncio
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from fbt_bench.measuring.ledger_reader import LedgerFollower, LedgerTally
-from fbt_bench.measuring.sampler import ProcSet, ProcUsage, ResourceSampler
+from fbt_bench.measuring.ledger_reader import LedgerTally
+from fbt_bench.measuring.sampler import ProcUsage
 from fbt_bench.scenarios.context import ScenarioContext, drain, warm_up
 from fbt_bench.scenarios.draining import Ready, draining
 from fbt_bench.scenarios.probe_client import run_probe
@@ -23,24 +21,18 @@ from fbt_bench.scenarios.reference import ReferenceDrain, fidelity, reference_dr
 from fbt_tasks.reference import JSONValue, Reference
 from fbt_tasks.registry import installed_runners, load_runner
 
-IN_API_NOTE = (
-    "tasks run in the API's threadpool, so there is no queue to pre-fill: the same N jobs were added through "
-    "the runner's backend to real Starlette BackgroundTasks and run on a threadpool of `slots` tokens in a "
-    "process of its own (counted as workers), no HTTP"
-)
 
-
-async def drain_scenario(ctx: ScenarioContext) -> dict[str, Any]:
-    n = ctx.profile.drain_n
+async def drain_scenario(ctx: ScenarioContext) -> list[dict[str, Any]]:
     if ctx.deployment.runs_in_api:
-        record = await _in_threadpool(ctx, n)
-    else:
-        record = await _with_reference(ctx, n)
+        # No queue to pre-fill: a backlog of tasks that run in the API lives in the API's memory and arrives
+        # no faster than the API accepts it, so accept is such a runner's capacity (steady takes it alone).
+        return []
+    record = await _with_reference(ctx, ctx.profile.drain_n)
     if record["throughput_per_s"] > 0:
         # steady's other input beside the accept knee. The first drain of a repeat is kept: across RTTs
         # (longest first) steady then offers each the same load.
         ctx.capacity().setdefault("drain", float(record["throughput_per_s"]))
-    return record
+    return [record]
 
 
 async def _with_reference(ctx: ScenarioContext, n: int) -> dict[str, Any]:
@@ -178,28 +170,6 @@ async def _through_queue(ctx: ScenarioContext, n: int) -> dict[str, Any]:
             window.tasks,
         )
     return drain_record(ctx.runner, ctx.repeat, ctx.config, ctx.broker, n, tally, resources, started, extra)
-
-
-async def _in_threadpool(ctx: ScenarioContext, n: int) -> dict[str, Any]:
-    # Every event appended from here on is one of ours: the idle API writes none.
-    path = ctx.deployment.ledger_path
-    follower = LedgerFollower(path, os.path.getsize(path) if path.exists() else 0, track_all=True)
-    pids: list[int] = []
-    groups = lambda: [*ctx.deployment.groups(), ProcSet("workers", list(pids))]  # noqa: E731
-    ctx.progress.phase(f"{ctx.tag('drain')}: {n} jobs on a {ctx.profile.slots}-token threadpool, no HTTP")
-    with ResourceSampler(groups) as sampler:
-        started = time.time()
-        await run_probe(
-            ctx.deployment,
-            ["run-in-threadpool", "--n", str(n), "--slots", str(ctx.profile.slots)],
-            on_start=pids.append,
-        )
-        resources = sampler.stop()
-    await asyncio.to_thread(follower.poll)  # the process has exited: every event it wrote is on disk
-    tally = follower.tally(expected=n)
-    return drain_record(
-        ctx.runner, ctx.repeat, ctx.config, ctx.broker, n, tally, resources, started, {"notes": IN_API_NOTE}
-    )
 
 
 def drain_record(
