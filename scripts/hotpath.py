@@ -114,7 +114,7 @@ def project_app() -> Any:
         def __init__(self, settings: Settings) -> None:
             pass
 
-        def enqueue(self, job: Any, background: Any) -> None:
+        def enqueue(self, job: Any, delay_s: float = 0.0) -> None:
             pass
 
         def status(self, job_id: str) -> None:

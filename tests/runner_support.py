@@ -301,7 +301,7 @@ class BrokerRunner:
                 health = client.get("/health")
                 assert health.status_code == 503 and health.json()["broker"] == "down"
                 with pytest.raises(BrokerUnavailable):
-                    client.app.state.backend.enqueue(Job(kind="write_log", payload={"message": "x"}), None)
+                    client.app.state.backend.enqueue(Job(kind="write_log", payload={"message": "x"}))
                 assert not self.ready(down)
                 server.start()
                 assert client.post("/log/?msg=back", headers=AUTH).status_code == 200

@@ -230,13 +230,13 @@ def enqueued(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list:
     """Every job handed to the backend, recorded before the backend sees it."""
     jobs: list = []
     backend = client.app.state.backend
-    real = backend.enqueue
+    real = backend.schedule  # the in-process backend: each request's view schedules through it
 
-    def record(job, background) -> None:
+    def record(job, background, delay_s=0.0) -> None:
         jobs.append(job)
-        real(job, background)
+        real(job, background, delay_s)
 
-    monkeypatch.setattr(backend, "enqueue", record)
+    monkeypatch.setattr(backend, "schedule", record)
     return jobs
 
 

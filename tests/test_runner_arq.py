@@ -86,7 +86,7 @@ def test_a_transient_error_is_retried_with_backoff_then_failed(stack: WorkerEnv)
     backend = ArqBackend(stack.settings)
     job = Job(kind="resize_image", payload=MISSING_UPLOAD)
     try:
-        backend.enqueue(job, None)  # type: ignore[arg-type]  # ignored by broker runners
+        backend.enqueue(job)
         wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
     finally:
         backend.close()
@@ -100,7 +100,7 @@ def test_a_permanent_error_is_not_retried(stack: WorkerEnv) -> None:
     backend = ArqBackend(stack.settings)
     job = Job(kind="write_log", payload={"unexpected": "argument"})
     try:
-        backend.enqueue(job, None)  # type: ignore[arg-type]
+        backend.enqueue(job)
         wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail")
     finally:
         backend.close()
@@ -111,7 +111,7 @@ def test_a_delayed_job_waits_in_the_queue_then_runs(stack: WorkerEnv) -> None:
     backend = ArqBackend(stack.settings)
     job = Job(kind="notify", payload={"user": "later"})
     try:
-        backend.enqueue(job, None, delay_s=2.0)  # type: ignore[arg-type]
+        backend.enqueue(job, delay_s=2.0)
         client = redis.Redis.from_url(stack.settings.redis_url)
         assert client.zscore(QUEUE_NAME, job.id) is not None and client.exists(job_key(job.id))
         assert backend.status(job.id) == JobState.queued
@@ -135,7 +135,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     slow = slow_resize()
     try:
         with RUNNER.worker(own) as worker:
-            backend.enqueue(slow, None)  # type: ignore[arg-type]
+            backend.enqueue(slow)
             wait_until(
                 lambda: backend.status(slow.id) == JobState.started, 30, "the slow job to start", worker
             )

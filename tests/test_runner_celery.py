@@ -132,7 +132,7 @@ def test_a_failing_job_is_retried_then_failed(
 ) -> None:
     backend = backend_for(stack)
     job = Job(kind="resize_image", payload=MISSING_UPLOAD)
-    backend.enqueue(job, None)
+    backend.enqueue(job)
     # Safe queue config: the first run plus 2 retries, 1 s and 2 s later.
     wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
     assert_retried_then_failed(events_by_id(stack)[job.id])
@@ -146,7 +146,7 @@ def test_a_pool_process_killed_mid_job_has_its_job_redelivered(
     job = Job(
         kind="resize_image", payload={**SMALL_RESIZE, "width": 8000, "height": 5000, "output": "killed.jpg"}
     )
-    backend.enqueue(job, None)
+    backend.enqueue(job)
     wait_until(lambda: backend.status(job.id) == JobState.started, 30, "the slow job to start")
     # With task_track_started the STARTED record names the pool process running the task.
     celery_app = create_celery_app(stack.settings)
@@ -172,7 +172,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     backend = backend_for(own)
     slow = slow_resize()
     with RUNNER.worker(own) as worker:
-        backend.enqueue(slow, None)
+        backend.enqueue(slow)
         wait_until(lambda: backend.status(slow.id) == JobState.started, 30, "the slow job to start", worker)
         sigterm_and_wait(worker)
     assert backend.status(slow.id) == JobState.succeeded
@@ -203,7 +203,7 @@ def test_defaults_store_no_job_state_so_jobs_reads_queued_and_503_when_redis_is_
         assert str(described["result_backend"]).startswith("none") and described["track_started"] is False
         assert "every id reads queued" in described["job_status"]
         job = Job(kind="write_log", payload={"message": "no result backend"})
-        backend.enqueue(job, None)
+        backend.enqueue(job)
         assert FAULTS.holdings(own.settings, {job.id}) == {**NO_HOLDINGS, "queued": 1}
         with RUNNER.worker(own) as worker:
             wait_until(lambda: job.id in events_by_id(own), 30, "the job to run", worker)

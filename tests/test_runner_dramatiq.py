@@ -52,7 +52,7 @@ def test_a_permanently_failing_job_is_not_retried(stack: WorkerEnv) -> None:
     backend = DramatiqBackend(stack.settings)
     try:
         job = Job(kind="write_log", payload={"unexpected": "argument"})
-        backend.enqueue(job, None)  # type: ignore[arg-type]  # ignored by broker runners
+        backend.enqueue(job)
         wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
     finally:
         backend.close()
@@ -76,7 +76,7 @@ def test_sigkilled_worker_job_is_redelivered(
     try:
         with RUNNER.worker(isolated) as victim:
             victim_pids = {victim.pid, *(c.pid for c in psutil.Process(victim.pid).children(recursive=True))}
-            backend.enqueue(job, None)  # type: ignore[arg-type]
+            backend.enqueue(job)
             wait_until(lambda: backend.status(job.id) == JobState.started, 60, "the job to start", victim)
             kill_tree(victim.pid, signal.SIGKILL)
             victim.wait(timeout=10)

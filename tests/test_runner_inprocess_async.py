@@ -79,7 +79,7 @@ def test_no_more_tasks_run_at_once_than_the_slot_budget(stack: WorkerEnv) -> Non
     jobs = [Job(kind="send_email", payload={}) for _ in range(6)]
     for job in jobs:
         job.payload.update(to="slots@example.com", subject="s", body="b", message_id=job.id)
-        backend.enqueue(job, background)
+        backend.for_request(background).enqueue(job)
     assert {backend.status(job.id) for job in jobs} == {JobState.queued}
 
     async def run_all() -> None:
@@ -96,14 +96,14 @@ def test_a_failing_task_is_logged_and_not_retried(stack: WorkerEnv, caplog: pyte
     backend = InProcessAsyncBackend(stack.settings)
     background = Collected()
     job = Job(kind="resize_image", payload=MISSING_UPLOAD)
-    backend.enqueue(job, background)
+    backend.for_request(background).enqueue(job)
     [(func, args)] = background.calls
     asyncio.run(func(*args))
     assert backend.status(job.id) == JobState.failed
     assert [(e.ok, e.attempt) for e in events_by_id(stack)[job.id]] == [(False, 1)]
     assert f"background task {job.id} failed" in caplog.text
     with pytest.raises(ValueError, match="cannot delay"):
-        backend.enqueue(job, background, delay_s=1.0)
+        backend.for_request(background).enqueue(job, delay_s=1.0)
 
 
 def test_the_tutorial_routes_over_http_and_a_clean_stop(tmp_path: Path) -> None:

@@ -145,7 +145,7 @@ def test_holdings_of_a_fresh_redis_are_empty_and_a_dead_one_raises(name: str, tm
             backend = load_backend(settings)
             try:
                 job = Job(kind="write_log", payload={"message": "held"})
-                backend.enqueue(job, None)  # type: ignore[arg-type]  # broker runners ignore it
+                backend.enqueue(job)
             finally:
                 backend.close()
             assert faults.holdings(settings, {job.id, "0" * 32}) == {**NO_HOLDINGS, "queued": 1}

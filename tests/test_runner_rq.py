@@ -68,7 +68,7 @@ def test_a_failing_job_is_retried_with_backoff_then_failed(stack: WorkerEnv) -> 
     backend = RQBackend(stack.settings)
     job = Job(kind="resize_image", payload=MISSING_UPLOAD)
     try:
-        backend.enqueue(job, None)
+        backend.enqueue(job)
         # Safe queue config: the first try plus 2 retries (3 attempts), 1 s and 2 s apart, run by the
         # worker's scheduler.
         wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
@@ -94,7 +94,7 @@ def test_sigterm_lets_the_running_job_finish_then_the_worker_exits(
     slow = slow_resize()
     try:
         with RUNNER.worker(own) as worker:
-            backend.enqueue(slow, None)
+            backend.enqueue(slow)
             wait_until(
                 lambda: backend.status(slow.id) == JobState.started, 30, "the slow job to start", worker
             )

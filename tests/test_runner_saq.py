@@ -74,8 +74,8 @@ def test_a_transient_error_is_retried_then_failed_and_a_permanent_one_fails_at_o
     # TypeError: fails the same way on every attempt.
     permanent = Job(kind="write_log", payload={"not_an_argument": "x"})
     try:
-        backend.enqueue(transient, None)
-        backend.enqueue(permanent, None)
+        backend.enqueue(transient)
+        backend.enqueue(permanent)
         for job in (transient, permanent):
             wait_until(lambda j=job: backend.status(j.id) == JobState.failed, 60, "the job to fail for good")
     finally:
@@ -90,7 +90,7 @@ def test_a_delayed_job_waits_then_runs(stack: WorkerEnv) -> None:
     backend = SAQBackend(stack.settings)
     job = Job(kind="write_log", payload={"message": "later"})
     try:
-        backend.enqueue(job, None, delay_s=2.0)
+        backend.enqueue(job, delay_s=2.0)
         assert backend.status(job.id) == JobState.queued
         wait_until(lambda: backend.status(job.id) == JobState.succeeded, 30, "the delayed job to run")
     finally:
@@ -108,7 +108,7 @@ def test_sigterm_lets_the_running_job_finish_then_every_worker_exits(
     slow = slow_resize()
     try:
         with RUNNER.worker(own) as worker:
-            backend.enqueue(slow, None)
+            backend.enqueue(slow)
             wait_until(
                 lambda: backend.status(slow.id) == JobState.started, 60, "the slow job to start", worker
             )

@@ -75,7 +75,7 @@ def test_a_failing_job_is_retried_then_failed(stack: WorkerEnv) -> None:
     backend = TaskiqBackend(stack.settings)
     job = Job(kind="resize_image", payload=MISSING_UPLOAD)
     try:
-        backend.enqueue(job, None)  # type: ignore[arg-type]  # broker runners ignore it
+        backend.enqueue(job)
         # Safe queue config: SimpleRetryMiddleware re-sends the transient error (an OSError) twice.
         wait_until(lambda: backend.status(job.id) == JobState.failed, 60, "the job to fail for good")
     finally:
@@ -87,7 +87,7 @@ def test_a_delay_is_refused_with_the_reason(stack: WorkerEnv) -> None:
     backend = TaskiqBackend(stack.settings)
     try:
         with pytest.raises(ValueError, match="taskiq scheduler"):
-            backend.enqueue(Job(kind="write_log", payload={"message": "later"}), None, delay_s=5)  # type: ignore[arg-type]
+            backend.enqueue(Job(kind="write_log", payload={"message": "later"}), delay_s=5)
     finally:
         backend.close()
 
@@ -101,9 +101,9 @@ def test_the_defaults_list_broker_runs_a_job_and_sigterm_lets_a_running_job_fini
     slow = slow_resize()
     try:
         with RUNNER.worker(own) as worker:
-            backend.enqueue(quick, None)  # type: ignore[arg-type]
+            backend.enqueue(quick)
             wait_until(lambda: backend.status(quick.id) == JobState.succeeded, 30, "the list job", worker)
-            backend.enqueue(slow, None)  # type: ignore[arg-type]
+            backend.enqueue(slow)
             wait_until(lambda: _started(own, slow), 30, "the slow job to be taken", worker)
             sigterm_and_wait(worker)
         assert backend.status(slow.id) == JobState.succeeded

@@ -32,7 +32,7 @@ from fbt_arq.queue_configs import (
 )
 from fbt_arq.wire import QUEUE_NAME, dumps, in_progress_key, job_key, loads, result_key
 from fbt_arq.worker_settings import health_check_interval_s
-from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.redis_client import answers, connect
@@ -54,8 +54,7 @@ class ArqBackend:
         self._queue_config = queue_config_for(settings)
         self._client = connect(settings)
 
-    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
-        # `background` is unused: an arq worker process runs the job, not the API.
+    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:
         key, message = job_key(job.id), job.to_message()
         try:
             # arq's enqueue_job, step for step, as one library call.

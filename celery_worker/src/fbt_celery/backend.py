@@ -17,7 +17,7 @@ from kombu.transport.redis import Channel as RedisChannel
 from fbt_celery.app import BROKER_ERRORS, create_app
 from fbt_celery.queue_configs import TASK, TRANSPORT, queue_config_for
 from fbt_celery.tasks import task_name
-from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
@@ -86,7 +86,7 @@ class CeleryBackend:
         title = "RabbitMQ" if settings.broker_name == "rabbitmq" else "Redis"
         self._broker = f"{title} at {broker.hostname}:{broker.port}"  # for messages: no password
 
-    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
+    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:
         # Atomic by construction: kombu's Redis transport publishes a message with one LPUSH of the whole
         # JSON message onto the queue list, and publish retries are off (see app.py), so either that one
         # command took effect or nothing did. (If Redis applied it but its reply timed out, the job still

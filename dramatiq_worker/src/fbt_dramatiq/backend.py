@@ -21,7 +21,7 @@ from fbt_dramatiq.actors import QUEUE_NAME, actor_name
 from fbt_dramatiq.broker import build_broker, redis_client
 from fbt_dramatiq.middleware import started_key
 from fbt_dramatiq.queue_configs import ACTOR, MARK_STARTED, RABBITMQ_BROKER, queue_config_for
-from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import TASKS, Job, JobState
 from fbt_tasks.settings import Settings
@@ -45,7 +45,7 @@ class DramatiqBackend:
         self._marks_started = bool(self._queue_config.options(MARK_STARTED))
         self._actor_names = {kind: actor_name(kind) for kind in TASKS}
 
-    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
+    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:
         # The message actor.message() would build, built once: the job id becomes Dramatiq's message id (so
         # /jobs/{id}, the ledger and Redis name the same thing) without a throwaway uuid4 and a copy (~6 us).
         args = (job.to_message(),)

@@ -31,7 +31,14 @@ class InProcessBackend:
         self._states: OrderedDict[str, JobState] = OrderedDict()
         self._lock = threading.Lock()
 
-    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
+    def for_request(self, background: BackgroundScheduler) -> "RequestTasks":
+        return RequestTasks(self, background)
+
+    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:
+        raise TypeError("BackgroundTasks run after a response: enqueue through for_request(background)")
+
+    def schedule(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
+        """Add the job to ``background``, the request's tasks, which Starlette runs after the response."""
         if delay_s > 0:
             raise ValueError("BackgroundTasks cannot delay a task: it runs right after the response")
         self._set(job.id, JobState.queued)
@@ -78,3 +85,31 @@ class InProcessBackend:
 
     def close(self) -> None:
         pass  # no connections or pools: the job states go with the process
+
+
+class RequestTasks:
+    """The in-process backend as one request sees it: its enqueue adds to that request's BackgroundTasks."""
+
+    __slots__ = ("_background", "_shared")
+
+    def __init__(self, shared: InProcessBackend, background: BackgroundScheduler) -> None:
+        self._shared, self._background = shared, background
+
+    @property
+    def name(self) -> str:
+        return self._shared.name
+
+    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:
+        self._shared.schedule(job, self._background, delay_s)
+
+    def status(self, job_id: str) -> JobState | None:
+        return self._shared.status(job_id)
+
+    def ping(self) -> bool:
+        return self._shared.ping()
+
+    def describe(self) -> dict[str, Any]:
+        return self._shared.describe()
+
+    def close(self) -> None:
+        """The shared backend outlives the request: the app's lifespan closes it."""

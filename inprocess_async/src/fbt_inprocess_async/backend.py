@@ -29,7 +29,7 @@ class InProcessAsyncBackend(InProcessBackend):
         # request's task would start at once), so at most ``slots`` run and the rest wait here, in memory.
         self._slots = asyncio.Semaphore(settings.slots)
 
-    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
+    def schedule(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
         if delay_s > 0:
             raise ValueError("BackgroundTasks cannot delay a task: it runs right after the response")
         self._set(job.id, JobState.queued)

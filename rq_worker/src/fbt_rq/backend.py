@@ -36,7 +36,7 @@ from fbt_rq.queue_configs import (
     worker_ttl,
 )
 from fbt_rq.settings import get_rq_settings
-from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.redis_client import answers, connect
@@ -72,8 +72,7 @@ class RQBackend:
         self._connection = connect(settings)
         self._queue = make_queue(self._connection)
 
-    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
-        # `background` is unused: an RQ worker process runs the job, not the API.
+    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:
         job_retry = retry(self._queue_config)
         options: dict[str, Any] = {
             # Our id is RQ's job id, so /jobs/{id} is a plain Job.fetch.

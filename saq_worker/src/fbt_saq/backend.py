@@ -28,7 +28,7 @@ from fbt_saq.queue_configs import (
 )
 from fbt_saq.tasks import function_name
 from fbt_saq.wire import ACTIVE_KEY, ENQUEUE_LUA, INCOMPLETE_KEY, QUEUE, QUEUE_NAME, QUEUED_KEY, job_id
-from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable
+from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.redis_client import answers, connect
@@ -58,8 +58,7 @@ class SAQBackend:
         self._connection = connect(settings)
         self._enqueue_script = self._connection.register_script(ENQUEUE_LUA)
 
-    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
-        # `background` is unused: a saq worker process runs the job, not the API.
+    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:
         message = job.to_message()
         try:
             with LIBRARY_ENQUEUE.timed():

@@ -25,7 +25,7 @@ from fbt_taskiq.queue_configs import (
 )
 from fbt_taskiq.redis_keys import push, result_key
 from fbt_taskiq.wire import encode
-from fbt_tasks.backend import BackgroundScheduler, BrokerUnavailable, DelayUnsupported
+from fbt_tasks.backend import BrokerUnavailable, DelayUnsupported
 from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.redis_client import answers, connect
@@ -43,8 +43,7 @@ class TaskiqBackend:
         self._broker = build_broker(settings)
         self._connection = connect(settings)
 
-    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
-        # `background` is unused: a taskiq worker process runs the job, not the API.
+    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:
         if delay_s > 0:
             raise DelayUnsupported(
                 "taskiq delays a task only through a schedule source and a `taskiq scheduler` process, "

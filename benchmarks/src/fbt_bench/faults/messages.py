@@ -41,7 +41,7 @@ async def delay_past_timeout(ctx: FaultContext) -> dict[str, Any]:
                 payload={"to": f"delayed{i}@example.com", "subject": "Delayed", "body": "x"},
             )
             job.payload["message_id"] = job.id
-            await asyncio.to_thread(backend.enqueue, job, _NoBackground(), delay_s)
+            await asyncio.to_thread(backend.enqueue, job, delay_s)
             ctx.accepted.append(job.id)
     except DelayUnsupported as exc:
         # Not a failure of the pass: the runner refuses countdowns as deployed, so nothing can run late.
@@ -66,13 +66,6 @@ async def delay_past_timeout(ctx: FaultContext) -> dict[str, Any]:
         "skipped": sum(1 for found in runs.values() for e in found if e.skipped),
     }
     return result
-
-
-class _NoBackground:
-    """A broker runner never schedules in-process work; the Backend signature still asks for a scheduler."""
-
-    def add_task(self, func: Any, *args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("a broker runner does not run tasks in the caller")
 
 
 def _sleep_until(ctx: FaultContext, moment: float) -> None:

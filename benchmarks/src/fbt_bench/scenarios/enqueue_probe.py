@@ -20,6 +20,7 @@ import redis
 import typer
 from starlette.background import BackgroundTasks
 
+from fbt_tasks.backend import PerRequest
 from fbt_tasks.jobs import Job
 from fbt_tasks.registry import configured_settings, load_backend
 
@@ -61,7 +62,7 @@ def enqueue(
             client.lpush(raw_redis_queue, json.dumps(job.to_message()))
         elif backend is not None:
             background = BackgroundTasks()
-            backend.enqueue(job, background)
+            (backend.for_request(background) if isinstance(backend, PerRequest) else backend).enqueue(job)
             if background.tasks:
                 dropped.add(job.id)  # the runner keeps tasks in-process: this one is dropped unrun
     cpu = _cpu_s() - cpu_before

@@ -24,7 +24,6 @@ from fastapi import FastAPI
 
 from fbt_api.__main__ import SERVER_OPTIONS
 from fbt_api.app import create_app as create_project_app
-from fbt_tasks.backend import BackgroundScheduler
 from fbt_tasks.enqueue_cost import LIBRARY_ENQUEUE
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
@@ -41,7 +40,7 @@ class FloorBackend:
         # One pooled client for every request, as the project's backends keep theirs.
         self._redis = redis.Redis.from_url(os.environ["REDIS_URL"]) if mode == "raw-redis" else None
 
-    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
+    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:
         if self._redis is not None:
             data = json.dumps(job.to_message())
             with LIBRARY_ENQUEUE.timed():  # the floor's "library": one LPUSH

@@ -2,17 +2,18 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 from fastapi.params import Depends as DependsParam
 
 from fbt_api.auth import get_current_user, get_settings_dep, require_api_key
-from fbt_tasks.backend import Backend
+from fbt_tasks.backend import Backend, PerRequest
 from fbt_tasks.settings import Settings
 
 
-async def get_backend(request: Request) -> Backend:
+async def get_backend(request: Request, background_tasks: BackgroundTasks) -> Backend:
+    """The app's backend; where its tasks run after the response, its view bound to this request's tasks."""
     backend: Backend = request.app.state.backend
-    return backend
+    return backend.for_request(background_tasks) if isinstance(backend, PerRequest) else backend
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

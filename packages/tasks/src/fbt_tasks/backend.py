@@ -1,7 +1,7 @@
 """What every runner implements, so the one API can talk to any of them."""
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.settings import Settings
@@ -26,8 +26,9 @@ class Backend(Protocol):
 
     def __init__(self, settings: Settings) -> None: ...
 
-    def enqueue(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:
-        """Hand the job over durably (or, for in-process, schedule it); raise BrokerUnavailable on failure.
+    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:
+        """Hand the job over durably (a PerRequest view schedules it on its request); raise BrokerUnavailable on
+        failure.
 
         ``delay_s`` > 0 asks the library to run the job no sooner than that (Celery countdown, RQ
         ``enqueue_in``, Dramatiq ``delay``); the fault harness uses it, the API routes do not. A runner that
@@ -45,3 +46,14 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections and pools; the backend is not used afterwards."""
+
+
+@runtime_checkable
+class PerRequest(Protocol):
+    """A backend whose tasks run in the API after the response (FastAPI's BackgroundTasks): each request
+    enqueues through a view of it bound to that request's own tasks. The API asks for the view whenever a
+    backend offers one, so no route names a runner."""
+
+    def for_request(self, background: BackgroundScheduler) -> Backend:
+        """This backend, enqueueing onto ``background``: the request's tasks, run after its response."""
+        ...

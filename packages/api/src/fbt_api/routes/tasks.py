@@ -5,7 +5,7 @@ Every route validates fully, then enqueues exactly one job: a 422 means nothing 
 
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, BackgroundTasks, Body, File, Form, HTTPException, Query, Response, UploadFile
+from fastapi import APIRouter, Body, File, Form, HTTPException, Query, Response, UploadFile
 
 from fbt_api.deps import REQUIRE_API_KEY, BackendDep, CurrentUser, SettingsDep
 from fbt_api.errors import ERRORS
@@ -20,8 +20,8 @@ T = TypeVar("T")
 router = APIRouter()
 
 
-def submit(backend: Backend, background: BackgroundTasks, job: Job, status: str) -> Response:
-    backend.enqueue(job, background)
+def submit(backend: Backend, job: Job, status: str) -> Response:
+    backend.enqueue(job)
     # Rendered here, as FastAPI would render response_model=Enqueued, because a returned model is validated again
     # on a threadpool hop of its own (sync routes): the route's heaviest step after the enqueue, for a value built
     # from three strings. response_model still documents the body.
@@ -42,7 +42,6 @@ def one_of(query: T | None, body: T | None, name: str) -> T:
 
 @router.post("/log/", response_model=Enqueued, dependencies=REQUIRE_API_KEY, responses=ERRORS)
 def log(
-    background_tasks: BackgroundTasks,
     backend: BackendDep,
     msg: Annotated[Message | None, Query(description="The tutorial's query form.")] = None,
     body: Annotated[LogIn | None, Body(description='The JSON form: {"msg": ...}.')] = None,
@@ -50,12 +49,11 @@ def log(
     # Control characters are accepted here on purpose: the line writer escapes them (see fbt_api.safe_text).
     text = one_of(msg, body.msg if body else None, "msg")
     job = Job(kind="write_log", payload={"message": text})
-    return submit(backend, background_tasks, job, "Message logged in background")
+    return submit(backend, job, "Message logged in background")
 
 
 @router.post("/send-mail/", response_model=Enqueued, dependencies=REQUIRE_API_KEY, responses=ERRORS)
 def send_mail(
-    background_tasks: BackgroundTasks,
     backend: BackendDep,
     email: Annotated[HeaderEmail | None, Query(description="The tutorial's query form.")] = None,
     body: Annotated[
@@ -67,27 +65,24 @@ def send_mail(
     job = Job(kind="send_email", payload={"to": mail.email, "subject": mail.subject, "body": mail.body})
     # The job id doubles as the Message-ID, so a redelivered email is recognisably the same email.
     job.payload["message_id"] = job.id
-    return submit(backend, background_tasks, job, f"Email to {mail.email} is being sent in background")
+    return submit(backend, job, f"Email to {mail.email} is being sent in background")
 
 
 @router.post("/notify/", response_model=Enqueued, responses=ERRORS)
-def notify_user(background_tasks: BackgroundTasks, backend: BackendDep, user: CurrentUser) -> Response:
+def notify_user(backend: BackendDep, user: CurrentUser) -> Response:
     job = Job(kind="notify", payload={"user": user["username"]})
-    return submit(backend, background_tasks, job, "Notification scheduled")
+    return submit(backend, job, "Notification scheduled")
 
 
 @router.post("/resize", response_model=Enqueued, dependencies=REQUIRE_API_KEY, responses=ERRORS)
-def resize(
-    background_tasks: BackgroundTasks, backend: BackendDep, settings: SettingsDep, spec: ResizeIn
-) -> Response:
+def resize(backend: BackendDep, settings: SettingsDep, spec: ResizeIn) -> Response:
     check_pixels(spec.width, spec.height, settings)
     job = Job(kind="resize_image", payload={**spec.model_dump(), "output": output_name()})
-    return submit(backend, background_tasks, job, "Image resize scheduled")
+    return submit(backend, job, "Image resize scheduled")
 
 
 @router.post(UPLOAD_PATH, response_model=Enqueued, dependencies=REQUIRE_API_KEY, responses=ERRORS)
 def resize_upload(
-    background_tasks: BackgroundTasks,
     backend: BackendDep,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description=f"A PNG or JPEG of at most {MAX_UPLOAD_BYTES} bytes.")],
@@ -101,4 +96,4 @@ def resize_upload(
         "output": output_name(),
     }
     job = Job(kind="resize_image", payload=payload)
-    return submit(backend, background_tasks, job, "Image resize scheduled")
+    return submit(backend, job, "Image resize scheduled")
