@@ -58,3 +58,15 @@ def test_only_full_runs_the_sweep_unless_named() -> None:
     assert (
         DEFAULT.sweep_min_probes / DEFAULT.sweep_window_s >= DEFAULT.probe_rate_hz
     )  # faster probes, said so
+
+
+def test_the_eta_takes_a_units_earlier_time_and_the_mean_for_the_rest() -> None:
+    from fbt_bench.eta import Eta
+
+    eta = Eta(["rq", "celery", "rq", "celery"], started=0.0)
+    assert eta.left_s() is None
+    eta.finished("rq", 300.0)
+    assert eta.left_s() == 900.0  # celery unknown: the mean (300) for it; rq again 300; celery 300
+    eta.finished("celery", 100.0)
+    assert eta.left_s() == 400.0
+    assert "unit 2/4" in eta.line() and "left" in eta.line()

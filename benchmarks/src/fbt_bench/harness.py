@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fbt_bench import network, scaling, topology
+from fbt_bench.eta import Eta
 from fbt_bench.faults.model import SHORT
 from fbt_bench.faults.run import compare_pass, parameters
 from fbt_bench.measuring.environment import describe_environment, runner_facts
@@ -102,6 +103,7 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
     plans = {slots: scaling.plan_at(plan, slots, cores) for slots in scaling.sweep(plan.profile)}
     if plan.profile.slot_sweep:
         document["parameters"]["scaling"] = scaling.parameters(plan.profile, cores)
+    eta = Eta([unit for order in orders for unit in order for _ in rtts for _ in plans])
     try:
         for repeat, order in enumerate(orders):
             shared = RepeatShared(pin_loadgen=bool(where.get("pinned")))
@@ -131,7 +133,13 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
                                 slots,
                                 budget=slots is None or at_slots.profile.slots == plan.profile.slots,
                             )
+                            began = time.monotonic()
                             failures += job.measure(external, env)
+                            eta.finished(unit, time.monotonic() - began)
+                            progress.phase(
+                                eta.line()
+                                + (" (then the fault pass)" if plan.fault_pass and not external else "")
+                            )
         if plan.fault_pass and not external:
             since = time.monotonic()
             brokers = tuple(dict.fromkeys(system.broker for system in systems))
