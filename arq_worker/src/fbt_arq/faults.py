@@ -45,7 +45,7 @@ class ArqFaults:
         f"no dead-letter queue: a failed result (success false) under {result_key('<id>')}, kept keep_result"
     )
 
-    def message_locations(self, settings: Settings) -> list[str]:
+    def message_locations(self, settings: Settings) -> list[str]:  # noqa: ARG002 (FaultModel's signature)
         return [QUEUE_NAME, job_key("<id>"), in_progress_key("<id>"), result_key("<id>")]
 
     def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
@@ -77,7 +77,7 @@ class ArqFaults:
         failed = sum(_failed(raw) for raw in replies[len(ours) :])
         return Holdings(queued=queued, held=held, scheduled=scheduled, failed=failed)
 
-    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:  # noqa: ARG002 (FaultModel's signature)
         return None  # a deferred job waits in the queue unstarted; only a started job has an in-progress key
 
     def inject_malformed(self, settings: Settings) -> str:

@@ -25,7 +25,7 @@ SETTINGS_PATH = "fbt_arq.worker_settings.WORKER_SETTINGS"
 LOG_CONFIG_PATH = "fbt_arq.logs.LOG_CONFIG"
 
 
-def worker_command(settings: Settings) -> list[str]:
+def worker_command(settings: Settings) -> list[str]:  # noqa: ARG001 (every runner's worker_command takes the settings)
     """``arq <worker settings>``: every option is in the settings it imports (the environment decides them)."""
     return [*console_script("arq", "arq"), SETTINGS_PATH, "--custom-log-dict", LOG_CONFIG_PATH]
 

@@ -365,7 +365,7 @@ def fault_table(document: dict[str, Any]) -> Table:
     return table
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001 (a signal handler's signature)
     # SIGTERM (e.g. CI cancelling the job) takes the same path as Ctrl-C: teardown, then a partial result.
     raise KeyboardInterrupt
 

@@ -33,7 +33,7 @@ class NullProgress:
     def phase(self, text: str) -> None:
         pass
 
-    def bar(self, label: str, total: int) -> int:
+    def bar(self, label: str, total: int) -> int:  # noqa: ARG002 (ProgressSink's signature)
         return 0
 
     def update(self, handle: int, completed: int) -> None:

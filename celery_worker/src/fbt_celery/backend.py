@@ -50,7 +50,7 @@ class NoSubscribeRedisBackend(RedisBackend):
     message and the worker would then store no state at all.
     """
 
-    def on_task_call(self, producer: Any, task_id: str) -> None:
+    def on_task_call(self, producer: Any, task_id: str) -> None:  # noqa: ARG002 (Celery's on_task_call signature)
         return None  # nothing will ever wait on this result: no channel to subscribe to
 
 

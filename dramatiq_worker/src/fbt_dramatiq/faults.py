@@ -71,7 +71,7 @@ class DramatiqFaults:
                 failed=count_ids(client.zrange(DEAD_KEY, 0, -1), ids, job_id),
             )
 
-    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:  # noqa: ARG002 (FaultModel's signature)
         return None  # delayed messages wait on the delay queue and are acked late like any other
 
     def inject_malformed(self, settings: Settings) -> str:

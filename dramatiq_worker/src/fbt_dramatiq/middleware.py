@@ -28,7 +28,7 @@ class MarkStarted(Middleware):
         self.client = client
         self.ttl_s = ttl_s
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:  # noqa: ARG002 (Dramatiq's middleware hook signature)
         self.client.set(started_key(message.message_id), 1, ex=self.ttl_s)
 
 
@@ -41,8 +41,8 @@ class WorkerHeartbeats(Middleware):
     stopped worker still holds is requeued by the next maintenance, and the healthcheck drops it at once.
     """
 
-    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:  # noqa: ARG002 (Dramatiq's middleware hook signature)
         broker.broker_id = WORKER_ID_PREFIX + broker.broker_id  # type: ignore[attr-defined]  # RedisBroker's
 
-    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:  # noqa: ARG002 (Dramatiq's middleware hook signature)
         broker.client.zadd(HEARTBEATS_KEY, {broker.broker_id: 0})  # type: ignore[attr-defined]  # RedisBroker's

@@ -41,7 +41,7 @@ class MarkStarted(Middleware):
         self.client = client
         self.ttl_s = ttl_s
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:  # noqa: ARG002 (Dramatiq's middleware hook signature)
         self.client.set(STARTED_KEY_PREFIX + message.message_id, 1, ex=self.ttl_s)
 
 

@@ -34,7 +34,7 @@ class InProcessBackend:
     def for_request(self, background: BackgroundScheduler) -> "RequestTasks":
         return RequestTasks(self, background)
 
-    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:
+    def enqueue(self, job: Job, delay_s: float = 0.0) -> None:  # noqa: ARG002 (the Backend protocol's signature)
         raise TypeError("BackgroundTasks run after a response: enqueue through for_request(background)")
 
     def schedule(self, job: Job, background: BackgroundScheduler, delay_s: float = 0.0) -> None:

@@ -14,25 +14,25 @@ from fbt_tasks.settings import Settings
 class InProcessFaults:
     exhausted_to = "nowhere: only logged, its state in the API's memory"
 
-    def message_locations(self, settings: Settings) -> list[str]:
+    def message_locations(self, settings: Settings) -> list[str]:  # noqa: ARG002 (FaultModel's signature)
         return []  # nothing outside the API process's memory
 
-    def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
+    def holdings(self, settings: Settings, ids: set[str]) -> Holdings:  # noqa: ARG002 (FaultModel's signature)
         return NO_HOLDINGS
 
-    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:  # noqa: ARG002 (FaultModel's signature)
         return None  # nothing is delivered twice: there is no broker
 
     def inject_malformed(self, settings: Settings) -> str:
         raise NotImplementedError("BackgroundTasks have no queue to put a malformed message on")
 
-    def malformed_whereabouts(self, settings: Settings, marker: str) -> str:
+    def malformed_whereabouts(self, settings: Settings, marker: str) -> str:  # noqa: ARG002 (FaultModel's signature)
         return "nowhere: there is no queue"
 
-    def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
+    def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:  # noqa: ARG002 (FaultModel's signature)
         return 0.0  # nothing to redeliver
 
-    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:  # noqa: ARG002 (FaultModel's signature)
         r = result
         if fault == "kill-worker":
             if r["lost"] == 0:

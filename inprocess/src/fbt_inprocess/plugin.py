@@ -48,7 +48,7 @@ class InProcessRunner:
 
         return InProcessBackend(settings)
 
-    def worker_command(self, settings: Settings) -> list[str] | None:
+    def worker_command(self, settings: Settings) -> list[str] | None:  # noqa: ARG002 (the Runner protocol's signature)
         return None
 
     def worker_ready(self, settings: Settings) -> bool:
@@ -65,7 +65,7 @@ class InProcessRunner:
     def slot_layout(self, settings: Settings) -> str:
         return f"anyio threadpool of {threadpool_tokens(settings)} tokens, shared with the API's sync routes"
 
-    def reference(self, settings: Settings) -> Reference | None:
+    def reference(self, settings: Settings) -> Reference | None:  # noqa: ARG002 (the Runner protocol's signature)
         return None  # the tasks run in the API: there is no library worker to hold the runner against
 
 

@@ -36,7 +36,7 @@ def _started_job_id(member: bytes) -> str:
 class RQFaults:
     exhausted_to = f"FailedJobRegistry ({FAILED_KEY})"
 
-    def message_locations(self, settings: Settings) -> list[str]:
+    def message_locations(self, settings: Settings) -> list[str]:  # noqa: ARG002 (FaultModel's signature)
         return [QUEUE_KEY, INTERMEDIATE_KEY, STARTED_KEY, SCHEDULED_KEY, FAILED_KEY]
 
     def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
@@ -49,7 +49,7 @@ class RQFaults:
                 failed=count_ids(client.zrange(FAILED_KEY, 0, -1), ids),
             )
 
-    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:  # noqa: ARG002 (FaultModel's signature)
         return None  # a delayed job waits in the ScheduledJobRegistry, apart from delivered ones
 
     def inject_malformed(self, settings: Settings) -> str:

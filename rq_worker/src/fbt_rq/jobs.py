@@ -31,7 +31,10 @@ def current_attempt() -> int:
 
 
 def stop_retrying_permanent_errors(
-    job: RQJob, exc_type: type[BaseException], exc_value: BaseException, traceback: TracebackType | None
+    job: RQJob,
+    exc_type: type[BaseException],  # noqa: ARG001 (RQ's exception handler signature)
+    exc_value: BaseException,
+    traceback: TracebackType | None,  # noqa: ARG001 (RQ's exception handler signature)
 ) -> bool:
     """An RQ exception handler: a job that failed with an error that cannot pass is not retried.
 

@@ -35,7 +35,7 @@ class SAQFaults:
         "its own job key saq:job:fbt:<id> with status failed (SAQ keeps no failed list), for Job.ttl"
     )
 
-    def message_locations(self, settings: Settings) -> list[str]:
+    def message_locations(self, settings: Settings) -> list[str]:  # noqa: ARG002 (FaultModel's signature)
         return [QUEUED_KEY, ACTIVE_KEY, INCOMPLETE_KEY, job_id("<id>")]
 
     def holdings(self, settings: Settings, ids: set[str]) -> Holdings:
@@ -55,7 +55,7 @@ class SAQFaults:
                 failed=sum(1 for raw in stored if _failed(raw)),
             )
 
-    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:  # noqa: ARG002 (FaultModel's signature)
         return None  # a delayed job waits in the incomplete sorted set, apart from delivered ones
 
     def inject_malformed(self, settings: Settings) -> str:

@@ -23,7 +23,7 @@ log = logging.getLogger("fbt_saq.worker")
 SETTINGS = "fbt_saq.worker_settings.settings"
 
 
-def worker_command(settings: Settings) -> list[str]:
+def worker_command(settings: Settings) -> list[str]:  # noqa: ARG001 (every runner's worker_command takes the settings)
     return [*console_script("saq", "saq"), SETTINGS]
 
 

@@ -89,7 +89,7 @@ class TaskiqFaults:
                 queued, held = count_ids(client.lrange(QUEUE_NAME, 0, -1), ids, task_id), 0
             return Holdings(queued=queued, held=held, scheduled=0, failed=failed_results(client, ids))
 
-    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:
+    def visibility_timeout_s(self, described: Mapping[str, Any]) -> float | None:  # noqa: ARG002 (FaultModel's signature)
         return None  # this runner refuses delayed jobs (no `taskiq scheduler` process)
 
     def inject_malformed(self, settings: Settings) -> str:

@@ -42,7 +42,7 @@ async def _interrupt_burst(ctx: FaultContext, sig: int) -> dict[str, Any]:
     ctx.phase(f"{signal.Signals(sig).name} to {stack.worker_name} after {p.fault_after} deliveries")
     fault_at = time.time()
     await asyncio.to_thread(stack.kill_workers, sig)
-    extra = await _shut_down(ctx, sig, fault_at) if sig == signal.SIGTERM else {}
+    extra = await _shut_down(ctx, fault_at) if sig == signal.SIGTERM else {}
     client = ctx.redis_client()
     try:
         # The old tree is gone: a lease still held belongs to an attempt that was cut off mid-send.
@@ -64,7 +64,7 @@ async def _interrupt_burst(ctx: FaultContext, sig: int) -> dict[str, Any]:
     return {**ctx.tally(fault_at, leased, probe_id, time.time() - fault_at), **extra}
 
 
-async def _shut_down(ctx: FaultContext, sig: int, fault_at: float) -> dict[str, Any]:
+async def _shut_down(ctx: FaultContext, fault_at: float) -> dict[str, Any]:
     """After SIGTERM: wait out the grace period for a graceful exit, else SIGKILL as compose would."""
     exited = await asyncio.to_thread(_wait_exit, ctx, ctx.params.deploy_grace_s)
     extra: dict[str, Any] = {

@@ -93,13 +93,13 @@ def _verdict(entries: Sequence[Entry], unit: str, *, higher_is_better: bool, wha
 CellText = Callable[[RepeatSet, Spread, Summary], str]
 
 
-def _accept_cell(group: RepeatSet, spread: Spread, summary: Summary) -> str:
+def _accept_cell(group: RepeatSet, spread: Spread, summary: Summary) -> str:  # noqa: ARG001 (one signature for every builder of its kind)
     bound = "" if knee_found(group) else "≥"
     unit = " " + rate_unit("accept", group.records)
     return f"{bound}{fmt_spread(spread, unit)} with p99 under {fmt(slo_ms(group), ' ms')}"
 
 
-def _drain_cell(group: RepeatSet, spread: Spread, summary: Summary) -> str:
+def _drain_cell(group: RepeatSet, spread: Spread, summary: Summary) -> str:  # noqa: ARG001 (one signature for every builder of its kind)
     return fmt_spread(spread, " " + rate_unit("drain", group.records))
 
 

@@ -212,7 +212,7 @@ def _surprises(summary: Summary) -> list[Finding]:
     return out
 
 
-def headline_metrics(scenario: str, summary: Summary) -> list[tuple[str, Metric]]:
+def headline_metrics(scenario: str, summary: Summary) -> list[tuple[str, Metric]]:  # noqa: ARG001 (one signature for every builder of its kind)
     """The figures each scenario table shows; the noise check covers exactly these."""
     common: list[tuple[str, Metric]] = [("throughput", throughput), ("p50", latency_p50)]
     # steady mixes fractions in one repeat set, its spread is per fraction (its table); percentiles with

@@ -124,7 +124,7 @@ def _enqueue_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
     return ("max rate under SLO", "API+broker CPU µs/task"), rows, [note]
 
 
-def _log_burst_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
+def _log_burst_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:  # noqa: ARG001 (one signature for every builder of its kind)
     rows = [
         (
             *_common(g),
@@ -140,7 +140,7 @@ def _log_burst_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
     return ("send s", "drain s"), rows, [note]
 
 
-def _email_io_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
+def _email_io_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:  # noqa: ARG001 (one signature for every builder of its kind)
     rows = [
         (
             *_common(g),
@@ -153,7 +153,7 @@ def _email_io_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
     return ("efficiency vs ideal", "ideal /s"), rows, [note]
 
 
-def _cpu_heavy_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
+def _cpu_heavy_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:  # noqa: ARG001 (one signature for every builder of its kind)
     rows = []
     for g in rsets:
         idle, loaded = tails(
@@ -171,7 +171,7 @@ def _cpu_heavy_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
     return ("/health idle ms (n)", "/health loaded ms (n)", "loaded/idle"), rows, []
 
 
-def _mixed_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:
+def _mixed_columns(summary: Summary, rsets: list[RepeatSet]) -> Extra:  # noqa: ARG001 (one signature for every builder of its kind)
     kinds = ("write_log", "send_email", "resize_image")
     rows = [(*_common(g), *(tail_cell(kind_shape(r, k) for r in g.records) for k in kinds)) for g in rsets]
     note = "Open loop at a fixed rate: throughput is the offered rate unless the runner falls behind."

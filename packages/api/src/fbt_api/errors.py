@@ -43,7 +43,7 @@ class EchoSafeJSONResponse(JSONResponse):
             )
 
 
-async def invalid_input(request: Request, exc: Exception) -> JSONResponse:
+async def invalid_input(request: Request, exc: Exception) -> JSONResponse:  # noqa: ARG001 (Starlette's exception handler signature)
     """FastAPI's own 422 body ({"detail": [errors]}), rendered so that any input can be echoed back."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
     return EchoSafeJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)

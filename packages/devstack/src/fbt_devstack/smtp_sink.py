@@ -59,7 +59,7 @@ class MailboxHandler:
         self.always_fail_to = always_fail_to
         self._refused: dict[str, int] = {}
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: ARG002 (aiosmtpd's handler signature)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         content = envelope.original_content or b""

@@ -31,7 +31,7 @@ AsyncTask = Callable[..., Awaitable[Any]]
 
 
 @functools.cache
-def _threads(pid: int) -> ThreadPoolExecutor:
+def _threads(pid: int) -> ThreadPoolExecutor:  # noqa: ARG001 (the cache key: one pool per process)
     # One pool per process (threads do not survive a fork), as wide as the whole slot budget: the runner's own
     # concurrency limit, never this pool, is what bounds how many resizes run at once. Threads start on demand.
     return ThreadPoolExecutor(max_workers=get_settings().slots, thread_name_prefix="fbt-task")

@@ -34,7 +34,7 @@ class WorkerRunner:
         backend: Backend = _attribute(self.backend_class)(settings)
         return backend
 
-    def worker_command(self, settings: Settings) -> list[str] | None:
+    def worker_command(self, settings: Settings) -> list[str] | None:  # noqa: ARG002 (the Runner protocol's signature)
         return [f"fbt-worker-{self.name}"]
 
     def worker_ready(self, settings: Settings) -> bool:
