@@ -179,6 +179,7 @@ def example_results(
     faults: bool = True,
     surprising: bool = False,
     sweep: bool = False,
+    burst: bool = False,
 ) -> dict[str, Any]:
     """A synthetic, schema-valid results document.
 
@@ -187,6 +188,7 @@ def example_results(
     faults: include a small "When things break" table.
     surprising: numbers that contradict the floors and the slot budget, to exercise every surprise.
     sweep: add cpu-sweep records (both placements), as the full profile runs them.
+    burst: add burst records, as the full profile runs them.
     """
     rng = random.Random(seed)
     params = _parameters(repeats, rng)
@@ -200,6 +202,8 @@ def example_results(
             records.append(_email_io(runner, repeat, params, rng))
             records.append(_cpu_heavy(runner, repeat, params, rng))
             records.append(_mixed(runner, repeat, params, rng))
+            if burst:
+                records.append(_burst(runner, repeat, rng))
             if sweep:
                 records.extend(
                     _cpu_sweep(runner, repeat, placement, rng) for placement in ("shared", "split")
@@ -600,6 +604,28 @@ def _cpu_sweep(runner: str, repeat: int, placement: str, rng: random.Random) -> 
         "points": points,
         "probe_rate_hz": 100.0,
         "n": 1000 * len(points),
+        "rate_word": "completed",
+    }
+    return record
+
+
+def _burst(runner: str, repeat: int, rng: random.Random) -> dict[str, Any]:
+    in_api = runner == "inprocess"
+    record = _record(runner, "burst", repeat, 1600, 80.0, rng, 100.0)
+    backlog = int(1200 * _jitter(rng))
+    record["extra"] = {
+        "offered_rate": 320.0,
+        "ideal_throughput_per_s": 80.0,
+        "burst_s": 5.0,
+        "accepted": 1600,
+        "at_peak": {
+            "backlog": backlog,
+            "in_broker": 0 if in_api else backlog,
+            "in_api": backlog if in_api else 0,
+        },
+        "recovery_s": round((15.0 if in_api else 16.0 + len(runner)) * _jitter(rng), 2),
+        "health_ms": _latency(3.0 if not in_api else 30.0, 0.5, 2000),
+        "peak_api_pss_mb": round((140.0 if in_api else 70.0) * _jitter(rng), 1),
         "rate_word": "completed",
     }
     return record

@@ -106,3 +106,24 @@ def test_the_cpu_row_comes_from_the_sweep_where_the_run_has_one(tmp_path: Path) 
 def test_a_run_without_the_sweep_says_which_profile_runs_it(tmp_path: Path) -> None:
     md = next(p for p in write_reports(example_results(), tmp_path) if p.name == "report.md").read_text()
     assert "**cpu-sweep: not measured in this run.**" in md and "The full profile runs it" in md
+
+
+def test_the_burst_row_says_where_the_backlog_waited_and_how_long_it_took(tmp_path: Path) -> None:
+    doc = example_results(burst=True)
+    row = {row.work: row for row in verdict(summarize(doc))}["A burst larger than capacity"]
+    assert (
+        row.background_tasks.startswith("only if losing it is acceptable")
+        and "API's memory" in row.background_tasks
+    )
+    assert row.ref == "tab-burst" and "recovery after" in row.deciding and "repeats" in row.deciding
+    md = next(p for p in write_reports(doc, tmp_path) if p.name == "report.md").read_text()
+    assert "burst: where the backlog lives" in md
+
+
+def test_a_backlog_is_split_between_the_broker_and_the_api() -> None:
+    from fbt_bench.scenarios.burst import backlog_where
+
+    assert backlog_where(100, 40, 60) == {"backlog": 60, "in_broker": 60, "in_api": 0}
+    assert backlog_where(100, 40, 0) == {"backlog": 60, "in_broker": 0, "in_api": 60}
+    # RabbitMQ counts per queue, not per id: never more in the broker than the backlog itself.
+    assert backlog_where(100, 90, 25) == {"backlog": 10, "in_broker": 10, "in_api": 0}

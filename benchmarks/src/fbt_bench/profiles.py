@@ -18,8 +18,17 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-SCENARIOS: tuple[str, ...] = ("accept", "drain", "steady", "email-io", "cpu-heavy", "mixed", "cpu-sweep")
-# What quick and default run: cpu-sweep takes minutes per runner and placement, so it is full's (or named).
+SCENARIOS: tuple[str, ...] = (
+    "accept",
+    "drain",
+    "steady",
+    "email-io",
+    "cpu-heavy",
+    "mixed",
+    "cpu-sweep",
+    "burst",
+)
+# What quick and default run: cpu-sweep and burst take minutes per runner, so they are full's (or named).
 SIX = SCENARIOS[:6]
 
 
@@ -120,6 +129,10 @@ class Profile:
     sweep_min_probes: int = 1000
     # shared: every process on every core; split: the API on one core, workers and broker on the other.
     sweep_placements: tuple[Literal["shared", "split"], ...] = ("shared", "split")
+    # burst (fbt_bench.scenarios.burst): emails at this multiple of the ideal throughput for burst_s, enough
+    # for a backlog several times what the slots hold, then recovery with only the /health probe.
+    burst_factor: float = 4.0
+    burst_s: float = 5.0
 
     @property
     def slots(self) -> int:

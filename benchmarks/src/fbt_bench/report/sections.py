@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fbt_bench.report import capacity_figures, capacity_tables, cpu_sweep, figures, peers, tables
+from fbt_bench.report import burst, capacity_figures, capacity_tables, cpu_sweep, figures, peers, tables
 from fbt_bench.report.analysis import Summary
 from fbt_bench.report.figures import Chart
 from fbt_bench.report.tables import Table
@@ -19,6 +19,7 @@ SCENARIO_BLURBS = {
     "cpu-heavy": "Image resizes while a probe hits GET /health at a fixed rate: does the API keep answering?",
     "cpu-sweep": cpu_sweep.BLURB
     + " The full profile runs it (fbt-bench compare --scenarios cpu-sweep names it).",
+    "burst": burst.BLURB + " The full profile runs it (fbt-bench compare --scenarios burst names it).",
     "mixed": "80% log, 15% email, 5% resize at a fixed arrival rate: do light tasks wait behind heavy ones?",
     "enqueue": "(older scenario) Open-loop constant-arrival load on POST /log/ at a fixed list of rates.",
     "log-burst": "(older scenario) N log tasks sent as fast as the API takes them: the rate measures the "
@@ -81,6 +82,12 @@ def _cpu_sweep_section(summary: Summary, scenario: str) -> ScenarioSection:
     return ScenarioSection(scenario, SCENARIO_BLURBS[scenario], table)
 
 
+def _burst_section(summary: Summary, scenario: str) -> ScenarioSection:
+    table = burst.burst_table(summary)
+    assert table is not None  # the section exists only where the run has burst records
+    return ScenarioSection(scenario, SCENARIO_BLURBS[scenario], table)
+
+
 def _workload_section(summary: Summary, scenario: str) -> ScenarioSection:
     section = ScenarioSection(
         scenario, SCENARIO_BLURBS.get(scenario, ""), tables.scenario_table(summary, scenario)
@@ -105,4 +112,5 @@ CAPACITY_SECTIONS: dict[str, Callable[[Summary, str], ScenarioSection]] = {
     "drain": _drain_section,
     "steady": _steady_section,
     "cpu-sweep": _cpu_sweep_section,
+    "burst": _burst_section,
 }

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fbt_bench.measuring.stats import Spread
+from fbt_bench.report import burst as burst_section
 from fbt_bench.report import cpu_sweep
 from fbt_bench.report.analysis import (
     RepeatSet,
@@ -214,9 +215,36 @@ def _cpu_sweep_row(summary: Summary, work: str) -> VerdictRow:
     )
 
 
-def burst(summary: Summary) -> VerdictRow:  # noqa: ARG001 (one signature for every builder of its kind)
-    """A burst above capacity needs its own scenario (where the backlog lives, what a kill loses at its peak)."""
-    return VerdictRow("A burst larger than capacity", NOT_MEASURED, NOT_MEASURED, NOT_MEASURED, "")
+def burst(summary: Summary) -> VerdictRow:
+    """From the burst scenario: where the backlog lived at its peak, and how long it took to clear."""
+    work = "A burst larger than capacity"
+    groups = [g for r, c in summary.systems if (g := summary.get(burst_section.SCENARIO, r, c))]
+    if not groups:
+        return VerdictRow(work, NOT_MEASURED, NOT_MEASURED, NOT_MEASURED, "")
+    ranked = [
+        Ranked(summary.system_label(g.runner, g.config), spread, summary.runs_in_api(g.runner))
+        for g in groups
+        if (spread := burst_section.recovery(g)) is not None
+    ]
+    in_api, queues = _split(sorted(ranked, key=lambda e: e.spread.median))
+    grouped = tiers(queues, _spread, higher_is_better=False)
+    in_api_group = next(
+        (g for g in groups if in_api and summary.system_label(g.runner, g.config) == in_api.label), None
+    )
+    if in_api_group is None or in_api is None:
+        answer = NOT_MEASURED
+    else:
+        held = burst_section.peak(in_api_group, "in_api")
+        answer = f"only if losing it is acceptable: {fmt(held)} tasks waited in the API's memory at the peak"
+    figures = [
+        f"{e.label} {_range(e.spread, ' s')}" for e in (in_api, grouped[0][0] if grouped else None) if e
+    ]
+    offered = groups[0].records[0]["extra"]
+    deciding = (
+        f"recovery after {fmt(offered.get('offered_rate'), '/s')} of email for {fmt(offered.get('burst_s'), ' s')}: "
+        f"{'; '.join(figures)} ({repeats_text(min(e.spread.n for e in ranked))})"
+    )
+    return VerdictRow(work, answer, tiers_text(grouped), deciding, table_id(burst_section.SCENARIO))
 
 
 def crash(summary: Summary) -> VerdictRow:

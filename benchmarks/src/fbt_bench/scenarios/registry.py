@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fbt_bench.scenarios.accept import accept
+from fbt_bench.scenarios.burst import burst
 from fbt_bench.scenarios.bursts import email_io
 from fbt_bench.scenarios.context import ScenarioContext
 from fbt_bench.scenarios.cpu_heavy import cpu_heavy
@@ -26,6 +27,7 @@ SCENARIO_RUNS: dict[str, ScenarioRun] = {
     "cpu-heavy": cpu_heavy,
     "mixed": mixed,
     "cpu-sweep": cpu_sweep,
+    "burst": burst,
 }
 # steady runs at fractions of the accept knee and the drain rate of the same repeat.
 DEPENDS_ON: dict[str, tuple[str, ...]] = {"steady": ("accept", "drain")}
