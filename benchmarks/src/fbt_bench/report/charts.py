@@ -8,7 +8,7 @@ prefixed with the chart's id because several SVGs share one HTML document.
 import io
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import matplotlib
@@ -22,10 +22,13 @@ from matplotlib.typing import RcKeyType
 Points = Sequence[Sequence[float]]
 
 # One colour per runner everywhere, so a reader can follow a runner from chart to chart: runners take these
-# in the report's order, then the extra ones; the floors are grey and black.
-RUNNER_COLOURS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd")
+# in the report's order (twelve that stay apart: Tableau's ten without its grey, then three of Paul Tol's),
+# then the extra ones; the floors are grey and black. Lines also carry a marker of their own, so two
+# series stay apart where colours come close or the page is printed in grey.
+RUNNER_COLOURS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+EXTRA_COLOURS = ("#bcbd22", "#332288", "#882255", "#44aa99")
 FLOOR_COLOURS = ("#7f7f7f", "#111111")
-EXTRA_COLOURS = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 GROUP_COLOURS = {
     "api": "#1f77b4",
     "workers": "#ff7f0e",
@@ -60,18 +63,25 @@ class Palette:
 
     colours: Mapping[str, str]
     floors: frozenset[str] = frozenset()
+    markers: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, runners: Sequence[str], floors: Sequence[str]) -> "Palette":
         """Runners in the report's order take the runner colours, then the extra ones; floors grey, black."""
         colours = dict(zip(runners, (*RUNNER_COLOURS, *EXTRA_COLOURS), strict=False))
         colours.update(zip(floors, FLOOR_COLOURS, strict=False))
-        return cls(colours, frozenset(floors))
+        markers = dict(zip((*runners, *floors), MARKERS * 2, strict=False))
+        return cls(colours, frozenset(floors), markers)
 
     def colour(self, label: str, fallback_index: int = 0) -> str:
-        """The runner's colour; labels like 'Celery (defaults)' share their runner's colour."""
+        """The runner's colour; labels like 'Celery (defaults)' share their runner's colour, but a runner whose
+        own name has parentheses ('BackgroundTasks (async)') keeps its own."""
         fallback = EXTRA_COLOURS[fallback_index % len(EXTRA_COLOURS)]
-        return self.colours.get(_base(label), fallback)
+        return self.colours.get(label) or self.colours.get(_base(label), fallback)
+
+    def marker(self, label: str, fallback_index: int = 0) -> str:
+        fallback = MARKERS[fallback_index % len(MARKERS)]
+        return self.markers.get(label) or self.markers.get(_base(label), fallback)
 
     def is_floor(self, label: str) -> bool:
         return _base(label) in self.floors
@@ -108,6 +118,9 @@ def latency_cdf(chart_id: str, series: Mapping[str, Sequence[Points]], title: st
                     where="post",
                     linestyle=style,
                     color=palette.colour(label, i),
+                    marker=palette.marker(label, i),
+                    markevery=max(1, len(xs) // 6),
+                    markersize=4,
                     alpha=0.85,
                     linewidth=1.3,
                     label=label if j == 0 else None,
