@@ -87,6 +87,13 @@ class Palette:
         return _base(label) in self.floors
 
 
+def _number(x: float) -> str:
+    """As the report's tables print a figure: 26,990 not 2.699e+04, 812 not 812.3, 0.0123 as is."""
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.3g}"
+
+
 def _base(label: str) -> str:
     return label.split(" (")[0].split(" [")[0]
 
@@ -138,7 +145,7 @@ def _label_bars(ax: Axes, bars: Sequence[Bar]) -> None:
     """Each bar's median above its whisker, and its flag (if any) above that."""
     for x, bar in enumerate(bars):
         ax.annotate(
-            f"{bar.median:,.4g}",
+            _number(bar.median),
             (x, bar.high),
             textcoords="offset points",
             xytext=(0, 3),
@@ -196,7 +203,8 @@ def throughput_bars(
             ax.set_ylabel(unit)
         if any(b.flag for b in bars) and ax.get_yscale() == "linear":
             ax.set_ylim(top=max(b.high for b in bars) * 1.2)  # room for the flags under the title
-        ax.set_xticks(list(xs), [b.label for b in bars], rotation=15, ha="right")
+        # Steep enough that ten long names never print over each other.
+        ax.set_xticks(list(xs), [b.label for b in bars], rotation=35, ha="right", rotation_mode="anchor")
         ax.set_title(title)
         _legend(ax)
         return _svg(fig, chart_id, title)
@@ -361,7 +369,7 @@ def memory_bars(
             bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
         ax.set_ylabel(f"peak {measure} (MB)")
         ax.set_title(title)
-        ax.tick_params(axis="x", rotation=15)
+        ax.tick_params(axis="x", rotation=35)
         _legend(ax)
         return _svg(fig, chart_id, title)
 
