@@ -13,6 +13,7 @@ from rq.exceptions import AbandonedJobError
 
 from fbt_bench.faults.model import FULL, Cell, matrix, skipped_faults, trial_params
 from fbt_bench.faults.run import Eta
+from fbt_bench.faults.trials import outcome_of
 from fbt_bench.report.analysis import summarize
 from fbt_bench.report.findings import _faults
 from fbt_bench.report.tables import faults_layout, side_by_side
@@ -22,6 +23,7 @@ from fbt_rq.jobs import stop_retrying_permanent_errors
 from fbt_tasks import jobs
 from fbt_tasks.registry import configure, load_runner
 from fbt_tasks.retry import TRANSIENT_ERROR_NAMES, TRANSIENT_ERRORS, is_transient, resolve
+from fbt_tasks.runner import FaultOutcome
 from fbt_tasks.settings import Settings
 
 BROKER_RUNNERS = ("celery", "rq", "dramatiq")
@@ -267,9 +269,9 @@ def test_trials_reuse_a_clean_stack_and_get_a_fresh_one_after_leftovers_or_an_er
     assert not isinstance(second, Exception) and "fresh stack: held" in second.record["notes"]
 
 
-def _result(**counts: Any) -> dict[str, Any]:
+def _result(**counts: Any) -> FaultOutcome:
     base = {"lost": 0, "failed_attempts": 0, "reexecuted": 0, "unfinished": {}, "watched_s": 60.0}
-    return {**base, **counts}
+    return outcome_of({**base, **counts})
 
 
 def test_a_loss_in_a_safe_config_is_explained_by_its_mechanism_not_by_the_happy_path():

@@ -43,7 +43,7 @@ from fbt_tasks.backend import BrokerUnavailable
 from fbt_tasks.jobs import Job, JobState
 from fbt_tasks.registry import configure
 from fbt_tasks.retry import TRANSIENT_ERRORS
-from fbt_tasks.runner import NO_HOLDINGS
+from fbt_tasks.runner import NO_HOLDINGS, FaultOutcome
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -210,7 +210,7 @@ def test_defaults_store_no_job_state_so_jobs_reads_queued_and_503_when_redis_is_
         assert [e.ok for e in events_by_id(own)[job.id]] == [True]
         assert backend.status(job.id) == backend.status("0" * 32) == JobState.queued
         assert redis.Redis.from_url(server.url).keys("celery-task-meta-*") == []
-        assert "worker log" in FAULTS.mechanism("task-error", described, {})
+        assert "worker log" in FAULTS.mechanism("task-error", described, FaultOutcome())
         server.stop()
         with pytest.raises(BrokerUnavailable):
             backend.status(job.id)

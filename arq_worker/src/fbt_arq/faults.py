@@ -15,7 +15,7 @@ from arq.utils import timestamp_ms
 from fbt_arq.wire import QUEUE_NAME, in_progress_key, job_key, loads, result_key
 from fbt_tasks.fault_words import crash, executions, malformed, outage
 from fbt_tasks.holdings import inspection_client, reply_bytes
-from fbt_tasks.runner import FaultName, Holdings
+from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 
@@ -29,9 +29,9 @@ def _failed(raw: object) -> bool:
         return True
 
 
-def _stranded(result: Mapping[str, Any], in_progress: Any) -> str:
+def _stranded(result: FaultOutcome, in_progress: Any) -> str:
     """Jobs still held after a fault their worker survived or restarted from: their in-progress key outlived it."""
-    held = result.get("held", 0)
+    held = result.held
     if not held:
         return ""
     return (
@@ -104,15 +104,15 @@ class ArqFaults:
         # after it expired (polls are poll_delay apart) starts the job again.
         return float(described["in_progress_timeout_s"]) + float(described["poll_delay_s"])
 
-    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         d, r = described, result
         in_progress, poll = d.get("in_progress_timeout_s"), d.get("poll_delay_s")
         wait, keep = d.get("job_completion_wait_s", 0), d.get("keep_result_s")
         retry, tries = d.get("retry", "none"), d.get("max_tries")
-        if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
+        if fault == "kill-worker" or (fault == "deploy" and r.killed):
             came_back = (
-                f", which did not happen within the {r['watched_s']:.0f} s watched"
-                if r.get("lost") and "watched_s" in r
+                f", which did not happen within the {r.watched_s:.0f} s watched"
+                if r.lost and r.watched_s is not None
                 else ""
             )
             return (

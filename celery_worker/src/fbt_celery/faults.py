@@ -21,7 +21,7 @@ from kombu.transport.redis import Channel as RedisChannel
 from fbt_celery.queue_configs import queue_config_for
 from fbt_tasks.fault_words import crash, executions, malformed, node_crash, outage
 from fbt_tasks.holdings import INSPECTION_TIMEOUT_S, count_ids, inspection_client
-from fbt_tasks.runner import FaultName, Holdings
+from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 # kombu's Redis transport: the queue is a list named after Celery's default queue, delivered-unacked
@@ -188,22 +188,22 @@ class CeleryFaults:
             described.get("unacked_sweep_s", 100)
         )
 
-    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         if described.get("broker_name") == "rabbitmq":
             return rabbitmq_mechanism(fault, described, result)
         d, r = described, result
         vt, sweep = d.get("visibility_timeout_s", 3600), d.get("unacked_sweep_s", 100)
         retries = d.get("retries", "none")
-        if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
+        if fault == "kill-worker" or (fault == "deploy" and r.killed):
             if d.get("acks_late"):
                 told = (
                     "Celery acks late, so the killed worker's messages stayed in kombu's unacked hash and were "
                     f"redelivered once the {vt} s visibility timeout passed (swept every {sweep} s)"
                 )
-                if r.get("lost"):
+                if r.lost:
                     # kombu/transport/redis.py: BRPOP (or RPOP) takes the message, QoS.append records it after.
                     told += (
-                        f"; {r['lost']} never came back: kombu takes a message off the list and records it as "
+                        f"; {r.lost} never came back: kombu takes a message off the list and records it as "
                         "unacked in a second command, so a worker killed between the two takes the message "
                         "with it (celery/celery#7950)"
                     )
@@ -211,7 +211,7 @@ class CeleryFaults:
             return (
                 "Celery acks a message when its task starts, so the running tasks were gone at the kill, and "
                 f"prefetched messages wait in kombu's unacked hash for the {vt} s visibility timeout, longer "
-                f"than the {r['watched_s']:.0f} s watched"
+                f"than the {r.watched_s:.0f} s watched"
             )
         if fault == "deploy":
             return (
@@ -220,28 +220,28 @@ class CeleryFaults:
             )
         if fault == "broker-restart":
             told = "Redis's AOF kept the queue and the worker reconnected; " + outage(r, "autoretry_for")
-            if r.get("lost"):
+            if r.lost:
                 told += (
-                    f"; {r['lost']} gone: kombu takes a message off the list and records it as unacked in a second "
+                    f"; {r.lost} gone: kombu takes a message off the list and records it as unacked in a second "
                     "command, and a message taken just before the outage was never recorded (celery/celery#7950)"
                 )
-            if held := r["unfinished"].get("held"):
+            if held := r.unacked:
                 told += (
                     f"; {held} messages it had prefetched before the outage stay in kombu's unacked hash "
                     f"until the {vt} s visibility timeout"
                 )
             return told
         if fault == "broker-crash":
-            if r["lost"] and r.get("appendfsync") == "always":
+            if r.lost and r.appendfsync == "always":
                 # kombu/transport/redis.py: BRPOP takes the message, QoS.append records it as unacked afterwards.
                 return (
-                    f"{r['lost']} jobs the API had acknowledged were gone although appendfsync always had them on "
+                    f"{r.lost} jobs the API had acknowledged were gone although appendfsync always had them on "
                     "disk: kombu's Redis transport takes a message with BRPOP and records it as unacked in a "
                     "second command, so a Redis SIGKILL between the two loses a delivered message"
                 )
             return crash(r) + "; the worker and the API reconnected to the restarted server"
         if fault == "delay-past-timeout":
-            if r.get("delay_s", 0) > vt:
+            if (r.delay_s or 0) > vt:
                 return (
                     "a countdown task waits in a worker as an unacked ETA message, so kombu restored it to the "
                     f"queue each time the {vt} s visibility timeout passed and it was delivered again "
@@ -263,11 +263,11 @@ class CeleryFaults:
         )
 
 
-def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
     """Celery on RabbitMQ: the broker, not a timeout, returns a dead consumer's unacked messages."""
     d, r = described, result
     queue = f"{d.get('queue_type', 'classic')} queue"
-    if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
+    if fault == "kill-worker" or (fault == "deploy" and r.killed):
         if d.get("acks_late"):
             return (
                 "Celery acks late, so the killed worker's messages were still unacked and RabbitMQ requeued "

@@ -15,7 +15,7 @@ from dramatiq.common import dq_name, xq_name
 from fbt_dramatiq.actors import QUEUE_NAME
 from fbt_tasks.fault_words import crash, executions, malformed, node_crash, outage
 from fbt_tasks.holdings import count_ids, inspection_client
-from fbt_tasks.runner import FaultName, Holdings
+from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 # RedisBroker's default namespace, which build_broker keeps. dramatiq/brokers/redis/dispatch.lua: queue lists
@@ -113,7 +113,7 @@ class DramatiqFaults:
         # three expected waits cover it ~95 % of the time.
         return float(reliability.get("heartbeat_timeout_ms", 60_000)) / 1000 + 3 / chance
 
-    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         if described.get("broker_name") == "rabbitmq":
             return rabbitmq_mechanism(fault, described, result)
         rel, r = described.get("reliability", {}), result
@@ -121,10 +121,8 @@ class DramatiqFaults:
         share = rel.get("maintenance_chance_per_million", 1000) / 1e4
         backoff_s = rel.get("min_backoff_ms", 15_000) / 1000
         retries = f"max_retries {rel.get('max_retries')}, backoff from {backoff_s:g} s"
-        if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
-            came_back = (
-                f", which did not happen within the {r['watched_s']:.0f} s watched" if r["lost"] else ""
-            )
+        if fault == "kill-worker" or (fault == "deploy" and r.killed):
+            came_back = f", which did not happen within the {r.watched_s:.0f} s watched" if r.lost else ""
             return (
                 "Dramatiq acks late: the killed worker's messages stayed in its acks set until queue "
                 f"maintenance, run on {share:g} % of broker calls, found its heartbeat older than {hb_s:g} s "
@@ -138,10 +136,10 @@ class DramatiqFaults:
             told = "Redis's AOF kept the queue and the consumers reconnected; " + outage(
                 r, f"the Retries middleware ({retries})"
             )
-            if r.get("lost"):
+            if r.lost:
                 # dramatiq/broker.py emit_after logs a middleware's exception and carries on to the ack.
                 told += (
-                    f"; {r['lost']} are gone: the Retries middleware retries by enqueueing a copy, that enqueue hit "
+                    f"; {r.lost} are gone: the Retries middleware retries by enqueueing a copy, that enqueue hit "
                     "the outage, and Dramatiq logs a failing middleware as critical and acks the original anyway"
                 )
             return told + _stranded(r)
@@ -168,14 +166,14 @@ class DramatiqFaults:
         )
 
 
-def _stranded(r: Mapping[str, Any]) -> str:
+def _stranded(r: FaultOutcome) -> str:
     """Why messages can sit in a live worker's acks set after an outage (dramatiq/brokers/redis: the fetch
     script moves ids into the worker's acks set before replying; worker.py restarts a consumer on a connection
     error, dropping the messages it had prefetched; dispatch.lua's maintenance requeues dead workers' acks)."""
-    if not r.get("held"):
+    if not r.held:
         return ""
     return (
-        f"; {r['held']} stayed in a live worker's acks set: the outage cut off a fetch's reply or made a consumer "
+        f"; {r.held} stayed in a live worker's acks set: the outage cut off a fetch's reply or made a consumer "
         "restart without the messages it had prefetched, and maintenance requeues only a dead worker's acks, so "
         "they come back when that worker stops"
     )
@@ -223,12 +221,12 @@ def rabbitmq_whereabouts(settings: Settings) -> str:
     )
 
 
-def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
     """Dramatiq on RabbitMQ: the broker returns a dead consumer's unacked messages at once."""
     rel, r = described.get("reliability", {}), result
     backoff_s = rel.get("min_backoff_ms", 15_000) / 1000
     retries = f"max_retries {rel.get('max_retries')}, backoff from {backoff_s:g} s"
-    if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
+    if fault == "kill-worker" or (fault == "deploy" and r.killed):
         return (
             "Dramatiq acks late, so the killed worker's messages were still unacked and RabbitMQ requeued them "
             "as soon as its connection closed; no heartbeat timeout to wait out"

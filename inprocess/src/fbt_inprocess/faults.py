@@ -7,7 +7,7 @@ to redeliver, and every fault's outcome follows from that.
 from collections.abc import Mapping
 from typing import Any
 
-from fbt_tasks.runner import NO_HOLDINGS, FaultName, Holdings
+from fbt_tasks.runner import NO_HOLDINGS, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 
@@ -32,10 +32,10 @@ class InProcessFaults:
     def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:  # noqa: ARG002 (FaultModel's signature)
         return 0.0  # nothing to redeliver
 
-    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:  # noqa: ARG002 (FaultModel's signature)
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:  # noqa: ARG002 (FaultModel's signature)
         r = result
         if fault == "kill-worker":
-            if r["lost"] == 0:
+            if r.lost == 0:
                 return (
                     "every accepted task had finished before the API process was killed, so nothing was left "
                     "in its memory to lose; a task queued or running at that moment would have died with it"
@@ -45,7 +45,7 @@ class InProcessFaults:
                 "died with it: nothing persists them and nothing retries them"
             )
         if fault == "deploy":
-            if r["lost"] == 0:
+            if r.lost == 0:
                 return (
                     "uvicorn's graceful shutdown waits for in-flight requests, and a request's "
                     "BackgroundTasks run inside it, so the tasks already accepted finished before the process "
@@ -53,16 +53,16 @@ class InProcessFaults:
                 )
             return "tasks still queued in the API process when its shutdown grace period ran out died with it"
         if fault == "broker-restart":
-            if r["failed_attempts"]:
+            if r.failed_attempts:
                 return (
                     "enqueueing needs no broker, but send_email's send-once guard needs Redis and "
-                    f"BackgroundTasks do not retry: {r['failed_attempts']} emails that ran while Redis was "
+                    f"BackgroundTasks do not retry: {r.failed_attempts} emails that ran while Redis was "
                     "down failed and were lost"
                 )
             return (
                 "enqueueing needs no broker and no email failed: tasks that had sent theirs waited for Redis "
                 "to record it, holding the threadpool tokens the API's own requests need (slowest answer "
-                f"{r['outage']['max_latency_ms']:.0f} ms)"
+                f"{(r.slowest_answer_ms or 0.0):.0f} ms)"
             )
         return (
             "BackgroundTasks have no retry: a failing task is logged and dropped, its failure visible only in "

@@ -6,16 +6,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from fbt_inprocess.faults import InProcessFaults
-from fbt_tasks.runner import FaultName
+from fbt_tasks.runner import FaultName, FaultOutcome
 
 
 class InProcessAsyncFaults(InProcessFaults):
-    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
-        if fault == "broker-restart" and not result["failed_attempts"]:
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
+        if fault == "broker-restart" and not result.failed_attempts:
             return (
                 "enqueueing needs no broker and no email failed: tasks that had sent theirs waited on the loop "
                 f"for Redis to record it, holding {described.get('concurrent_tasks', 'their')} task slots but no "
-                f"thread the API's requests need (slowest answer {result['outage']['max_latency_ms']:.0f} ms)"
+                f"thread the API's requests need (slowest answer {(result.slowest_answer_ms or 0.0):.0f} ms)"
             )
         return super().mechanism(fault, described, result)
 

@@ -17,7 +17,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from fbt_rq.queue_configs import QUEUE_NAME
 from fbt_tasks.fault_words import crash, executions, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client
-from fbt_tasks.runner import FaultName, Holdings
+from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 # rq/registry.py key templates and rq/queue.py's keys for our queue. A dequeued job sits in the intermediate
@@ -91,7 +91,7 @@ class RQFaults:
         started = min(float(described.get("job_timeout_s", 180)), monitoring) + 60
         return max(started, 60 + maintenance) + maintenance + float(described["idle_dequeue_block_s"])
 
-    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         d, r = described, result
         retry = d.get("retry", "none")
         jmi, maint, block = (
@@ -99,7 +99,7 @@ class RQFaults:
             d.get("maintenance_interval_s"),
             d.get("idle_dequeue_block_s"),
         )
-        if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
+        if fault == "kill-worker" or (fault == "deploy" and r.killed):
             timing = (
                 f"its heartbeat deadline ({jmi} s + 60 s) has passed and a worker's maintenance runs (every "
                 f"{maint} s, but only between dequeues, which block {block} s when idle)"

@@ -15,7 +15,7 @@ from fbt_saq.queue_configs import SWEEP_ABORT_WAIT_S
 from fbt_saq.wire import ACTIVE_KEY, INCOMPLETE_KEY, QUEUED_KEY, job_id, key_of
 from fbt_tasks.fault_words import crash, executions, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client, reply_bytes
-from fbt_tasks.runner import FaultName, Holdings
+from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 FAILED_STATUSES = {Status.FAILED.value, Status.ABORTED.value}
@@ -92,19 +92,19 @@ class SAQFaults:
         delay = float(described.get("retry_delay_s", 0)) + float(described["schedule_interval_s"])
         return min(limits) + 2 * sweep + SWEEP_ABORT_WAIT_S + delay
 
-    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         sentence = self._mechanism(fault, described, result)
-        if result.get("duplicates"):
+        if result.duplicates:
             sentence += (
                 "; a job ran twice where SAQ's sweep caught it between its dequeue and its start and retried it "
                 "after it finished (tobymao/saq#277)"
             )
         return sentence
 
-    def _mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    def _mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         d, r = described, result
         retries, sweep = int(d.get("retries", 1)), d.get("sweep_interval_s")
-        if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
+        if fault == "kill-worker" or (fault == "deploy" and r.killed):
             found = (
                 f"SAQ's sweep (every {sweep} s) finds a killed worker's job stuck once it is untouched for "
                 f"{d.get('heartbeat_s')} s (the job function's heartbeat stopped)"

@@ -17,7 +17,7 @@ from fbt_taskiq.queue_configs import CONSUMER_GROUP, QUEUE_NAME, RESULT_PREFIX, 
 from fbt_taskiq.redis_keys import STREAM_FIELD, push, result_key, task_id
 from fbt_tasks.fault_words import crash, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client, reply_bytes
-from fbt_tasks.runner import FaultName, Holdings
+from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 StreamId = tuple[int, int]
@@ -125,21 +125,19 @@ class TaskiqFaults:
         # read past the idle timeout. On an idle queue it never runs (the mechanism sentence says so).
         return float(idle_ms) / 1000 + float(described.get("xread_block_ms") or 0) / 1000
 
-    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         d, r = described, result
         streams = d.get("idle_timeout_ms") is not None
         retry = d.get("retry", "none")
-        if fault == "kill-worker" or (fault == "deploy" and not r.get("graceful", True)):
+        if fault == "kill-worker" or (fault == "deploy" and r.killed):
             if not streams:
-                fate = (
-                    f"{r['lost']} were lost" if r.get("lost") else "this kill found none in a worker's hands"
-                )
+                fate = f"{r.lost} were lost" if r.lost else "this kill found none in a worker's hands"
                 return (
                     "ListQueueBroker's BRPOP removes a message from Redis when a worker takes it, so a killed "
                     f"worker's jobs exist only in its memory: {fate}"
                 )
             idle = float(d["idle_timeout_ms"]) / 1000
-            stuck = r.get("held") or r.get("lost")
+            stuck = r.held or r.lost
             came_back = (
                 f"; {stuck} were still pending when the watch ended: no new message reached a worker after the "
                 "timeout, so no XAUTOCLAIM ran"
@@ -158,12 +156,14 @@ class TaskiqFaults:
                 + (", still pending in the stream" if streams else " and lost")
             )
         if fault == "broker-restart":
-            stuck = (
-                f"; {r['held']} stayed pending (unacked) and, the queue being idle after, no XAUTOCLAIM ran"
-                if streams and r.get("held")
+            pending_note = (
+                f"; {r.held} stayed pending (unacked) and, the queue being idle after, no XAUTOCLAIM ran"
+                if streams and r.held
                 else ""
             )
-            return "Redis's AOF kept the queue and the workers reconnected; " + outage(r, retry) + stuck
+            return (
+                "Redis's AOF kept the queue and the workers reconnected; " + outage(r, retry) + pending_note
+            )
         if fault == "broker-crash":
             return crash(r) + "; the workers reconnected"
         if fault == "delay-past-timeout":

@@ -15,7 +15,7 @@ the last one's AOF), and its record says so (``stack``).
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,7 +29,7 @@ from fbt_devstack.sink import Sink, smtp_sink
 from fbt_devstack.smtp_sink import read_mailbox
 from fbt_devstack.stack import Stack
 from fbt_tasks.registry import configure, load_runner
-from fbt_tasks.runner import Holdings, pending
+from fbt_tasks.runner import FaultOutcome, Holdings, pending
 from fbt_tasks.settings import Settings
 
 # A malformed message has no job id, so whether it is still on a queue cannot be read per job: each
@@ -37,9 +37,31 @@ from fbt_tasks.settings import Settings
 FRESH_EACH_TRIAL: frozenset[str] = frozenset({"poison-message"})
 
 
+def outcome_of(result: Mapping[str, Any]) -> FaultOutcome:
+    """The typed view of a fault record that a runner's mechanism sentence reads (fbt_tasks.runner)."""
+    runs = result.get("executions") or None
+    poison = result.get("poison") or {}
+    return FaultOutcome(
+        lost=int(result.get("lost", 0)),
+        held=int(result.get("held", 0)),
+        unacked=int((result.get("unfinished") or {}).get("held", 0)),
+        failed_attempts=int(result.get("failed_attempts", 0)),
+        reexecuted=int(result.get("reexecuted", 0)),
+        duplicates=len(result.get("duplicates") or ()),
+        watched_s=result.get("watched_s"),
+        graceful=result.get("graceful"),
+        delay_s=result.get("delay_s"),
+        appendfsync=result.get("appendfsync"),
+        slowest_answer_ms=(result.get("outage") or {}).get("max_latency_ms"),
+        runs=(int(runs["min"]), int(runs["max"]), int(runs["skipped"])) if runs else None,
+        poison_where=poison.get("where"),
+        worker_kept_working=poison.get("worker_kept_working"),
+    )
+
+
 def mechanism(cell: Cell, described: dict[str, Any], result: dict[str, Any]) -> str:
     """One sentence: why this runner, configured as it was, behaved as measured (the runner's own words)."""
-    told = load_runner(cell.runner).faults.mechanism(cell.fault, described, result)
+    told = load_runner(cell.runner).faults.mechanism(cell.fault, described, outcome_of(result))
     if twice := result["duplicate_effects"]:
         why = (
             "their send-once record could not be written while Redis was down"

@@ -1,21 +1,20 @@
 """Phrases the runners' fault models share, so every runner words the same measurement the same way."""
 
-from collections.abc import Mapping
-from typing import Any
+from fbt_tasks.runner import FaultOutcome
 
 
-def outage(result: Mapping[str, Any], retried_by: str) -> str:
+def outage(outcome: FaultOutcome, retried_by: str) -> str:
     """What became of the tasks that hit Redis while it was down, as measured."""
-    failed, again = result["failed_attempts"], result["reexecuted"]
+    failed, again = outcome.failed_attempts, outcome.reexecuted
     if not failed:
         return "no task attempt failed on it"
     rerun = f"{again} jobs were run again by {retried_by}" if again else "none was run again"
     return f"{failed} task attempts failed on Redis during the outage and {rerun}"
 
 
-def crash(result: Mapping[str, Any]) -> str:
+def crash(outcome: FaultOutcome) -> str:
     """What a SIGKILLed Redis, restarted from its AOF, cost: acknowledged jobs gone, under which fsync policy."""
-    policy, lost = result.get("appendfsync", "everysec"), result["lost"]
+    policy, lost = outcome.appendfsync or "everysec", outcome.lost
     if not lost:
         return f"Redis restarted from its AOF (appendfsync {policy}) with every acknowledged job still in it"
     return (
@@ -24,10 +23,10 @@ def crash(result: Mapping[str, Any]) -> str:
     )
 
 
-def node_crash(result: Mapping[str, Any], kept: str) -> str:
+def node_crash(outcome: FaultOutcome, kept: str) -> str:
     """What a SIGKILLed RabbitMQ node, started again on its data dir, cost; ``kept`` says what was meant to
     survive ("confirmed persistent messages on a quorum queue")."""
-    lost = result["lost"]
+    lost = outcome.lost
     if not lost:
         return f"RabbitMQ came back from the SIGKILL with every acknowledged job still there ({kept})"
     return (
@@ -36,16 +35,15 @@ def node_crash(result: Mapping[str, Any], kept: str) -> str:
     )
 
 
-def executions(result: Mapping[str, Any]) -> str:
+def executions(outcome: FaultOutcome) -> str:
     """How often each delayed job ran, as measured."""
-    runs = result.get("executions", {})
-    if not runs:
+    if outcome.runs is None:
         return "no delayed job ran within the watch"
-    return f"each delayed job ran {runs['min']}-{runs['max']} times ({runs['skipped']} runs turned away as repeats)"
+    low, high, skipped = outcome.runs
+    return f"each delayed job ran {low}-{high} times ({skipped} runs turned away as repeats)"
 
 
-def malformed(result: Mapping[str, Any]) -> str:
+def malformed(outcome: FaultOutcome) -> str:
     """Where the malformed message ended up and whether the workers went on."""
-    poison = result.get("poison", {})
-    went_on = "the worker kept working" if poison.get("worker_kept_working") else "the worker stopped working"
-    return f"the malformed message ended up {poison.get('where', 'nowhere known')} and {went_on}"
+    went_on = "the worker kept working" if outcome.worker_kept_working else "the worker stopped working"
+    return f"the malformed message ended up {outcome.poison_where or 'nowhere known'} and {went_on}"

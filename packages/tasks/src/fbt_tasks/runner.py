@@ -148,6 +148,35 @@ def pending(holdings: Holdings) -> int:
     return holdings["queued"] + holdings["held"] + holdings["scheduled"]
 
 
+@dataclass(frozen=True, slots=True)
+class FaultOutcome:
+    """What the fault harness counted in one cell, as a runner's mechanism sentence reads it: a typed view
+    the harness builds from its record (fbt_bench.faults.trials), so no runner reads the harness's keys."""
+
+    lost: int = 0  # accepted, never completed, no longer anywhere: gone for good
+    held: int = 0  # accepted, not completed, still in the broker: comes back later
+    unacked: int = 0  # of those held, delivered to a worker and not acknowledged
+    failed_attempts: int = 0
+    reexecuted: int = 0  # jobs run again after the fault
+    duplicates: int = 0  # jobs whose effect ran twice
+    watched_s: float | None = None  # how long the harness watched after the fault
+    # deploy: whether the worker exited within the grace period (None: not a deploy).
+    graceful: bool | None = None
+    delay_s: float | None = None  # delay-past-timeout: the countdown the jobs were given
+    appendfsync: str | None = None  # broker-crash on Redis: the fsync policy in force
+    slowest_answer_ms: float | None = None  # broker-restart: the API's slowest answer during the outage
+    # delay-past-timeout: the fewest and most runs of a delayed job, and the runs turned away as repeats.
+    runs: tuple[int, int, int] | None = None
+    # poison-message: where the malformed message ended up, and whether the worker kept working.
+    poison_where: str | None = None
+    worker_kept_working: bool | None = None
+
+    @property
+    def killed(self) -> bool:
+        """The worker died without finishing its jobs: a kill, or a deploy whose grace period ran out."""
+        return self.graceful is False
+
+
 class FaultModel(Protocol):
     """What a runner knows about its own behaviour under faults, read by the fault harness."""
 
@@ -188,8 +217,8 @@ class FaultModel(Protocol):
         """Where the malformed message is now, in a few words ("dead-letter queue default.XQ", "gone")."""
         ...
 
-    def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: Mapping[str, Any]) -> str:
-        """One sentence: why this runner, configured as ``described``, behaved as ``result`` measured."""
+    def mechanism(self, fault: FaultName, described: Mapping[str, Any], outcome: FaultOutcome) -> str:
+        """One sentence: why this runner, configured as ``described``, behaved as ``outcome`` measured."""
         ...
 
 
