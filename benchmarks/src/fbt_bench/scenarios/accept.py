@@ -27,7 +27,7 @@ from fbt_bench.measuring import stats
 from fbt_bench.measuring.ledger_reader import LedgerFollower
 from fbt_bench.measuring.sampler import ResourceSampler
 from fbt_bench.scenarios.context import ScenarioContext, drain, open_loop_warnings
-from fbt_bench.scenarios.record import Measured, make_record
+from fbt_bench.scenarios.record import Measured
 
 BODY = '{"msg": "accept #{i}"}'
 MIN_P99_SAMPLES = 100
@@ -105,14 +105,7 @@ async def accept(ctx: ScenarioContext) -> dict[str, Any]:
         extra=extra,
         warnings=warnings,
     )
-    return make_record(
-        runner=ctx.runner,
-        scenario="accept",
-        repeat=ctx.repeat,
-        config=ctx.config,
-        broker=ctx.broker,
-        measured=measured,
-    )
+    return ctx.record("accept", measured)
 
 
 async def _search(

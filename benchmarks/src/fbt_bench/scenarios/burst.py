@@ -18,7 +18,7 @@ from fbt_bench.measuring.openloop import run_open_loop_async
 from fbt_bench.scenarios.bursts import email_rate
 from fbt_bench.scenarios.context import ScenarioContext, drain, open_loop_warnings
 from fbt_bench.scenarios.mixed import routes
-from fbt_bench.scenarios.record import Measured, make_record
+from fbt_bench.scenarios.record import Measured
 from fbt_tasks.registry import installed_runners, load_runner
 from fbt_tasks.runner import pending
 
@@ -80,14 +80,7 @@ async def burst(ctx: ScenarioContext) -> dict[str, Any]:
         extra=extra,
         warnings=open_loop_warnings("burst", sent) + open_loop_warnings("probe", probed),
     )
-    return make_record(
-        runner=ctx.runner,
-        scenario="burst",
-        repeat=ctx.repeat,
-        config=ctx.config,
-        broker=ctx.broker,
-        measured=measured,
-    )
+    return ctx.record("burst", measured)
 
 
 def _in_broker(ctx: ScenarioContext, ids: set[str]) -> int:

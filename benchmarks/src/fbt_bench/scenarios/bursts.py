@@ -13,7 +13,7 @@ from fbt_bench.measuring.ledger_reader import LedgerTally
 from fbt_bench.measuring.openloop import OpenLoopResult
 from fbt_bench.scenarios.context import ScenarioContext, drain, open_loop_warnings
 from fbt_bench.scenarios.mixed import routes
-from fbt_bench.scenarios.record import Measured, make_record
+from fbt_bench.scenarios.record import Measured
 
 
 async def open_burst(
@@ -62,11 +62,4 @@ async def email_io(ctx: ScenarioContext) -> dict[str, Any]:
         extra=extra,
         warnings=open_loop_warnings("send", result),
     )
-    return make_record(
-        runner=ctx.runner,
-        scenario="email-io",
-        repeat=ctx.repeat,
-        config=ctx.config,
-        broker=ctx.broker,
-        measured=measured,
-    )
+    return ctx.record("email-io", measured)

@@ -14,6 +14,7 @@ from fbt_bench.measuring.openloop import OpenLoopResult, OpenLoopSpec, run_open_
 from fbt_bench.measuring.sampler import ResourceSampler
 from fbt_bench.profiles import Profile
 from fbt_bench.progress import ProgressSink
+from fbt_bench.scenarios.record import Measured, make_record
 from fbt_bench.topology import Deployment
 from fbt_tasks.registry import system_key
 
@@ -84,6 +85,17 @@ class ScenarioContext:
 
     async def open_loop(self, spec: OpenLoopSpec) -> OpenLoopResult:
         return await run_open_loop_async(spec)
+
+    def record(self, scenario: str, measured: Measured) -> dict[str, Any]:
+        """The record of what ``scenario`` measured for this runner, queue config, broker and repeat."""
+        return make_record(
+            runner=self.runner,
+            scenario=scenario,
+            repeat=self.repeat,
+            config=self.config,
+            broker=self.broker,
+            measured=measured,
+        )
 
 
 Scenario = Callable[[ScenarioContext], Awaitable[dict[str, Any]]]

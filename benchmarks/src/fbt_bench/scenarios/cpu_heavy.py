@@ -15,7 +15,7 @@ from fbt_bench.measuring.openloop import OpenLoopResult, concurrent_core_share, 
 from fbt_bench.profiles import Profile
 from fbt_bench.scenarios.context import ScenarioContext, drain, open_loop_warnings
 from fbt_bench.scenarios.mixed import routes
-from fbt_bench.scenarios.record import Measured, make_record
+from fbt_bench.scenarios.record import Measured
 
 MAX_TIMESERIES_POINTS = 400
 MIN_P99_PROBES = 100
@@ -60,14 +60,7 @@ async def cpu_heavy(ctx: ScenarioContext) -> dict[str, Any]:
         extra={**extra, "resize_rate_hz": p.cpu_rate_hz},
         warnings=warnings,
     )
-    return make_record(
-        runner=ctx.runner,
-        scenario="cpu-heavy",
-        repeat=ctx.repeat,
-        config=ctx.config,
-        broker=ctx.broker,
-        measured=measured,
-    )
+    return ctx.record("cpu-heavy", measured)
 
 
 def _probe_extra(p: Profile, idle: OpenLoopResult, loaded: OpenLoopResult) -> dict[str, Any]:

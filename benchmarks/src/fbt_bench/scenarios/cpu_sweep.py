@@ -31,7 +31,7 @@ from fbt_bench.measuring.openloop import run_open_loop_async
 from fbt_bench.measuring.sampler import ProcUsage
 from fbt_bench.scenarios.context import ScenarioContext, drain, open_loop_warnings
 from fbt_bench.scenarios.mixed import routes
-from fbt_bench.scenarios.record import Measured, make_record
+from fbt_bench.scenarios.record import Measured
 
 Placement = Literal["shared", "split"]
 # The roles the split placement keeps off the API's core.
@@ -215,11 +215,4 @@ async def _one_placement(ctx: ScenarioContext, placement: Placement) -> dict[str
     measured = Measured(
         tally=tally, duration_s=tally.span_s, resources=resources, extra=extra, warnings=sweep.warnings
     )
-    return make_record(
-        runner=ctx.runner,
-        scenario="cpu-sweep",
-        repeat=ctx.repeat,
-        config=ctx.config,
-        broker=ctx.broker,
-        measured=measured,
-    )
+    return ctx.record("cpu-sweep", measured)

@@ -12,7 +12,7 @@ from typing import Any
 from fbt_bench.measuring import stats
 from fbt_bench.measuring.openloop import OpenLoopResult, concurrent_core_share
 from fbt_bench.scenarios.context import ScenarioContext, drain, finish_window, open_loop_warnings
-from fbt_bench.scenarios.record import Measured, make_record
+from fbt_bench.scenarios.record import Measured
 
 MIX: tuple[tuple[str, float], ...] = (("write_log", 0.80), ("send_email", 0.15), ("resize_image", 0.05))
 
@@ -79,11 +79,4 @@ async def mixed(ctx: ScenarioContext) -> dict[str, Any]:
         extra=extra,
         warnings=[w for (kind, _), r in zip(MIX, results, strict=True) for w in open_loop_warnings(kind, r)],
     )
-    return make_record(
-        runner=ctx.runner,
-        scenario="mixed",
-        repeat=ctx.repeat,
-        config=ctx.config,
-        broker=ctx.broker,
-        measured=measured,
-    )
+    return ctx.record("mixed", measured)

@@ -12,7 +12,7 @@ from typing import Any
 
 from fbt_bench.measuring import stats
 from fbt_bench.scenarios.context import ScenarioContext, drain, open_loop_warnings
-from fbt_bench.scenarios.record import Measured, make_record
+from fbt_bench.scenarios.record import Measured
 
 BODY = '{"msg": "steady #{i}"}'
 MIN_SAMPLES = 1000
@@ -91,11 +91,4 @@ async def _at(
         extra=extra,
         warnings=warnings,
     )
-    return make_record(
-        runner=ctx.runner,
-        scenario="steady",
-        repeat=ctx.repeat,
-        config=ctx.config,
-        broker=ctx.broker,
-        measured=measured,
-    )
+    return ctx.record("steady", measured)
