@@ -26,7 +26,7 @@ from fbt_bench.report.analysis import (
 from fbt_bench.report.capacity import cost, drained_per_s, max_rate_under_slo
 from fbt_bench.report.numbers import figure_id, fmt, fmt_cv, fmt_pct, possessive, repeats_text, table_id
 from fbt_bench.report.phrasing import Finding, measured
-from fbt_bench.report.tables import FAULT_COUNTS, fault_groups, fault_label, span
+from fbt_bench.report.tables import FAULT_COUNTS, Table, fault_groups, fault_label, span
 
 
 def findings(summary: Summary) -> list[Finding]:
@@ -224,6 +224,9 @@ def headline_metrics(scenario: str, summary: Summary) -> list[tuple[str, Metric]
         "email-io": [*common, ("efficiency", email_efficiency)],
         "cpu-heavy": common,
         "mixed": [("p50", latency_p50)],
+        # One record per placement in a repeat set: their thresholds have their own table, not a spread here.
+        "cpu-sweep": [],
+        "burst": [],
     }
     return own.get(scenario, [*common, ("p99", latency_p99)])
 
@@ -262,3 +265,34 @@ def _noise(summary: Summary) -> list[Finding]:
 
 
 # ---------------------------------------------------------------------------------------------- how to choose
+
+
+def noise_metrics(scenario: str, summary: Summary) -> list[tuple[str, Metric]]:
+    """The headline figures, and the two the harness checks in every scenario but steady (its repeat set mixes
+    fractions): throughput and end-to-end p50."""
+    found = dict(headline_metrics(scenario, summary))
+    if scenario not in ("steady", "cpu-sweep", "burst"):
+        found.setdefault("throughput", throughput)
+        found.setdefault("e2e p50", latency_p50)
+    return list(found.items())
+
+
+def noise_table(summary: Summary) -> Table | None:
+    """Every headline figure whose repeats vary by more than NOISY_CV: one row each, for the appendix."""
+    if summary.repeats < 2:
+        return None
+    rows = tuple(
+        (group.label, scenario, name, fmt_cv(spread), f"{fmt(spread.low)}–{fmt(spread.high)}", str(spread.n))
+        for scenario in summary.scenarios()
+        for group in summary.in_scenario(scenario)
+        for name, metric in noise_metrics(scenario, summary)
+        if (spread := group.spread(metric)) is not None and spread.noisy
+    )
+    if not rows:
+        return None
+    return Table(
+        id="tab-noise",
+        title=f"Figures whose repeats vary by more than {NOISY_CV:.0%} (CV): read them as rough",
+        columns=("Runner", "Scenario", "Figure", "CV", "min–max", "repeats"),
+        rows=rows,
+    )

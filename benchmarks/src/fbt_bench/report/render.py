@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from fbt_bench.report import capacity_figures, capacity_tables, figures, header, network, scaling, tables
 from fbt_bench.report.analysis import Summary, summarize, system_of
 from fbt_bench.report.figures import Chart
-from fbt_bench.report.findings import completeness, findings
+from fbt_bench.report.findings import completeness, findings, noise_table
 from fbt_bench.report.numbers import table_id
 from fbt_bench.report.phrasing import Finding
 from fbt_bench.report.sections import NOT_MEASURED, SCENARIO_BLURBS, ScenarioSection, scenario_section
@@ -185,7 +185,9 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         "synthetic": bool(results.get("synthetic")) or results["profile"] == "synthetic",
         "incomplete": bool(alerts) or not results["complete"],
         "banner": [(f.text, _cite(f, labels)) for f in alerts],
-        "run_warnings": results["warnings"],
+        # The harness's per-metric noise warnings are the noise table's rows (steady's, per fraction, stay).
+        "run_warnings": [w for w in results["warnings"] if not _noise_warning(w)],
+        "noise": _titled(noise, labels) if (noise := noise_table(summary)) else None,
         "header": header.header_rows(summary),
         "versions": tables.versions_table(results),
         "budget": tables.budget_table(summary),
@@ -219,6 +221,10 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         "reproduce": _reproduce(results),
         "renderer": f"fbt_bench.report on Python {platform.python_version()}",
     }
+
+
+def _noise_warning(warning: str) -> bool:
+    return "treat as noisy" in warning and "/steady at " not in warning
 
 
 def _table_labels(sections: list[ScenarioSection], cost_table: Table | None) -> dict[str, str]:
