@@ -127,3 +127,27 @@ def test_a_backlog_is_split_between_the_broker_and_the_api() -> None:
     assert backlog_where(100, 40, 0) == {"backlog": 60, "in_broker": 0, "in_api": 60}
     # RabbitMQ counts per queue, not per id: never more in the broker than the backlog itself.
     assert backlog_where(100, 90, 25) == {"backlog": 10, "in_broker": 10, "in_api": 0}
+
+
+def _visible(html: str) -> str:
+    """The body before the appendix, with every folded (<details>) part taken out, as a reader first sees it."""
+    body = html[: html.index('id="appendix"')]
+    folded = None
+    while folded != body:
+        folded = body
+        body = re.sub(r"<details[^>]*>(?:(?!<details).)*?</details>", "", body, flags=re.S)
+    return body
+
+
+def test_the_report_stays_short_enough_to_read_in_ten_minutes(tmp_path: Path) -> None:
+    """The report's length limits on a full fixture run (the full profile's scenarios and faults included):
+    at most 12 short key findings, a handful of tables and one chart per section before the appendix, and
+    about 20,000 characters of prose; the rest is folded."""
+    doc = example_results(sweep=True, burst=True)
+    html = next(p for p in write_reports(doc, tmp_path) if p.name == "report.html").read_text()
+    body = _visible(html)
+    prose = re.sub(r"<[^>]+>", "", re.sub(r"<svg.*?</svg>", "", body, flags=re.S))
+    assert body.count("<table") <= 6 and body.count("<svg") <= 9
+    assert len(prose) <= 20_000, len(prose)
+    findings = body[body.index('id="findings"') : body.index('id="what-was-run"')]
+    assert findings.count("<li") <= KEY_FINDINGS
