@@ -21,7 +21,7 @@ from fbt_bench.report import capacity_figures, capacity_tables, figures, header,
 from fbt_bench.report.analysis import Summary, summarize, system_of
 from fbt_bench.report.figures import Chart
 from fbt_bench.report.findings import completeness, findings, noise_table
-from fbt_bench.report.numbers import table_id
+from fbt_bench.report.numbers import repeats_text, table_id
 from fbt_bench.report.phrasing import Finding
 from fbt_bench.report.sections import NOT_MEASURED, SCENARIO_BLURBS, ScenarioSection, scenario_section
 from fbt_bench.report.tables import Table
@@ -66,7 +66,7 @@ def subtitle(results: dict[str, Any], summary: Summary) -> str:
     created = str(results.get("created_at", ""))[:10]
     return (
         f"{len(summary.systems)} systems behind one identical FastAPI app: {names}. "
-        f"Profile {results['profile']}, {summary.repeats} repeat(s), measured {created}."
+        f"Profile {results['profile']}, {repeats_text(summary.repeats)}, measured {created}."
     )
 
 

@@ -14,6 +14,7 @@ from fbt_bench.measuring.stats import Spread
 from fbt_bench.report import burst as burst_section
 from fbt_bench.report import cpu_sweep
 from fbt_bench.report.analysis import (
+    PARTIAL_MARK,
     RepeatSet,
     Summary,
     compare,
@@ -85,12 +86,19 @@ def sustainable(summary: Summary, runner: str, config: str) -> Spread | None:
     )
 
 
-def _ranked(summary: Summary, spread_of: Callable[[str, str], Spread | None]) -> list[Ranked]:
+def _ranked(
+    summary: Summary, spread_of: Callable[[str, str], Spread | None], scenarios: Sequence[str]
+) -> list[Ranked]:
+    """Each system's figure, labelled with the partial mark where a record of ``scenarios`` behind it is partial."""
     found = []
     for runner, config in summary.systems:
         spread = spread_of(runner, config)
-        if spread is not None:
-            found.append(Ranked(summary.system_label(runner, config), spread, summary.runs_in_api(runner)))
+        if spread is None:
+            continue
+        groups = [g for s in scenarios if (g := summary.get(s, runner, config)) is not None]
+        partial = any(g.partial for g in groups)
+        label = summary.system_label(runner, config) + (f" {PARTIAL_MARK}" if partial else "")
+        found.append(Ranked(label, spread, summary.runs_in_api(runner)))
     return found
 
 
@@ -124,7 +132,7 @@ def _rate_row(work: str, entries: Sequence[Ranked], unit: str, what: str, ref: s
 def high_rate(summary: Summary) -> VerdictRow:
     return _rate_row(
         "Light fire-and-forget tasks at a high rate",
-        _ranked(summary, lambda r, c: sustainable(summary, r, c)),
+        _ranked(summary, lambda r, c: sustainable(summary, r, c), ("accept", "drain")),
         "/s",
         "sustainable rate, the lower of accept and drain (BackgroundTasks: accept, its tasks run in the API)",
         table_id("accept"),
@@ -138,7 +146,7 @@ def email(summary: Summary) -> VerdictRow:
 
     return _rate_row(
         "I/O-bound tasks (email)",
-        _ranked(summary, spread),
+        _ranked(summary, spread, ("email-io",)),
         " emails/s",
         "emails sent/s",
         table_id("email-io"),
