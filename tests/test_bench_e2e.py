@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fbt_bench.harness import Plan, publish, run
-from fbt_bench.profiles import QUICK, SCENARIOS
+from fbt_bench.profiles import QUICK
 from fbt_bench.scenarios.baselines import BASELINES
 from fbt_bench.scenarios.registry import FLOOR_SCENARIOS
 from fbt_bench.schema import validate_results
@@ -94,7 +94,14 @@ def test_every_runner_ran_every_scenario_exactly_once_per_job(outcome) -> None:
     assert doc["complete"] is True, doc["warnings"]
     assert doc["topology"] == "local"
     seen = {(r["runner"], r["scenario"]) for r in doc["records"]}
-    expected = {(runner, scenario) for runner in RUNNERS for scenario in SCENARIOS}
+    in_api = {runner for runner in RUNNERS if doc["runners"][runner]["runs_in_api"]}
+    # No drain where tasks run in the API: there is no queue to pre-fill.
+    expected = {
+        (runner, scenario)
+        for runner in RUNNERS
+        for scenario in TINY.scenarios
+        if not (scenario == "drain" and runner in in_api)
+    }
     expected |= {(floor, scenario) for floor in BASELINES for scenario in FLOOR_SCENARIOS[floor]}
     # accept may find no passing rate on a loaded machine; then steady has only drain to go by, still runs.
     assert seen == expected
@@ -133,3 +140,52 @@ def test_runner_configuration_and_order_are_recorded(outcome) -> None:
     assert doc["parameters"]["placement"]["reason"] and doc["parameters"]["time_spent_s"]["phases"]
     assert doc["parameters"]["slots"] == TINY.slots
     assert doc["faults"] == []
+
+
+# The full profile's two long scenarios, shrunk to seconds: one runner whose tasks run in the API, one queue.
+SWEEP_TINY = TINY.with_overrides(
+    name="tiny-full",
+    scenarios=("cpu-sweep", "burst"),
+    sweep_start_hz=2.0,
+    sweep_max_hz=4.0,
+    sweep_max_points=2,
+    sweep_warmup_s=0.5,
+    sweep_window_s=1.0,
+    sweep_min_probes=20,
+    burst_s=1.0,
+    burst_factor=2.0,
+)
+
+
+def test_the_sweep_and_the_burst_run_end_to_end_and_leave_nothing(tmp_path: Path) -> None:
+    before = {proc.pid for proc in descendants_of_self()}
+    plan = Plan(
+        profile=SWEEP_TINY,
+        runners=("inprocess", "rq"),
+        baselines=(),
+        out_root=tmp_path,
+        command="pytest tests/test_bench_e2e.py",
+        fault_pass=False,
+        brokers=("redis", "none"),
+    )
+    result = run(plan)
+    reports, problems = publish(result)
+    assert problems == [] and result.failures == [], result.failures
+    records = result.document["records"]
+    sweeps = [r for r in records if r["scenario"] == "cpu-sweep"]
+    assert sorted((r["runner"], r["extra"]["placement"]) for r in sweeps) == [
+        ("inprocess", "shared"),
+        ("inprocess", "split"),
+        ("rq", "shared"),
+        ("rq", "split"),
+    ]
+    for record in sweeps:
+        assert record["completed"] == record["expected"] > 0
+        assert record["extra"]["points"] and record["extra"]["n"] > 0 and record["extra"]["why"]
+    bursts = {r["runner"]: r["extra"] for r in records if r["scenario"] == "burst"}
+    assert set(bursts) == {"inprocess", "rq"}
+    # Where the backlog waited: never in a broker for tasks that run in the API, never in the API for a queue.
+    assert bursts["inprocess"]["at_peak"]["in_broker"] == 0 and bursts["rq"]["at_peak"]["in_api"] == 0
+    assert all(extra["recovery_s"] is not None and extra["health_ms"]["n"] > 0 for extra in bursts.values())
+    assert "## The answer, by kind of work" in next(p for p in reports if p.suffix == ".md").read_text()
+    assert [p for p in descendants_of_self() if p.pid not in before] == []

@@ -24,7 +24,8 @@ from fbt_tasks.settings import ANYIO_DEFAULT_THREADPOOL
 class Plan:
     profile: Profile
     runners: tuple[str, ...]
-    scenarios: tuple[str, ...] = SCENARIOS
+    # Empty: the profile's own (quick and default leave out cpu-sweep and burst, full runs them).
+    scenarios: tuple[str, ...] = ()
     baselines: tuple[str, ...] = baselines.BASELINES
     config: QueueConfigName = "safe"
     seed: int = 0  # the CLI draws a fresh one per run unless --seed is given; recorded either way
@@ -34,6 +35,10 @@ class Plan:
     fault_pass: bool = True
     # The brokers to measure each runner on (None: every broker it supports that this machine can provide).
     brokers: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.scenarios:
+            object.__setattr__(self, "scenarios", self.profile.scenarios or SCENARIOS)
 
 
 @dataclass
