@@ -112,7 +112,7 @@ def test_the_burst_row_says_where_the_backlog_waited_and_how_long_it_took(tmp_pa
     doc = example_results(burst=True)
     row = {row.work: row for row in verdict(summarize(doc))}["A burst larger than capacity"]
     assert (
-        row.background_tasks.startswith("only if losing it is acceptable")
+        row.background_tasks.startswith("only if losing them is acceptable")
         and "API's memory" in row.background_tasks
     )
     assert row.ref == "tab-burst" and "recovery after" in row.deciding and "repeats" in row.deciding

@@ -18,6 +18,12 @@ BLURB = (
 )
 
 
+def refused(group: RepeatSet) -> float | None:
+    """The median over repeats of the requests the API refused during the burst (errors, timeouts)."""
+    found = [r["extra"].get("refused") for r in group.records if r["extra"].get("refused") is not None]
+    return float(median(found)) if found else None
+
+
 def recovery(group: RepeatSet) -> Spread | None:
     return Spread.of(r["extra"].get("recovery_s") for r in group.records)
 
@@ -52,6 +58,7 @@ def burst_table(summary: Summary) -> Table | None:
             (
                 g.label,
                 f"{fmt(offered.get('offered_rate'), '/s')} for {fmt(offered.get('burst_s'), ' s')}",
+                fmt(refused(g)),
                 fmt(peak(g, "backlog")),
                 fmt(peak(g, "in_broker")),
                 fmt(peak(g, "in_api")),
@@ -66,6 +73,7 @@ def burst_table(summary: Summary) -> Table | None:
         columns=(
             "Runner",
             "offered",
+            "refused",
             "backlog at the peak",
             "in the broker",
             "in the API's memory",

@@ -236,14 +236,20 @@ def burst(summary: Summary) -> VerdictRow:
     ]
     in_api, queues = _split(sorted(ranked, key=lambda e: e.spread.median))
     grouped = tiers(queues, _spread, higher_is_better=False)
-    in_api_group = next(
-        (g for g in groups if in_api and summary.system_label(g.runner, g.config) == in_api.label), None
+    in_api_groups = [g for g in groups if summary.runs_in_api(g.runner)]
+    told = []
+    for g in in_api_groups:
+        name, turned_away = summary.system_label(g.runner, g.config), burst_section.refused(g)
+        if turned_away:
+            told.append(f"{name} refused {fmt(turned_away)} requests")
+        else:
+            told.append(f"{name} held {fmt(burst_section.peak(g, 'in_api'))} tasks in the API's memory")
+    refusing = any(burst_section.refused(g) for g in in_api_groups)
+    answer = (
+        (("no: " if refusing else "only if losing them is acceptable: ") + "; ".join(told))
+        if told
+        else NOT_MEASURED
     )
-    if in_api_group is None or in_api is None:
-        answer = NOT_MEASURED
-    else:
-        held = burst_section.peak(in_api_group, "in_api")
-        answer = f"only if losing it is acceptable: {fmt(held)} tasks waited in the API's memory at the peak"
     figures = [
         f"{e.label} {_range(e.spread, ' s')}" for e in (in_api, grouped[0][0] if grouped else None) if e
     ]
