@@ -24,6 +24,16 @@ def thresholds(group: RepeatSet, placement: str) -> Spread | None:
     return Spread.of(found)
 
 
+def at_least(group: RepeatSet, placement: str) -> Spread | None:
+    """Where no point of a repeat broke the SLO: the highest rate it passed, a lower bound on the threshold."""
+    found = [
+        max((p["rate_hz"] for p in r["extra"].get("points", []) if p["passed"]), default=None)
+        for r in group.records
+        if r["extra"].get("placement") == placement and r["extra"].get("threshold_per_s") is None
+    ]
+    return Spread.of(found)
+
+
 def probes(group: RepeatSet) -> int:
     """The fewest probes any record's thresholds rest on (its points' windows together)."""
     return min((int(r["extra"].get("n") or 0) for r in group.records), default=0)
@@ -42,6 +52,9 @@ def reasons(group: RepeatSet, placement: str) -> list[str]:
 def threshold_text(group: RepeatSet, placement: str) -> str:
     spread = thresholds(group, placement)
     if spread is None:
+        bound = at_least(group, placement)
+        if bound is not None:
+            return f"≥ {fmt(bound.median, ' resizes/s')}: no break up to the sweep's ceiling"
         why = reasons(group, placement)
         return f"none found ({why[0]})" if why else "not measured"
     text = fmt(spread.median, " resizes/s")
