@@ -32,6 +32,7 @@ from fbt_devstack.redis_server import RedisServer
 from fbt_dramatiq.backend import DramatiqBackend
 from fbt_dramatiq.broker import build_broker
 from fbt_tasks.jobs import Job, JobState
+from fbt_tasks.registry import configure
 from fbt_tasks.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -111,7 +112,7 @@ def test_workers_ride_out_a_broker_restart_the_api_fails_fast(tmp_path: Path) ->
     # The safe config's workers retry a failed Redis command for a while, so a Retries re-enqueue (and the
     # ack) survive a restart; the API's client fails at once so that it can answer 503.
     with RedisServer(workdir=tmp_path) as server:
-        settings = Settings(_env_file=None, backend="dramatiq", redis_url=server.url)  # type: ignore[call-arg]
+        settings = configure(Settings(_env_file=None, backend="dramatiq", redis_url=server.url))  # type: ignore[call-arg]
         workers, api = build_broker(settings, for_workers=True), build_broker(settings)
         try:
             server.stop()
