@@ -37,7 +37,7 @@ from fbt_devstack.processes import ProcessGroup, log_tail, sigint_deferred
 from fbt_devstack.redis_server import RedisServer
 from fbt_devstack.sink import start_sink
 from fbt_devstack.stack_env import StackError, console_script, external_url_var
-from fbt_tasks.registry import load_runner
+from fbt_tasks.registry import configure, load_runner
 from fbt_tasks.settings import Settings
 
 ROLES = ("api", "broker", "workers")
@@ -82,7 +82,7 @@ class SplitDeployment:
     @property
     def settings(self) -> Settings:
         """The API's settings and nothing else (no environment, no ``.env``), as its host reads them."""
-        return Settings.model_validate({name.lower(): value for name, value in self.api_vars.items()})
+        return configure(Settings.model_validate({name.lower(): value for name, value in self.api_vars.items()}))
 
     def external_env(self) -> dict[str, str]:
         """What the harness's external mode needs to measure this deployment (``fbt_bench.topology``)."""
