@@ -20,6 +20,7 @@ from fbt_taskiq.queue_configs import (
     RESULT_TTL_S,
     broker_class,
     queue_config_for,
+    reclaim_interval_s,
     retry_options,
     stream_options,
 )
@@ -77,6 +78,7 @@ class TaskiqBackend:
         config, settings = self._config, self._settings
         stream = stream_options(config, settings) if self._streams else {}
         retries = retry_options(config)
+        interval = reclaim_interval_s(config)
         return {
             "runner": "taskiq",
             "library_version": taskiq.__version__,
@@ -92,9 +94,12 @@ class TaskiqBackend:
             "xread_block_ms": stream.get("xread_block", 2000) if self._streams else None,
             "reclaim": (
                 "XAUTOCLAIM by a live worker after a read that returned new messages; on an idle queue, none"
+                if self._streams and interval is None
+                else f"XAUTOCLAIM by a live worker after each non-empty read, and every {interval:g} s when idle"
                 if self._streams
                 else "none"
             ),
+            "reclaim_interval_s": interval if self._streams else None,
             "retry": (
                 f"SimpleRetryMiddleware: {retries['default_retry_count']} attempts, re-sent at once"
                 if retries

@@ -8,6 +8,7 @@ from taskiq import AsyncBroker, SimpleRetryMiddleware
 from taskiq.serializers import JSONSerializer
 from taskiq_redis import ListQueueBroker, RedisAsyncResultBackend, RedisStreamBroker
 
+from fbt_taskiq.idle_reclaim import IdleReclaimStreamBroker
 from fbt_taskiq.queue_configs import (
     CONSUMER_GROUP,
     QUEUE_NAME,
@@ -16,6 +17,7 @@ from fbt_taskiq.queue_configs import (
     WORKER_CLIENT_NAME,
     broker_class,
     queue_config_for,
+    reclaim_interval_s,
     retry_options,
     stream_options,
 )
@@ -29,12 +31,17 @@ def build_broker(settings: Settings) -> AsyncBroker:
     # Named connections (client_name): the health check finds a live worker in Redis's CLIENT LIST by it.
     broker: AsyncBroker
     if broker_class(config) == "RedisStreamBroker":
-        broker = RedisStreamBroker(
-            settings.redis_url,
+        stream = dict(
             queue_name=QUEUE_NAME,
             consumer_group_name=CONSUMER_GROUP,
             client_name=WORKER_CLIENT_NAME,
             **stream_options(config, settings),
+        )
+        interval = reclaim_interval_s(config)
+        broker = (
+            RedisStreamBroker(settings.redis_url, **stream)
+            if interval is None
+            else IdleReclaimStreamBroker(settings.redis_url, reclaim_interval_s=interval, **stream)
         )
     else:
         broker = ListQueueBroker(settings.redis_url, queue_name=QUEUE_NAME, client_name=WORKER_CLIENT_NAME)

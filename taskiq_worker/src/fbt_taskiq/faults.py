@@ -121,9 +121,11 @@ class TaskiqFaults:
         idle_ms = described.get("idle_timeout_ms")
         if idle_ms is None:
             return None  # ListQueueBroker: a popped message exists only in the killed worker's memory
-        # XAUTOCLAIM runs after a read that returned new messages; under traffic that is within one blocking
-        # read past the idle timeout. On an idle queue it never runs (the mechanism sentence says so).
-        return float(idle_ms) / 1000 + float(described.get("xread_block_ms") or 0) / 1000
+        # XAUTOCLAIM runs after a read that returned new messages, and with an idle reclaim also after an empty
+        # read once per interval: a message idle past the timeout comes back within one interval and one
+        # blocking read. Without it, on an idle queue it never runs (the mechanism sentence says so).
+        interval = float(described.get("reclaim_interval_s") or 0)
+        return float(idle_ms) / 1000 + interval + float(described.get("xread_block_ms") or 0) / 1000
 
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         d, r = described, result
@@ -138,16 +140,25 @@ class TaskiqFaults:
                 )
             idle = float(d["idle_timeout_ms"]) / 1000
             stuck = r.held or r.lost
-            came_back = (
-                f"; {stuck} were still pending when the watch ended: no new message reached a worker after the "
-                "timeout, so no XAUTOCLAIM ran"
-                if stuck
-                else ""
-            )
+            interval = d.get("reclaim_interval_s")
+            if interval is None:
+                came_back = (
+                    f"; {stuck} were still pending when the watch ended: no new message reached a worker after "
+                    "the timeout, so no XAUTOCLAIM ran"
+                    if stuck
+                    else ""
+                )
+                return (
+                    "the killed worker's messages stayed pending (unacked) in the stream's consumer group; "
+                    f"taskiq-redis reclaims one idle over {idle:g} s with XAUTOCLAIM, run only after a read that "
+                    "returned new messages" + came_back
+                )
             return (
-                "the killed worker's messages stayed pending (unacked) in the stream's consumer group; taskiq-redis "
-                f"reclaims one idle over {idle:g} s with XAUTOCLAIM, run only after a read that returned new "
-                "messages" + came_back
+                "the killed worker's messages stayed pending (unacked) in the stream's consumer group; a live "
+                f"worker reclaimed those idle over {idle:g} s with XAUTOCLAIM, run after an empty read too at most "
+                f"every {float(interval):g} s (taskiq-redis alone runs it only after a read that returned new "
+                "messages, taskiq-redis#129)"
+                + (f"; {stuck} were still pending when the watch ended" if stuck else "")
             )
         if fault == "deploy":
             return (
@@ -158,6 +169,8 @@ class TaskiqFaults:
         if fault == "broker-restart":
             pending_note = (
                 f"; {r.held} stayed pending (unacked) and, the queue being idle after, no XAUTOCLAIM ran"
+                if streams and r.held and d.get("reclaim_interval_s") is None
+                else f"; {r.held} were still pending (unacked) when the watch ended"
                 if streams and r.held
                 else ""
             )

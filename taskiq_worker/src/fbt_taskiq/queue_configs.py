@@ -4,8 +4,9 @@ safe: ``RedisStreamBroker``. A worker reads messages with XREADGROUP into its co
 acknowledges (XACK) each only after its result is saved (``--ack-type when_saved``, taskiq's default), so a
 SIGKILLed worker's messages stay pending. Another consumer takes them over with XAUTOCLAIM once they have been
 idle ``idle_timeout`` ms; taskiq-redis runs that XAUTOCLAIM only after an XREADGROUP that returned new
-messages (``RedisStreamBroker.listen``: an empty read ``continue``s past it), so a killed worker's messages
-come back only when new work arrives after the timeout: on an idle queue, never.
+messages (``RedisStreamBroker.listen``: an empty read ``continue``s past it), so on an idle queue a killed
+worker's messages would never come back. The safe config's worker runs the same XAUTOCLAIM after an empty read
+too, every ``reclaim_interval_s`` at most (``fbt_taskiq.idle_reclaim``), until upstream's own fix ships.
 
 defaults: ``ListQueueBroker``, the broker taskiq-redis's own example starts with: LPUSH and BRPOP. The
 message is gone from Redis once a worker popped it; its README: "If during message processing Worker was
@@ -45,8 +46,8 @@ SAFE = QueueConfig(
     name="safe",
     summary=(
         "Redis Streams broker acked after the result is saved, so a killed worker's messages stay pending; "
-        "taskiq-redis hands them to another worker once idle 60 s, but only when that worker next reads new "
-        "work; transient errors get 3 attempts, re-sent at once"
+        "a live worker reclaims them once idle 60 s, with or without new work; transient errors get 3 "
+        "attempts, re-sent at once"
     ),
     max_attempts=3,
     retries_on=TRANSIENT_ERROR_NAMES,
@@ -81,6 +82,12 @@ SAFE = QueueConfig(
             10.0,
             "the reclaim lock expires by itself (default: never), so a worker killed while holding it cannot "
             "stop every other worker's reclaim (taskiq-redis#131)",
+        ),
+        "reclaim_interval_s": Setting(
+            5.0,
+            "taskiq-redis reclaims only after a read that returned new messages, so on an idle queue a killed "
+            "worker's messages stayed pending for good; the worker also reclaims after an empty read, at most "
+            "this often (fbt_taskiq.idle_reclaim, as the open taskiq-redis#129 proposes upstream)",
         ),
         "SimpleRetryMiddleware.default_retry_count": Setting(
             3,
@@ -129,6 +136,12 @@ def stream_options(config: QueueConfig, settings: Settings) -> dict[str, Any]:
     if options.get("xread_count") == "max-async-tasks":
         options["xread_count"] = settings.worker_threads
     return options
+
+
+def reclaim_interval_s(config: QueueConfig) -> float | None:
+    """How often an idle worker reclaims a dead consumer's messages; None: only as taskiq-redis does."""
+    found: float | None = config.value("reclaim_interval_s")
+    return found
 
 
 def retry_options(config: QueueConfig) -> dict[str, Any]:

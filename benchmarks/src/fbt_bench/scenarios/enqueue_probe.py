@@ -23,6 +23,7 @@ from starlette.background import BackgroundTasks
 from fbt_tasks.backend import PerRequest
 from fbt_tasks.jobs import Job
 from fbt_tasks.registry import configured_settings, load_backend
+from fbt_tasks.settings import get_settings
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -49,7 +50,8 @@ def enqueue(
     raw_redis_queue: Annotated[str | None, typer.Option(help="LPUSH to this list instead.")] = None,
 ) -> None:
     """Enqueue ``n`` write_log jobs through the runner's own client; print the CPU per enqueue."""
-    settings = configured_settings()
+    # The raw-Redis floor has no runner, so no BACKEND to configure: only its Redis URL is read.
+    settings = get_settings() if raw_redis_queue else configured_settings()
     jobs = [_job(i) for i in range(n)]  # built before the clock: the job envelope is not the library's cost
     client = redis.Redis.from_url(settings.redis_url) if raw_redis_queue else None
     backend = None if client else load_backend(settings)

@@ -82,7 +82,9 @@ class SplitDeployment:
     @property
     def settings(self) -> Settings:
         """The API's settings and nothing else (no environment, no ``.env``), as its host reads them."""
-        return configure(Settings.model_validate({name.lower(): value for name, value in self.api_vars.items()}))
+        return configure(
+            Settings.model_validate({name.lower(): value for name, value in self.api_vars.items()})
+        )
 
     def external_env(self) -> dict[str, str]:
         """What the harness's external mode needs to measure this deployment (``fbt_bench.topology``)."""
