@@ -19,15 +19,21 @@ from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 FAILED_STATUSES = {Status.FAILED.value, Status.ABORTED.value}
+ABORTING = Status.ABORTING.value
+
+
+def _status(raw: object) -> str | None:
+    if raw is None:
+        return None
+    try:
+        found = json.loads(reply_bytes(raw)).get("status")
+    except (ValueError, AttributeError):
+        return None  # not a job SAQ can read (a malformed one): in no store of SAQ's either
+    return str(found) if found is not None else None
 
 
 def _failed(raw: object) -> bool:
-    if raw is None:
-        return False
-    try:
-        return json.loads(reply_bytes(raw)).get("status") in FAILED_STATUSES
-    except (ValueError, AttributeError):
-        return False  # not a job SAQ can read (a malformed one): not in its failure store either
+    return _status(raw) in FAILED_STATUSES
 
 
 class SAQFaults:
@@ -48,9 +54,17 @@ class SAQFaults:
             scheduled = [m for m in waiting if key_of(reply_bytes(m)) not in listed]
             wanted = sorted(ids)
             stored = client.mget([job_id(key) for key in wanted]) if wanted else []
+            # A swept job waits out its abort in the sweep's hands, in no list, stored as aborting; the sweep
+            # then retries it (see redelivery_bound_s). Held, not lost, unless that worker dies meanwhile.
+            everywhere = listed | {key_of(reply_bytes(m)) for m in waiting}
+            sweeping = sum(
+                1
+                for key, raw in zip(wanted, stored, strict=True)
+                if key not in everywhere and _status(raw) == ABORTING
+            )
             return Holdings(
                 queued=count_ids(queued_members, ids, key_of),
-                held=count_ids(active_members, ids, key_of),
+                held=count_ids(active_members, ids, key_of) + sweeping,
                 scheduled=count_ids(scheduled, ids, key_of),
                 failed=sum(1 for raw in stored if _failed(raw)),
             )
@@ -81,8 +95,9 @@ class SAQFaults:
     def redelivery_bound_s(self, described: Mapping[str, Any]) -> float | None:
         # saq/queue/redis.py sweep: a killed job is retried only with attempts left, once it is stuck (untouched
         # for heartbeat s, or running past its timeout); the sweep runs every sweep_interval_s under a lock of
-        # the same length (one a killed worker may still hold), waits SWEEP_ABORT_WAIT_S for the abort, and a
-        # retry with retry_delay waits that long plus a schedule pass.
+        # the same length (one a killed worker may still hold). It takes the stuck jobs one at a time and waits
+        # SWEEP_ABORT_WAIT_S on each for an abort a dead worker never acknowledges, so a killed tree's slots
+        # come back one wait apart; a retry with retry_delay then waits that long plus a schedule pass.
         if int(described.get("retries", 1)) <= 1:
             return None
         limits = [float(described[k]) for k in ("heartbeat_s", "job_timeout_s") if float(described.get(k, 0))]
@@ -90,7 +105,7 @@ class SAQFaults:
             return None
         sweep = float(described["sweep_interval_s"])
         delay = float(described.get("retry_delay_s", 0)) + float(described["schedule_interval_s"])
-        return min(limits) + 2 * sweep + SWEEP_ABORT_WAIT_S + delay
+        return min(limits) + 2 * sweep + SWEEP_ABORT_WAIT_S * int(described.get("slots", 1)) + delay
 
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         sentence = self._mechanism(fault, described, result)
@@ -113,7 +128,12 @@ class SAQFaults:
                 f"{d.get('job_timeout_s')} s timeout"
             )
             if retries > 1:
-                return f"{found}, marks it aborting, waits {SWEEP_ABORT_WAIT_S:.0f} s and retries it (attempts left)"
+                return (
+                    f"{found}, marks it aborting, waits {SWEEP_ABORT_WAIT_S:.0f} s for the dead worker to "
+                    "acknowledge the abort and retries it (attempts left); one sweep takes the stuck jobs one "
+                    "after another, so the last of a killed tree's jobs comes back a wait per job later, and a "
+                    "job whose sweeping worker dies during its wait stays aborting in no list, never retried"
+                )
             return (
                 f"{found} and, with one attempt (SAQ's retries=1), finishes it as aborted: it never re-runs"
             )
