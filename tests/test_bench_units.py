@@ -473,6 +473,9 @@ def test_profiles_meet_the_issue() -> None:
     assert DEFAULT.accept_step_s(800) * 800 >= knee
     assert DEFAULT.accept_step_s(1) <= DEFAULT.accept_max_step_s
     assert QUICK.with_overrides(drain_n=None, repeats=2).repeats == 2
+    # The default runs what the verdict's rows rest on; the long-windowed ones once, full runs everything.
+    assert {"accept", "drain", "email-io", "cpu-sweep", "burst"} <= set(DEFAULT.scenarios)
+    assert set(DEFAULT.once) == {"cpu-sweep", "burst"} and not PROFILES["full"].once
 
 
 def test_external_mode_is_chosen_by_api_urls() -> None:
@@ -641,3 +644,15 @@ def test_fidelity_record_is_project_over_reference() -> None:
     assert drained.cpu_us_per_task["workers"] == 1000.0
     assert drained.as_record()["options"] == {"a": 1} and drained.as_record()["enqueue_cpu_us"] == 12.3
     assert fidelity(4.5, drained.drained_per_s) == 0.9
+
+
+def test_the_once_scenarios_run_in_the_first_repeat_on_the_default_broker_only() -> None:
+    from fbt_bench.harness import Unit
+    from fbt_bench.topology import System
+
+    def first(repeat: int, system: System | None) -> bool:
+        return Unit._first_on_default_broker(SimpleNamespace(repeat=repeat, system=system))  # type: ignore[arg-type]
+
+    assert first(0, System("celery", "redis")) and first(0, System("inprocess", "none"))
+    assert not first(0, System("celery", "rabbitmq")) and not first(1, System("celery", "redis"))
+    assert first(0, None) and not first(2, None)  # a floor: its first repeat

@@ -52,9 +52,10 @@ def test_the_point_budget_ends_a_search_that_has_not_converged() -> None:
     assert len(found.points) == 4 and found.threshold_hz == 8.0
 
 
-def test_only_full_runs_the_sweep_unless_named() -> None:
-    assert "cpu-sweep" in FULL.scenarios
-    assert "cpu-sweep" not in DEFAULT.scenarios and "cpu-sweep" not in QUICK.scenarios
+def test_default_and_full_run_the_sweep_and_quick_leaves_it_out() -> None:
+    assert "cpu-sweep" in FULL.scenarios and "cpu-sweep" in DEFAULT.scenarios
+    assert "cpu-sweep" not in QUICK.scenarios
+    assert DEFAULT.sweep_window_s >= 10 and DEFAULT.sweep_min_probes >= 1000
     assert (
         DEFAULT.sweep_min_probes / DEFAULT.sweep_window_s >= DEFAULT.probe_rate_hz
     )  # faster probes, said so

@@ -11,6 +11,7 @@ from fbt_bench.report.phrasing import Finding
 from fbt_bench.report.render import KEY_FINDING_CHARS, KEY_FINDINGS, key, write_reports
 from fbt_bench.report.tiers import tiers
 from fbt_bench.report.verdict import NOT_MEASURED, sustainable, verdict
+from fbt_bench.schema import validate_results
 
 
 def spread(low: float, high: float) -> Spread:
@@ -105,7 +106,7 @@ def test_the_cpu_row_comes_from_the_sweep_where_the_run_has_one(tmp_path: Path) 
 
 def test_a_run_without_the_sweep_says_which_profile_runs_it(tmp_path: Path) -> None:
     md = next(p for p in write_reports(example_results(), tmp_path) if p.name == "report.md").read_text()
-    assert "**cpu-sweep: not measured in this run.**" in md and "The full profile runs it" in md
+    assert "**cpu-sweep: not measured in this run.**" in md and "Run by the default and full profiles" in md
 
 
 def test_the_burst_row_says_where_the_backlog_waited_and_how_long_it_took(tmp_path: Path) -> None:
@@ -118,6 +119,49 @@ def test_the_burst_row_says_where_the_backlog_waited_and_how_long_it_took(tmp_pa
     assert row.ref == "tab-burst" and "recovery after" in row.deciding and "repeats" in row.deciding
     md = next(p for p in write_reports(doc, tmp_path) if p.name == "report.md").read_text()
     assert "burst: where the backlog lives" in md
+
+
+def test_a_burst_record_carries_the_fault_passs_kill_and_deploy_of_its_own_system(tmp_path: Path) -> None:
+    from fbt_bench.scenarios.burst import attach_crash_outcomes
+
+    doc = example_results(burst=True)
+    bursts = [r for r in doc["records"] if r["scenario"] == "burst"]
+    runner = bursts[0]["runner"]
+    cell = {"runner": runner, "broker": bursts[0].get("broker"), "config": bursts[0]["config"]}
+    faults = [
+        {
+            **cell,
+            "fault": "kill-worker",
+            "expected": 30,
+            "lost": 3,
+            "held": 2,
+            "reexecuted": 0,
+            "duplicate_effects": 0,
+            "in_flight_at_fault": 5,
+            "watch_covers_bound": False,
+        },
+        # Another broker's cell, and the defaults config's: never this record's.
+        {**cell, "broker": "elsewhere", "fault": "deploy", "expected": 30, "lost": 9, "held": 0},
+        {**cell, "config": "defaults", "fault": "kill-worker", "expected": 30, "lost": 9, "held": 0},
+    ]
+    attach_crash_outcomes(doc["records"], faults)
+    mine = next(r for r in bursts if r["runner"] == runner)
+    assert mine["extra"]["kill"] == {
+        "expected": 30,
+        "lost": 3,
+        "held": 2,
+        "reexecuted": 0,
+        "duplicate_effects": 0,
+        "in_flight_at_fault": 5,
+        "trials": 1,
+        "watch_covers_bound": False,
+    }
+    assert mine["extra"]["deploy"] is None
+    others = [r for r in bursts if r["runner"] != runner]
+    assert others and all(r["extra"]["kill"] is None for r in others)
+    validate_results(doc)
+    md = next(p for p in write_reports(doc, tmp_path) if p.name == "report.md").read_text()
+    assert "SIGKILL: 3 lost, 2 held of 30; SIGTERM: not measured" in md
 
 
 def test_a_backlog_is_split_between_the_broker_and_the_api() -> None:

@@ -122,7 +122,10 @@ def compare(
         bool | None,
         typer.Option(
             "--faults/--no-faults",
-            help="Finish with a short kill-worker pass, both queue configurations (default: on, off for quick).",
+            help=(
+                "Finish with a short fault pass: kill-worker in both queue configurations, deploy in the safe "
+                "one (default: on, off for quick)."
+            ),
         ),
     ] = None,
 ) -> None:

@@ -28,10 +28,12 @@ from fbt_bench.progress import NullProgress, ProgressSink
 from fbt_bench.report import write_reports
 from fbt_bench.results import finalize, new_document, run_directory, write_results
 from fbt_bench.scenarios import baselines
+from fbt_bench.scenarios.burst import attach_crash_outcomes
 from fbt_bench.scenarios.context import RepeatShared, ScenarioContext, warm_up
 from fbt_bench.scenarios.registry import FLOOR_SCENARIOS, SCENARIO_RUNS
 from fbt_bench.scenarios.steady import NoCapacity
 from fbt_bench.schema import validate_results
+from fbt_tasks.registry import load_runner
 from fbt_tasks.runner import BROKER_TITLES
 
 
@@ -245,6 +247,12 @@ class Unit:
         except Exception as exc:
             return [f"{self.label} repeat {self.repeat} aborted: {_brief(exc)}"]
 
+    def _first_on_default_broker(self) -> bool:
+        """Whether this unit measures the profile's ``once`` scenarios: the first repeat, the default broker."""
+        if self.repeat > 0:
+            return False
+        return self.system is None or self.system.broker == load_runner(self.system.runner).brokers[0]
+
     def _deployment(self, external: Mapping[str, str], env: Mapping[str, str]) -> Any:
         p, config = self.plan.profile, self.plan.config
         workdir = self.workroot / f"{self.name.replace('/', '-')}-r{self.repeat}"
@@ -283,6 +291,8 @@ class Unit:
         failures = []
         for name in self.scenarios:
             if allowed is not None and name not in allowed:
+                continue
+            if name in self.plan.profile.once and not self._first_on_default_broker():
                 continue
             if name == "drain" and external:
                 self.document["warnings"].append(
@@ -357,7 +367,7 @@ def measure_faults(
 ) -> list[str]:
     """Kill each runner's workers mid-burst in both queue configs on each measured broker: the report's
     loss row, every run."""
-    progress.phase("faults: SIGKILL mid-burst, every runner and broker, both queue configurations")
+    progress.phase("faults: SIGKILL and SIGTERM mid-burst, every runner and broker")
     try:
         document["faults"], not_measured = compare_pass(runners, workroot, progress, brokers)
     except KeyboardInterrupt:
@@ -365,6 +375,7 @@ def measure_faults(
     except Exception as exc:  # the scenarios measured so far must still be written
         return [f"fault pass aborted: {_brief(exc)}"]
     document["parameters"]["faults"] = parameters(SHORT)
+    attach_crash_outcomes(document["records"], document["faults"])
     return not_measured
 
 

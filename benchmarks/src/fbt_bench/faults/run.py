@@ -250,12 +250,13 @@ def compare_pass(
     progress: ProgressSink | None = None,
     brokers: tuple[str, ...] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The short pass ``fbt-bench compare`` runs: kill-worker in both configurations for every runner on
-    each of its brokers among ``brokers`` (None: all).
+    """The short pass ``fbt-bench compare`` runs: kill-worker in both configurations and a deploy (SIGTERM)
+    in the safe one, for every runner on each of its brokers among ``brokers`` (None: all).
 
     Returns the fault records and a warning per cell that could not be measured.
     """
     cells = matrix(runners, CONFIGS, ("kill-worker",), brokers=brokers)
+    cells += matrix(runners, ("safe",), ("deploy",), brokers=brokers)
     records = run_faults(cells, SHORT, workroot / "faults", progress)
     return records, not_measured(records)
 

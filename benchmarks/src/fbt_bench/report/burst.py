@@ -44,6 +44,20 @@ def health_p99(group: RepeatSet) -> tuple[float | None, int]:
     return float(median(s["p99"] for s in shapes)), min(int(s["n"]) for s in shapes)
 
 
+def crash_text(group: RepeatSet) -> str:
+    """What the run's fault pass lost and held when it SIGKILLed, then SIGTERMed, this system mid-burst."""
+    parts = []
+    for key, signal in (("kill", "SIGKILL"), ("deploy", "SIGTERM")):
+        found = next((r["extra"][key] for r in group.records if r["extra"].get(key)), None)
+        if found is None:
+            parts.append(f"{signal}: not measured")
+            continue
+        lost, held = int(found["lost"]), int(found["held"])
+        fate = ", ".join(p for p in (f"{lost} lost" if lost else "", f"{held} held" if held else "") if p)
+        parts.append(f"{signal}: {fate or 'none lost'} of {int(found['expected'])}")
+    return "; ".join(parts)
+
+
 def burst_table(summary: Summary) -> Table | None:
     groups = [g for runner, config in summary.systems if (g := summary.get(SCENARIO, runner, config))]
     if not groups:
@@ -65,6 +79,7 @@ def burst_table(summary: Summary) -> Table | None:
                 fmt(took.median if took else None, " s"),
                 f"{fmt(p99, ' ms')} ({n_text(n)})",
                 fmt(pss.median if pss else None, " MB"),
+                crash_text(g),
             )
         )
     return Table(
@@ -80,9 +95,13 @@ def burst_table(summary: Summary) -> Table | None:
             "recovery",
             "/health p99 (n)",
             "API peak PSS",
+            "killed / deployed mid-burst",
         ),
         rows=tuple(rows),
         notes=(
             "Medians over repeats; recovery runs from the end of the burst to the last burst email sent.",
+            "Killed / deployed: the run's fault pass, which SIGKILLs the workers (the API, where tasks run in "
+            "it) or SIGTERMs them with the deploy grace period while a burst of email is still being sent; "
+            "lost never ran, held were still in the broker when its watch ended (When things break).",
         ),
     )

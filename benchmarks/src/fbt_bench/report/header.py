@@ -2,6 +2,7 @@
 why the budget is equal in task slots (and what that leaves unequal), and how to read the rest."""
 
 from fbt_bench.measuring.stats import NOISY_CV, Spread
+from fbt_bench.profiles import SCENARIOS
 from fbt_bench.report.analysis import PARTIAL_MARK, Summary, email_efficiency, memory_measure, throughput
 from fbt_bench.report.capacity import loadgen_cpu, loadgen_share, loadgen_share_budget, wakeup_cost
 from fbt_bench.report.capacity_findings import LOADGEN_TARGET_US
@@ -47,6 +48,7 @@ def header_rows(summary: Summary) -> list[tuple[str, str]]:
         ("Python / Redis server", f"{env['python']} / {env['redis_server'] or 'unknown'}"),
         ("API server", server_text(env.get("libraries") or {})),
         ("Profile", profile_text(r["profile"], p)),
+        ("Left out", left_out_text(summary)),
         ("Topology", f"{r['topology']}: {TOPOLOGY_NOTES.get(r['topology'], '')}"),
         (
             "Order and seed",
@@ -86,6 +88,17 @@ def profile_text(name: str, params: dict[str, object]) -> str:
     brokers = params.get("brokers")
     on = f"; brokers: {', '.join(map(str, brokers))}" if isinstance(brokers, list) else ""
     return f"{name}: {note}{on}" if note else f"{name}{on}"
+
+
+def left_out_text(summary: Summary) -> str:
+    """What this run did not measure (scenarios its profile leaves to full) and what it measured only once."""
+    measured = set(summary.scenarios())
+    skipped = [name for name in SCENARIOS if name not in measured]
+    once = [str(name) for name in summary.params.get("once") or [] if name in measured]
+    parts = [f"{', '.join(skipped)} not run (the full profile runs every scenario)"] if skipped else []
+    if once:
+        parts.append(f"{', '.join(once)} measured once, in the first repeat, on each runner's default broker")
+    return "; ".join(parts) or "nothing: every scenario, every repeat"
 
 
 def loadgen_text(summary: Summary) -> str:

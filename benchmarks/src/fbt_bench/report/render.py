@@ -23,7 +23,7 @@ from fbt_bench.report.figures import Chart
 from fbt_bench.report.findings import completeness, findings, noise_table
 from fbt_bench.report.numbers import repeats_text, table_id
 from fbt_bench.report.phrasing import Finding
-from fbt_bench.report.sections import NOT_MEASURED, SCENARIO_BLURBS, ScenarioSection, scenario_section
+from fbt_bench.report.sections import NOT_MEASURED, ScenarioSection, blurb, scenario_section
 from fbt_bench.report.tables import Table
 from fbt_bench.report.verdict import verdict
 from fbt_bench.schema import SCHEMA_VERSION, validate_results
@@ -200,7 +200,7 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         "all_findings": [(f.kind, f.text, _cite(f, labels)) for f in all_findings],
         "choose": tables.choose_table(summary, labels),
         "sections": sections,
-        "not_measured": [(s, SCENARIO_BLURBS[s]) for s in summary.missing_scenarios()],
+        "not_measured": [(s, blurb(s)) for s in summary.missing_scenarios()],
         "not_measured_text": NOT_MEASURED,
         "cost_table": cost_table,
         "cost": cost,

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fbt_bench.profiles import PROFILES, SCENARIOS
 from fbt_bench.report import burst, capacity_figures, capacity_tables, cpu_sweep, figures, peers, tables
 from fbt_bench.report.analysis import Summary
 from fbt_bench.report.figures import Chart
@@ -17,15 +18,29 @@ SCENARIO_BLURBS = {
     "capacity, long enough for at least 1,000 completions after a warm-up that is excluded.",
     "email-io": "Emails to an SMTP sink that takes a fixed delay per message: pure I/O wait.",
     "cpu-heavy": "Image resizes while a probe hits GET /health at a fixed rate: does the API keep answering?",
-    "cpu-sweep": cpu_sweep.BLURB
-    + " The full profile runs it (fbt-bench compare --scenarios cpu-sweep names it).",
-    "burst": burst.BLURB + " The full profile runs it (fbt-bench compare --scenarios burst names it).",
+    "cpu-sweep": cpu_sweep.BLURB,
+    "burst": burst.BLURB,
     "mixed": "80% log, 15% email, 5% resize at a fixed arrival rate: do light tasks wait behind heavy ones?",
     "enqueue": "(older scenario) Open-loop constant-arrival load on POST /log/ at a fixed list of rates.",
     "log-burst": "(older scenario) N log tasks sent as fast as the API takes them: the rate measures the "
     "sender and the HTTP path as much as the workers.",
 }
 NOT_MEASURED = "not measured in this run"
+MAIN_PROFILES = ("quick", "default", "full")
+
+
+def run_by(scenario: str) -> str:
+    """Which of the main profiles run ``scenario``, and how to ask for it by name."""
+    names = [name for name in MAIN_PROFILES if scenario in (PROFILES[name].scenarios or SCENARIOS)]
+    return (
+        f" Run by the {' and '.join(names)} profile{'s' if len(names) > 1 else ''} "
+        f"(fbt-bench compare --scenarios {scenario} names it)."
+    )
+
+
+def blurb(scenario: str) -> str:
+    text = SCENARIO_BLURBS[scenario]
+    return text + run_by(scenario) if scenario in SCENARIOS else text
 
 
 @dataclass

@@ -72,7 +72,7 @@ async def burst(ctx: ScenarioContext) -> dict[str, Any]:
         "recovery_s": round(tally.last_finished_at - ended, 2) if tally.last_finished_at else None,
         "health_ms": health,
         "peak_api_pss_mb": round(api["peak_pss_mb"], 1) if api else None,
-        # The kill and deploy at the peak are the next step (issue #21); their keys stay absent until measured.
+        # "kill" and "deploy" join after the run's fault pass (attach_crash_outcomes).
     }
     measured = Measured(
         tally=tally,
@@ -92,3 +92,37 @@ def _in_broker(ctx: ScenarioContext, ids: set[str]) -> int:
     if ctx.deployment.runs_in_api or ctx.runner not in installed_runners():
         return 0
     return pending(load_runner(ctx.runner).faults.holdings(ctx.deployment.settings, ids))
+
+
+# The fault pass's cells whose outcomes a burst record carries: what a crash and a deploy in the middle of a
+# backlog cost the same runner on the same broker, in the configuration the scenarios ran.
+CRASH_KEYS = {"kill": "kill-worker", "deploy": "deploy"}
+OUTCOME_FIELDS = ("expected", "lost", "held", "reexecuted", "duplicate_effects", "in_flight_at_fault")
+
+
+def attach_crash_outcomes(records: list[dict[str, Any]], faults: list[dict[str, Any]]) -> None:
+    """Give each burst record ``extra.kill`` and ``extra.deploy``: the run's fault-pass cell for its runner,
+    broker and queue config (SIGKILL, or SIGTERM with the grace period, mid-burst), summed over its trials,
+    or None where the pass did not measure that cell."""
+    for record in records:
+        if record["scenario"] != "burst":
+            continue
+        for key, fault in CRASH_KEYS.items():
+            cells = [
+                f
+                for f in faults
+                if f["fault"] == fault
+                and f["runner"] == record["runner"]
+                and f.get("broker") == record.get("broker")
+                and f["config"] == record["config"]
+                and not f.get("error")
+            ]
+            record["extra"][key] = (
+                {
+                    **{name: sum(int(c.get(name) or 0) for c in cells) for name in OUTCOME_FIELDS},
+                    "trials": len(cells),
+                    "watch_covers_bound": all(c.get("watch_covers_bound") is not False for c in cells),
+                }
+                if cells
+                else None
+            )
