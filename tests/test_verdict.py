@@ -195,3 +195,24 @@ def test_the_report_stays_short_enough_to_read_in_ten_minutes(tmp_path: Path) ->
     assert len(prose) <= 20_000, len(prose)
     findings = body[body.index('id="findings"') : body.index('id="what-was-run"')]
     assert findings.count("<li") <= KEY_FINDINGS
+
+
+def test_a_scenario_the_profile_measures_once_is_not_missing_repeats() -> None:
+    from fbt_bench.report.findings import completeness
+
+    doc = example_results(sweep=True, burst=True)
+    doc["records"] = [
+        r for r in doc["records"] if r["scenario"] not in ("cpu-sweep", "burst") or r["repeat"] == 0
+    ]
+    missing = [f.text for f in completeness(summarize(doc)) if "repeats recorded" in f.text]
+    assert any("cpu-sweep" in text for text in missing)  # planned for every repeat: 2 are missing
+    doc["parameters"]["once"] = ["cpu-sweep", "burst"]
+    assert [f.text for f in completeness(summarize(doc)) if "repeats recorded" in f.text] == []
+
+
+def test_a_sweeps_placements_are_conditions_not_repeats() -> None:
+    from fbt_bench.results import conditions
+
+    shared, split = ({"scenario": "cpu-sweep", "extra": {"placement": p}} for p in ("shared", "split"))
+    assert conditions(shared) != conditions(split)
+    assert conditions({"scenario": "accept", "extra": {"placement": "shared"}}) == ()

@@ -68,31 +68,40 @@ def record_is_complete(record: dict[str, Any]) -> bool:
     )
 
 
-def conditions(record: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+Condition = tuple[tuple[str, float | str], ...]
+
+
+def conditions(record: dict[str, Any]) -> Condition:
     """What a record was measured under besides its system and scenario: records that differ here are
-    different conditions, never repeats of each other (a steady fraction, an RTT, a slot count)."""
-    given = (
-        ("fraction", record.get("extra", {}).get("fraction") if record["scenario"] == "steady" else None),
+    different conditions, never repeats of each other (a steady fraction, an RTT, a slot count, a sweep's
+    placement)."""
+    extra = record.get("extra", {})
+    numbers = (
+        ("fraction", extra.get("fraction") if record["scenario"] == "steady" else None),
         ("rtt_ms", record.get("rtt_ms")),
         ("slots", record.get("slots")),
     )
-    return tuple((name, float(value)) for name, value in given if isinstance(value, int | float))
+    found: list[tuple[str, float | str]] = [
+        (name, float(value)) for name, value in numbers if isinstance(value, int | float)
+    ]
+    if record["scenario"] == "cpu-sweep" and isinstance(extra.get("placement"), str):
+        found.append(("placement", extra["placement"]))
+    return tuple(found)
 
 
-def _condition_text(condition: tuple[tuple[str, float], ...]) -> str:
+def _condition_text(condition: Condition) -> str:
     words = {
         "fraction": lambda v: f"at {v:.0%}",
         "rtt_ms": lambda v: f"at {v:g} ms RTT",
         "slots": lambda v: f"{v:g} slots",
+        "placement": lambda v: f"({v})",
     }
     return "".join(f" {words[name](value)}" for name, value in condition)
 
 
 def flag_noisy_repeats(records: list[dict[str, Any]]) -> list[str]:
     """Warn, on the records and for the run, where a metric varies by more than 15% across repeats."""
-    groups: dict[tuple[str, str, str, tuple[tuple[str, float], ...]], list[dict[str, Any]]] = defaultdict(
-        list
-    )
+    groups: dict[tuple[str, str, str, Condition], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         key = system_key(record["runner"], record.get("broker"))
         groups[(key, record["scenario"], record["config"], conditions(record))].append(record)

@@ -413,6 +413,7 @@ class FaultContext:
             "held_where": {k: v for k, v in found.items() if k != "failed"},
             "held_due_s": bound,
             "failed": failed,
-            "watch_covers_bound": bound is not None and elapsed >= bound,
+            # Nothing missing: the watch ended because there was nothing left to wait for.
+            "watch_covers_bound": not missing or (bound is not None and elapsed >= bound),
             "unfinished": found,
         }

@@ -267,6 +267,15 @@ class Summary:
     def repeats(self) -> int:
         return int(self.params["repeats"])
 
+    def repeats_planned(self, scenario: str) -> int:
+        """The repeats a scenario was planned for: one for the profile's ``once`` scenarios."""
+        return 1 if scenario in (self.params.get("once") or []) else self.repeats
+
+    @staticmethod
+    def repeats_recorded(group: "RepeatSet") -> int:
+        """The distinct repeats a repeat set holds (a cpu-sweep repeat has one record per placement)."""
+        return len({record["repeat"] for record in group.records})
+
     def scenarios(self) -> list[str]:
         present = {scenario for scenario, _, _ in self.repeat_sets}
         return [s for s in SCENARIOS if s in present] + sorted(present - set(SCENARIOS))

@@ -73,12 +73,13 @@ def completeness(summary: Summary) -> list[Finding]:
                     (table_id(group.scenario),),
                 )
             )
-        if len(group.records) < summary.repeats:
+        if (recorded := summary.repeats_recorded(group)) < (
+            planned := summary.repeats_planned(group.scenario)
+        ):
             out.append(
                 Finding(
                     "alert",
-                    f"{group.label}, {group.scenario}: only {len(group.records)} of "
-                    f"{summary.repeats} repeats recorded.",
+                    f"{group.label}, {group.scenario}: only {recorded} of {planned} repeats recorded.",
                     group.scenario,
                     (table_id(group.scenario),),
                 )

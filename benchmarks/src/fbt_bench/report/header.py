@@ -98,6 +98,9 @@ def left_out_text(summary: Summary) -> str:
     parts = [f"{', '.join(skipped)} not run (the full profile runs every scenario)"] if skipped else []
     if once:
         parts.append(f"{', '.join(once)} measured once, in the first repeat, on each runner's default broker")
+    if "accept" in measured and (first := summary.params.get("decomposition_repeats")):
+        which = "repeat" if int(first) == 1 else f"{int(first)} repeats"
+        parts.append(f"accept's API cost decomposition in the first {which} only")
     return "; ".join(parts) or "nothing: every scenario, every repeat"
 
 

@@ -297,7 +297,12 @@ def crash(summary: Summary) -> VerdictRow:
     if held:
         best += f"; held jobs still due when the watch ended: {', '.join(held)}"
     trials = max(int(cell.get("trial") or 1) for cell in cells)
-    short = sum(1 for cell in cells if cell.get("watch_covers_bound") is False)
+    # A watch that ended with nothing missing needed no more time, whatever the bound (older records flag it).
+    short = sum(
+        1
+        for cell in cells
+        if cell.get("watch_covers_bound") is False and (cell.get("lost") or cell.get("held"))
+    )
     deciding = f"jobs lost of those accepted, {', '.join(CRASH_FAULTS)}, up to {trials} trial(s) per cell"
     if short:
         deciding += f"; {short} watch(es) ended before the library's redelivery bound"

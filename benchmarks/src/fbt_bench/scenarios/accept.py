@@ -64,7 +64,8 @@ async def accept(ctx: ScenarioContext) -> dict[str, Any]:
         steps, best, stopped = await _search(ctx, sampler, follower)
         window = time.time() - began
         resources = sampler.stop()
-    decomposition = await _decompose(ctx, best) if best > 0 and p.decomposition else None
+    decompose = p.decomposition and (p.decomposition_repeats == 0 or ctx.repeat < p.decomposition_repeats)
+    decomposition = await _decompose(ctx, best) if best > 0 and decompose else None
     sent = sum(step.sent for step in steps)
     tally = follower.tally(expected=sent)
     best_step = next((s for s in reversed(steps) if s.rate == best and s.passed), None)
