@@ -193,6 +193,8 @@ def _cpu_sweep_row(summary: Summary, work: str) -> VerdictRow:
     """From cpu-sweep: the resize rate each runner takes before /health p99 breaks the SLO, per placement."""
     groups = [g for r, c in summary.systems if (g := summary.get(cpu_sweep.SCENARIO, r, c))]
 
+    bounds: dict[str, str] = {}  # a ranked label marked ≥ -> the runner's plain label
+
     def ranked(placement: str) -> list[Ranked]:
         """Each runner's threshold; where none broke within the sweep, its highest passing rate, marked ≥."""
         found = []
@@ -201,10 +203,15 @@ def _cpu_sweep_row(summary: Summary, work: str) -> VerdictRow:
             if (spread := cpu_sweep.thresholds(g, placement)) is not None:
                 found.append(Ranked(label, spread, summary.runs_in_api(g.runner)))
             elif (bound := cpu_sweep.at_least(g, placement)) is not None:
-                found.append(
-                    Ranked(f"{label} (≥ {fmt(bound.median)}/s)", bound, summary.runs_in_api(g.runner))
-                )
+                marked = f"{label} (≥ {fmt(bound.median)}/s)"
+                bounds[marked] = label
+                found.append(Ranked(marked, bound, summary.runs_in_api(g.runner)))
         return found
+
+    def figure(e: Ranked) -> str:
+        if e.label in bounds:
+            return f"{bounds[e.label]} ≥ {fmt(e.spread.median, unit)}, no break up to the sweep's ceiling"
+        return f"{e.label} {_range(e.spread, unit)}"
 
     unit = " resizes/s"
     shared, split = ranked("shared"), ranked("split")
@@ -220,9 +227,7 @@ def _cpu_sweep_row(summary: Summary, work: str) -> VerdictRow:
         if grouped and compare(in_api.spread, grouped[0][0].spread) >= 0:
             answer = "yes: " + answer
     n = min((cpu_sweep.probes(g) for g in groups), default=0)
-    figures = [
-        f"{e.label} {_range(e.spread, unit)}" for e in (in_api, grouped[0][0] if grouped else None) if e
-    ]
+    figures = [figure(e) for e in (in_api, grouped[0][0] if grouped else None) if e]
     deciding = f"resizes/s before /health p99 broke the SLO, both cores shared: {'; '.join(figures)}"
     return VerdictRow(
         work, answer, tiers_text(grouped), f"{deciding} (n≥{n:,} probes per sweep)", table_id("cpu-sweep")
