@@ -62,6 +62,8 @@ class SplitDeployment:
     api_vars: dict[str, str]
     group: ProcessGroup
     redis: RedisServer
+    # Why the last readiness check said "not yet": a deadline's error names it instead of only timing out.
+    not_ready_because: str = ""
 
     @property
     def api_url(self) -> str:
@@ -123,7 +125,8 @@ def _until(ready: Callable[[], bool], what: str, deployment: SplitDeployment, de
                 f"{name} exited with status {code} while waiting for {what}; {log}:\n{log_tail(log)}"
             )
         if time.monotonic() >= deadline:
-            raise StackError(f"timed out waiting for {what}; logs in {deployment.workdir / 'logs'}")
+            because = f" (last check: {deployment.not_ready_because})" if deployment.not_ready_because else ""
+            raise StackError(f"timed out waiting for {what}{because}; logs in {deployment.workdir / 'logs'}")
         time.sleep(POLL_S)
 
 
@@ -131,7 +134,8 @@ def _worker_ready(deployment: SplitDeployment) -> bool:
     # The runner's own readiness (what `python -m fbt_tasks.health` answers), asked across the bridge.
     try:
         return load_runner(deployment.backend).worker_ready(deployment.settings)
-    except Exception:
+    except Exception as exc:
+        deployment.not_ready_because = f"{type(exc).__name__}: {exc}"
         return False
 
 
