@@ -50,8 +50,8 @@ faults: setup ## Kill, deploy, restart/crash the broker, delay, poison, fail tas
 	@$(RUN) fbt-bench faults
 
 RESULTS ?= results/latest
-report: setup ## Re-render report.md and report.html of RESULTS (default results/latest) from its results.json
-	@$(RUN) python -m fbt_bench.report $(RESULTS)
+report: setup ## Re-render report.md and report.html of RESULTS (default results/latest); FAULTS=results/faults/latest puts a `make faults` run in place of its short fault pass
+	@$(RUN) python -m fbt_bench.report $(RESULTS) $(if $(FAULTS),--faults $(FAULTS))
 
 # --- docker compose: the whole comparison as one stack (docs/deploy.md) ---
 COMPOSE ?= docker compose

@@ -1,5 +1,6 @@
 """The verdict (the report's first screen) and the tiers every ranking uses, on fixture records."""
 
+import json
 import re
 from pathlib import Path
 
@@ -216,3 +217,43 @@ def test_a_sweeps_placements_are_conditions_not_repeats() -> None:
     shared, split = ({"scenario": "cpu-sweep", "extra": {"placement": p}} for p in ("shared", "split"))
     assert conditions(shared) != conditions(split)
     assert conditions({"scenario": "accept", "extra": {"placement": "shared"}}) == ()
+
+
+def test_a_faults_run_replaces_the_short_pass_in_the_crash_row_and_the_burst_table(tmp_path: Path) -> None:
+    from fbt_bench.report.fold_faults import fold_faults
+    from fbt_bench.report.render import main
+
+    doc = example_results(burst=True)
+    burst = next(r for r in doc["records"] if r["scenario"] == "burst")
+    cell = {"runner": burst["runner"], "broker": burst.get("broker"), "config": burst["config"]}
+    trials = [
+        {
+            **cell,
+            "fault": "kill-worker",
+            "trial": t,
+            "expected": 60,
+            "lost": 0,
+            "held": 0,
+            "reexecuted": 8,
+            "duplicate_effects": 0,
+            "in_flight_at_fault": 8,
+            "watch_covers_bound": True,
+        }
+        for t in (1, 2, 3)
+    ]
+    faults_run = {
+        "profile": "faults",
+        "created_at": "2026-12-07T14:15:52Z",
+        "parameters": {"faults": {"n": 60}},
+        "faults": trials,
+    }
+    folded = fold_faults(doc, faults_run, tmp_path / "faults.json")
+    assert folded["parameters"]["faults_source"]["created_at"] == "2026-12-07T14:15:52Z"
+    mine = next(r for r in folded["records"] if r["scenario"] == "burst" and r["runner"] == cell["runner"])
+    assert mine["extra"]["kill"]["trials"] == 3 and mine["extra"]["kill"]["expected"] == 180
+    row = {row.work: row for row in verdict(summarize(folded))}["Work that must survive a crash or a deploy"]
+    assert "up to 3 trial(s) per cell" in row.deciding
+    # A compare run is not a faults run: refused with the reason, nothing rewritten.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps(doc))
+    assert main([str(tmp_path / "run"), "--faults", str(tmp_path / "run")]) == 1

@@ -21,11 +21,13 @@ from fbt_bench.report import capacity_figures, capacity_tables, figures, header,
 from fbt_bench.report.analysis import Summary, summarize, system_of
 from fbt_bench.report.figures import Chart
 from fbt_bench.report.findings import completeness, findings, noise_table
+from fbt_bench.report.fold_faults import fold_faults
 from fbt_bench.report.numbers import repeats_text, table_id
 from fbt_bench.report.phrasing import Finding
 from fbt_bench.report.sections import NOT_MEASURED, ScenarioSection, blurb, scenario_section
 from fbt_bench.report.tables import Table
 from fbt_bench.report.verdict import verdict
+from fbt_bench.results import to_json
 from fbt_bench.schema import SCHEMA_VERSION, validate_results
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -115,16 +117,25 @@ def _older_version(results: dict[str, Any]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """python -m fbt_bench.report RUN_DIR|results.json: re-render a run's reports next to its results.json."""
     args = list(sys.argv[1:] if argv is None else argv)
+    faults = None
+    if len(args) == 3 and args[1] == "--faults":
+        args, faults = args[:1], _results_path(Path(args[2]))
     if len(args) != 1 or args[0] in {"-h", "--help"}:
         print(
-            "usage: python -m fbt_bench.report RUN_DIR (containing results.json) | PATH/results.json",
+            "usage: python -m fbt_bench.report RUN_DIR (containing results.json) | PATH/results.json "
+            "[--faults FAULTS_RUN_DIR]\n"
+            "  --faults: put a `make faults` run's records (every trial) in place of the run's short fault "
+            "pass, in results.json and both reports",
             file=sys.stderr,
         )
         return 2
-    target = Path(args[0])
-    source = target / RESULTS_JSON if target.is_dir() else target
+    source = _results_path(Path(args[0]))
     try:
         results = json.loads(source.read_text(encoding="utf-8"))
+        if faults is not None:
+            results = fold_faults(results, json.loads(faults.read_text(encoding="utf-8")), faults)
+            validate_results(results)
+            source.write_text(to_json(results), encoding="utf-8")
         written = write_reports(results, source.parent)
     except (OSError, ValueError) as exc:  # missing file, bad JSON, schema violation: say which, exit non-zero
         print(f"cannot render {source}: {exc}", file=sys.stderr)
@@ -132,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def _results_path(target: Path) -> Path:
+    return target / RESULTS_JSON if target.is_dir() else target
 
 
 # ---------------------------------------------------------------------------------------------- context
