@@ -40,6 +40,8 @@ EXIT_INTERRUPTED = 130
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    # Docstrings are wrapped at 110 columns in the source: markdown mode reflows each paragraph to the terminal.
+    rich_markup_mode="markdown",
     help="Benchmark FastAPI BackgroundTasks against every installed task queue on one identical API.",
 )
 
@@ -109,7 +111,7 @@ def compare(
     config: Annotated[
         str, typer.Option(help="QUEUE_CONFIG for the broker runners: safe or defaults.")
     ] = "safe",
-    out: Annotated[Path, typer.Option(help="Results root; each run writes <out>/<UTC time>/.")] = Path(
+    out: Annotated[Path, typer.Option(help="Results root; each run writes `<out>/<UTC time>/`.")] = Path(
         "results"
     ),
     seed: Annotated[
@@ -132,7 +134,7 @@ def compare(
     """Run every runner through every scenario (plus the raw-redis and direct-call floors).
 
     Local mode starts Redis, the SMTP sink, the API and the workers itself and stops them afterwards. Set
-    API_URL_<RUNNER> for the runners to measure (with REDIS_URL, LEDGER_FILE and API_KEY of that
+    `API_URL_<RUNNER>` for the runners to measure (with REDIS_URL, LEDGER_FILE and API_KEY of that
     deployment) to measure an existing deployment instead. Ctrl-C stops everything and
     still writes what was measured, marked partial.
     """
@@ -206,7 +208,7 @@ def faults(
     seed: Annotated[
         int | None, typer.Option(help="Base seed of the fault moments (default: drawn now; recorded).")
     ] = None,
-    out: Annotated[Path, typer.Option(help="Results root; each run writes <out>/<UTC time>/.")] = Path(
+    out: Annotated[Path, typer.Option(help="Results root; each run writes `<out>/<UTC time>/`.")] = Path(
         "results/faults"
     ),
 ) -> None:
