@@ -118,7 +118,9 @@ def test_sigkill_takes_the_node_tree_down_and_start_brings_it_back(rabbit: Rabbi
     _publish(rabbit.url, queue, {"kept": "through a crash"})
     node_pids = [pid for pid in rabbit.pids() if psutil.Process(pid).name() != "epmd"]
     rabbit.kill()
-    assert rabbit.pid is None and rabbit.returncode == -9
+    # The tree is signalled children first: the rabbitmq-server script may exit by itself once beam.smp is
+    # gone, before its own SIGKILL lands, so its status is -9 or its own exit code. Either way it is down.
+    assert rabbit.pid is None and rabbit.returncode is not None
     assert all_alive(node_pids) == []
     rabbit.start()
     amqp_handshake("127.0.0.1", rabbit.port or 0)
