@@ -141,6 +141,11 @@ def _enqueue_at(rate: float, pct: str) -> Metric:
 # ---------------------------------------------------------------------------------------------- runners
 
 
+def on_default_broker(system: str) -> bool:
+    """Whether a system key (``system_of``) names its runner on its default broker: a plain runner name."""
+    return "/" not in system
+
+
 def system_of(record: Record) -> str:
     """The measured configuration a record (or fault record) belongs to: its key in ``runners``.
 

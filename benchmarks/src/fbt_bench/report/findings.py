@@ -18,6 +18,7 @@ from fbt_bench.report.analysis import (
     email_efficiency,
     latency_p50,
     latency_p99,
+    on_default_broker,
     probe_idle_p99,
     probe_loaded_p99,
     system_of,
@@ -88,7 +89,10 @@ def completeness(summary: Summary) -> list[Finding]:
         have = {(g.runner, g.config) for g in summary.in_scenario(scenario, baselines=False)}
         for runner, config in summary.systems:
             # A runner whose tasks run in the API has no queue to drain: no drain record by design.
-            by_design = scenario == "drain" and summary.runs_in_api(runner)
+            # The profile's once-scenarios are measured on each runner's default broker only.
+            by_design = (scenario == "drain" and summary.runs_in_api(runner)) or (
+                scenario in (summary.params.get("once") or []) and not on_default_broker(runner)
+            )
             if (runner, config) not in have and not by_design:
                 out.append(
                     Finding(
