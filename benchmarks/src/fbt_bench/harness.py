@@ -33,7 +33,6 @@ from fbt_bench.scenarios.context import RepeatShared, ScenarioContext, warm_up
 from fbt_bench.scenarios.registry import FLOOR_SCENARIOS, SCENARIO_RUNS
 from fbt_bench.scenarios.steady import NoCapacity
 from fbt_bench.schema import validate_results
-from fbt_tasks.registry import load_runner
 from fbt_tasks.runner import BROKER_TITLES
 
 
@@ -251,7 +250,8 @@ class Unit:
         """Whether this unit measures the profile's ``once`` scenarios: the first repeat, the default broker."""
         if self.repeat > 0:
             return False
-        return self.system is None or self.system.broker == load_runner(self.system.runner).brokers[0]
+        # A system key is the plain runner name exactly on its default broker (fbt_tasks.registry.system_key).
+        return self.system is None or self.system.key == self.system.runner
 
     def _deployment(self, external: Mapping[str, str], env: Mapping[str, str]) -> Any:
         p, config = self.plan.profile, self.plan.config
