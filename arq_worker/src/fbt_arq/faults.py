@@ -13,7 +13,7 @@ from arq.jobs import DeserializationError, deserialize_result
 from arq.utils import timestamp_ms
 
 from fbt_arq.wire import QUEUE_NAME, in_progress_key, job_key, loads, result_key
-from fbt_tasks.fault_words import crash, executions, malformed, outage
+from fbt_tasks.fault_words import crash, executions, full, malformed, outage
 from fbt_tasks.holdings import inspection_client, reply_bytes
 from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
@@ -139,6 +139,11 @@ class ArqFaults:
             return (
                 crash(r) + "; fbt-worker-arq restarted the arq workers, which exit when Redis fails"
             ) + _stranded(r, in_progress)
+        if fault == "broker-full":
+            return (
+                "arq enqueues in one MULTI/EXEC (the job key and its queue entry), which a full Redis refuses "
+                f"whole, so a refused job was never stored; {full(r)}; " + outage(r, "arq's next try")
+            )
         if fault == "delay-past-timeout":
             return (
                 "arq keeps a deferred job in the queue scored by its due time; no worker starts it earlier and "

@@ -19,7 +19,7 @@ from celery.backends.base import KeyValueStoreBackend
 from kombu.transport.redis import Channel as RedisChannel
 
 from fbt_celery.queue_configs import queue_config_for
-from fbt_tasks.fault_words import crash, executions, malformed, node_crash, outage
+from fbt_tasks.fault_words import crash, executions, full, malformed, memory_alarm, node_crash, outage
 from fbt_tasks.holdings import INSPECTION_TIMEOUT_S, count_ids, inspection_client
 from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
@@ -218,6 +218,18 @@ class CeleryFaults:
                 "SIGTERM is Celery's warm shutdown: the pool finishes the tasks it is running and unacked "
                 "prefetched messages go back to the queue when the worker closes its connection"
             )
+        if fault == "broker-full":
+            told = (
+                "kombu publishes a task with one LPUSH, which a full Redis refuses, so a refused task was never "
+                f"stored; {full(r)}"
+            )
+            if r.held or r.worker_exited:
+                told += (
+                    "; when Redis refused the worker's own write to kombu's unacked index, the worker logged "
+                    "'Unrecoverable error' and shut down, a shutdown that can hang with the process still up and "
+                    "consuming nothing (celery/celery#5716, open): its tasks wait until the worker is restarted"
+                )
+            return told
         if fault == "broker-restart":
             told = "Redis's AOF kept the queue and the worker reconnected; " + outage(r, "autoretry_for")
             if r.lost:
@@ -287,6 +299,8 @@ def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: F
         return f"RabbitMQ kept {kept} {queue} across the restart and the worker reconnected; " + outage(
             r, "autoretry_for"
         )
+    if fault == "broker-full":
+        return memory_alarm(r, "py-amqp waits for the publisher confirm with no timeout")
     if fault == "broker-crash":
         confirmed = "confirmed, " if d.get("confirm_publish") else ""
         return (

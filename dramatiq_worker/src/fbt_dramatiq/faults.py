@@ -13,7 +13,7 @@ from typing import Any
 from dramatiq.common import dq_name, xq_name
 
 from fbt_dramatiq.actors import QUEUE_NAME
-from fbt_tasks.fault_words import crash, executions, malformed, node_crash, outage
+from fbt_tasks.fault_words import crash, executions, full, malformed, memory_alarm, node_crash, outage
 from fbt_tasks.holdings import count_ids, inspection_client
 from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
@@ -132,6 +132,11 @@ class DramatiqFaults:
             return (
                 "on SIGTERM Dramatiq requeues prefetched messages and lets running actors finish, then exits"
             )
+        if fault == "broker-full":
+            return (
+                "Dramatiq enqueues through one Lua script, which a full Redis refuses whole, so a refused message "
+                f"was never stored; {full(r)}; " + outage(r, f"the Retries middleware ({retries})")
+            )
         if fault == "broker-restart":
             told = "Redis's AOF kept the queue and the consumers reconnected; " + outage(
                 r, f"the Retries middleware ({retries})"
@@ -241,6 +246,11 @@ def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: F
         return (
             f"RabbitMQ kept the {confirmed}persistent messages on its durable queues and the consumers reconnected; "
             + outage(r, f"the Retries middleware ({retries})")
+        )
+    if fault == "broker-full":
+        return memory_alarm(
+            r,
+            "pika's BlockingConnection waits out a blocked connection (no blocked_connection_timeout is set)",
         )
     if fault == "broker-crash":
         confirmed = "confirmed, " if rel.get("confirm_delivery") else ""

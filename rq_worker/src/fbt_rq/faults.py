@@ -15,7 +15,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from fbt_rq.queue_configs import QUEUE_NAME
-from fbt_tasks.fault_words import crash, executions, malformed, outage
+from fbt_tasks.fault_words import crash, executions, full, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client
 from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
@@ -120,6 +120,16 @@ class RQFaults:
             )
         if fault == "broker-crash":
             return crash(r) + "; the workers reconnected with backoff"
+        if fault == "broker-full":
+            stuck = (
+                f"; {r.held} jobs stayed marked started in the StartedJobRegistry past that bound"
+                if r.held
+                else ""
+            )
+            return (
+                "RQ's enqueue is one MULTI/EXEC, which a full Redis refuses whole, so a refused job was never "
+                f"stored; {full(r)}; {outage(r, retry if retry != 'none' else 'nothing')}{stuck}"
+            )
         if fault == "delay-past-timeout":
             if not d.get("with_scheduler"):
                 return (

@@ -13,7 +13,7 @@ from saq.job import Status
 
 from fbt_saq.queue_configs import SWEEP_ABORT_WAIT_S
 from fbt_saq.wire import ACTIVE_KEY, INCOMPLETE_KEY, QUEUED_KEY, job_id, key_of
-from fbt_tasks.fault_words import crash, executions, malformed, outage
+from fbt_tasks.fault_words import crash, executions, full, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client, reply_bytes
 from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
@@ -153,6 +153,11 @@ class SAQFaults:
             )
         if fault == "broker-crash":
             return crash(r) + "; the workers' redis-py clients reconnected"
+        if fault == "broker-full":
+            return (
+                "SAQ enqueues through one Lua script, which a full Redis refuses whole, so a refused job was never "
+                f"stored; {full(r)}; " + outage(r, "SAQ's retries" if retries > 1 else "nothing")
+            )
         if fault == "delay-past-timeout":
             return (
                 "SAQ keeps a delayed job in its incomplete sorted set, scored with its due time, until a "

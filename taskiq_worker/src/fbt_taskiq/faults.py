@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 
 from fbt_taskiq.queue_configs import CONSUMER_GROUP, QUEUE_NAME, RESULT_PREFIX, broker_class, queue_config_for
 from fbt_taskiq.redis_keys import STREAM_FIELD, push, result_key, task_id
-from fbt_tasks.fault_words import crash, malformed, outage
+from fbt_tasks.fault_words import crash, full, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client, reply_bytes
 from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
@@ -179,6 +179,11 @@ class TaskiqFaults:
             )
         if fault == "broker-crash":
             return crash(r) + "; the workers reconnected"
+        if fault == "broker-full":
+            return (
+                f"taskiq-redis enqueues with one XADD, which a full Redis refuses, so a refused job was never stored; "
+                f"{full(r)}; " + outage(r, retry if retry != "none" else "nothing")
+            )
         if fault == "delay-past-timeout":
             return "not measured: this runner refuses delayed jobs (taskiq delays only through its scheduler process)"
         if fault == "poison-message":

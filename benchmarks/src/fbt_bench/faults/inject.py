@@ -12,17 +12,17 @@ from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from fbt_bench.faults.crash import broker_crash
+from fbt_bench.faults.full import broker_full
 from fbt_bench.faults.messages import delay_past_timeout, poison_message
-from fbt_bench.faults.observe import HANG_S, POLL_S, FaultContext, leased_ids, ledger_by_id, watch_window
-from fbt_bench.measuring.api_client import RequestError, RequestTimeout
+from fbt_bench.faults.observe import POLL_S, FaultContext, leased_ids, ledger_by_id, watch_window
+from fbt_bench.faults.outage import outage_answers, outage_probe
+from fbt_bench.measuring.api_client import RequestError
 from fbt_devstack.smtp_sink import read_mailbox
 from fbt_tasks.runner import FaultName, Holdings, pending
 
 # task-error's always-refused recipient, and how long to follow it once the other emails went through.
 POISON_PREFIX = "poison"
 POISON_WAIT_S = 30.0
-# broker-restart probes the API until the broker is back, never longer than this.
-OUTAGE_PROBE_MAX_S = 120.0
 
 
 async def kill_worker(ctx: FaultContext) -> dict[str, Any]:
@@ -89,9 +89,6 @@ def _wait_exit(ctx: FaultContext, timeout_s: float) -> bool:
     return True
 
 
-Answer = tuple[float, str, float]  # (sent at, "200"|"503"|"other"|"hang", latency ms)
-
-
 async def broker_restart(ctx: FaultContext) -> dict[str, Any]:
     """Stop the deployment's broker mid-burst (gracefully: Redis flushes its AOF, RabbitMQ its queues), keep
     it down ``outage_s``, start it again."""
@@ -118,58 +115,11 @@ async def broker_restart(ctx: FaultContext) -> dict[str, Any]:
     window = p.outage_s + p.n * p.smtp_delay_ms / 1000 / p.slots + p.patience_s / 2
     await asyncio.to_thread(ctx.watch, fault_at + window, probe_id)
     await asyncio.to_thread(ctx.restart_dead)
-    outage = _outage_answers([a for a in answers if down_at <= a[0] <= up_at], up_at - down_at)
+    outage = outage_answers([a for a in answers if down_at <= a[0] <= up_at], up_at - down_at)
     counts = ", ".join(f"{n} x {kind}" for kind, n in outage["answers"].items() if n or kind == "hang")
     slowest = outage["max_latency_ms"]
     ctx.notes.append(f"API during the {outage['down_s']:.0f} s outage: {counts}, slowest {slowest:.0f} ms")
     return {**ctx.tally(fault_at, set(), probe_id, time.time() - fault_at), "outage": outage}
-
-
-def _outage_answers(during: list[Answer], down_s: float) -> dict[str, Any]:
-    """What the API answered while Redis was down: counts by kind and the slowest answer."""
-    kinds = Counter(kind for _, kind, _ in during)
-    return {
-        "down_s": round(down_s, 2),
-        "requests": len(during),
-        "answers": {kind: kinds.get(kind, 0) for kind in ("200", "503", "other", "hang")},
-        "max_latency_ms": round(max((ms for *_, ms in during), default=0.0), 1),
-    }
-
-
-async def outage_probe(ctx: FaultContext, back: asyncio.Event) -> list[Answer]:
-    """POST an email at a fixed rate until ``back`` is set and a second more (at most OUTAGE_PROBE_MAX_S):
-    (sent at, "200"|"503"|"other"|"hang", latency ms) per request.
-
-    Accepted emails join the expected set: a job the API accepted during an outage must not be lost either.
-    """
-    answers: list[Answer] = []
-    tasks: list[asyncio.Task[None]] = []
-    # Enough connections for every request a hang could keep open at once (HANG_S at the probe's rate).
-    async with ctx.client(connections=round(HANG_S * ctx.params.outage_probe_hz) + 1) as client:
-
-        async def one(i: int) -> None:
-            sent_at, began = time.time(), time.perf_counter()
-            try:
-                outcome = await client.send_mail(f"outage{i}@example.com", "Outage", "x")
-                kind = str(outcome.status) if outcome.status in (200, 503) else "other"
-                if outcome.ok and outcome.job_id:
-                    ctx.accepted.append(outcome.job_id)
-            except RequestTimeout:
-                kind = "hang"
-            except RequestError:
-                kind = "other"
-            answers.append((sent_at, kind, (time.perf_counter() - began) * 1000))
-
-        began, back_at = time.monotonic(), None
-        while time.monotonic() - began < OUTAGE_PROBE_MAX_S:
-            if back.is_set():
-                back_at = back_at or time.monotonic()
-                if time.monotonic() - back_at >= 1.0:
-                    break
-            tasks.append(asyncio.create_task(one(len(tasks))))
-            await asyncio.sleep(1 / ctx.params.outage_probe_hz)
-        await asyncio.gather(*tasks)
-    return answers
 
 
 async def task_error(ctx: FaultContext) -> dict[str, Any]:
@@ -231,6 +181,7 @@ FAULT_RUNS: dict[FaultName, Callable[[FaultContext], Coroutine[Any, Any, dict[st
     "broker-restart": broker_restart,
     "task-error": task_error,
     "broker-crash": broker_crash,
+    "broker-full": broker_full,
     "delay-past-timeout": delay_past_timeout,
     "poison-message": poison_message,
 }

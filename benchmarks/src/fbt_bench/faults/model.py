@@ -12,11 +12,14 @@ from fbt_tasks.runner import BROKER_TITLES, QUEUE_CONFIG_NAMES, FaultName, Queue
 
 # Every fault the runner plugin protocol names, in its order: one list, read off the type.
 FAULTS: tuple[FaultName, ...] = get_args(FaultName)
-# Faults that need a broker: a runner whose tasks run in the API has no Redis queue to crash, delay or poison.
-# They run in the safe configuration only: the fsync policy is Redis's, not the runner's; a malformed message
-# takes the same path whatever the ack and retry settings; and 2x Celery's default 1 h visibility timeout is
-# not a wait a fault pass can afford. Keeping them out of "defaults" keeps `make faults` in its time budget.
-BROKER_FAULTS: frozenset[FaultName] = frozenset({"broker-crash", "delay-past-timeout", "poison-message"})
+# Faults that need a broker: a runner whose tasks run in the API has no Redis queue to crash, fill, delay or
+# poison. They run in the safe configuration only: the fsync policy is Redis's, not the runner's; a memory
+# limit is the operator's; a malformed message takes the same path whatever the ack and retry settings; and
+# 2x Celery's default 1 h visibility timeout is not a wait a fault pass can afford. Keeping them out of
+# "defaults" keeps `make faults` in its time budget.
+BROKER_FAULTS: frozenset[FaultName] = frozenset(
+    {"broker-crash", "broker-full", "delay-past-timeout", "poison-message"}
+)
 # broker-crash on Redis runs once per AOF fsync policy: Redis's default, and the one that survives a crash.
 FSYNC_POLICIES: tuple[str, ...] = ("everysec", "always")
 # broker-crash SIGKILLs the deployment's broker: Redis (one cell per fsync policy) or the RabbitMQ node (one
@@ -59,6 +62,9 @@ class FaultParams:
     # docker compose's stop_grace_period for the workers (compose.yaml): SIGKILL follows after this.
     deploy_grace_s: float = 30.0
     outage_s: float = 3.0
+    # broker-full: how long the broker stays at its memory limit before it has room again; longer than the
+    # probe's HANG_S, so a request the full broker blocks is seen hanging, not answered once room is back.
+    full_s: float = 15.0
     outage_probe_hz: float = 10.0
     error_n: int = 5
     fail_first: int = 2

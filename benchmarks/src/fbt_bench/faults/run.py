@@ -214,6 +214,9 @@ def likely_wait_s(cell: Cell, params: FaultParams, *, starts_stack: bool = True)
             return base
         waited = bound if bound is not None and bound <= params.patience_s else params.watch_s
         return base + waited
+    if cell.fault == "broker-full":
+        bound = runner.faults.redelivery_bound_s(_described(cell.runner, cell.broker_name, cell.config))
+        return base + params.full_s + (bound if bound is not None and bound <= params.patience_s else 0.0)
     if cell.fault == "task-error" and runner.queue_configs[cell.broker_name][cell.config].max_attempts > 1:
         return base + POISON_WAIT_S
     if cell.fault == "delay-past-timeout":

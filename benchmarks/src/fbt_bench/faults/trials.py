@@ -53,6 +53,9 @@ def outcome_of(result: Mapping[str, Any]) -> FaultOutcome:
         delay_s=result.get("delay_s"),
         appendfsync=result.get("appendfsync"),
         slowest_answer_ms=(result.get("outage") or {}).get("max_latency_ms"),
+        refused_while_out=(result.get("outage") or {}).get("answers", {}).get("503"),
+        hung_while_out=(result.get("outage") or {}).get("answers", {}).get("hang"),
+        worker_exited=result.get("worker_exited_while_full"),
         runs=(int(runs["min"]), int(runs["max"]), int(runs["skipped"])) if runs else None,
         poison_where=poison.get("where"),
         worker_kept_working=poison.get("worker_kept_working"),
@@ -64,9 +67,9 @@ def mechanism(cell: Cell, described: dict[str, Any], result: dict[str, Any]) -> 
     told = load_runner(cell.runner).faults.mechanism(cell.fault, described, outcome_of(result))
     if twice := result["duplicate_effects"]:
         why = (
-            "their send-once record could not be written while Redis was down"
+            "their send-once record could not be written while Redis was down or full"
             # The send-once record lives in Redis whatever the broker: only a Redis outage keeps it unwritten.
-            if cell.fault in ("broker-restart", "broker-crash") and cell.broker_name == "redis"
+            if cell.fault in ("broker-restart", "broker-crash", "broker-full") and cell.broker_name == "redis"
             else "the fault fell between the SMTP server's acceptance and the send-once record, the window "
             "fbt_tasks.once documents"
         )

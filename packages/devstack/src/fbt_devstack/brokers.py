@@ -6,11 +6,16 @@ these helpers start, stop and inspect whichever of the two it holds.
 
 from pathlib import Path
 
+from redis import Redis
+
 from fbt_devstack.rabbitmq_server import RabbitMQServer, RabbitMQUnavailable
 from fbt_devstack.rabbitmq_tools import external_amqp_url, missing_binary_reason
 from fbt_devstack.redis_server import RedisServer
 from fbt_devstack.stack_env import StackError
 from fbt_tasks.settings import Settings
+
+# RabbitMQ's default vm_memory_high_watermark (a share of the machine's memory); the node starts with it.
+RABBITMQ_DEFAULT_WATERMARK = 0.4
 
 
 def wants_private_rabbitmq(settings: Settings, requested: bool) -> bool:
@@ -81,3 +86,50 @@ def start_broker(redis: RedisServer | None, rabbitmq: RabbitMQServer | None) -> 
         redis.start()
     else:
         raise StackError("this stack uses an external broker; it cannot start it")
+
+
+def cap_broker_memory(redis: RedisServer | None, rabbitmq: RabbitMQServer | None, headroom_bytes: int) -> str:
+    """Put the deployment's broker at its memory limit, as an operator's ceiling would; returns it in words.
+
+    Redis: ``maxmemory`` at what it uses now plus ``headroom_bytes``, with ``noeviction`` (Redis's own
+    default policy, and the only one under which a queue's keys are never dropped): once the room is used,
+    every command that may grow memory answers an OOM error; reads and deletes still run. RabbitMQ: the
+    memory high watermark at one byte, so the node raises its memory alarm at once and blocks every
+    connection that publishes until it clears (RabbitMQ's "Memory Alarms" guide); consumers go on.
+    """
+    if rabbitmq is not None:
+        _ctl(rabbitmq, "set_vm_memory_high_watermark", "absolute", "1")
+        return "RabbitMQ memory alarm raised (high watermark 1 byte)"
+    if redis is None:
+        raise StackError("this stack uses an external broker; it cannot cap its memory")
+    client = _redis_client(redis)
+    try:
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", used + headroom_bytes)
+    finally:
+        client.close()
+    room = f", {headroom_bytes // 1000} kB above use" if headroom_bytes else ", what it used then"
+    return f"Redis maxmemory {(used + headroom_bytes) / 1e6:.1f} MB{room}, noeviction"
+
+
+def lift_broker_memory_cap(redis: RedisServer | None, rabbitmq: RabbitMQServer | None) -> None:
+    """Undo ``cap_broker_memory``: Redis without a limit, RabbitMQ back at its default watermark (0.4)."""
+    if rabbitmq is not None:
+        _ctl(rabbitmq, "set_vm_memory_high_watermark", str(RABBITMQ_DEFAULT_WATERMARK))
+    elif redis is not None:
+        client = _redis_client(redis)
+        try:
+            client.config_set("maxmemory", 0)
+        finally:
+            client.close()
+
+
+def _ctl(rabbitmq: RabbitMQServer, *args: str) -> None:
+    done = rabbitmq.cli(rabbitmq.tools.ctl, *args)
+    if done.returncode != 0:
+        raise StackError(f"rabbitmqctl {' '.join(args)} failed: {done.stdout.strip()[-300:]}")
+
+
+def _redis_client(redis: RedisServer) -> Redis:
+    return Redis.from_url(redis.url, socket_timeout=5.0)

@@ -373,6 +373,13 @@ class Stack:
         """Crash the deployment's broker (SIGKILL to its whole tree: Redis, or the RabbitMQ node's beam.smp)."""
         brokers.kill_broker(self.redis, self.rabbitmq)
 
+    def cap_broker_memory(self, headroom_bytes: int) -> str:
+        """Put the deployment's broker at its memory limit (``brokers.cap_broker_memory``); the limit in words."""
+        return brokers.cap_broker_memory(self.redis, self.rabbitmq, headroom_bytes)
+
+    def lift_broker_memory_cap(self) -> None:
+        brokers.lift_broker_memory_cap(self.redis, self.rabbitmq)
+
     def start_broker(self) -> None:
         """Start the broker ``stop_broker`` stopped (or ``kill_broker`` killed), on the same ports and data."""
         brokers.start_broker(self.redis, self.rabbitmq)

@@ -47,3 +47,34 @@ def malformed(outcome: FaultOutcome) -> str:
     """Where the malformed message ended up and whether the workers went on."""
     went_on = "the worker kept working" if outcome.worker_kept_working else "the worker stopped working"
     return f"the malformed message ended up {outcome.poison_where or 'nowhere known'} and {went_on}"
+
+
+def full(outcome: FaultOutcome, broker: str = "Redis") -> str:
+    """What the API answered while the broker was at its memory limit, and what became of the accepted jobs."""
+    refused, hung = outcome.refused_while_out or 0, outcome.hung_while_out or 0
+    slowest = f"slowest answer {outcome.slowest_answer_ms or 0.0:.0f} ms"
+    if hung:
+        answered = f"{hung} of the API's requests hung while {broker} was full ({slowest})"
+    elif refused:
+        answered = f"the API refused {refused} requests with 503 while {broker} was full ({slowest})"
+    else:
+        answered = (
+            f"the API took every request while {broker} was full, the workers' deletes making room as they went "
+            f"({slowest})"
+        )
+    if outcome.lost:
+        return f"{answered}; {outcome.lost} accepted jobs were lost"
+    if outcome.held:
+        return f"{answered}; {outcome.held} accepted jobs were still waiting when the watch ended"
+    return f"{answered}; every accepted job ran once there was room"
+
+
+def memory_alarm(outcome: FaultOutcome, client_waits: str) -> str:
+    """RabbitMQ's memory alarm, as the runner's publishing client met it (``client_waits`` says how)."""
+    blocked = (
+        f"RabbitMQ's memory alarm blocks every publishing connection until it clears and {client_waits}, so "
+        "the API's enqueue waited with it"
+        if outcome.hung_while_out
+        else "RabbitMQ's memory alarm blocked the publishing connections"
+    )
+    return f"{blocked}; {full(outcome, 'RabbitMQ')}"

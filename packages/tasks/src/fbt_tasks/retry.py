@@ -18,7 +18,8 @@ from fbt_tasks.once import AlreadyInFlight
 # OSError covers ConnectionError, socket timeouts and refused connects (and smtplib.SMTPException, a subclass
 # since Python 3.4, named anyway so the report lists it). aiosmtplib's SMTPException (the async twin's SMTP
 # client) is not an OSError; it is named so both paths retry the same SMTP failures. redis-py's ConnectionError
-# and TimeoutError (its asyncio client raises the same classes) are not OSErrors. AlreadyInFlight: another
+# and TimeoutError (its asyncio client raises the same classes) are not OSErrors; nor is OutOfMemoryError, a
+# Redis at its maxmemory refusing a write, which passes once the server has room. AlreadyInFlight: another
 # attempt still held the send-once lease; it ends by itself.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     smtplib.SMTPException,
@@ -26,6 +27,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
     AlreadyInFlight,
 )
 

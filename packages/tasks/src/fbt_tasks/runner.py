@@ -22,6 +22,7 @@ FaultName = Literal[
     "broker-restart",
     "task-error",
     "broker-crash",
+    "broker-full",
     "delay-past-timeout",
     "poison-message",
 ]
@@ -164,7 +165,13 @@ class FaultOutcome:
     graceful: bool | None = None
     delay_s: float | None = None  # delay-past-timeout: the countdown the jobs were given
     appendfsync: str | None = None  # broker-crash on Redis: the fsync policy in force
-    slowest_answer_ms: float | None = None  # broker-restart: the API's slowest answer during the outage
+    # broker-restart, broker-full: the API's slowest answer while the broker was out, and how many of the
+    # probe's requests it refused (503) and left hanging.
+    slowest_answer_ms: float | None = None
+    refused_while_out: int | None = None
+    hung_while_out: int | None = None
+    # broker-full: a worker process exited while the broker was full (it was restarted, as compose would).
+    worker_exited: bool | None = None
     # delay-past-timeout: the fewest and most runs of a delayed job, and the runs turned away as repeats.
     runs: tuple[int, int, int] | None = None
     # poison-message: where the malformed message ended up, and whether the worker kept working.
