@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis
 
+from fbt_devstack import brokers
 from fbt_devstack.ports import free_port, wait_for_port
 from fbt_devstack.processes import ProcessGroup, all_alive, descendants_of_self, kill_tree
 from fbt_devstack.redis_server import RedisServer
@@ -47,6 +48,22 @@ def test_redis_server_restart_keeps_appendonly_data_and_stop_leaves_no_process(t
     assert server.pid is None
     assert all_alive([first_pid, last_pid]) == []
     server.stop()  # a second stop is harmless
+
+
+def test_a_capped_redis_refuses_writes_until_the_cap_is_lifted(tmp_path: Path) -> None:
+    """broker-full's limit: Redis answers OOM to a write while capped, takes it again once lifted."""
+    with RedisServer(workdir=tmp_path) as server:
+        client = redis.Redis.from_url(server.url)
+        try:
+            limit = brokers.cap_broker_memory(server, None, 0)
+            assert "noeviction" in limit
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                client.set("grows", b"x" * 100_000)
+            assert client.ping()  # reads still answer: the server is full, not down
+            brokers.lift_broker_memory_cap(server, None)
+            assert client.set("grows", b"x" * 100_000)
+        finally:
+            client.close()
 
 
 def test_smtp_sink_records_a_real_message(tmp_path: Path) -> None:

@@ -33,6 +33,10 @@ def test_transient_errors_are_named_once_and_resolve_back():
     assert resolve(TRANSIENT_ERROR_NAMES) == TRANSIENT_ERRORS
     assert is_transient(smtplib.SMTPServerDisconnected()) and is_transient(ConnectionRefusedError())
     assert is_transient(redis.exceptions.ConnectionError()) and is_transient(redis.exceptions.TimeoutError())
+    # A Redis at its maxmemory refuses a write until it has room again: broker-full's send-once records.
+    assert is_transient(
+        redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'")
+    )
     assert not is_transient(
         ValueError("Header values may not contain linefeed or carriage return characters")
     )
@@ -104,7 +108,12 @@ def test_ledger_marks_a_task_that_turned_a_repeat_away(tmp_path: Path, monkeypat
 
 def test_matrix_runs_broker_faults_only_with_a_broker_and_crashes_under_both_fsync_policies():
     cells = matrix(("inprocess", "celery"), ("safe",), trials=3)
-    assert not [c for c in cells if c.runner == "inprocess" and c.fault in ("broker-crash", "poison-message")]
+    assert not [
+        c
+        for c in cells
+        if c.runner == "inprocess" and c.fault in ("broker-crash", "broker-full", "poison-message")
+    ]
+    assert {c.broker_name for c in cells if c.fault == "broker-full"} == {"redis", "rabbitmq"}
     crash = {
         (c.variant, c.trial)
         for c in cells
@@ -291,3 +300,25 @@ def test_a_loss_in_a_safe_config_is_explained_by_its_mechanism_not_by_the_happy_
     assert "gone" not in fine
     lost = dramatiq.mechanism("broker-restart", described, _result(lost=2, failed_attempts=2))
     assert "2 are gone" in lost and "acks the original anyway" in lost
+
+
+def test_broker_full_sentences_say_what_the_api_answered_and_where_the_jobs_are():
+    """The outcome read off a broker-full record decides the words: a hang, a 503 or neither; a stuck worker."""
+    outage = {"answers": {"200": 90, "503": 7, "other": 0, "hang": 0}, "max_latency_ms": 12.0}
+    refused = _result(outage=outage)
+    assert refused.refused_while_out == 7 and refused.hung_while_out == 0
+    celery = load_runner("celery").faults
+    redis_full = {"broker_name": "redis", "acks_late": True}
+    told = celery.mechanism("broker-full", redis_full, refused)
+    assert "refused 7 requests with 503" in told and "every accepted job ran" in told
+    assert "celery/celery#5716" not in told
+    stuck = celery.mechanism("broker-full", redis_full, _result(outage=outage, held=40))
+    assert "celery/celery#5716" in stuck and "40 jobs it had accepted were still waiting" in stuck
+
+    hung = _result(outage={"answers": {"200": 3, "503": 0, "other": 0, "hang": 5}, "max_latency_ms": 10005.0})
+    for runner in ("celery", "dramatiq"):
+        told = load_runner(runner).faults.mechanism("broker-full", {"broker_name": "rabbitmq"}, hung)
+        assert "memory alarm" in told and "5 of the API's requests hung" in told
+    for runner in ("rq", "dramatiq", "taskiq", "arq", "saq"):
+        told = load_runner(runner).faults.mechanism("broker-full", {"broker_name": "redis"}, refused)
+        assert "full Redis refuses" in told, runner

@@ -212,11 +212,12 @@ def faults(
         "results/faults"
     ),
 ) -> None:
-    """Break things on purpose: every runner on each broker, both queue configurations, seven faults.
+    """Break things on purpose: every runner on each broker, both queue configurations, eight faults.
 
     kill-worker (SIGKILL the worker tree mid-burst), deploy (SIGTERM mid-burst), broker-restart (the broker
     stopped a few seconds), task-error (the SMTP sink refuses each email twice), broker-crash (SIGKILL Redis,
-    per AOF fsync policy, or the RabbitMQ node), delay-past-timeout and poison-message; three trials per cell,
+    per AOF fsync policy, or the RabbitMQ node), broker-full (the broker at its memory limit for 15 s),
+    delay-past-timeout and poison-message; three trials per cell,
     a cell's trials sharing a stack while each leaves it clean. Lost, held, re-executed and
     duplicated emails are counted at the SMTP sink by Message-ID and in the broker; results.json holds them
     under "faults". Each finished trial prints the trials done out of the total and an estimate of the time

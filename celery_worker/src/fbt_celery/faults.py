@@ -223,6 +223,11 @@ class CeleryFaults:
                 "kombu publishes a task with one LPUSH, which a full Redis refuses, so a refused task was never "
                 f"stored; {full(r)}"
             )
+            if r.lost:
+                told += (
+                    f"; {r.lost} gone: kombu takes a message off the list and records it as unacked in a second "
+                    "write, and a message whose record Redis refused was in neither (celery/celery#7950)"
+                )
             if r.held or r.worker_exited:
                 told += (
                     "; when Redis refused the worker's own write to kombu's unacked index, the worker logged "

@@ -133,21 +133,16 @@ class DramatiqFaults:
                 "on SIGTERM Dramatiq requeues prefetched messages and lets running actors finish, then exits"
             )
         if fault == "broker-full":
-            return (
+            told = (
                 "Dramatiq enqueues through one Lua script, which a full Redis refuses whole, so a refused message "
                 f"was never stored; {full(r)}; " + outage(r, f"the Retries middleware ({retries})")
             )
+            return told + _retry_copy_lost(r, "the full Redis") + _stranded(r)
         if fault == "broker-restart":
             told = "Redis's AOF kept the queue and the consumers reconnected; " + outage(
                 r, f"the Retries middleware ({retries})"
             )
-            if r.lost:
-                # dramatiq/broker.py emit_after logs a middleware's exception and carries on to the ack.
-                told += (
-                    f"; {r.lost} are gone: the Retries middleware retries by enqueueing a copy, that enqueue hit "
-                    "the outage, and Dramatiq logs a failing middleware as critical and acks the original anyway"
-                )
-            return told + _stranded(r)
+            return told + _retry_copy_lost(r, "the outage") + _stranded(r)
         if fault == "broker-crash":
             return crash(r) + "; the consumers reconnected" + _stranded(r)
         if fault == "delay-past-timeout":
@@ -169,6 +164,17 @@ class DramatiqFaults:
             f"the Retries middleware retried the refusals ({retries}, doubling with jitter); a message that "
             f"exhausts them goes to the dead-letter queue {xq_name(QUEUE_NAME)}"
         )
+
+
+def _retry_copy_lost(r: FaultOutcome, met: str) -> str:
+    """Why jobs are gone when a retry could not be enqueued: the Retries middleware's copy met ``met``."""
+    if not r.lost:
+        return ""
+    # dramatiq/broker.py emit_after logs a middleware's exception and carries on to the ack.
+    return (
+        f"; {r.lost} are gone: the Retries middleware retries by enqueueing a copy, that enqueue met {met}, and "
+        "Dramatiq logs a failing middleware as critical and acks the original anyway"
+    )
 
 
 def _stranded(r: FaultOutcome) -> str:

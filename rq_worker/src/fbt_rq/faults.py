@@ -121,14 +121,20 @@ class RQFaults:
         if fault == "broker-crash":
             return crash(r) + "; the workers reconnected with backoff"
         if fault == "broker-full":
+            bound = self.redelivery_bound_s(d)
             stuck = (
-                f"; {r.held} jobs stayed marked started in the StartedJobRegistry past that bound"
+                "; they sat in the StartedJobRegistry or RQ's intermediate queue"
+                + (
+                    f", past the ~{bound:.0f} s by which RQ puts back a killed worker's job"
+                    if bound is not None and (r.watched_s or 0.0) > bound
+                    else ""
+                )
                 if r.held
                 else ""
             )
             return (
                 "RQ's enqueue is one MULTI/EXEC, which a full Redis refuses whole, so a refused job was never "
-                f"stored; {full(r)}; {outage(r, retry if retry != 'none' else 'nothing')}{stuck}"
+                f"stored; {full(r)}{stuck}; {outage(r, retry if retry != 'none' else 'nothing')}"
             )
         if fault == "delay-past-timeout":
             if not d.get("with_scheduler"):

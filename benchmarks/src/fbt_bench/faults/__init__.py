@@ -10,6 +10,8 @@ each leaves it clean (``trials``). The faults:
 - task-error      every email is refused twice by the sink (a real 451), then accepted.
 - broker-crash    SIGKILL Redis mid-enqueue-burst and restart it from its AOF, once per appendfsync policy
                   (everysec, Redis's default; always, the safe one), with the enqueue cost of each.
+- broker-full     the broker at its memory limit mid-burst (Redis maxmemory with noeviction, RabbitMQ's memory
+                  alarm) for a while, then room again; probe the API meanwhile: it must answer, and quickly.
 - delay-past-timeout  emails delayed 2x the runner's visibility timeout (celery/celery#4766): runs per job.
 - poison-message  a message no worker can decode on the runner's own queue: where it ends, the log line,
                   whether the worker keeps working.
@@ -33,7 +35,8 @@ did) comes from its plugin's ``FaultModel`` (``fbt_tasks.runner``); nothing here
 
 - ``model``    what is run: the parameters, the cells and the matrix.
 - ``observe``  what happened: the mailbox, the ledger, the send-once leases, the broker's holdings.
-- ``inject``   kill-worker, deploy, broker-restart, task-error; ``crash`` and ``messages`` the new three.
+- ``inject``   kill-worker, deploy, broker-restart, task-error; ``crash``, ``full`` and ``messages`` the rest;
+  ``outage`` the API probe that broker-restart and broker-full share.
 - ``trials``   a cell's trials on one stack, while it stays clean; one cell on a fresh stack (``run_cell``).
 - ``run``      a whole pass, stacks in parallel, the records and the time left.
 """

@@ -63,10 +63,14 @@ def full(outcome: FaultOutcome, broker: str = "Redis") -> str:
             f"({slowest})"
         )
     if outcome.lost:
-        return f"{answered}; {outcome.lost} accepted jobs were lost"
+        return f"{answered}; {_jobs(outcome.lost)} the API had accepted never ran"
     if outcome.held:
-        return f"{answered}; {outcome.held} accepted jobs were still waiting when the watch ended"
+        return f"{answered}; {_jobs(outcome.held)} it had accepted were still waiting when the watch ended"
     return f"{answered}; every accepted job ran once there was room"
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"
 
 
 def memory_alarm(outcome: FaultOutcome, client_waits: str) -> str:
