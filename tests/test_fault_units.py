@@ -322,3 +322,34 @@ def test_broker_full_sentences_say_what_the_api_answered_and_where_the_jobs_are(
     for runner in ("rq", "dramatiq", "taskiq", "arq", "saq"):
         told = load_runner(runner).faults.mechanism("broker-full", {"broker_name": "redis"}, refused)
         assert "full Redis refuses" in told, runner
+
+
+def test_a_hanging_api_is_an_alert_named_with_its_broker():
+    """broker-full on RabbitMQ: requests left hanging break the quick-503 promise, and the cell is named with
+    its broker (Celery on RabbitMQ is not Celery on Redis)."""
+    results = example_results(faults=False)
+    hung = {
+        "requests": 150,
+        "answers": {"200": 95, "503": 0, "other": 0, "hang": 55},
+        "max_latency_ms": 10100.0,
+    }
+    refused = {
+        "requests": 150,
+        "answers": {"200": 140, "503": 10, "other": 0, "hang": 0},
+        "max_latency_ms": 30.0,
+    }
+    results["faults"] = [
+        _fault("celery", "safe", 1, fault="broker-full", broker="rabbitmq", outage=hung),
+        _fault("celery", "safe", 1, fault="broker-full", broker="redis", outage=refused),
+    ]
+    found = _faults(summarize(results))
+    alerts = [f.text for f in found if f.kind == "alert"]
+    assert alerts == [
+        "Celery on RabbitMQ (safe), broker-full: the API left 55 of 150 requests unanswered within the probe's "
+        "timeout while the broker was full, over 1 trials: a client waits instead of getting a 503 it can retry."
+    ]
+    results_lines = [f.text for f in found if f.kind == "result"]
+    assert [t.split(":")[0] for t in results_lines] == [
+        "When things break, Celery on RabbitMQ",
+        "When things break, Celery",
+    ]

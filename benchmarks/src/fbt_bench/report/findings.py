@@ -27,7 +27,7 @@ from fbt_bench.report.analysis import (
 from fbt_bench.report.capacity import cost, drained_per_s, max_rate_under_slo
 from fbt_bench.report.numbers import figure_id, fmt, fmt_cv, fmt_pct, possessive, repeats_text, table_id
 from fbt_bench.report.phrasing import Finding, measured
-from fbt_bench.report.tables import FAULT_COUNTS, Table, fault_groups, fault_label, span
+from fbt_bench.report.tables import FAULT_COUNTS, Table, broker_title, fault_groups, fault_label, span
 
 
 def findings(summary: Summary) -> list[Finding]:
@@ -104,6 +104,8 @@ def completeness(summary: Summary) -> list[Finding]:
                     )
                 )
     measured = {runner for runner, _ in summary.systems}
+    if not summary.params.get("scenarios"):  # a `make faults` run: its runners are measured there only
+        measured |= {system_of(f) for f in summary.results["faults"]}
     for runner in summary.params.get("runners", []):  # the planned runners, when the harness records them
         if runner not in measured:
             name = summary.display_name(runner)
@@ -138,6 +140,7 @@ def _faults(summary: Summary) -> list[Finding]:
     in_api = [g for g in groups if summary.runs_in_api(system_of(g[0])) and any(f["lost"] for f in g)]
     unsafe = [g for g in groups if g not in in_api and _safe(g[0]) and any(f["lost"] for f in g)]
     out = [_loss_alert(summary, g) for g in in_api + unsafe]
+    out += [_hang_alert(summary, g) for g in groups if any(_answers(f).get("hang") for f in g)]
     for g in groups:
         copies = [d for f in g for d in f.get("duplicates", [])]
         if any(f["duplicate_effects"] for f in g):
@@ -152,7 +155,10 @@ def _faults(summary: Summary) -> list[Finding]:
                 )
             )
             out.append(Finding("warning" if same else "alert", text, None, ("faults",)))
-    for runner in dict.fromkeys(system_of(g[0]) for g in groups):
+    firsts: dict[str, dict[str, Any]] = {}
+    for g in groups:
+        firsts.setdefault(system_of(g[0]), g[0])
+    for runner, first in firsts.items():
         parts = [
             f"{fault_label(g[0])} ({g[0]['config']}, {len(g)} trials): "
             + ", ".join(f"{span([f.get(c, 0) for f in g])} {c.replace('_', ' ')}" for c in FAULT_COUNTS)
@@ -160,11 +166,29 @@ def _faults(summary: Summary) -> list[Finding]:
             for g in groups
             if system_of(g[0]) == runner
         ]
-        name = summary.display_name(runner)
+        name = _system(summary, first)
         out.append(
             Finding("result", f"When things break, {name}: " + "; ".join(parts) + ".", None, ("faults",))
         )
     return out
+
+
+def _answers(record: dict[str, Any]) -> dict[str, int]:
+    """What the API answered while the broker was out (broker-restart, broker-full), by kind."""
+    return dict((record.get("outage") or {}).get("answers") or {})
+
+
+def _hang_alert(summary: Summary, group: list[dict[str, Any]]) -> Finding:
+    """The API promised a quick 503 when the broker cannot take a job; a hang breaks that promise."""
+    state = "full" if group[0]["fault"] == "broker-full" else "down"
+    hung = span([_answers(f).get("hang", 0) for f in group])
+    sent = span([(f.get("outage") or {}).get("requests", 0) for f in group])
+    text = (
+        f"{_cell(summary, group)}: the API left {hung} of {sent} requests unanswered within the probe's timeout "
+        f"while the broker was {state}, over {len(group)} trials: a client waits instead of getting a 503 it "
+        "can retry."
+    )
+    return Finding("alert", text, None, ("faults",))
 
 
 def _safe(record: dict[str, Any]) -> bool:
@@ -172,9 +196,16 @@ def _safe(record: dict[str, Any]) -> bool:
     return bool(record["config"] == "safe" and record.get("appendfsync", "always") == "always")
 
 
+def _system(summary: Summary, f: dict[str, Any]) -> str:
+    """A fault record's system by name and, off the runner's default broker, the broker too: Celery on
+    RabbitMQ is not Celery."""
+    where = "" if system_of(f) == f["runner"] else f" on {broker_title(f)}"
+    return f"{summary.display_name(f['runner'])}{where}"
+
+
 def _cell(summary: Summary, group: list[dict[str, Any]]) -> str:
     f = group[0]
-    return f"{summary.display_name(system_of(f))} ({f['config']}), {fault_label(f)}"
+    return f"{_system(summary, f)} ({f['config']}), {fault_label(f)}"
 
 
 def _loss_alert(summary: Summary, group: list[dict[str, Any]]) -> Finding:
@@ -238,7 +269,7 @@ def headline_metrics(scenario: str, summary: Summary) -> list[tuple[str, Metric]
 
 def _noise(summary: Summary) -> list[Finding]:
     out = []
-    if summary.repeats < 2:
+    if summary.repeats < 2 and summary.systems:  # a faults-only run has trials, not repeats
         out.append(
             Finding(
                 "noisy",

@@ -33,10 +33,18 @@ def header_rows(summary: Summary) -> list[tuple[str, str]]:
     systems = ", ".join(summary.system_label(*s) for s in summary.systems)
     baselines = sorted({g.label for g in summary.repeat_sets.values() if g.baseline})
     seed = p.get("seed")
+    faults = r["faults"]
+    kinds, pairs = len({f["fault"] for f in faults}), len({(f["runner"], f.get("broker")) for f in faults})
+    what = (
+        f"{kinds} fault{'s' if kinds != 1 else ''} × {pairs} runner-broker pairs; {len(faults)} trials"
+        if faults and not r["records"]
+        else None
+    )
     return [
         (
             "What",
-            f"{len(summary.scenarios())} scenarios ({', '.join(summary.scenarios())}) × runners {systems}"
+            what
+            or f"{len(summary.scenarios())} scenarios ({', '.join(summary.scenarios())}) × runners {systems}"
             + (f", floors {', '.join(baselines)}" if baselines else "")
             + f"; {repeats_text(summary.repeats)}, {len(r['records'])} records",
         ),

@@ -29,6 +29,7 @@ from fbt_bench.report.tables import Table
 from fbt_bench.report.verdict import verdict
 from fbt_bench.results import to_json
 from fbt_bench.schema import SCHEMA_VERSION, validate_results
+from fbt_tasks.runner import BROKER_TITLES
 
 TEMPLATES = Path(__file__).with_name("templates")
 REPORT_MD = "report.md"
@@ -62,6 +63,24 @@ def key(found: Sequence[Finding]) -> list[Finding]:
 
 
 def subtitle(results: dict[str, Any], summary: Summary) -> str:
+    if not summary.systems and results["faults"]:
+        # A `make faults` run: its systems are its fault records', and it has no repeats of a scenario.
+        faulted = ", ".join(
+            dict.fromkeys(
+                summary.display_name(f["runner"])
+                + (
+                    ""
+                    if system_of(f) == f["runner"]
+                    else f" on {BROKER_TITLES.get(f['broker'], f['broker'])}"
+                )
+                for f in results["faults"]
+            )
+        )
+        cells = len(results["faults"])
+        return (
+            f"{faulted} behind one identical FastAPI app, under faults ({cells} trials). Profile "
+            f"{results['profile']}, measured {str(results.get('created_at', ''))[:10]}."
+        )
     names = ", ".join(
         dict.fromkeys(summary.system_label(runner, config) for runner, config in summary.systems)
     )
