@@ -97,6 +97,11 @@ def build_broker(
     dramatiq.set_encoder(dramatiq.JSONEncoder())
     broker: dramatiq.Broker
     if settings.broker_name == "rabbitmq":
+        # No blocked_connection_timeout, although RabbitMQ's memory alarm then keeps an enqueue waiting until
+        # it clears: pika would tear the blocked connection down, but the publish frames it had written sit in
+        # the node's socket buffer and are taken once the alarm clears, and Dramatiq retries the publish on a
+        # new connection up to 6 times, so a request answered 503 ran several times (tried here: 8 refused
+        # requests ran 29 times). A wait that ends in one job beats a quick 503 that ends in six.
         broker = RabbitmqBroker(**rabbitmq_parameters(settings), **queue.options(RABBITMQ_BROKER))
     else:
         # Passing the client (not url=) is what makes the timeouts apply: with url= the broker builds its

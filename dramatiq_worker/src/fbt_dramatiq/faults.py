@@ -256,7 +256,9 @@ def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: F
     if fault == "broker-full":
         return memory_alarm(
             r,
-            "pika's BlockingConnection waits out a blocked connection (no blocked_connection_timeout is set)",
+            "pika's BlockingConnection waits out a blocked connection (its blocked_connection_timeout would "
+            "answer sooner, but the node takes the written publish once the alarm clears and Dramatiq "
+            "publishes again on a new connection, so a refused job would run several times)",
         )
     if fault == "broker-crash":
         confirmed = "confirmed, " if rel.get("confirm_delivery") else ""
