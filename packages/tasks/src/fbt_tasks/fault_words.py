@@ -56,21 +56,24 @@ def full(outcome: FaultOutcome, broker: str = "Redis") -> str:
     if hung:
         answered = f"{hung} of the API's requests hung while {broker} was full ({slowest})"
     elif refused:
-        answered = f"the API refused {refused} requests with 503 while {broker} was full ({slowest})"
+        answered = (
+            f"the API refused {_plural(refused, 'request')} with 503 while {broker} was full ({slowest})"
+        )
     else:
         answered = (
             f"the API took every request while {broker} was full, the workers' deletes making room as they went "
             f"({slowest})"
         )
     if outcome.lost:
-        return f"{answered}; {_jobs(outcome.lost)} the API had accepted never ran"
+        return f"{answered}; {_plural(outcome.lost, 'job')} the API had accepted never ran"
     if outcome.held:
-        return f"{answered}; {_jobs(outcome.held)} it had accepted were still waiting when the watch ended"
+        held, verb = _plural(outcome.held, "job"), "was" if outcome.held == 1 else "were"
+        return f"{answered}; {held} it had accepted {verb} still waiting when the watch ended"
     return f"{answered}; every accepted job ran once there was room"
 
 
-def _jobs(n: int) -> str:
-    return f"{n} job" if n == 1 else f"{n} jobs"
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def memory_alarm(outcome: FaultOutcome, client_waits: str) -> str:
