@@ -353,3 +353,31 @@ def test_a_hanging_api_is_an_alert_named_with_its_broker():
         "When things break, Celery on RabbitMQ",
         "When things break, Celery",
     ]
+
+
+def test_api_deploy_runs_once_per_broker_runner_and_for_every_in_api_runner():
+    """A broker runner's API holds no job in either config: its safe cell answers for both; BackgroundTasks'
+    single config always runs, since there the API is where the tasks live."""
+    cells = matrix(("inprocess", "celery"), faults=("api-deploy",), trials=1, brokers=("redis",))
+    assert sorted((c.runner, c.config) for c in cells if c.runner == "celery") == [("celery", "safe")]
+    assert len([c for c in cells if c.runner == "inprocess"]) == 1
+
+
+def test_api_deploy_sentences_count_the_requests_turned_away_at_the_door():
+    answers = {
+        "requests": 120,
+        "answers": {"200": 100, "503": 0, "other": 20, "hang": 0},
+        "max_latency_ms": 5.0,
+    }
+    for runner in ("rq", "celery", "dramatiq", "taskiq", "arq", "saq"):
+        told = load_runner(runner).faults.mechanism(
+            "api-deploy", {"broker_name": "redis"}, _result(outage=answers)
+        )
+        assert "lost none" in told and "20 requests found no API listening" in told, runner
+    lost = load_runner("celery").faults.mechanism(
+        "api-deploy", {"broker_name": "rabbitmq"}, _result(outage=answers, lost=2)
+    )
+    assert lost.startswith("2 jobs the API had accepted never ran") and "RabbitMQ" in lost
+    graceful = load_runner("inprocess").faults.mechanism("api-deploy", {}, _result(outage=answers))
+    assert "graceful shutdown" in graceful
+    assert "died with it" in load_runner("inprocess").faults.mechanism("api-deploy", {}, _result(lost=3))

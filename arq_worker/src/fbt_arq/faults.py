@@ -13,9 +13,9 @@ from arq.jobs import DeserializationError, deserialize_result
 from arq.utils import timestamp_ms
 
 from fbt_arq.wire import QUEUE_NAME, in_progress_key, job_key, loads, result_key
-from fbt_tasks.fault_words import crash, executions, full, malformed, outage
+from fbt_tasks.fault_words import api_restart, crash, executions, full, malformed, outage
 from fbt_tasks.holdings import inspection_client, reply_bytes
-from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
+from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 
@@ -109,6 +109,8 @@ class ArqFaults:
         in_progress, poll = d.get("in_progress_timeout_s"), d.get("poll_delay_s")
         wait, keep = d.get("job_completion_wait_s", 0), d.get("keep_result_s")
         retry, tries = d.get("retry", "none"), d.get("max_tries")
+        if fault == "api-deploy":
+            return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
         if fault == "kill-worker" or (fault == "deploy" and r.killed):
             came_back = (
                 f", which did not happen within the {r.watched_s:.0f} s watched"

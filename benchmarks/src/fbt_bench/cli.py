@@ -212,9 +212,10 @@ def faults(
         "results/faults"
     ),
 ) -> None:
-    """Break things on purpose: every runner on each broker, both queue configurations, eight faults.
+    """Break things on purpose: every runner on each broker, both queue configurations, nine faults.
 
-    kill-worker (SIGKILL the worker tree mid-burst), deploy (SIGTERM mid-burst), broker-restart (the broker
+    kill-worker (SIGKILL the worker tree mid-burst), deploy (SIGTERM mid-burst), api-deploy (the API
+    replaced under load), broker-restart (the broker
     stopped a few seconds), task-error (the SMTP sink refuses each email twice), broker-crash (SIGKILL Redis,
     per AOF fsync policy, or the RabbitMQ node), broker-full (the broker at its memory limit for 15 s),
     delay-past-timeout and poison-message; three trials per cell,

@@ -19,9 +19,18 @@ from celery.backends.base import KeyValueStoreBackend
 from kombu.transport.redis import Channel as RedisChannel
 
 from fbt_celery.queue_configs import queue_config_for
-from fbt_tasks.fault_words import crash, executions, full, malformed, memory_alarm, node_crash, outage
+from fbt_tasks.fault_words import (
+    api_restart,
+    crash,
+    executions,
+    full,
+    malformed,
+    memory_alarm,
+    node_crash,
+    outage,
+)
 from fbt_tasks.holdings import INSPECTION_TIMEOUT_S, count_ids, inspection_client
-from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
+from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 # kombu's Redis transport: the queue is a list named after Celery's default queue, delivered-unacked
@@ -189,6 +198,8 @@ class CeleryFaults:
         )
 
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
+        if fault == "api-deploy":
+            return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
         if described.get("broker_name") == "rabbitmq":
             return rabbitmq_mechanism(fault, described, result)
         d, r = described, result

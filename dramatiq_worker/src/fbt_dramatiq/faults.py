@@ -13,9 +13,18 @@ from typing import Any
 from dramatiq.common import dq_name, xq_name
 
 from fbt_dramatiq.actors import QUEUE_NAME
-from fbt_tasks.fault_words import crash, executions, full, malformed, memory_alarm, node_crash, outage
+from fbt_tasks.fault_words import (
+    api_restart,
+    crash,
+    executions,
+    full,
+    malformed,
+    memory_alarm,
+    node_crash,
+    outage,
+)
 from fbt_tasks.holdings import count_ids, inspection_client
-from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
+from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 # RedisBroker's default namespace, which build_broker keeps. dramatiq/brokers/redis/dispatch.lua: queue lists
@@ -114,6 +123,8 @@ class DramatiqFaults:
         return float(reliability.get("heartbeat_timeout_ms", 60_000)) / 1000 + 3 / chance
 
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
+        if fault == "api-deploy":
+            return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
         if described.get("broker_name") == "rabbitmq":
             return rabbitmq_mechanism(fault, described, result)
         rel, r = described.get("reliability", {}), result

@@ -44,7 +44,7 @@ class InProcessFaults:
                 "BackgroundTasks live only in the API process's memory, so every task queued or running in it "
                 "died with it: nothing persists them and nothing retries them"
             )
-        if fault == "deploy":
+        if fault in ("deploy", "api-deploy"):
             if r.lost == 0:
                 return (
                     "uvicorn's graceful shutdown waits for in-flight requests, and a request's "

@@ -15,9 +15,9 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from fbt_rq.queue_configs import QUEUE_NAME
-from fbt_tasks.fault_words import crash, executions, full, malformed, outage
+from fbt_tasks.fault_words import api_restart, crash, executions, full, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client
-from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
+from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 # rq/registry.py key templates and rq/queue.py's keys for our queue. A dequeued job sits in the intermediate
@@ -99,6 +99,8 @@ class RQFaults:
             d.get("maintenance_interval_s"),
             d.get("idle_dequeue_block_s"),
         )
+        if fault == "api-deploy":
+            return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
         if fault == "kill-worker" or (fault == "deploy" and r.killed):
             timing = (
                 f"its heartbeat deadline ({jmi} s + 60 s) has passed and a worker's maintenance runs (every "

@@ -13,9 +13,9 @@ from saq.job import Status
 
 from fbt_saq.queue_configs import SWEEP_ABORT_WAIT_S
 from fbt_saq.wire import ACTIVE_KEY, INCOMPLETE_KEY, QUEUED_KEY, job_id, key_of
-from fbt_tasks.fault_words import crash, executions, full, malformed, outage
+from fbt_tasks.fault_words import api_restart, crash, executions, full, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client, reply_bytes
-from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
+from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 FAILED_STATUSES = {Status.FAILED.value, Status.ABORTED.value}
@@ -119,6 +119,8 @@ class SAQFaults:
     def _mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         d, r = described, result
         retries, sweep = int(d.get("retries", 1)), d.get("sweep_interval_s")
+        if fault == "api-deploy":
+            return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
         if fault == "kill-worker" or (fault == "deploy" and r.killed):
             found = (
                 f"SAQ's sweep (every {sweep} s) finds a killed worker's job stuck once it is untouched for "

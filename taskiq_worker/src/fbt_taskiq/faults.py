@@ -15,9 +15,9 @@ from redis.exceptions import ResponseError
 
 from fbt_taskiq.queue_configs import CONSUMER_GROUP, QUEUE_NAME, RESULT_PREFIX, broker_class, queue_config_for
 from fbt_taskiq.redis_keys import STREAM_FIELD, push, result_key, task_id
-from fbt_tasks.fault_words import crash, full, malformed, outage
+from fbt_tasks.fault_words import api_restart, crash, full, malformed, outage
 from fbt_tasks.holdings import count_ids, inspection_client, reply_bytes
-from fbt_tasks.runner import FaultName, FaultOutcome, Holdings
+from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
 
 StreamId = tuple[int, int]
@@ -131,6 +131,8 @@ class TaskiqFaults:
         d, r = described, result
         streams = d.get("idle_timeout_ms") is not None
         retry = d.get("retry", "none")
+        if fault == "api-deploy":
+            return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
         if fault == "kill-worker" or (fault == "deploy" and r.killed):
             if not streams:
                 fate = f"{r.lost} were lost" if r.lost else "this kill found none in a worker's hands"

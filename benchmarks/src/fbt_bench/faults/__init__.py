@@ -6,6 +6,8 @@ each leaves it clean (``trials``). The faults:
 
 - kill-worker     SIGKILL the worker's whole process tree (in-process: the API) mid-burst, start it again.
 - deploy          SIGTERM mid-burst, as a rolling deploy does; SIGKILL only after compose's grace period.
+- api-deploy      a rolling restart of the API (SIGTERM, the grace period, a new process on the same port)
+                  while requests keep arriving at half the slots' email capacity.
 - broker-restart  stop Redis mid-burst, keep it down a few seconds, start it again; probe the API meanwhile.
 - task-error      every email is refused twice by the sink (a real 451), then accepted.
 - broker-crash    SIGKILL Redis mid-enqueue-burst and restart it from its AOF, once per appendfsync policy
@@ -35,7 +37,8 @@ did) comes from its plugin's ``FaultModel`` (``fbt_tasks.runner``); nothing here
 
 - ``model``    what is run: the parameters, the cells and the matrix.
 - ``observe``  what happened: the mailbox, the ledger, the send-once leases, the broker's holdings.
-- ``inject``   kill-worker, deploy, broker-restart, task-error; ``crash``, ``full`` and ``messages`` the rest;
+- ``inject``   kill-worker, deploy, broker-restart, task-error; ``crash``, ``full``, ``redeploy`` and ``messages`` the
+  rest;
   ``outage`` the API probe that broker-restart and broker-full share.
 - ``trials``   a cell's trials on one stack, while it stays clean; one cell on a fresh stack (``run_cell``).
 - ``run``      a whole pass, stacks in parallel, the records and the time left.

@@ -16,6 +16,7 @@ from fbt_bench.faults.full import broker_full
 from fbt_bench.faults.messages import delay_past_timeout, poison_message
 from fbt_bench.faults.observe import POLL_S, FaultContext, leased_ids, ledger_by_id, watch_window
 from fbt_bench.faults.outage import outage_answers, outage_probe
+from fbt_bench.faults.redeploy import api_deploy
 from fbt_bench.measuring.api_client import RequestError
 from fbt_devstack.smtp_sink import read_mailbox
 from fbt_tasks.runner import FaultName, Holdings, pending
@@ -178,6 +179,7 @@ async def job_states(ctx: FaultContext, job_ids: list[str]) -> dict[str, int]:
 FAULT_RUNS: dict[FaultName, Callable[[FaultContext], Coroutine[Any, Any, dict[str, Any]]]] = {
     "kill-worker": kill_worker,
     "deploy": deploy,
+    "api-deploy": api_deploy,
     "broker-restart": broker_restart,
     "task-error": task_error,
     "broker-crash": broker_crash,

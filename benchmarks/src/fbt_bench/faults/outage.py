@@ -1,7 +1,9 @@
-"""The API probed while the broker is out of service (stopped, or full): what each request got, and how fast.
+"""The API probed while the broker or the API is out of service (stopped, full, redeployed): what each request
+got, and how fast.
 
-broker-restart and broker-full both post an email at a fixed rate for as long as the broker is out, and a
-second more, and count the answers: 200 (accepted), 503 (refused, retryable), other, or a hang.
+broker-restart, broker-full and api-deploy post an email at a fixed rate for as long as the fault lasts, and
+a second more, and count the answers: 200 (accepted), 503 (refused, retryable), other (an error status, or
+no API listening), or a hang.
 """
 
 import asyncio
@@ -29,16 +31,18 @@ def outage_answers(during: list[Answer], down_s: float) -> dict[str, Any]:
     }
 
 
-async def outage_probe(ctx: FaultContext, back: asyncio.Event) -> list[Answer]:
-    """POST an email at a fixed rate until ``back`` is set and a second more (at most OUTAGE_PROBE_MAX_S):
-    (sent at, "200"|"503"|"other"|"hang", latency ms) per request.
+async def outage_probe(ctx: FaultContext, back: asyncio.Event, rate_hz: float | None = None) -> list[Answer]:
+    """POST an email at ``rate_hz`` (default: the outage probe's rate) until ``back`` is set and a second more
+    (at most OUTAGE_PROBE_MAX_S): (sent at, "200"|"503"|"other"|"hang", latency ms) per request. "other" is
+    an error status or no connection at all (nothing listening on the port).
 
     Accepted emails join the expected set: a job the API accepted during an outage must not be lost either.
     """
     answers: list[Answer] = []
     tasks: list[asyncio.Task[None]] = []
+    rate = rate_hz or ctx.params.outage_probe_hz
     # Enough connections for every request a hang could keep open at once (HANG_S at the probe's rate).
-    async with ctx.client(connections=round(HANG_S * ctx.params.outage_probe_hz) + 1) as client:
+    async with ctx.client(connections=round(HANG_S * rate) + 1) as client:
 
         async def one(i: int) -> None:
             sent_at, began = time.time(), time.perf_counter()
@@ -60,6 +64,6 @@ async def outage_probe(ctx: FaultContext, back: asyncio.Event) -> list[Answer]:
                 if time.monotonic() - back_at >= 1.0:
                     break
             tasks.append(asyncio.create_task(one(len(tasks))))
-            await asyncio.sleep(1 / ctx.params.outage_probe_hz)
+            await asyncio.sleep(1 / rate)
         await asyncio.gather(*tasks)
     return answers

@@ -33,6 +33,8 @@ __all__ = ["Eta", "Interrupted", "compare_pass", "not_measured", "parameters", "
 # what the finished trials really took.
 QUICK_TRIAL_S = 10.0
 STACK_START_STOP_S = 15.0
+# api-deploy: a graceful stop, a new API process's start and the watch after it.
+API_RESTART_S = 25.0
 RABBITMQ_BOOT_S = 20.0
 
 
@@ -214,6 +216,8 @@ def likely_wait_s(cell: Cell, params: FaultParams, *, starts_stack: bool = True)
             return base
         waited = bound if bound is not None and bound <= params.patience_s else params.watch_s
         return base + waited
+    if cell.fault == "api-deploy":
+        return base + API_RESTART_S
     if cell.fault == "broker-full":
         bound = runner.faults.redelivery_bound_s(_described(cell.runner, cell.broker_name, cell.config))
         return base + params.full_s + (bound if bound is not None and bound <= params.patience_s else 0.0)

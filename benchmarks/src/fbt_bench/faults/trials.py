@@ -55,6 +55,7 @@ def outcome_of(result: Mapping[str, Any]) -> FaultOutcome:
         slowest_answer_ms=(result.get("outage") or {}).get("max_latency_ms"),
         refused_while_out=(result.get("outage") or {}).get("answers", {}).get("503"),
         hung_while_out=(result.get("outage") or {}).get("answers", {}).get("hang"),
+        unreachable_while_out=(result.get("outage") or {}).get("answers", {}).get("other"),
         worker_exited=result.get("worker_exited_while_full"),
         runs=(int(runs["min"]), int(runs["max"]), int(runs["skipped"])) if runs else None,
         poison_where=poison.get("where"),

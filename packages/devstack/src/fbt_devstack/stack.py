@@ -337,6 +337,15 @@ class Stack:
         what = f"the {self.runner.display_name} worker to report ready"
         self._wait(self._worker_healthy, what, "worker", self.ready_timeout_s)
 
+    def redeploy_api(self, grace_s: float) -> bool:
+        """Replace the API process as a rolling deploy does: SIGTERM (uvicorn's graceful shutdown: in-flight
+        requests, and BackgroundTasks run inside them, may finish), SIGKILL once ``grace_s`` has passed, then a
+        new process on the same port, once it answers /health. Returns whether the old one exited by itself."""
+        status = self._group.stop("api", timeout_s=grace_s)
+        self._spawn("api", [console_script("fbt-api")])
+        self._wait_healthy(time.monotonic() + self.ready_timeout_s)
+        return status != -signal.SIGKILL
+
     def stop_workers(self) -> None:
         """Stop the runner's workers gracefully (a queue to pre-fill). Tasks that run in the API: a no-op."""
         if not self.runner.runs_in_api:

@@ -85,3 +85,22 @@ def memory_alarm(outcome: FaultOutcome, client_waits: str) -> str:
         else "RabbitMQ's memory alarm blocked the publishing connections"
     )
     return f"{blocked}; {full(outcome, 'RabbitMQ')}"
+
+
+def api_restart(outcome: FaultOutcome, broker: str) -> str:
+    """A broker runner's API replaced under load: it holds no job, so what it accepted was already queued."""
+    door = outcome.unreachable_while_out or 0
+    turned = (
+        f"; {_plural(door, 'request')} found no API listening while it was replaced, for the client to retry"
+        if door
+        else ""
+    )
+    if outcome.lost:
+        return (
+            f"{_plural(outcome.lost, 'job')} the API had accepted never ran, although each was in {broker} "
+            f"before its 200{turned}"
+        )
+    return (
+        f"the API holds no job: each one it accepted was in {broker} before its 200, so replacing it lost "
+        f"none{turned}"
+    )

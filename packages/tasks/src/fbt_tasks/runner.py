@@ -19,6 +19,7 @@ QUEUE_CONFIG_NAMES: tuple[QueueConfigName, ...] = ("safe", "defaults")
 FaultName = Literal[
     "kill-worker",
     "deploy",
+    "api-deploy",
     "broker-restart",
     "task-error",
     "broker-crash",
@@ -170,6 +171,8 @@ class FaultOutcome:
     slowest_answer_ms: float | None = None
     refused_while_out: int | None = None
     hung_while_out: int | None = None
+    # api-deploy: requests that found no API listening (or an error status) while it was replaced.
+    unreachable_while_out: int | None = None
     # broker-full: a worker process exited while the broker was full (it was restarted, as compose would).
     worker_exited: bool | None = None
     # delay-past-timeout: the fewest and most runs of a delayed job, and the runs turned away as repeats.
