@@ -29,7 +29,9 @@ from fbt_bench.report.tiers import tiers
 from fbt_bench.report.wording import Tail, tails
 
 NOT_MEASURED = "not measured in this run"
-CRASH_FAULTS = ("kill-worker", "deploy")
+# What a crash or a deploy does to accepted work: the workers killed or redeployed, and the API redeployed
+# (a `make faults` run folded in; `make compare`'s short pass runs the first two).
+CRASH_FAULTS = ("kill-worker", "deploy", "api-deploy")
 # How many tiers a row names: the best, and the one after it, so a reader sees where the gap is.
 TIERS_SHOWN = 2
 
@@ -308,7 +310,8 @@ def crash(summary: Summary) -> VerdictRow:
         for cell in cells
         if cell.get("watch_covers_bound") is False and (cell.get("lost") or cell.get("held"))
     )
-    deciding = f"jobs lost of those accepted, {', '.join(CRASH_FAULTS)}, up to {trials} trial(s) per cell"
+    kinds = ", ".join(k for k in CRASH_FAULTS if any(cell["fault"] == k for cell in cells))
+    deciding = f"jobs lost of those accepted, {kinds}, up to {trials} trial(s) per cell"
     if short:
         deciding += f"; {short} watch(es) ended before the library's redelivery bound"
     return VerdictRow(work, answer, best, deciding, "faults")
