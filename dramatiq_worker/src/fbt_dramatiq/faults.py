@@ -182,9 +182,10 @@ def _retry_copy_lost(r: FaultOutcome, met: str) -> str:
     if not r.lost:
         return ""
     # dramatiq/broker.py emit_after logs a middleware's exception and carries on to the ack.
+    verb = "is" if r.lost == 1 else "are"
     return (
-        f"; {r.lost} are gone: the Retries middleware retries by enqueueing a copy, that enqueue met {met}, and "
-        "Dramatiq logs a failing middleware as critical and acks the original anyway"
+        f"; {r.lost} {verb} gone: the Retries middleware retries by enqueueing a copy, that enqueue met {met}, "
+        "and Dramatiq logs a failing middleware as critical and acks the original anyway"
     )
 
 
