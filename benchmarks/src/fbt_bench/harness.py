@@ -12,7 +12,6 @@ import shutil
 import tempfile
 import time
 import traceback
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +25,13 @@ from fbt_bench.measuring.environment import describe_environment, runner_facts
 from fbt_bench.plan import Clock, Plan, parameters_for, pin_stack, placement, runner_orders, scenario_orders
 from fbt_bench.progress import NullProgress, ProgressSink
 from fbt_bench.report import write_reports
-from fbt_bench.results import finalize, new_document, run_directory, write_results
+from fbt_bench.results import finalize, name_brokers, new_document, run_directory, write_results
 from fbt_bench.scenarios import baselines
 from fbt_bench.scenarios.burst import attach_crash_outcomes
 from fbt_bench.scenarios.context import RepeatShared, ScenarioContext, warm_up
 from fbt_bench.scenarios.registry import FLOOR_SCENARIOS, SCENARIO_RUNS
 from fbt_bench.scenarios.steady import NoCapacity
 from fbt_bench.schema import validate_results
-from fbt_tasks.runner import BROKER_TITLES
 
 
 @dataclass
@@ -155,7 +153,7 @@ def run(plan: Plan, progress: ProgressSink | None = None, env: Mapping[str, str]
         shutil.copytree(workroot, kept, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.jsonl", "*.rdb"))
         document["warnings"].append(f"process logs of this run kept in {kept}")
     shutil.rmtree(workroot, ignore_errors=True)
-    name_brokers(document, systems)
+    name_brokers(document["runners"], [(s.runner, s.broker, s.key) for s in systems])
     finalize(document, partial_reason="; ".join(failures) if failures else None)
     path = write_results(document, plan.out_root)
     return RunOutcome(document=document, results_path=path, interrupted=interrupted, failures=failures)
@@ -347,15 +345,6 @@ class Unit:
 
 
 MAX_REASON_CHARS = 400
-
-
-def name_brokers(document: dict[str, Any], systems: list[topology.System]) -> None:
-    """A runner measured on more than one broker: each of its entries says which ("Celery on RabbitMQ")."""
-    counts = Counter(system.runner for system in systems)
-    for system in systems:
-        facts = document["runners"].get(system.key)
-        if counts[system.runner] > 1 and facts is not None and "display_name" in facts:
-            facts["display_name"] = f"{facts['display_name']} on {BROKER_TITLES[system.broker]}"
 
 
 def measure_faults(

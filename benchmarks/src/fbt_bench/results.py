@@ -12,7 +12,7 @@ whole document ``complete: false``: throughput measured on partial completion is
 import json
 import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from fbt_bench.measuring.environment import describe_environment
 from fbt_bench.profiles import PROFILES
 from fbt_bench.scenarios.record import kept_up
 from fbt_tasks.registry import configure, load_runner, system_key
-from fbt_tasks.runner import runner_record
+from fbt_tasks.runner import BROKER_TITLES, runner_record
 from fbt_tasks.settings import Settings
 
 SCHEMA_VERSION = 2
@@ -185,15 +185,29 @@ def point_latest(directory: Path) -> None:
     os.replace(tmp, link)
 
 
+def name_brokers(runners: dict[str, dict[str, Any]], systems: list[tuple[str, str, str]]) -> None:
+    """A runner measured on more than one broker: each of its entries (``systems``: runner, broker, key)
+    says which ("Celery on RabbitMQ")."""
+    counts = Counter(runner for runner, _, _ in systems)
+    for runner, broker, key in systems:
+        facts = runners.get(key)
+        if counts[runner] > 1 and facts is not None and "display_name" in facts:
+            facts["display_name"] = f"{facts['display_name']} on {BROKER_TITLES[broker]}"
+
+
 def standalone_document(
     records: list[dict[str, Any]], params: FaultParams, command: str | None = None
 ) -> dict[str, Any]:
     """A results document holding only fault records (``fbt-bench faults``): no scenario records."""
     runners: dict[str, dict[str, Any]] = {}
+    systems: list[tuple[str, str, str]] = []
     for record in sorted(records, key=lambda r: r["config"] != "safe"):  # the safe configuration first
         key = system_key(record["runner"], record.get("broker"))
         if key not in runners and not record.get("error"):
             runners[key] = _fault_runner(record, params)
+            broker = record.get("broker") or load_runner(record["runner"]).brokers[0]  # older: the default
+            systems.append((record["runner"], broker, key))
+    name_brokers(runners, systems)
     document = new_document(
         profile="faults",
         topology="local",

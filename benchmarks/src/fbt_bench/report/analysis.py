@@ -19,7 +19,7 @@ from fbt_bench.measuring.stats import Spread
 from fbt_bench.scenarios.baselines import BASELINES
 from fbt_bench.scenarios.baselines import DISPLAY_NAMES as FLOOR_NAMES
 from fbt_tasks.registry import UnknownRunner, load_runner, system_key
-from fbt_tasks.runner import Runner
+from fbt_tasks.runner import BROKER_TITLES, Runner
 
 PARTIAL_MARK = "[partial]"
 # The report's scenario order: the three capacities first, then the workloads; the scenarios older files
@@ -171,8 +171,12 @@ def display_name(results: dict[str, Any], runner: str) -> str:
     recorded = results["runners"].get(runner, {}).get("display_name")
     if isinstance(recorded, str) and recorded:
         return recorded
-    plugin = _installed(runner)
-    return plugin.display_name if plugin is not None else runner
+    base, _, broker = runner.partition("/")
+    plugin = _installed(base)
+    if plugin is None:
+        return runner
+    # A system off its runner's default broker that the document does not name (a `make faults` run).
+    return f"{plugin.display_name} on {BROKER_TITLES.get(broker, broker)}" if broker else plugin.display_name
 
 
 def runs_in_api(results: dict[str, Any], runner: str) -> bool:

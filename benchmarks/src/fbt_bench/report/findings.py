@@ -27,7 +27,7 @@ from fbt_bench.report.analysis import (
 from fbt_bench.report.capacity import cost, drained_per_s, max_rate_under_slo
 from fbt_bench.report.numbers import figure_id, fmt, fmt_cv, fmt_pct, possessive, repeats_text, table_id
 from fbt_bench.report.phrasing import Finding, measured
-from fbt_bench.report.tables import FAULT_COUNTS, Table, broker_title, fault_groups, fault_label, span
+from fbt_bench.report.tables import FAULT_COUNTS, Table, fault_groups, fault_label, span
 
 
 def findings(summary: Summary) -> list[Finding]:
@@ -197,10 +197,9 @@ def _safe(record: dict[str, Any]) -> bool:
 
 
 def _system(summary: Summary, f: dict[str, Any]) -> str:
-    """A fault record's system by name and, off the runner's default broker, the broker too: Celery on
-    RabbitMQ is not Celery."""
-    where = "" if system_of(f) == f["runner"] else f" on {broker_title(f)}"
-    return f"{summary.display_name(f['runner'])}{where}"
+    """A fault record's system by name, its broker included off the runner's default: Celery on RabbitMQ is
+    not Celery."""
+    return summary.display_name(system_of(f))
 
 
 def _cell(summary: Summary, group: list[dict[str, Any]]) -> str:
