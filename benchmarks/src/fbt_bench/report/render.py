@@ -249,6 +249,8 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         "slots_findings": scaling.findings(results),
         "faults": tables.faults_table(results),
         "faults_layout": tables.faults_layout(results),
+        # A `make faults` run has nothing else to show: its cells are the report, not an appendix.
+        "faults_open": not results["records"],
         "mechanisms": tables.mechanisms(results),
         "record_warnings": record_warnings(results),
         "how_to_read": header.how_to_read(summary),

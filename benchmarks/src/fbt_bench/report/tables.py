@@ -267,9 +267,18 @@ def budget_table(summary: Summary) -> Table:
     )
 
 
-def name_label(results: dict[str, Any], runner: str) -> str:
-    """The display name, with the runner's own name when they differ ("BackgroundTasks (inprocess)")."""
+def name_label(results: dict[str, Any], runner: str, *, library: bool = False) -> str:
+    """The display name, with the runner's own name when they differ ("BackgroundTasks (inprocess)").
+
+    ``library``: the library's own name even where the run named a system by its broker ("Celery", not
+    "Celery on Redis"), for a table whose broker column says which.
+    """
     name = display_name(results, runner)
+    if library:
+        try:
+            name = load_runner(runner).display_name
+        except UnknownRunner:
+            pass
     return name if name.lower() == runner else f"{name} ({runner})"
 
 
@@ -352,7 +361,7 @@ def faults_table(results: dict[str, Any]) -> Table | None:
         return None
     rows = tuple(
         (
-            name_label(results, group[0]["runner"]),
+            name_label(results, group[0]["runner"], library=True),
             broker_title(group[0]),
             group[0]["config"],
             fault_label(group[0]),
