@@ -13,7 +13,7 @@ from rq.exceptions import AbandonedJobError
 
 from fbt_bench.faults.model import FULL, Cell, matrix, skipped_faults, trial_params
 from fbt_bench.faults.run import Eta
-from fbt_bench.faults.trials import outcome_of
+from fbt_bench.faults.trials import identity, outcome_of
 from fbt_bench.report.analysis import summarize
 from fbt_bench.report.findings import _faults
 from fbt_bench.report.tables import faults_layout, side_by_side
@@ -359,8 +359,13 @@ def test_api_deploy_runs_once_per_broker_runner_and_for_every_in_api_runner():
     """A broker runner's API holds no job in either config: its safe cell answers for both; BackgroundTasks'
     single config always runs, since there the API is where the tasks live."""
     cells = matrix(("inprocess", "celery"), faults=("api-deploy",), trials=1, brokers=("redis",))
-    assert sorted((c.runner, c.config) for c in cells if c.runner == "celery") == [("celery", "safe")]
-    assert len([c for c in cells if c.runner == "inprocess"]) == 1
+    # Each once under half-capacity load, once with a backlog and a grace period shorter than it.
+    assert sorted((c.config, c.variant) for c in cells if c.runner == "celery") == [
+        ("safe", ""),
+        ("safe", "short-grace"),
+    ]
+    assert sorted(c.variant for c in cells if c.runner == "inprocess") == ["", "short-grace"]
+    assert identity(cells[-1], 1).get("variant") == cells[-1].variant
 
 
 def test_api_deploy_sentences_count_the_requests_turned_away_at_the_door():

@@ -27,6 +27,10 @@ FSYNC_POLICIES: tuple[str, ...] = ("everysec", "always")
 # knob). On a broker not named here the cell is not run, and the run says so (``skipped_faults``).
 CRASH_VARIANTS: dict[str, tuple[str, ...]] = {"redis": FSYNC_POLICIES, "rabbitmq": ("",)}
 CRASH_BROKERS: frozenset[str] = frozenset(CRASH_VARIANTS)
+# api-deploy runs twice: under half-capacity load with compose's grace period, and "short-grace": a burst
+# first, so a backlog waits in the runner, then a grace period shorter than that backlog (what happens to
+# BackgroundTasks when the orchestrator's timeout is shorter than the work the API holds).
+API_DEPLOY_VARIANTS: tuple[str, ...] = ("", "short-grace")
 # The benchmark's slot layout, so a fault cell runs the runner as `make compare` measures it.
 BENCH_LAYOUT = PROFILES["default"]
 # The order cells appear in: the library's out-of-the-box behaviour first, then what the project ships.
@@ -62,6 +66,9 @@ class FaultParams:
     # docker compose's stop_grace_period for the workers (compose.yaml): SIGKILL follows after this.
     deploy_grace_s: float = 30.0
     outage_s: float = 3.0
+    # api-deploy short-grace: the burst that builds the backlog, and the grace period shorter than it.
+    backlog_n: int = 400
+    short_grace_s: float = 2.0
     # broker-full: how long the broker stays at its memory limit before it has room again; longer than the
     # probe's HANG_S, so a request the full broker blocks is seen hanging, not answered once room is back.
     full_s: float = 15.0
@@ -115,7 +122,7 @@ class Cell:
     runner: str
     config: QueueConfigName
     fault: FaultName
-    variant: str = ""  # broker-crash: the AOF fsync policy
+    variant: str = ""  # broker-crash: the AOF fsync policy; api-deploy: "short-grace" or ""
     trial: int = 1
     # None: the runner's default (first) broker.
     broker: str | None = None
@@ -231,7 +238,13 @@ def matrix(
                 for fault in faults:
                     if not runs_fault(fault, broker, config.name):
                         continue
-                    variants = CRASH_VARIANTS[broker] if fault == "broker-crash" else ("",)
+                    variants = (
+                        CRASH_VARIANTS[broker]
+                        if fault == "broker-crash"
+                        else API_DEPLOY_VARIANTS
+                        if fault == "api-deploy"
+                        else ("",)
+                    )
                     cells.extend(
                         Cell(runner, config.name, fault, variant, trial, broker)
                         for variant in variants

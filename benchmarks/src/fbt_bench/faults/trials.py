@@ -113,7 +113,9 @@ def identity(cell: Cell, seed: int) -> dict[str, Any]:
         "seed": seed,
     }
     # A broker-crash cell on Redis is one of its fsync policies; on RabbitMQ it has no variant.
-    return found | ({"appendfsync": cell.variant} if cell.fault == "broker-crash" and cell.variant else {})
+    if cell.fault == "broker-crash" and cell.variant:
+        return found | {"appendfsync": cell.variant}
+    return found | ({"variant": cell.variant} if cell.variant else {})
 
 
 class StackSession:

@@ -307,7 +307,7 @@ def fault_groups(faults: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """The trials of each cell (runner on its broker, config, fault, fsync policy) together, first-seen order."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for f in faults:
-        key = (system_of(f), f["config"], f["fault"], f.get("appendfsync", ""))
+        key = (system_of(f), f["config"], f["fault"], f.get("appendfsync", "") or f.get("variant", ""))
         groups.setdefault(key, []).append(f)
     return list(groups.values())
 
@@ -352,7 +352,9 @@ def span(values: list[Any]) -> str:
 
 
 def fault_label(f: dict[str, Any]) -> str:
-    return str(f["fault"]) + (f" (appendfsync {f['appendfsync']})" if f.get("appendfsync") else "")
+    if f.get("appendfsync"):
+        return f"{f['fault']} (appendfsync {f['appendfsync']})"
+    return str(f["fault"]) + (f" ({f['variant']})" if f.get("variant") else "")
 
 
 def faults_table(results: dict[str, Any]) -> Table | None:
