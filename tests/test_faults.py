@@ -114,7 +114,7 @@ def new_fault_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
     cells = [
         Cell(runner, "safe", fault, "always" if fault == "broker-crash" else "")
         for runner in BROKER_RUNNERS
-        for fault in ("broker-crash", "broker-full", "delay-past-timeout", "poison-message")
+        for fault in ("broker-crash", "broker-full", "api-deploy", "delay-past-timeout", "poison-message")
     ]
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {
@@ -130,7 +130,7 @@ def new_fault_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, 
 def test_new_faults_are_measured_to_the_end(new_fault_runs: dict[tuple[str, str], FaultRun], runner: str):
     schema = load_schema()
     fault_schema = {"$defs": schema["$defs"], "$ref": "#/$defs/fault"}
-    for fault in ("broker-crash", "broker-full", "delay-past-timeout", "poison-message"):
+    for fault in ("broker-crash", "broker-full", "api-deploy", "delay-past-timeout", "poison-message"):
         record = new_fault_runs[(runner, fault)].record
         Draft202012Validator(fault_schema).validate(record)
         assert record["mechanism"], record
@@ -149,6 +149,9 @@ def test_new_faults_are_measured_to_the_end(new_fault_runs: dict[tuple[str, str]
     # The malformed message did not stop the worker: every good email after it arrived.
     poisoned = new_fault_runs[(runner, "poison-message")].record
     assert poisoned["poison"]["worker_kept_working"] and poisoned["lost"] == 0, poisoned
+    # Replacing the API loses nothing a broker runner accepted: every job was in the broker before its 200.
+    redeployed = new_fault_runs[(runner, "api-deploy")].record
+    assert redeployed["lost"] == 0 and redeployed["held"] == 0 and redeployed["expected"] > 0, redeployed
     # A full Redis: the API answered every request (200, or a 503 the client can retry), none hung.
     full = new_fault_runs[(runner, "broker-full")].record
     assert full["outage"]["requests"] > 0 and full["outage"]["answers"]["hang"] == 0, full
