@@ -356,7 +356,8 @@ class FaultContext:
         failed_but_sent = [i for i in ids if delivered[i] and not any(e.ok for e in events.get(i, []))]
         if failed_but_sent:
             self.notes.append(
-                f"{len(failed_but_sent)} jobs without a successful run although their email went out"
+                f"{len(failed_but_sent)} job{'' if len(failed_but_sent) == 1 else 's'} without a successful run "
+                "although the email went out"
             )
         twice = duplicates(self.sink.mailbox, ids)
         return {
