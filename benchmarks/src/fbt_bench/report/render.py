@@ -29,7 +29,6 @@ from fbt_bench.report.tables import Table
 from fbt_bench.report.verdict import verdict
 from fbt_bench.results import to_json
 from fbt_bench.schema import SCHEMA_VERSION, validate_results
-from fbt_tasks.runner import BROKER_TITLES
 
 TEMPLATES = Path(__file__).with_name("templates")
 REPORT_MD = "report.md"
@@ -65,17 +64,7 @@ def key(found: Sequence[Finding]) -> list[Finding]:
 def subtitle(results: dict[str, Any], summary: Summary) -> str:
     if not summary.systems and results["faults"]:
         # A `make faults` run: its systems are its fault records', and it has no repeats of a scenario.
-        faulted = ", ".join(
-            dict.fromkeys(
-                summary.display_name(f["runner"])
-                + (
-                    ""
-                    if system_of(f) == f["runner"]
-                    else f" on {BROKER_TITLES.get(f['broker'], f['broker'])}"
-                )
-                for f in results["faults"]
-            )
-        )
+        faulted = ", ".join(dict.fromkeys(summary.display_name(system_of(f)) for f in results["faults"]))
         cells = len(results["faults"])
         return (
             f"{faulted} behind one identical FastAPI app, under faults ({cells} trials). Profile "
