@@ -12,6 +12,8 @@ from bench_fixtures import example_results
 from rq.exceptions import AbandonedJobError
 
 from fbt_bench.faults.model import FULL, Cell, matrix, skipped_faults, trial_params
+from fbt_bench.faults.observe import HANG_S
+from fbt_bench.faults.partition import cut_length_s
 from fbt_bench.faults.run import Eta
 from fbt_bench.faults.trials import identity, outcome_of
 from fbt_bench.report.analysis import summarize
@@ -122,7 +124,13 @@ def test_matrix_runs_broker_faults_only_with_a_broker_and_crashes_under_both_fsy
     assert crash == {(policy, t) for policy in ("everysec", "always") for t in (1, 2, 3)}
     assert len({c.tag for c in cells}) == len(cells)
     defaults = matrix(("celery",), ("defaults",), trials=1)
-    assert {c.fault for c in defaults} == {"kill-worker", "deploy", "broker-restart", "task-error"}
+    assert {c.fault for c in defaults} == {
+        "kill-worker",
+        "deploy",
+        "broker-restart",
+        "task-error",
+        "partition",
+    }
 
 
 def test_broker_crash_runs_on_rabbitmq_once_and_nothing_is_skipped():
@@ -386,3 +394,87 @@ def test_api_deploy_sentences_count_the_requests_turned_away_at_the_door():
     graceful = load_runner("inprocess").faults.mechanism("api-deploy", {}, _result(outage=answers))
     assert "graceful shutdown" in graceful
     assert "died with it" in load_runner("inprocess").faults.mechanism("api-deploy", {}, _result(lost=3))
+
+
+def test_partition_runs_both_cuts_in_every_config_on_redis_and_says_what_it_leaves_out():
+    """The workers' cut and the API's, in each configuration (how long a library waits before it hands a
+    silent worker's jobs on is its configuration's own); not on RabbitMQ yet, and the run says so."""
+    cells = matrix(("inprocess", "celery", "dramatiq"), faults=("partition",), trials=1)
+    assert not [c for c in cells if c.runner == "inprocess"]
+    assert {c.broker_name for c in cells} == {"redis"}
+    assert sorted((c.config, c.variant) for c in cells if c.runner == "celery") == [
+        ("defaults", "api"),
+        ("defaults", "workers"),
+        ("safe", "api"),
+        ("safe", "workers"),
+    ]
+    assert identity(cells[0], 1)["variant"] in ("workers", "api")
+    assert skipped_faults(("celery", "dramatiq", "rq"), ("partition",)) == [
+        "partition not run for celery, dramatiq on RabbitMQ: the hosts topology puts only Redis on a host of "
+        "its own so far"
+    ]
+
+
+def test_the_workers_cut_outlasts_the_redelivery_bound_and_the_apis_outlasts_a_hang():
+    assert cut_length_s("workers", 85.0, FULL) == 95.0
+    assert cut_length_s("workers", 5.0, FULL) == FULL.partition_s  # never shorter than a cut worth the name
+    assert cut_length_s("workers", None, FULL) == FULL.partition_s  # no bound: nothing to outlast
+    assert cut_length_s("workers", 3700.0, FULL) == FULL.partition_s  # past patience: the record says so
+    assert cut_length_s("api", 85.0, FULL) == FULL.full_s > HANG_S
+
+
+def test_partition_sentences_say_which_host_was_cut_and_whether_the_bound_passed():
+    described = {
+        "rq": {
+            "broker_name": "redis",
+            "retry": "Retry(max=2)",
+            "job_monitoring_interval_s": 15,
+            "maintenance_interval_s": 5,
+            "idle_dequeue_block_s": 5,
+            "job_timeout_s": 180,
+        },
+        "celery": {
+            "broker_name": "redis",
+            "acks_late": True,
+            "visibility_timeout_s": 30,
+            "unacked_sweep_s": 5,
+        },
+        "dramatiq": {
+            "broker_name": "redis",
+            "reliability": {"heartbeat_timeout_ms": 60_000, "maintenance_chance_per_million": 100_000},
+        },
+        "taskiq": {"broker_name": "redis", "idle_timeout_ms": 60_000, "reclaim_interval_s": 5},
+        "arq": {"broker_name": "redis", "in_progress_timeout_s": 190, "poll_delay_s": 0.5},
+        "saq": {
+            "broker_name": "redis",
+            "retries": 3,
+            "heartbeat_s": 30,
+            "sweep_interval_s": 5,
+            "schedule_interval_s": 1,
+            "slots": 8,
+        },
+    }
+    long_cut = _result(cut_off="workers", cut_s=200.0, reexecuted=5)
+    for runner, d in described.items():
+        told = load_runner(runner).faults.mechanism("partition", d, long_cut)
+        assert "the workers were cut off from Redis for 200 s" in told, runner
+        assert "5 jobs run again" in told, runner
+        assert "the cut outlasted" in told, runner
+    short = load_runner("arq").faults.mechanism(
+        "partition", described["arq"], _result(cut_off="workers", cut_s=30.0)
+    )
+    assert "the cut ended before" in short and "every accepted job ran" in short
+    answers = {
+        "requests": 150,
+        "answers": {"200": 20, "503": 130, "other": 0, "hang": 0},
+        "max_latency_ms": 2100.0,
+    }
+    api = load_runner("rq").faults.mechanism(
+        "partition", described["rq"], _result(cut_off="api", cut_s=15.0, outage=answers)
+    )
+    assert "answered 503 to 130 requests while cut off from Redis for 15 s, none hanging" in api
+    hung = {**answers, "answers": {"200": 20, "503": 0, "other": 0, "hang": 130}}
+    told = load_runner("saq").faults.mechanism(
+        "partition", described["saq"], _result(cut_off="api", cut_s=15.0, outage=hung)
+    )
+    assert "130 requests to the API hung" in told

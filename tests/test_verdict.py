@@ -54,7 +54,7 @@ def test_every_row_answers_with_figures_and_n_or_says_it_was_not_measured() -> N
         "I/O-bound tasks (email)",
         "CPU-heavy tasks next to a live API",
         "A burst larger than capacity",
-        "Work that must survive a crash or a deploy",
+        "Work that must survive a crash, a deploy or a network cut",
         "A small operational footprint",
     ]
     for row in rows:
@@ -70,7 +70,7 @@ def test_a_run_without_faults_or_email_says_so_in_those_rows() -> None:
     doc = example_results(faults=False)
     doc["records"] = [r for r in doc["records"] if r["scenario"] != "email-io"]
     rows = {row.work: row for row in verdict(summarize(doc))}
-    for work in ("I/O-bound tasks (email)", "Work that must survive a crash or a deploy"):
+    for work in ("I/O-bound tasks (email)", "Work that must survive a crash, a deploy or a network cut"):
         assert rows[work].background_tasks == rows[work].best == rows[work].deciding == NOT_MEASURED
         assert rows[work].ref == ""
 
@@ -260,7 +260,9 @@ def test_a_faults_run_replaces_the_short_pass_in_the_crash_row_and_the_burst_tab
     assert folded["parameters"]["faults_source"]["created_at"] == "2026-12-07T14:15:52Z"
     mine = next(r for r in folded["records"] if r["scenario"] == "burst" and r["runner"] == cell["runner"])
     assert mine["extra"]["kill"]["trials"] == 3 and mine["extra"]["kill"]["expected"] == 180
-    row = {row.work: row for row in verdict(summarize(folded))}["Work that must survive a crash or a deploy"]
+    row = {row.work: row for row in verdict(summarize(folded))}[
+        "Work that must survive a crash, a deploy or a network cut"
+    ]
     assert "up to 3 trial(s) per cell" in row.deciding
     # A compare run is not a faults run: refused with the reason, nothing rewritten.
     (tmp_path / "run").mkdir()

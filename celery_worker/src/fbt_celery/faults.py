@@ -22,12 +22,14 @@ from fbt_celery.queue_configs import queue_config_for
 from fbt_tasks.fault_words import (
     api_restart,
     crash,
+    cut,
     executions,
     full,
     malformed,
     memory_alarm,
     node_crash,
     outage,
+    outlasted,
 )
 from fbt_tasks.holdings import INSPECTION_TIMEOUT_S, count_ids, inspection_client
 from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
@@ -200,6 +202,16 @@ class CeleryFaults:
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         if fault == "api-deploy":
             return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
+        if fault == "partition":
+            vt, sweep = described.get("visibility_timeout_s", 3600), described.get("unacked_sweep_s", 100)
+            if result.cut_off == "api" or not described.get("acks_late"):
+                told = "Celery acks a message when a worker takes it (acks_late off): nothing to hand on"
+                return cut(result) if result.cut_off == "api" else f"{told}; {cut(result)}"
+            what = (
+                f"the {vt} s visibility timeout after which kombu restores an unacked message "
+                f"(swept every {sweep} s)"
+            )
+            return f"{outlasted(result, self.redelivery_bound_s(described), what)}; {cut(result)}"
         if described.get("broker_name") == "rabbitmq":
             return rabbitmq_mechanism(fault, described, result)
         d, r = described, result

@@ -16,12 +16,14 @@ from fbt_dramatiq.actors import QUEUE_NAME
 from fbt_tasks.fault_words import (
     api_restart,
     crash,
+    cut,
     executions,
     full,
     malformed,
     memory_alarm,
     node_crash,
     outage,
+    outlasted,
 )
 from fbt_tasks.holdings import count_ids, inspection_client
 from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
@@ -125,6 +127,15 @@ class DramatiqFaults:
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         if fault == "api-deploy":
             return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
+        if fault == "partition":
+            if result.cut_off == "api":
+                return cut(result)
+            timeout = described.get("reliability", {}).get("heartbeat_timeout_ms", 60_000) / 1000
+            what = (
+                f"the {timeout:g} s heartbeat timeout after which Dramatiq requeues a silent worker's unacked "
+                "messages"
+            )
+            return f"{outlasted(result, self.redelivery_bound_s(described), what)}; {cut(result)}"
         if described.get("broker_name") == "rabbitmq":
             return rabbitmq_mechanism(fault, described, result)
         rel, r = described.get("reliability", {}), result

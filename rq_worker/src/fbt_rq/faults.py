@@ -15,7 +15,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from fbt_rq.queue_configs import QUEUE_NAME
-from fbt_tasks.fault_words import api_restart, crash, executions, full, malformed, outage
+from fbt_tasks.fault_words import api_restart, crash, cut, executions, full, malformed, outage, outlasted
 from fbt_tasks.holdings import count_ids, inspection_client
 from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
@@ -101,6 +101,14 @@ class RQFaults:
         )
         if fault == "api-deploy":
             return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
+        if fault == "partition":
+            if r.cut_off == "api":
+                return f"RQ's enqueue is one MULTI/EXEC; {cut(r)}"
+            what = "the heartbeat deadline after which RQ's cleanup treats a started job as abandoned"
+            return (
+                "a work horse cut off from Redis can neither heartbeat nor save its result; "
+                f"{outlasted(r, self.redelivery_bound_s(d), what)}; {cut(r)}"
+            )
         if fault == "kill-worker" or (fault == "deploy" and r.killed):
             timing = (
                 f"its heartbeat deadline ({jmi} s + 60 s) has passed and a worker's maintenance runs (every "

@@ -16,6 +16,7 @@ from fbt_bench.faults.full import broker_full
 from fbt_bench.faults.messages import delay_past_timeout, poison_message
 from fbt_bench.faults.observe import POLL_S, FaultContext, leased_ids, ledger_by_id, watch_window
 from fbt_bench.faults.outage import outage_answers, outage_probe
+from fbt_bench.faults.partition import partition
 from fbt_bench.faults.redeploy import api_deploy
 from fbt_bench.measuring.api_client import RequestError
 from fbt_devstack.smtp_sink import read_mailbox
@@ -184,6 +185,7 @@ FAULT_RUNS: dict[FaultName, Callable[[FaultContext], Coroutine[Any, Any, dict[st
     "task-error": task_error,
     "broker-crash": broker_crash,
     "broker-full": broker_full,
+    "partition": partition,
     "delay-past-timeout": delay_past_timeout,
     "poison-message": poison_message,
 }

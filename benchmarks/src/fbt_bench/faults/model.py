@@ -31,6 +31,11 @@ CRASH_BROKERS: frozenset[str] = frozenset(CRASH_VARIANTS)
 # first, so a backlog waits in the runner, then a grace period shorter than that backlog (what happens to
 # BackgroundTasks when the orchestrator's timeout is shorter than the work the API holds).
 API_DEPLOY_VARIANTS: tuple[str, ...] = ("", "short-grace")
+# partition cuts one host from the broker's: the workers (their jobs in hand, their acks and heartbeats), or the
+# API (its enqueues). It runs on the hosts topology (fbt_devstack.netns), which puts only Redis on a host of
+# its own so far: a RabbitMQ runner's partition cell is not run, and the run says so.
+PARTITION_VARIANTS: tuple[str, ...] = ("workers", "api")
+PARTITION_BROKERS: frozenset[str] = frozenset({"redis"})
 # The benchmark's slot layout, so a fault cell runs the runner as `make compare` measures it.
 BENCH_LAYOUT = PROFILES["default"]
 # The order cells appear in: the library's out-of-the-box behaviour first, then what the project ships.
@@ -72,6 +77,11 @@ class FaultParams:
     # broker-full: how long the broker stays at its memory limit before it has room again; longer than the
     # probe's HANG_S, so a request the full broker blocks is seen hanging, not answered once room is back.
     full_s: float = 15.0
+    # partition: the workers' cut lasts past the configuration's redelivery bound (a heartbeat or visibility
+    # timeout) by this margin, or partition_s where there is no bound within patience_s; the API's cut lasts
+    # full_s, longer than HANG_S for the same reason as broker-full's.
+    partition_margin_s: float = 10.0
+    partition_s: float = 30.0
     outage_probe_hz: float = 10.0
     error_n: int = 5
     fail_first: int = 2
@@ -122,7 +132,8 @@ class Cell:
     runner: str
     config: QueueConfigName
     fault: FaultName
-    variant: str = ""  # broker-crash: the AOF fsync policy; api-deploy: "short-grace" or ""
+    # broker-crash: the AOF fsync policy; api-deploy: "short-grace" or ""; partition: the host cut off.
+    variant: str = ""
     trial: int = 1
     # None: the runner's default (first) broker.
     broker: str | None = None
@@ -189,6 +200,9 @@ def runs_fault(fault: FaultName, broker: str, config: QueueConfigName) -> bool:
         # The API's restart is the queue config's business only where the tasks live in the API; a broker
         # runner's API holds no job in either config, so its safe config answers for both.
         return config == "safe" or broker == "none"
+    if fault == "partition":
+        # Every configuration: how long a library waits before it hands a silent worker's jobs on is its own.
+        return broker in PARTITION_BROKERS
     if fault in BROKER_FAULTS and not (broker != "none" and config == "safe"):
         return False
     return fault != "broker-crash" or broker in CRASH_BROKERS
@@ -198,25 +212,33 @@ def skipped_faults(
     runners: tuple[str, ...], faults: tuple[FaultName, ...], brokers: tuple[str, ...] | None = None
 ) -> list[str]:
     """One line per fault left out on a broker it does not apply to, naming the runners it leaves out."""
-    left_out = sorted(
-        {
-            (broker, runner)
-            for runner in runners
-            for broker in load_runner(runner).brokers
-            if "broker-crash" in faults
-            and broker != "none"
-            and broker not in CRASH_BROKERS
-            and (brokers is None or broker in brokers)
-        }
-    )
-    by_broker: dict[str, list[str]] = {}
-    for broker, runner in left_out:
-        by_broker.setdefault(broker, []).append(runner)
-    return [
-        f"broker-crash not run for {', '.join(names)} on {BROKER_TITLES.get(broker, broker)}: the harness "
-        "knows how to crash and restart only " + " and ".join(BROKER_TITLES[b] for b in sorted(CRASH_BROKERS))
-        for broker, names in by_broker.items()
-    ]
+    why = {
+        "broker-crash": (
+            CRASH_BROKERS,
+            "the harness knows how to crash and restart only "
+            + " and ".join(BROKER_TITLES[b] for b in sorted(CRASH_BROKERS)),
+        ),
+        "partition": (
+            PARTITION_BROKERS,
+            "the hosts topology puts only "
+            + " and ".join(BROKER_TITLES[b] for b in sorted(PARTITION_BROKERS))
+            + " on a host of its own so far",
+        ),
+    }
+    lines = []
+    for fault, (served, reason) in why.items():
+        if fault not in faults:
+            continue
+        by_broker: dict[str, list[str]] = {}
+        for runner in runners:
+            for broker in load_runner(runner).brokers:
+                if broker != "none" and broker not in served and (brokers is None or broker in brokers):
+                    by_broker.setdefault(broker, []).append(runner)
+        lines += [
+            f"{fault} not run for {', '.join(names)} on {BROKER_TITLES.get(broker, broker)}: {reason}"
+            for broker, names in sorted(by_broker.items())
+        ]
+    return lines
 
 
 def matrix(
@@ -243,6 +265,8 @@ def matrix(
                         if fault == "broker-crash"
                         else API_DEPLOY_VARIANTS
                         if fault == "api-deploy"
+                        else PARTITION_VARIANTS
+                        if fault == "partition"
                         else ("",)
                     )
                     cells.extend(

@@ -14,6 +14,7 @@ the last one's AOF), and its record says so (``stack``).
 
 import asyncio
 import contextlib
+import secrets
 import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from fbt_bench.faults.model import Cancelled, Cell, FaultParams, FaultRun, has_o
 from fbt_bench.faults.observe import BROKER_READ_ERRORS, LEASE_PATTERN, FaultContext
 from fbt_bench.measuring.environment import describe_runner
 from fbt_bench.progress import NullProgress, ProgressSink
+from fbt_devstack.netns import Hosts
 from fbt_devstack.redis_server import AppendFsync
 from fbt_devstack.sink import Sink, smtp_sink
 from fbt_devstack.smtp_sink import read_mailbox
@@ -35,6 +37,9 @@ from fbt_tasks.settings import Settings
 # A malformed message has no job id, so whether it is still on a queue cannot be read per job: each
 # poison-message trial gets a fresh stack.
 FRESH_EACH_TRIAL: frozenset[str] = frozenset({"poison-message"})
+# Faults that cut a link between hosts: their stack runs on the hosts topology (fbt_devstack.netns).
+ON_HOSTS: frozenset[str] = frozenset({"partition"})
+HOST_ROLES = ("api", "broker", "workers")
 
 
 def outcome_of(result: Mapping[str, Any]) -> FaultOutcome:
@@ -57,6 +62,8 @@ def outcome_of(result: Mapping[str, Any]) -> FaultOutcome:
         hung_while_out=(result.get("outage") or {}).get("answers", {}).get("hang"),
         unreachable_while_out=(result.get("outage") or {}).get("answers", {}).get("other"),
         worker_exited=result.get("worker_exited_while_full"),
+        cut_off=result.get("cut_off"),
+        cut_s=result.get("cut_s"),
         runs=(int(runs["min"]), int(runs["max"]), int(runs["skipped"])) if runs else None,
         poison_where=poison.get("where"),
         worker_kept_working=poison.get("worker_kept_working"),
@@ -71,6 +78,8 @@ def mechanism(cell: Cell, described: dict[str, Any], result: dict[str, Any]) -> 
             "their send-once record could not be written while Redis was down or full"
             # The send-once record lives in Redis whatever the broker: only a Redis outage keeps it unwritten.
             if cell.fault in ("broker-restart", "broker-crash", "broker-full") and cell.broker_name == "redis"
+            else "their send-once record could not be written while the workers were cut off from Redis"
+            if cell.fault == "partition" and cell.variant == "workers"
             else "the fault fell between the SMTP server's acceptance and the send-once record, the window "
             "fbt_tasks.once documents"
         )
@@ -91,6 +100,8 @@ def cell_settings(cell: Cell, params: FaultParams, sink: Sink, workdir: Path) ->
             worker_threads=params.worker_threads,
             api_threadpool=params.slots if params.api_threadpool is None else params.api_threadpool,
             access_log=False,
+            # A key of its own: an API on another host (the partition cells') refuses the development key.
+            api_key=secrets.token_urlsafe(16),
             port=0,  # a free port: never a well-known one on a shared machine
             smtp_host=sink.host,
             smtp_port=sink.port,
@@ -128,12 +139,16 @@ class StackSession:
         workdir.mkdir(parents=True, exist_ok=True)
         erring = cell.fault == "task-error"
         try:
+            # The broker, the API and the workers each on a host of their own; the sink stays outside, on
+            # the bridge's address, as a mail provider would.
+            hosts = self._exit.enter_context(Hosts(HOST_ROLES)) if cell.fault in ON_HOSTS else None
             self.sink = self._exit.enter_context(
                 smtp_sink(
                     workdir,
                     delay_ms=params.smtp_delay_ms,
                     fail_first=params.fail_first if erring else 0,
                     always_fail_to=POISON_PREFIX if erring else "",
+                    host=hosts.gateway if hosts is not None else "127.0.0.1",
                 )
             )
             fsync: AppendFsync = "everysec"
@@ -147,6 +162,7 @@ class StackSession:
                     start_smtp=False,
                     redis_appendonly=True,
                     redis_appendfsync=fsync,
+                    hosts=hosts,
                 )
             )
             self.described = describe_runner(self.stack.settings)

@@ -174,13 +174,13 @@ def _faults(summary: Summary) -> list[Finding]:
 
 
 def _answers(record: dict[str, Any]) -> dict[str, int]:
-    """What the API answered while the broker was out (broker-restart, broker-full), by kind."""
+    """What the API answered while the broker was out (broker-restart, broker-full, partition), by kind."""
     return dict((record.get("outage") or {}).get("answers") or {})
 
 
 def _hang_alert(summary: Summary, group: list[dict[str, Any]]) -> Finding:
     """The API promised a quick 503 when the broker cannot take a job; a hang breaks that promise."""
-    state = "full" if group[0]["fault"] == "broker-full" else "down"
+    state = {"broker-full": "full", "partition": "cut off from it"}.get(group[0]["fault"], "down")
     hung = span([_answers(f).get("hang", 0) for f in group])
     sent = span([(f.get("outage") or {}).get("requests", 0) for f in group])
     text = (

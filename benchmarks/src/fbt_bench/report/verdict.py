@@ -29,9 +29,10 @@ from fbt_bench.report.tiers import tiers
 from fbt_bench.report.wording import Tail, tails
 
 NOT_MEASURED = "not measured in this run"
-# What a crash or a deploy does to accepted work: the workers killed or redeployed, and the API redeployed
-# (a `make faults` run folded in; `make compare`'s short pass runs the first two).
-CRASH_FAULTS = ("kill-worker", "deploy", "api-deploy")
+# What a crash, a deploy or a network cut does to accepted work: the workers killed or redeployed, the API
+# redeployed, a host cut off from the broker's (a `make faults` run folded in; `make compare`'s short pass
+# runs the first two).
+CRASH_FAULTS = ("kill-worker", "deploy", "api-deploy", "partition")
 # How many tiers a row names: the best, and the one after it, so a reader sees where the gap is.
 TIERS_SHOWN = 2
 
@@ -275,10 +276,10 @@ def burst(summary: Summary) -> VerdictRow:
 
 
 def crash(summary: Summary) -> VerdictRow:
-    """Kill-worker and deploy in the safe configuration: lost (never ran), held (still in the broker when the
+    """Kill-worker, deploy, api-deploy and partition in the safe configuration: lost (never ran), held (still in the broker when the
     watch ended, due back later), counted from the ledger; tiers do not apply to counts, so the row names
     the systems that lost and held nothing."""
-    work = "Work that must survive a crash or a deploy"
+    work = "Work that must survive a crash, a deploy or a network cut"
     cells = [f for f in summary.results["faults"] if f["fault"] in CRASH_FAULTS and f["config"] == "safe"]
     if not cells:
         return VerdictRow(work, NOT_MEASURED, NOT_MEASURED, NOT_MEASURED, "")

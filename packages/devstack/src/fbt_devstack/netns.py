@@ -4,8 +4,14 @@ chosen round-trip time between every host and the broker.
 ``Hosts`` makes one namespace per role (e.g. api, broker, workers), each with a veth whose other end is
 enslaved to a bridge in the root namespace; the bridge holds the subnet's first address, so processes left in
 the root namespace (the harness, its load generator, the SMTP sink standing in for a hosted provider) reach
-every host directly. Names carry a short prefix and this process's pid, so parallel runs never collide and
-``cleanup()`` can tell a dead run's leftovers from a live one's.
+every host directly. Names carry a short prefix, this process's pid and a letter per set of hosts it has made,
+so parallel runs (and parallel fault cells in one run) never collide and ``cleanup()`` can tell a dead run's
+leftovers from a live one's.
+
+``isolate`` cuts hosts from each other, silently and both ways, as a network partition does: their bridge ports
+become isolated ports, which the bridge never forwards between (kernel >= 4.18; no tc, no netfilter, so it
+works on kernels built without sch_netem), while each can still reach the root namespace and every port left
+unisolated. ``rejoin`` mends it; the TCP connections open across the cut resume where they stalled.
 
 The delay sits on the broker's link only, so only traffic to and from the broker pays it: half the RTT on
 each direction. Where the kernel has ``sch_netem`` it is a netem qdisc on both ends of the broker's veth.
@@ -20,8 +26,10 @@ import os
 import re
 import shutil
 import signal
+import string
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
@@ -33,8 +41,24 @@ PREFIX = "fbtn"
 DelayMethod = Literal["netem", "proxy"]
 # Our subnets come from here; a /24 per run, picked from the pid and moved on if the machine uses it.
 POOL = ipaddress.IPv4Network("10.213.0.0/16")
-ROLE_CHARS = 3  # interface names are at most 15 characters: prefix + pid + role + end letter
+# Interface names are at most 15 characters: prefix (4) + pid (up to 7) + set letter (1) + role + end letter (1).
+ROLE_CHARS = 2
 IP_TIMEOUT_S = 20.0
+# One letter per set of hosts this process has made and not yet destroyed.
+_SET_LETTERS = string.ascii_lowercase
+_tags_in_use: set[str] = set()
+# Choosing a free subnet and taking it must not interleave between two sets made at once.
+_making = threading.Lock()
+
+
+def _claim_tag() -> str:
+    with _making:
+        for letter in _SET_LETTERS:
+            tag = f"{os.getpid()}{letter}"
+            if tag not in _tags_in_use:
+                _tags_in_use.add(tag)
+                return tag
+    raise HostsUnavailable(f"{len(_SET_LETTERS)} sets of hosts exist in this process already")
 
 
 class HostsUnavailable(RuntimeError):
@@ -45,7 +69,7 @@ def unavailable_reason() -> str | None:
     """One line saying why namespaces cannot be made here, or None when they can."""
     if os.geteuid() != 0:
         return "the hosts topology needs root (network namespaces, veth pairs and a bridge)"
-    missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
+    missing = [tool for tool in ("ip", "tc", "bridge") if shutil.which(tool) is None]
     if missing:
         return f"the hosts topology needs iproute2 ({' and '.join(missing)} not found)"
     return None
@@ -151,7 +175,8 @@ class Hosts:
     # None: netem where the kernel has it, else the delay proxy.
     method: DelayMethod | None = None
     prefix: str = PREFIX
-    tag: str = field(default_factory=lambda: str(os.getpid()))
+    # The pid and this set's letter; claimed when the hosts are created, released when destroyed.
+    tag: str = ""
     subnet: ipaddress.IPv4Network | None = None
     delay_method: DelayMethod = "netem"
     _made_ns: list[str] = field(default_factory=list)
@@ -159,7 +184,7 @@ class Hosts:
 
     @property
     def bridge(self) -> str:
-        return f"{self.prefix}{self.tag}br"
+        return f"{self.prefix}{self.tag}bx"  # no role starts with "bx"
 
     def namespace(self, role: str) -> str:
         return f"{self.prefix}{self.tag}{role[:ROLE_CHARS]}"
@@ -197,8 +222,12 @@ class Hosts:
             raise HostsUnavailable(reason)
         if len({role[:ROLE_CHARS] for role in self.roles}) != len(self.roles):
             raise ValueError(f"roles must differ in their first {ROLE_CHARS} letters: {list(self.roles)}")
+        if "bx" in {role[:ROLE_CHARS] for role in self.roles}:
+            raise ValueError("no role may start with 'bx': the bridge is named so")
+        self.tag = self.tag or _claim_tag()
         try:
-            self._create()
+            with _making:
+                self._create()
         except BaseException:
             self.destroy()
             raise
@@ -206,7 +235,7 @@ class Hosts:
 
     def _create(self) -> None:
         self.delay_method = self.method or ("netem" if netem_available() else "proxy")
-        self.subnet = self.subnet or free_subnet(int(self.tag) if self.tag.isdigit() else 0)
+        self.subnet = self.subnet or free_subnet(_pid_of(self.prefix + self.tag, self.prefix) or 0)
         length = self.subnet.prefixlen
         _ip("ip", "link", "add", self.bridge, "type", "bridge")
         self._made_links.append(self.bridge)
@@ -240,6 +269,24 @@ class Hosts:
                 _ip("ip", "link", "del", link, check=False)
         self._made_ns.clear()
         self._made_links.clear()
+        with _making:
+            _tags_in_use.discard(self.tag)
+
+    def _port(self, role: str) -> str:
+        """The bridge port of ``role``'s link (the veth end left in the root namespace)."""
+        if role not in self.roles:
+            raise ValueError(f"no host {role!r} among {list(self.roles)}")
+        return self.namespace(role) + "h"
+
+    def isolate(self, *roles: str) -> None:
+        """Cut ``roles`` off from each other, both ways, silently: every packet between them is dropped."""
+        for role in roles:
+            _ip("bridge", "link", "set", "dev", self._port(role), "isolated", "on")
+
+    def rejoin(self, *roles: str) -> None:
+        """Undo ``isolate``: the hosts reach each other again."""
+        for role in roles:
+            _ip("bridge", "link", "set", "dev", self._port(role), "isolated", "off")
 
     def __enter__(self) -> "Hosts":
         return self.create()

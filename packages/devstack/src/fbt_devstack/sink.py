@@ -76,9 +76,14 @@ def start_sink(
 
 @contextmanager
 def smtp_sink(
-    workdir: Path, *, delay_ms: int = 0, fail_first: int = 0, always_fail_to: str = ""
+    workdir: Path,
+    *,
+    delay_ms: int = 0,
+    fail_first: int = 0,
+    always_fail_to: str = "",
+    host: str = "127.0.0.1",
 ) -> Iterator[Sink]:
-    """A sink of its own, recording to ``workdir/mailbox.jsonl``, stopped when the block exits."""
+    """A sink of its own on ``host``, recording to ``workdir/mailbox.jsonl``, stopped when the block exits."""
     workdir.mkdir(parents=True, exist_ok=True)
     with ProcessGroup() as group:
         yield start_sink(
@@ -88,4 +93,5 @@ def smtp_sink(
             delay_ms=delay_ms,
             fail_first=fail_first,
             always_fail_to=always_fail_to,
+            host=host,
         )

@@ -104,3 +104,44 @@ def api_restart(outcome: FaultOutcome, broker: str) -> str:
         f"the API holds no job: each one it accepted was in {broker} before its 200, so replacing it lost "
         f"none{turned}"
     )
+
+
+def cut(outcome: FaultOutcome, broker: str = "Redis") -> str:
+    """What a partition between one host and the broker's cost, as measured; the runner says why."""
+    length = f"{outcome.cut_s or 0.0:.0f} s"
+    if outcome.cut_off == "api":
+        refused, hung = outcome.refused_while_out or 0, outcome.hung_while_out or 0
+        slowest = f"slowest answer {outcome.slowest_answer_ms or 0.0:.0f} ms"
+        if hung:
+            said = (
+                f"{_plural(hung, 'request')} to the API hung while it was cut off from {broker} for {length}"
+            )
+        else:
+            said = (
+                f"the API answered 503 to {_plural(refused, 'request')} while cut off from {broker} for "
+                f"{length}, none hanging"
+            )
+        said += f" ({slowest})"
+    else:
+        said = f"the workers were cut off from {broker} for {length}"
+    return f"{said}; {fate(outcome)}"
+
+
+def fate(outcome: FaultOutcome) -> str:
+    """What became of the accepted jobs once the fault was over, as counted."""
+    if outcome.lost:
+        return f"{_plural(outcome.lost, 'job')} the API had accepted never ran"
+    if outcome.held:
+        held, verb = _plural(outcome.held, "job"), "was" if outcome.held == 1 else "were"
+        return f"{held} the API had accepted {verb} still waiting when the watch ended"
+    again = f", {_plural(outcome.reexecuted, 'job')} run again" if outcome.reexecuted else ""
+    return f"every accepted job ran{again}"
+
+
+def outlasted(outcome: FaultOutcome, bound_s: float | None, what: str) -> str:
+    """Whether a partition lasted past the bound after which the library hands a silent worker's jobs on."""
+    if bound_s is None:
+        return f"this configuration has no {what}"
+    if (outcome.cut_s or 0.0) > bound_s:
+        return f"the cut outlasted {what} (~{bound_s:.0f} s)"
+    return f"the cut ended before {what} (~{bound_s:.0f} s)"

@@ -24,6 +24,7 @@ FaultName = Literal[
     "task-error",
     "broker-crash",
     "broker-full",
+    "partition",
     "delay-past-timeout",
     "poison-message",
 ]
@@ -175,6 +176,9 @@ class FaultOutcome:
     unreachable_while_out: int | None = None
     # broker-full: a worker process exited while the broker was full (it was restarted, as compose would).
     worker_exited: bool | None = None
+    # partition: the host cut off from the broker's ("workers" or "api"), and for how long.
+    cut_off: str | None = None
+    cut_s: float | None = None
     # delay-past-timeout: the fewest and most runs of a delayed job, and the runs turned away as repeats.
     runs: tuple[int, int, int] | None = None
     # poison-message: where the malformed message ended up, and whether the worker kept working.
