@@ -13,13 +13,14 @@ from rq.exceptions import AbandonedJobError
 
 from fbt_bench.faults.model import FULL, Cell, matrix, skipped_faults, trial_params
 from fbt_bench.faults.observe import HANG_S
-from fbt_bench.faults.partition import cut_length_s
+from fbt_bench.faults.partition import cut_length_s, silence_bound_s
 from fbt_bench.faults.run import Eta
 from fbt_bench.faults.trials import identity, outcome_of
 from fbt_bench.report.analysis import summarize
 from fbt_bench.report.findings import _faults
 from fbt_bench.report.tables import faults_layout, side_by_side
 from fbt_celery.tasks import retry_options
+from fbt_devstack.delay_proxy import Impairment
 from fbt_dramatiq.actors import retry_when
 from fbt_rq.jobs import stop_retrying_permanent_errors
 from fbt_tasks import jobs
@@ -130,6 +131,7 @@ def test_matrix_runs_broker_faults_only_with_a_broker_and_crashes_under_both_fsy
         "broker-restart",
         "task-error",
         "partition",
+        "slow-link",
     }
 
 
@@ -396,22 +398,26 @@ def test_api_deploy_sentences_count_the_requests_turned_away_at_the_door():
     assert "died with it" in load_runner("inprocess").faults.mechanism("api-deploy", {}, _result(lost=3))
 
 
-def test_partition_runs_both_cuts_in_every_config_on_redis_and_says_what_it_leaves_out():
+def test_partition_runs_both_cuts_in_every_config_and_slow_link_says_what_it_leaves_out():
     """The workers' cut and the API's, in each configuration (how long a library waits before it hands a
-    silent worker's jobs on is its configuration's own); not on RabbitMQ yet, and the run says so."""
+    silent worker's jobs on is its configuration's own), on both brokers; slow-link's relay is Redis's only,
+    and the run says so."""
     cells = matrix(("inprocess", "celery", "dramatiq"), faults=("partition",), trials=1)
     assert not [c for c in cells if c.runner == "inprocess"]
-    assert {c.broker_name for c in cells} == {"redis"}
-    assert sorted((c.config, c.variant) for c in cells if c.runner == "celery") == [
+    assert {c.broker_name for c in cells} == {"redis", "rabbitmq"}
+    assert sorted(
+        (c.config, c.variant) for c in cells if c.runner == "celery" and c.broker_name == "redis"
+    ) == [
         ("defaults", "api"),
         ("defaults", "workers"),
         ("safe", "api"),
         ("safe", "workers"),
     ]
     assert identity(cells[0], 1)["variant"] in ("workers", "api")
-    assert skipped_faults(("celery", "dramatiq", "rq"), ("partition",)) == [
-        "partition not run for celery, dramatiq on RabbitMQ: the hosts topology puts only Redis on a host of "
-        "its own so far"
+    assert skipped_faults(("celery", "dramatiq", "rq"), ("partition",)) == []
+    assert skipped_faults(("celery", "dramatiq", "rq"), ("slow-link",)) == [
+        "slow-link not run for celery, dramatiq on RabbitMQ: its loss and jitter are emulated in a relay in front "
+        "of Redis only"
     ]
 
 
@@ -421,6 +427,8 @@ def test_the_workers_cut_outlasts_the_redelivery_bound_and_the_apis_outlasts_a_h
     assert cut_length_s("workers", None, FULL) == FULL.partition_s  # no bound: nothing to outlast
     assert cut_length_s("workers", 3700.0, FULL) == FULL.partition_s  # past patience: the record says so
     assert cut_length_s("api", 85.0, FULL) == FULL.full_s > HANG_S
+    # A killed consumer's connection closes at once; a cut one's only once the node misses its heartbeats.
+    assert silence_bound_s("rabbitmq", 2.0) == 90.0 and silence_bound_s("redis", 2.0) == 2.0
 
 
 def test_partition_sentences_say_which_host_was_cut_and_whether_the_bound_passed():
@@ -473,8 +481,43 @@ def test_partition_sentences_say_which_host_was_cut_and_whether_the_bound_passed
         "partition", described["rq"], _result(cut_off="api", cut_s=15.0, outage=answers)
     )
     assert "answered 503 to 130 requests while cut off from Redis for 15 s, none hanging" in api
+    for runner in ("celery", "dramatiq"):
+        told = load_runner(runner).faults.mechanism(
+            "partition", {"broker_name": "rabbitmq"}, _result(cut_off="workers", cut_s=100.0)
+        )
+        assert "the cut outlasted RabbitMQ's 60 s heartbeat timeout" in told, runner
+        assert "the workers were cut off from RabbitMQ for 100 s" in told, runner
     hung = {**answers, "answers": {"200": 20, "503": 0, "other": 0, "hang": 130}}
     told = load_runner("saq").faults.mechanism(
         "partition", described["saq"], _result(cut_off="api", cut_s=15.0, outage=hung)
     )
     assert "130 requests to the API hung" in told
+
+
+def test_slow_link_runs_beside_partition_and_its_relay_stalls_only_while_impaired():
+    cells = matrix(("inprocess", "rq"), faults=("slow-link",), trials=1)
+    assert sorted((c.runner, c.config, c.broker_name) for c in cells) == [
+        ("rq", "defaults", "redis"),
+        ("rq", "safe", "redis"),
+    ]
+    impairment = Impairment(loss_pct=5.0, jitter_ms=20.0, stall_ms=200.0)
+    impairment.rng.seed(7)
+    assert {impairment.extra_s() for _ in range(100)} == {0.0}  # off until SIGUSR1
+    impairment.on = True
+    holds = [impairment.extra_s() for _ in range(20_000)]
+    stalled = sum(1 for hold in holds if hold >= 0.2)
+    assert 0.04 < stalled / len(holds) < 0.06  # 5% of chunks, each one retransmission timeout late
+    assert max(holds) <= 0.2 + 0.02 and min(holds) >= 0.0
+
+
+def test_slow_link_sentences_give_both_rates_and_the_method():
+    record = {
+        "throughput": {"clean_per_s": 78.0, "slow_per_s": 39.0, "ratio": 0.5, "n": 400},
+        "impairment": {"method": "relay", "loss_pct": 5.0, "stall_ms": 200.0, "jitter_ms": 20.0},
+        "reexecuted": 2,
+    }
+    for runner in ("rq", "celery", "dramatiq", "taskiq", "arq", "saq"):
+        told = load_runner(runner).faults.mechanism("slow-link", {"broker_name": "redis"}, _result(**record))
+        assert "drained at 39.0/s against 78.0/s on the clean link (x0.50)" in told, runner
+        assert "5% of chunks held 200 ms, jitter up to 20 ms (emulated in a relay)" in told, runner
+        assert "2 jobs run again" in told, runner

@@ -13,7 +13,17 @@ from arq.jobs import DeserializationError, deserialize_result
 from arq.utils import timestamp_ms
 
 from fbt_arq.wire import QUEUE_NAME, in_progress_key, job_key, loads, result_key
-from fbt_tasks.fault_words import api_restart, crash, cut, executions, full, malformed, outage, outlasted
+from fbt_tasks.fault_words import (
+    api_restart,
+    crash,
+    cut,
+    executions,
+    full,
+    malformed,
+    outage,
+    outlasted,
+    slow,
+)
 from fbt_tasks.holdings import inspection_client, reply_bytes
 from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
@@ -111,6 +121,8 @@ class ArqFaults:
         retry, tries = d.get("retry", "none"), d.get("max_tries")
         if fault == "api-deploy":
             return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
+        if fault == "slow-link":
+            return slow(result)
         if fault == "partition":
             if r.cut_off == "api":
                 return cut(r)

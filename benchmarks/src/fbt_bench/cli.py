@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fbt_bench import topology
-from fbt_bench.faults.model import CONFIGS, FAULTS, FULL, matrix, skipped_faults
+from fbt_bench.faults.model import CONFIGS, FAULTS, FULL, LINK_FAULTS, matrix, skipped_faults
 from fbt_bench.faults.run import Interrupted, run_faults
 from fbt_bench.harness import Plan, RunOutcome, publish, run
 from fbt_bench.measuring import stats
@@ -212,14 +212,14 @@ def faults(
         "results/faults"
     ),
 ) -> None:
-    """Break things on purpose: every runner on each broker, both queue configurations, ten faults.
+    """Break things on purpose: every runner on each broker, both queue configurations, eleven faults.
 
     kill-worker (SIGKILL the worker tree mid-burst), deploy (SIGTERM mid-burst), api-deploy (the API
     replaced under load), broker-restart (the broker
     stopped a few seconds), task-error (the SMTP sink refuses each email twice), broker-crash (SIGKILL Redis,
     per AOF fsync policy, or the RabbitMQ node), broker-full (the broker at its memory limit for 15 s),
-    partition (the workers, or the API, cut off from the broker's host; root only), delay-past-timeout and
-    poison-message; three trials per cell,
+    partition (the workers, or the API, cut off from the broker's host), slow-link (a lossy, jittery broker
+    link during a drain; both need root), delay-past-timeout and poison-message; three trials per cell,
     a cell's trials sharing a stack while each leaves it clean. Lost, held, re-executed and
     duplicated emails are counted at the SMTP sink by Message-ID and in the broker; results.json holds them
     under "faults". Each finished trial prints the trials done out of the total and an estimate of the time
@@ -250,9 +250,9 @@ def faults(
         brokers=available,
     )
     skipped += skipped_faults(chosen_runners, chosen, available)
-    if "partition" in chosen and (no_hosts := netns.unavailable_reason()) is not None:
-        cells = [cell for cell in cells if cell.fault != "partition"]
-        skipped.append(f"partition not run: {no_hosts}")
+    if set(LINK_FAULTS) & set(chosen) and (no_hosts := netns.unavailable_reason()) is not None:
+        cells = [cell for cell in cells if cell.fault not in LINK_FAULTS]
+        skipped.append(f"{', '.join(sorted(set(LINK_FAULTS) & set(chosen)))} not run: {no_hosts}")
     for line in skipped:
         console.print(f"[yellow]skipped:[/] {line}")
     signal.signal(signal.SIGTERM, _interrupt)

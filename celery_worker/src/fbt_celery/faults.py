@@ -28,8 +28,10 @@ from fbt_tasks.fault_words import (
     malformed,
     memory_alarm,
     node_crash,
+    node_heartbeat,
     outage,
     outlasted,
+    slow,
 )
 from fbt_tasks.holdings import INSPECTION_TIMEOUT_S, count_ids, inspection_client
 from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
@@ -202,10 +204,18 @@ class CeleryFaults:
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         if fault == "api-deploy":
             return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
+        if fault == "slow-link":
+            return slow(result)
         if fault == "partition":
             vt, sweep = described.get("visibility_timeout_s", 3600), described.get("unacked_sweep_s", 100)
+            if described.get("broker_name") == "rabbitmq":
+                node = cut(result, "RabbitMQ")
+                return node if result.cut_off == "api" else f"{node_heartbeat(result)}; {node}"
             if result.cut_off == "api" or not described.get("acks_late"):
-                told = "Celery acks a message when a worker takes it (acks_late off): nothing to hand on"
+                told = (
+                    "Celery acks a message when a worker takes it (acks_late off) and retries nothing: a task "
+                    "whose Redis calls timed out during the cut failed, and nothing runs it again"
+                )
                 return cut(result) if result.cut_off == "api" else f"{told}; {cut(result)}"
             what = (
                 f"the {vt} s visibility timeout after which kombu restores an unacked message "

@@ -22,8 +22,10 @@ from fbt_tasks.fault_words import (
     malformed,
     memory_alarm,
     node_crash,
+    node_heartbeat,
     outage,
     outlasted,
+    slow,
 )
 from fbt_tasks.holdings import count_ids, inspection_client
 from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
@@ -127,7 +129,12 @@ class DramatiqFaults:
     def mechanism(self, fault: FaultName, described: Mapping[str, Any], result: FaultOutcome) -> str:
         if fault == "api-deploy":
             return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
+        if fault == "slow-link":
+            return slow(result)
         if fault == "partition":
+            if described.get("broker_name") == "rabbitmq":
+                node = cut(result, "RabbitMQ")
+                return node if result.cut_off == "api" else f"{node_heartbeat(result)}; {node}"
             if result.cut_off == "api":
                 return cut(result)
             timeout = described.get("reliability", {}).get("heartbeat_timeout_ms", 60_000) / 1000
@@ -135,7 +142,8 @@ class DramatiqFaults:
                 f"the {timeout:g} s heartbeat timeout after which Dramatiq requeues a silent worker's unacked "
                 "messages"
             )
-            return f"{outlasted(result, self.redelivery_bound_s(described), what)}; {cut(result)}"
+            told = f"{outlasted(result, self.redelivery_bound_s(described), what)}; {cut(result)}"
+            return told + _retry_copy_lost(result, "the cut")
         if described.get("broker_name") == "rabbitmq":
             return rabbitmq_mechanism(fault, described, result)
         rel, r = described.get("reliability", {}), result

@@ -15,7 +15,17 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from fbt_rq.queue_configs import QUEUE_NAME
-from fbt_tasks.fault_words import api_restart, crash, cut, executions, full, malformed, outage, outlasted
+from fbt_tasks.fault_words import (
+    api_restart,
+    crash,
+    cut,
+    executions,
+    full,
+    malformed,
+    outage,
+    outlasted,
+    slow,
+)
 from fbt_tasks.holdings import count_ids, inspection_client
 from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
@@ -101,6 +111,8 @@ class RQFaults:
         )
         if fault == "api-deploy":
             return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
+        if fault == "slow-link":
+            return slow(result)
         if fault == "partition":
             if r.cut_off == "api":
                 return f"RQ's enqueue is one MULTI/EXEC; {cut(r)}"

@@ -13,7 +13,17 @@ from saq.job import Status
 
 from fbt_saq.queue_configs import SWEEP_ABORT_WAIT_S
 from fbt_saq.wire import ACTIVE_KEY, INCOMPLETE_KEY, QUEUED_KEY, job_id, key_of
-from fbt_tasks.fault_words import api_restart, crash, cut, executions, full, malformed, outage, outlasted
+from fbt_tasks.fault_words import (
+    api_restart,
+    crash,
+    cut,
+    executions,
+    full,
+    malformed,
+    outage,
+    outlasted,
+    slow,
+)
 from fbt_tasks.holdings import count_ids, inspection_client, reply_bytes
 from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
@@ -121,6 +131,8 @@ class SAQFaults:
         retries, sweep = int(d.get("retries", 1)), d.get("sweep_interval_s")
         if fault == "api-deploy":
             return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
+        if fault == "slow-link":
+            return slow(result)
         if fault == "partition":
             if r.cut_off == "api":
                 return cut(r)

@@ -15,7 +15,7 @@ from redis.exceptions import ResponseError
 
 from fbt_taskiq.queue_configs import CONSUMER_GROUP, QUEUE_NAME, RESULT_PREFIX, broker_class, queue_config_for
 from fbt_taskiq.redis_keys import STREAM_FIELD, push, result_key, task_id
-from fbt_tasks.fault_words import api_restart, crash, cut, full, malformed, outage, outlasted
+from fbt_tasks.fault_words import api_restart, crash, cut, full, malformed, outage, outlasted, slow
 from fbt_tasks.holdings import count_ids, inspection_client, reply_bytes
 from fbt_tasks.runner import BROKER_TITLES, FaultName, FaultOutcome, Holdings
 from fbt_tasks.settings import Settings
@@ -133,6 +133,8 @@ class TaskiqFaults:
         retry = d.get("retry", "none")
         if fault == "api-deploy":
             return api_restart(result, BROKER_TITLES.get(str(described.get("broker_name", "redis")), "Redis"))
+        if fault == "slow-link":
+            return slow(result)
         if fault == "partition":
             if r.cut_off == "api":
                 return cut(r)

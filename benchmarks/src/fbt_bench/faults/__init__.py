@@ -1,8 +1,9 @@
 """When things break: fault injection per runner and queue configuration, counted from real effects.
 
 Each cell (runner x QUEUE_CONFIG x fault) runs on a stack: embedded Redis with AOF on, the API, the runner's
-workers and our own SMTP sink (so task-error can make it refuse deliveries). A cell's trials share a stack while
-each leaves it clean (``trials``). The faults:
+workers and our own SMTP sink (so task-error can make it refuse deliveries); for partition and slow-link each on
+a host of its own (``fbt_devstack.netns``). A cell's trials share a stack while each leaves it clean
+(``trials``). The faults:
 
 - kill-worker     SIGKILL the worker's whole process tree (in-process: the API) mid-burst, start it again.
 - deploy          SIGTERM mid-burst, as a rolling deploy does; SIGKILL only after compose's grace period.
@@ -14,6 +15,9 @@ each leaves it clean (``trials``). The faults:
                   (everysec, Redis's default; always, the safe one), with the enqueue cost of each.
 - broker-full     the broker at its memory limit mid-burst (Redis maxmemory with noeviction, RabbitMQ's memory
                   alarm) for a while, then room again; probe the API meanwhile: it must answer, and quickly.
+- partition       the workers (or the API) cut off from the broker's host mid-burst, every packet dropped both
+                  ways, past the configuration's redelivery bound; then mended (hosts topology, root).
+- slow-link       a drain on the clean broker link, then one on a lossy, jittery link (hosts topology, root).
 - delay-past-timeout  emails delayed 2x the runner's visibility timeout (celery/celery#4766): runs per job.
 - poison-message  a message no worker can decode on the runner's own queue: where it ends, the log line,
                   whether the worker keeps working.
@@ -37,8 +41,8 @@ did) comes from its plugin's ``FaultModel`` (``fbt_tasks.runner``); nothing here
 
 - ``model``    what is run: the parameters, the cells and the matrix.
 - ``observe``  what happened: the mailbox, the ledger, the send-once leases, the broker's holdings.
-- ``inject``   kill-worker, deploy, broker-restart, task-error; ``crash``, ``full``, ``redeploy`` and ``messages`` the
-  rest;
+- ``inject``   kill-worker, deploy, broker-restart, task-error; ``crash``, ``full``, ``redeploy``, ``partition``,
+  ``slowlink`` and ``messages`` the rest;
   ``outage`` the API probe that broker-restart and broker-full share.
 - ``trials``   a cell's trials on one stack, while it stays clean; one cell on a fresh stack (``run_cell``).
 - ``run``      a whole pass, stacks in parallel, the records and the time left.

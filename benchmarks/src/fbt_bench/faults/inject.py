@@ -18,6 +18,7 @@ from fbt_bench.faults.observe import POLL_S, FaultContext, leased_ids, ledger_by
 from fbt_bench.faults.outage import outage_answers, outage_probe
 from fbt_bench.faults.partition import partition
 from fbt_bench.faults.redeploy import api_deploy
+from fbt_bench.faults.slowlink import slow_link
 from fbt_bench.measuring.api_client import RequestError
 from fbt_devstack.smtp_sink import read_mailbox
 from fbt_tasks.runner import FaultName, Holdings, pending
@@ -186,6 +187,7 @@ FAULT_RUNS: dict[FaultName, Callable[[FaultContext], Coroutine[Any, Any, dict[st
     "broker-crash": broker_crash,
     "broker-full": broker_full,
     "partition": partition,
+    "slow-link": slow_link,
     "delay-past-timeout": delay_past_timeout,
     "poison-message": poison_message,
 }

@@ -32,10 +32,15 @@ CRASH_BROKERS: frozenset[str] = frozenset(CRASH_VARIANTS)
 # BackgroundTasks when the orchestrator's timeout is shorter than the work the API holds).
 API_DEPLOY_VARIANTS: tuple[str, ...] = ("", "short-grace")
 # partition cuts one host from the broker's: the workers (their jobs in hand, their acks and heartbeats), or the
-# API (its enqueues). It runs on the hosts topology (fbt_devstack.netns), which puts only Redis on a host of
-# its own so far: a RabbitMQ runner's partition cell is not run, and the run says so.
+# API (its enqueues). slow-link makes the broker's link lossy and jittery during a drain. Both run on the
+# hosts topology (fbt_devstack.netns), in every configuration: how long a library waits before it hands a
+# silent worker's jobs on, and its clients' timeouts, are its configuration's own. slow-link's relay sits in
+# front of Redis only, so a RabbitMQ runner's slow-link cell is not run, and the run says so.
 PARTITION_VARIANTS: tuple[str, ...] = ("workers", "api")
-PARTITION_BROKERS: frozenset[str] = frozenset({"redis"})
+LINK_FAULTS: dict[FaultName, frozenset[str]] = {
+    "partition": frozenset({"redis", "rabbitmq"}),
+    "slow-link": frozenset({"redis"}),
+}
 # The benchmark's slot layout, so a fault cell runs the runner as `make compare` measures it.
 BENCH_LAYOUT = PROFILES["default"]
 # The order cells appear in: the library's out-of-the-box behaviour first, then what the project ships.
@@ -82,6 +87,11 @@ class FaultParams:
     # full_s, longer than HANG_S for the same reason as broker-full's.
     partition_margin_s: float = 10.0
     partition_s: float = 30.0
+    # slow-link: emails per drain (each drain several seconds at the slots' email rate), and the impairment.
+    slow_n: int = 400
+    slow_loss_pct: float = 5.0
+    slow_stall_ms: float = 200.0  # a lost segment's cost: Linux's minimum retransmission timeout
+    slow_jitter_ms: float = 20.0
     outage_probe_hz: float = 10.0
     error_n: int = 5
     fail_first: int = 2
@@ -200,9 +210,8 @@ def runs_fault(fault: FaultName, broker: str, config: QueueConfigName) -> bool:
         # The API's restart is the queue config's business only where the tasks live in the API; a broker
         # runner's API holds no job in either config, so its safe config answers for both.
         return config == "safe" or broker == "none"
-    if fault == "partition":
-        # Every configuration: how long a library waits before it hands a silent worker's jobs on is its own.
-        return broker in PARTITION_BROKERS
+    if fault in LINK_FAULTS:
+        return broker in LINK_FAULTS[fault]
     if fault in BROKER_FAULTS and not (broker != "none" and config == "safe"):
         return False
     return fault != "broker-crash" or broker in CRASH_BROKERS
@@ -212,17 +221,15 @@ def skipped_faults(
     runners: tuple[str, ...], faults: tuple[FaultName, ...], brokers: tuple[str, ...] | None = None
 ) -> list[str]:
     """One line per fault left out on a broker it does not apply to, naming the runners it leaves out."""
-    why = {
+    why: dict[str, tuple[frozenset[str], str]] = {
         "broker-crash": (
             CRASH_BROKERS,
             "the harness knows how to crash and restart only "
             + " and ".join(BROKER_TITLES[b] for b in sorted(CRASH_BROKERS)),
         ),
-        "partition": (
-            PARTITION_BROKERS,
-            "the hosts topology puts only "
-            + " and ".join(BROKER_TITLES[b] for b in sorted(PARTITION_BROKERS))
-            + " on a host of its own so far",
+        "slow-link": (
+            LINK_FAULTS["slow-link"],
+            "its loss and jitter are emulated in a relay in front of Redis only",
         ),
     }
     lines = []

@@ -23,7 +23,15 @@ from typing import Any
 from fbt_bench.faults.model import FaultParams
 from fbt_bench.faults.observe import MARGIN_S, FaultContext
 from fbt_bench.faults.outage import Answer, outage_answers, outage_probe
+from fbt_tasks.fault_words import RABBITMQ_SILENCE_BOUND_S
 from fbt_tasks.runner import BROKER_TITLES
+
+
+def silence_bound_s(broker: str, bound_s: float | None) -> float | None:
+    """After how long the broker hands a silent worker's jobs on: a RabbitMQ node, once its heartbeats are
+    missed (a killed worker's connection closes at once, a cut one's never does); Redis queues, by the
+    configuration's own redelivery bound."""
+    return RABBITMQ_SILENCE_BOUND_S if broker == "rabbitmq" else bound_s
 
 
 def cut_length_s(side: str, bound_s: float | None, params: FaultParams) -> float:
@@ -44,7 +52,7 @@ async def partition(ctx: FaultContext) -> dict[str, Any]:
         raise RuntimeError("partition runs on the hosts topology: the stack was started without hosts")
     side = ctx.cell.variant or "workers"
     broker = BROKER_TITLES[stack.settings.broker_name]
-    bound = ctx.runner.faults.redelivery_bound_s(ctx.described)
+    bound = silence_bound_s(stack.settings.broker_name, ctx.runner.faults.redelivery_bound_s(ctx.described))
     length = cut_length_s(side, bound, p)
     sending = asyncio.create_task(ctx.burst(p.n, "fault"))
     await asyncio.to_thread(lambda: ctx.wait_for_deliveries(p.fault_after, in_flight=True))

@@ -17,6 +17,7 @@ from typing import Any
 
 from fbt_bench.faults.inject import POISON_WAIT_S
 from fbt_bench.faults.model import CONFIGS, SHORT, Cancelled, Cell, FaultParams, matrix
+from fbt_bench.faults.partition import cut_length_s, silence_bound_s
 from fbt_bench.faults.trials import identity, run_cell, run_trials
 from fbt_bench.measuring.environment import describe_runner
 from fbt_bench.progress import NullProgress, ProgressSink
@@ -221,6 +222,16 @@ def likely_wait_s(cell: Cell, params: FaultParams, *, starts_stack: bool = True)
     if cell.fault == "broker-full":
         bound = runner.faults.redelivery_bound_s(_described(cell.runner, cell.broker_name, cell.config))
         return base + params.full_s + (bound if bound is not None and bound <= params.patience_s else 0.0)
+    if cell.fault == "partition":
+        bound = silence_bound_s(
+            cell.broker_name,
+            runner.faults.redelivery_bound_s(_described(cell.runner, cell.broker_name, cell.config)),
+        )
+        due = bound if bound is not None and bound <= params.patience_s else 0.0
+        return base + cut_length_s(cell.variant, bound, params) + due
+    if cell.fault == "slow-link":
+        # Two drains of slow_n at the slots' email rate, the impaired one slower.
+        return base + 3 * params.slow_n * params.smtp_delay_ms / 1000 / params.slots
     if cell.fault == "task-error" and runner.queue_configs[cell.broker_name][cell.config].max_attempts > 1:
         return base + POISON_WAIT_S
     if cell.fault == "delay-past-timeout":

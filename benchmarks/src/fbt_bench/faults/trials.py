@@ -21,10 +21,19 @@ from pathlib import Path
 from typing import Any, cast
 
 from fbt_bench.faults.inject import FAULT_RUNS, POISON_PREFIX
-from fbt_bench.faults.model import Cancelled, Cell, FaultParams, FaultRun, has_one_config, trial_params
+from fbt_bench.faults.model import (
+    LINK_FAULTS,
+    Cancelled,
+    Cell,
+    FaultParams,
+    FaultRun,
+    has_one_config,
+    trial_params,
+)
 from fbt_bench.faults.observe import BROKER_READ_ERRORS, LEASE_PATTERN, FaultContext
 from fbt_bench.measuring.environment import describe_runner
 from fbt_bench.progress import NullProgress, ProgressSink
+from fbt_devstack.delay_proxy import Impairment
 from fbt_devstack.netns import Hosts
 from fbt_devstack.redis_server import AppendFsync
 from fbt_devstack.sink import Sink, smtp_sink
@@ -37,8 +46,6 @@ from fbt_tasks.settings import Settings
 # A malformed message has no job id, so whether it is still on a queue cannot be read per job: each
 # poison-message trial gets a fresh stack.
 FRESH_EACH_TRIAL: frozenset[str] = frozenset({"poison-message"})
-# Faults that cut a link between hosts: their stack runs on the hosts topology (fbt_devstack.netns).
-ON_HOSTS: frozenset[str] = frozenset({"partition"})
 HOST_ROLES = ("api", "broker", "workers")
 
 
@@ -64,9 +71,21 @@ def outcome_of(result: Mapping[str, Any]) -> FaultOutcome:
         worker_exited=result.get("worker_exited_while_full"),
         cut_off=result.get("cut_off"),
         cut_s=result.get("cut_s"),
+        clean_per_s=(result.get("throughput") or {}).get("clean_per_s"),
+        slow_per_s=(result.get("throughput") or {}).get("slow_per_s"),
+        impairment=_impairment_words(result.get("impairment")),
         runs=(int(runs["min"]), int(runs["max"]), int(runs["skipped"])) if runs else None,
         poison_where=poison.get("where"),
         worker_kept_working=poison.get("worker_kept_working"),
+    )
+
+
+def _impairment_words(impairment: Mapping[str, Any] | None) -> str | None:
+    if not impairment:
+        return None
+    return (
+        f"{impairment['loss_pct']:g}% of chunks held {impairment['stall_ms']:g} ms, jitter up to "
+        f"{impairment['jitter_ms']:g} ms ({'emulated in a relay' if impairment['method'] == 'relay' else 'netem'})"
     )
 
 
@@ -141,7 +160,13 @@ class StackSession:
         try:
             # The broker, the API and the workers each on a host of their own; the sink stays outside, on
             # the bridge's address, as a mail provider would.
-            hosts = self._exit.enter_context(Hosts(HOST_ROLES)) if cell.fault in ON_HOSTS else None
+            # slow-link's loss and jitter live in the delay relay in front of Redis (no netem on these kernels).
+            slow = cell.fault == "slow-link"
+            hosts = (
+                self._exit.enter_context(Hosts(HOST_ROLES, method="proxy" if slow else None))
+                if cell.fault in LINK_FAULTS
+                else None
+            )
             self.sink = self._exit.enter_context(
                 smtp_sink(
                     workdir,
@@ -163,6 +188,11 @@ class StackSession:
                     redis_appendonly=True,
                     redis_appendfsync=fsync,
                     hosts=hosts,
+                    link_impairment=Impairment(
+                        params.slow_loss_pct, params.slow_jitter_ms, params.slow_stall_ms
+                    )
+                    if slow
+                    else None,
                 )
             )
             self.described = describe_runner(self.stack.settings)

@@ -276,9 +276,9 @@ def burst(summary: Summary) -> VerdictRow:
 
 
 def crash(summary: Summary) -> VerdictRow:
-    """Kill-worker, deploy, api-deploy and partition in the safe configuration: lost (never ran), held (still in the broker when the
-    watch ended, due back later), counted from the ledger; tiers do not apply to counts, so the row names
-    the systems that lost and held nothing."""
+    """Kill-worker, deploy, api-deploy and partition in the safe configuration: lost (never ran), held (still
+    in the broker when the watch ended, due back later), counted from the ledger; tiers do not apply to
+    counts, so the row names the systems that lost and held nothing."""
     work = "Work that must survive a crash, a deploy or a network cut"
     cells = [f for f in summary.results["faults"] if f["fault"] in CRASH_FAULTS and f["config"] == "safe"]
     if not cells:

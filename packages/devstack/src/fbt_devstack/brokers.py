@@ -4,6 +4,7 @@
 these helpers start, stop and inspect whichever of the two it holds.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from redis import Redis
@@ -29,13 +30,14 @@ def wants_private_rabbitmq(settings: Settings, requested: bool) -> bool:
     )
 
 
-def start_rabbitmq(workdir: Path) -> RabbitMQServer:
-    """A private RabbitMQ node under ``workdir`` (never the system one on 5672)."""
+def start_rabbitmq(workdir: Path, bind: str = "127.0.0.1", argv_prefix: Sequence[str] = ()) -> RabbitMQServer:
+    """A private RabbitMQ node under ``workdir`` (never the system one on 5672), listening on ``bind``, its
+    processes started through ``argv_prefix`` (a host of its own: ``fbt_devstack.netns``)."""
     reason = missing_binary_reason()
     if reason is not None:
         raise StackError(f"BROKER=rabbitmq: {reason}")
     try:
-        return RabbitMQServer(workdir, keep_workdir=True).start()
+        return RabbitMQServer(workdir, keep_workdir=True, bind=bind, argv_prefix=argv_prefix).start()
     except (RabbitMQUnavailable, TimeoutError, RuntimeError) as exc:
         raise StackError(f"the RabbitMQ node did not start: {exc}") from exc
 

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +42,7 @@ from fbt_devstack.rabbitmq_tools import (
 
 NAME = "rabbitmq"
 EPMD = "epmd"
+LOOPBACK = "127.0.0.1"
 START_ATTEMPTS = 3
 
 
@@ -87,6 +88,8 @@ class RabbitMQServer:
         keep_workdir: bool = False,
         ready_timeout_s: float = 90.0,
         tools: RabbitMQTools | None = None,
+        bind: str = LOOPBACK,
+        argv_prefix: Sequence[str] = (),
     ) -> None:
         found = tools or find_rabbitmq()
         if found is None:
@@ -96,6 +99,11 @@ class RabbitMQServer:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="fbt-rabbitmq-")).resolve()
         self.keep_workdir = keep_workdir
         self.ready_timeout_s = ready_timeout_s
+        # On a host of its own (fbt_devstack.netns): the AMQP listener (and epmd, for our readiness check) on
+        # that host's address, every process started through ``argv_prefix``; distribution stays on the
+        # host's loopback, where the CLI tools, started the same way, reach it.
+        self.bind = bind
+        self.argv_prefix = list(argv_prefix)
         # Fixed for the server's life: the node's data dir is named after it, so a restart finds its queues.
         self.node = f"fbt-{os.getpid()}-{secrets.token_hex(3)}@localhost"
         self.log_path = self.workdir / "rabbitmq.log"
@@ -108,7 +116,7 @@ class RabbitMQServer:
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("the RabbitMQ node has not been started yet")
-        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        return f"amqp://guest:guest@{self.bind}:{self.port}//"
 
     @property
     def pid(self) -> int | None:
@@ -145,7 +153,7 @@ class RabbitMQServer:
             "RABBITMQ_LOGS": "-",  # to stdout, which the process group appends to log_path
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "ERL_EPMD_PORT": str(self.epmd_port),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_EPMD_ADDRESS": LOOPBACK,
             "ERL_CRASH_DUMP": str(work / "log" / "erl_crash.dump"),
             # Never spawn a daemon epmd (it would detach from our tree); ours is already listening.
             # No scheduler busy-waiting (RabbitMQ's runtime guide, "CPU usage" on shared hosts): an idle node
@@ -161,9 +169,11 @@ class RabbitMQServer:
         work = self.workdir
         (work / "conf.d").mkdir(parents=True, exist_ok=True)
         (work / "rabbitmq-env.conf").write_text("")
-        # guest may log in from loopback only (RabbitMQ's default), which is all we bind.
+        # guest may log in from loopback only (RabbitMQ's default), which is all we bind; a node on a host of
+        # its own is reached from the others, on a network only this run's namespaces share.
+        loopback_only = "true" if self.bind == LOOPBACK else "false"
         (work / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users.guest = true\n"
+            f"listeners.tcp.1 = {self.bind}:{self.port}\nloopback_users.guest = {loopback_only}\n"
         )
         (work / "enabled_plugins").write_text("[].\n")  # no management plugin: faster boot, no extra port
         cookie = work / ".erlang.cookie"
@@ -199,16 +209,19 @@ class RabbitMQServer:
         self._write_files()
         env = self.env()
         if self._group.pids(EPMD) == []:
-            epmd_argv = [str(self.tools.epmd), "-port", str(self.epmd_port), "-address", "127.0.0.1"]
+            addresses = LOOPBACK if self.bind == LOOPBACK else f"{LOOPBACK},{self.bind}"
+            epmd_argv = [*self.argv_prefix, str(self.tools.epmd), "-port", str(self.epmd_port)]
+            epmd_argv += ["-address", addresses]
             self._group.spawn(EPMD, epmd_argv, env=env, log_path=self.workdir / "epmd.log", cwd=self.workdir)
             self._wait_epmd()
-        self._group.spawn(NAME, [str(self.tools.server)], env=env, log_path=self.log_path, cwd=self.workdir)
+        argv = [*self.argv_prefix, str(self.tools.server)]
+        self._group.spawn(NAME, argv, env=env, log_path=self.log_path, cwd=self.workdir)
         self._wait_ready()
 
     def _wait_epmd(self) -> None:
         assert self.epmd_port is not None
         deadline = time.monotonic() + 10.0
-        while not port_is_open("127.0.0.1", self.epmd_port):
+        while not port_is_open(self.bind, self.epmd_port):
             if self._group.child(EPMD).returncode is not None or time.monotonic() >= deadline:
                 raise PortTaken(
                     f"epmd could not listen on {self.epmd_port}: {log_tail(self.workdir / 'epmd.log')}"
@@ -228,9 +241,9 @@ class RabbitMQServer:
                 raise RuntimeError(
                     f"rabbitmq-server exited with status {code} on start; {self.log_path}:\n{tail}"
                 )
-            if port_is_open("127.0.0.1", self.port):
+            if port_is_open(self.bind, self.port):
                 try:
-                    amqp_handshake("127.0.0.1", self.port)
+                    amqp_handshake(self.bind, self.port)
                     return
                 except OSError:
                     pass
@@ -244,7 +257,7 @@ class RabbitMQServer:
 
     def cli(self, tool: Path, *args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run a RabbitMQ CLI tool (``self.tools.ctl``...) against this node; its whole tree dies on timeout."""
-        argv = [str(tool), "-n", self.node, *args]
+        argv = [*self.argv_prefix, str(tool), "-n", self.node, *args]
         proc = psutil.Popen(
             argv,
             env=self.env(),

@@ -61,6 +61,7 @@ class Stack:
         stop_timeout_s: float = 10.0,
         start_workers: bool = True,
         hosts: Hosts | None = None,
+        link_impairment: delay_proxy.Impairment | None = None,
     ) -> None:
         # Checked against the installed runner before anything starts; BROKER defaults to the runner's first.
         settings = configure(settings)
@@ -81,6 +82,9 @@ class Stack:
         # Several hosts on one machine (fbt_devstack.netns): the API, Redis and the workers each in the
         # namespace of its role, the SMTP sink in the root one (the outside world) on the bridge's address.
         self.hosts = hosts
+        # The loss and jitter ``impair_broker_link`` turns on, in the relay in front of Redis (hosts with the
+        # "proxy" delay method only).
+        self.link_impairment = link_impairment
         self.logs_dir = self.workdir / "logs"
         self.redis: RedisServer | None = None
         self.rabbitmq: RabbitMQServer | None = None
@@ -188,7 +192,9 @@ class Stack:
             overrides["redis_url"] = self._delayed(self.redis)
         if self.start_rabbitmq:
             # A private node under the work dir (never the system one on 5672).
-            self.rabbitmq = brokers.start_rabbitmq(self.workdir / "rabbitmq")
+            self.rabbitmq = brokers.start_rabbitmq(
+                self.workdir / "rabbitmq", self._address("broker"), self._prefix("broker")
+            )
             overrides["amqp_url"] = self.rabbitmq.url
         if self.start_smtp:
             overrides["smtp_host"] = self.hosts.gateway if self.hosts is not None else "127.0.0.1"
@@ -221,7 +227,12 @@ class Stack:
             return redis.url
         port = redis.port or 0
         return delay_proxy.start_in_front(
-            self._group, self.hosts, port, self.process_log("delay"), self.ready_timeout_s
+            self._group,
+            self.hosts,
+            port,
+            self.process_log("delay"),
+            self.ready_timeout_s,
+            impairment=self.link_impairment,
         )
 
     def _start_smtp(self) -> int:
@@ -388,6 +399,15 @@ class Stack:
 
     def lift_broker_memory_cap(self) -> None:
         brokers.lift_broker_memory_cap(self.redis, self.rabbitmq)
+
+    def impair_broker_link(self, on: bool) -> None:
+        """Turn the broker link's loss and jitter (``link_impairment``) on or off."""
+        pid = self._group.running_pid("delay")
+        if pid is None or self.link_impairment is None:
+            raise StackError(
+                "no impairable link: start the stack on hosts with the proxy and a link_impairment"
+            )
+        os.kill(pid, signal.SIGUSR1 if on else signal.SIGUSR2)
 
     def start_broker(self) -> None:
         """Start the broker ``stop_broker`` stopped (or ``kill_broker`` killed), on the same ports and data."""

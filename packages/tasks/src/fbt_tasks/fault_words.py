@@ -141,7 +141,33 @@ def fate(outcome: FaultOutcome) -> str:
 def outlasted(outcome: FaultOutcome, bound_s: float | None, what: str) -> str:
     """Whether a partition lasted past the bound after which the library hands a silent worker's jobs on."""
     if bound_s is None:
-        return f"this configuration has no {what}"
+        return "nothing in this configuration hands a silent worker's jobs on"
     if (outcome.cut_s or 0.0) > bound_s:
         return f"the cut outlasted {what} (~{bound_s:.0f} s)"
     return f"the cut ended before {what} (~{bound_s:.0f} s)"
+
+
+def slow(outcome: FaultOutcome, broker: str = "Redis") -> str:
+    """How fast work drained over a lossy, jittery broker link against the clean one, and what it cost."""
+    clean, slowed = outcome.clean_per_s or 0.0, outcome.slow_per_s or 0.0
+    ratio = f" (x{slowed / clean:.2f})" if clean else ""
+    return (
+        f"over a {broker} link with {outcome.impairment or 'loss and jitter'}, work drained at {slowed:.1f}/s "
+        f"against {clean:.1f}/s on the clean link{ratio}; {fate(outcome)}"
+    )
+
+
+# RabbitMQ's default heartbeat timeout (rabbitmq.conf `heartbeat`), which pika and py-amqp accept as offered.
+# A peer counts as unreachable after two missed heartbeats, sent every half timeout, so the node closes a
+# silent consumer's connection, and requeues its unacked messages, up to half a timeout later than that.
+RABBITMQ_HEARTBEAT_S = 60.0
+RABBITMQ_SILENCE_BOUND_S = RABBITMQ_HEARTBEAT_S * 1.5
+
+
+def node_heartbeat(outcome: FaultOutcome) -> str:
+    """Whether a workers' partition lasted past the point where the node gives their connections up."""
+    what = (
+        f"RabbitMQ's {RABBITMQ_HEARTBEAT_S:.0f} s heartbeat timeout, after which the node closes a silent "
+        "consumer's connection and requeues its unacked messages"
+    )
+    return outlasted(outcome, RABBITMQ_SILENCE_BOUND_S, what)

@@ -25,6 +25,7 @@ FaultName = Literal[
     "broker-crash",
     "broker-full",
     "partition",
+    "slow-link",
     "delay-past-timeout",
     "poison-message",
 ]
@@ -179,6 +180,10 @@ class FaultOutcome:
     # partition: the host cut off from the broker's ("workers" or "api"), and for how long.
     cut_off: str | None = None
     cut_s: float | None = None
+    # slow-link: the drain rate on the clean link and on the impaired one, and the impairment in words.
+    clean_per_s: float | None = None
+    slow_per_s: float | None = None
+    impairment: str | None = None
     # delay-past-timeout: the fewest and most runs of a delayed job, and the runs turned away as repeats.
     runs: tuple[int, int, int] | None = None
     # poison-message: where the malformed message ended up, and whether the worker kept working.
