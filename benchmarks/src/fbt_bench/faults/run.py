@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fbt_bench.faults.inject import POISON_WAIT_S
-from fbt_bench.faults.model import CONFIGS, SHORT, Cancelled, Cell, FaultParams, matrix
+from fbt_bench.faults.model import ALONE_FAULTS, CONFIGS, SHORT, Cancelled, Cell, FaultParams, matrix
 from fbt_bench.faults.partition import cut_length_s, silence_bound_s
 from fbt_bench.faults.trials import identity, run_cell, run_trials
 from fbt_bench.measuring.environment import describe_runner
@@ -85,7 +85,8 @@ def run_faults(
     progress: ProgressSink | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``cells`` in groups that share a stack (``stack_groups``, run by ``run_trials``), ``params.parallel``
-    groups at a time (most of a trial is waiting on a library's timeout).
+    groups at a time (most of a trial is waiting on a library's timeout); the groups of a fault whose record
+    is a rate (``ALONE_FAULTS``) afterwards, one at a time.
 
     The longest-expected groups start first so the lanes finish together. Each finished trial prints a line
     with the trials done, the total and an estimate of the time left (``Eta``); its record keeps its wall time
@@ -134,9 +135,13 @@ def run_faults(
 
     pool = ThreadPoolExecutor(max_workers=max(1, params.parallel), thread_name_prefix="fault")
     try:
-        futures = [pool.submit(guarded, group) for group in order]
+        futures = [pool.submit(guarded, group) for group in order if group[0].fault not in ALONE_FAULTS]
         for future in futures:
             future.result()
+        # A rate is measured only with nothing else running: these groups go one at a time, last.
+        for group in order:
+            if group[0].fault in ALONE_FAULTS:
+                pool.submit(guarded, group).result()
     except KeyboardInterrupt as exc:
         cancel.set()
         pool.shutdown(wait=True, cancel_futures=True)

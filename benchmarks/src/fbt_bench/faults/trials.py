@@ -56,6 +56,7 @@ def outcome_of(result: Mapping[str, Any]) -> FaultOutcome:
     return FaultOutcome(
         lost=int(result.get("lost", 0)),
         held=int(result.get("held", 0)),
+        failed=int(result.get("failed", 0)),
         unacked=int((result.get("unfinished") or {}).get("held", 0)),
         failed_attempts=int(result.get("failed_attempts", 0)),
         reexecuted=int(result.get("reexecuted", 0)),

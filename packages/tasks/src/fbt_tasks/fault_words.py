@@ -135,6 +135,8 @@ def fate(outcome: FaultOutcome) -> str:
         held, verb = _plural(outcome.held, "job"), "was" if outcome.held == 1 else "were"
         return f"{held} the API had accepted {verb} still waiting when the watch ended"
     again = f", {_plural(outcome.reexecuted, 'job')} run again" if outcome.reexecuted else ""
+    if outcome.failed:
+        return f"{_plural(outcome.failed, 'job')} used up every retry and failed{again}"
     return f"every accepted job ran{again}"
 
 

@@ -159,6 +159,7 @@ class FaultOutcome:
 
     lost: int = 0  # accepted, never completed, no longer anywhere: gone for good
     held: int = 0  # accepted, not completed, still in the broker: comes back later
+    failed: int = 0  # accepted, every attempt failed: in the library's failure store, or seen failing
     unacked: int = 0  # of those held, delivered to a worker and not acknowledged
     failed_attempts: int = 0
     reexecuted: int = 0  # jobs run again after the fault
