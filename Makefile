@@ -46,7 +46,7 @@ format: setup ## Apply ruff's fixes and formatting
 compare: setup ## Benchmark every installed runner on every broker it supports (PROFILE=quick|default|full; network: broker RTT 0/1/5 ms across namespaces, needs root; scaling: drain and email-io at 1-32 slots per runner); writes results/latest/
 	@$(RUN) fbt-bench compare --profile $(PROFILE)
 
-faults: setup ## Kill, deploy, restart/crash the broker, delay, poison, fail tasks: every runner x broker x queue config, 3 trials, progress with time left; writes results/faults/
+faults: setup ## Kill, deploy, restart/crash/fill the broker, cut and slow its link (root), delay, poison, fail tasks: every runner x broker x queue config, 3 trials, progress with time left; writes results/faults/
 	@$(RUN) fbt-bench faults
 
 RESULTS ?= results/latest

@@ -16,6 +16,7 @@ from fbt_bench.faults.observe import HANG_S
 from fbt_bench.faults.partition import cut_length_s, silence_bound_s
 from fbt_bench.faults.run import Eta
 from fbt_bench.faults.trials import identity, outcome_of
+from fbt_bench.report import write_reports
 from fbt_bench.report.analysis import summarize
 from fbt_bench.report.findings import _faults
 from fbt_bench.report.tables import faults_layout, side_by_side
@@ -355,7 +356,7 @@ def test_a_hanging_api_is_an_alert_named_with_its_broker():
     alerts = [f.text for f in found if f.kind == "alert"]
     assert alerts == [
         "Celery on RabbitMQ (safe), broker-full: the API left 55 of 150 requests unanswered within the probe's "
-        "timeout while the broker was full, over 1 trials: a client waits instead of getting a 503 it can retry."
+        "timeout while the broker was full, over 1 trial: a client waits instead of getting a 503 it can retry."
     ]
     results_lines = [f.text for f in found if f.kind == "result"]
     assert [t.split(":")[0] for t in results_lines] == [
@@ -517,3 +518,32 @@ def test_slow_link_sentences_give_both_rates_and_the_method():
         assert "drained at 39.0/s against 78.0/s on the clean link (x0.50)" in told, runner
         assert "5% of chunks held 200 ms, jitter up to 20 ms (emulated in a relay)" in told, runner
         assert "2 jobs run again" in told, runner
+
+
+def test_a_faults_only_report_answers_the_rows_it_measured_and_gives_the_slow_link_ratios(tmp_path: Path):
+    """`make faults` measures no scenario: its report has no empty scenario, cost or resource sections, and its
+    answer table holds the rows its faults measure; slow-link's drain ratios are one finding."""
+    results = example_results(faults=False)
+    results["records"] = []
+    results["parameters"]["scenarios"] = []
+    slow = {
+        "fault": "slow-link",
+        "expected": 400,
+        "throughput": {"clean_per_s": 60.0, "slow_per_s": 30.0, "ratio": 0.5, "n": 200},
+        "impairment": {"method": "relay", "loss_pct": 5.0, "stall_ms": 200.0, "jitter_ms": 20.0},
+    }
+    results["faults"] = [
+        _fault("rq", "safe", 1, **slow),
+        _fault("rq", "safe", 2, **{**slow, "throughput": {**slow["throughput"], "ratio": 0.4}}),
+        _fault("celery", "safe", 1, fault="partition", variant="workers", cut_off="workers", cut_s=41.0),
+    ]
+    found = [f.text for f in _faults(summarize(results))]
+    assert any(
+        "work drained at RQ ×0.40–×0.50 of the clean link's rate (200 emails per drain, 2 trials" in t
+        for t in found
+    )
+    md = next(p for p in write_reports(results, tmp_path) if p.suffix == ".md").read_text()
+    assert "## Results by scenario" not in md and "## Cost per task" not in md
+    answer = md.split("## The answer, by kind of work")[1].split("## Key findings")[0]
+    assert "a deploy or a network cut" in answer and "I/O-bound" not in answer
+    assert "make compare answers the rest" in answer

@@ -141,6 +141,7 @@ def _faults(summary: Summary) -> list[Finding]:
     unsafe = [g for g in groups if g not in in_api and _safe(g[0]) and any(f["lost"] for f in g)]
     out = [_loss_alert(summary, g) for g in in_api + unsafe]
     out += [_hang_alert(summary, g) for g in groups if any(_answers(f).get("hang") for f in g)]
+    out += _slow_link(summary, groups)
     for g in groups:
         copies = [d for f in g for d in f.get("duplicates", [])]
         if any(f["duplicate_effects"] for f in g):
@@ -160,7 +161,7 @@ def _faults(summary: Summary) -> list[Finding]:
         firsts.setdefault(system_of(g[0]), g[0])
     for runner, first in firsts.items():
         parts = [
-            f"{fault_label(g[0])} ({g[0]['config']}, {len(g)} trials): "
+            f"{fault_label(g[0])} ({g[0]['config']}, {_trials(len(g))}): "
             + ", ".join(f"{span([f.get(c, 0) for f in g])} {c.replace('_', ' ')}" for c in FAULT_COUNTS)
             + f" of {span([f['expected'] for f in g])}"
             for g in groups
@@ -171,6 +172,37 @@ def _faults(summary: Summary) -> list[Finding]:
             Finding("result", f"When things break, {name}: " + "; ".join(parts) + ".", None, ("faults",))
         )
     return out
+
+
+def _slow_link(summary: Summary, groups: list[list[dict[str, Any]]]) -> list[Finding]:
+    """One line: what a lossy, jittery broker link cost each system's drain, against the clean link on the
+    same stack in the same trial (a ratio, so the relay's own share of the path cancels out)."""
+    slow = [g for g in groups if g[0]["fault"] == "slow-link" and all(f.get("throughput") for f in g)]
+    if not slow:
+        return []
+    by_system = {_system(summary, g[0]): [f["throughput"]["ratio"] or 0.0 for f in g] for g in slow}
+    ratios = [
+        f"{name} ×{min(r):.2f}" + ("" if min(r) == max(r) else f"–×{max(r):.2f}")
+        for name, r in sorted(by_system.items(), key=lambda item: -min(item[1]))
+    ]
+    first = slow[0][0]
+    impaired = first.get("impairment") or {}
+    how = (
+        f"{fmt(impaired.get('loss_pct'))}% of chunks held {fmt(impaired.get('stall_ms'))} ms, jitter up to "
+        f"{fmt(impaired.get('jitter_ms'))} ms"
+        + (", emulated in a relay" if impaired.get("method") == "relay" else "")
+    )
+    trials = max(len(g) for g in slow)
+    text = (
+        f"Over a lossy, jittery broker link ({how}), work drained at {'; '.join(ratios)} of the clean link's "
+        f"rate ({first['throughput']['n']} emails per drain, {_trials(trials)}; lost and duplicated are in the "
+        "faults table)."
+    )
+    return [Finding("result", text, None, ("faults",))]
+
+
+def _trials(n: int) -> str:
+    return "1 trial" if n == 1 else f"{n} trials"
 
 
 def _answers(record: dict[str, Any]) -> dict[str, int]:
@@ -185,7 +217,7 @@ def _hang_alert(summary: Summary, group: list[dict[str, Any]]) -> Finding:
     sent = span([(f.get("outage") or {}).get("requests", 0) for f in group])
     text = (
         f"{_cell(summary, group)}: the API left {hung} of {sent} requests unanswered within the probe's timeout "
-        f"while the broker was {state}, over {len(group)} trials: a client waits instead of getting a 503 it "
+        f"while the broker was {state}, over {_trials(len(group))}: a client waits instead of getting a 503 it "
         "can retry."
     )
     return Finding("alert", text, None, ("faults",))
@@ -211,7 +243,7 @@ def _loss_alert(summary: Summary, group: list[dict[str, Any]]) -> Finding:
     refused = span([f.get("refused", 0) for f in group])
     text = (
         f"{_cell(summary, group)}: {span([f['lost'] for f in group])} of {span([f['expected'] for f in group])} "
-        f"accepted tasks lost for good over {len(group)} trials (requests refused: {refused}). "
+        f"accepted tasks lost for good over {_trials(len(group))} (requests refused: {refused}). "
         f"{group[0]['mechanism'].rstrip('.')}."
     )
     return Finding("alert", text, None, ("faults",))

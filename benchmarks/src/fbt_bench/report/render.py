@@ -203,8 +203,15 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
     return {
         "title": TITLE,
         "subtitle": subtitle(results, summary),
-        "verdict": verdict(summary),
-        "verdict_note": VERDICT_NOTE,
+        # A `make faults` run (faults, no scenario records) answers only the rows its faults measure; the rest
+        # of a compare report (scenarios, cost, resources, the need-by-runner table) would be empty headings.
+        "verdict": [row for row in verdict(summary) if row.ref or results["records"]],
+        "verdict_note": VERDICT_NOTE
+        + (
+            ""
+            if results["records"]
+            else " This run only breaks things (make faults); make compare answers the rest."
+        ),
         "synthetic": bool(results.get("synthetic")) or results["profile"] == "synthetic",
         "incomplete": bool(alerts) or not results["complete"],
         "banner": [(f.text, _cite(f, labels)) for f in alerts],
@@ -240,6 +247,7 @@ def build_context(results: dict[str, Any]) -> dict[str, Any]:
         "faults_layout": tables.faults_layout(results),
         # A `make faults` run has nothing else to show: its cells are the report, not an appendix.
         "faults_open": not results["records"],
+        "faults_only": not results["records"] and bool(results["faults"]),
         "mechanisms": tables.mechanisms(results),
         "record_warnings": record_warnings(results),
         "how_to_read": header.how_to_read(summary),
