@@ -547,3 +547,35 @@ def test_a_faults_only_report_answers_the_rows_it_measured_and_gives_the_slow_li
     answer = md.split("## The answer, by kind of work")[1].split("## Key findings")[0]
     assert "a deploy or a network cut" in answer and "I/O-bound" not in answer
     assert "make compare answers the rest" in answer
+
+
+def test_a_cut_from_the_rabbitmq_node_names_what_confirms_and_a_stuck_consumer_do():
+    answers = {
+        "requests": 140,
+        "answers": {"200": 40, "503": 100, "other": 0, "hang": 0},
+        "max_latency_ms": 3500.0,
+    }
+    celery = load_runner("celery").faults
+    unconfirmed = {"broker_name": "rabbitmq", "confirm_publish": False}
+    lost = celery.mechanism(
+        "partition", unconfirmed, _result(cut_off="api", cut_s=15.0, outage=answers, lost=29)
+    )
+    assert lost.startswith(
+        "without publisher confirms apply_async returns once the message is in the socket's"
+    )
+    assert "29 jobs the API had accepted never ran" in lost
+    stuck = celery.mechanism(
+        "partition",
+        {"broker_name": "rabbitmq", "confirm_publish": True},
+        _result(cut_off="workers", cut_s=100.0, held=32),
+    )
+    assert "celery/celery#4758" in stuck and "32 jobs the API had accepted were still waiting" in stuck
+    hung = {**answers, "answers": {"200": 80, "503": 3, "other": 0, "hang": 46}}
+    told = load_runner("dramatiq").faults.mechanism(
+        "partition",
+        {"broker_name": "rabbitmq", "reliability": {"confirm_delivery": True}},
+        _result(cut_off="api", cut_s=15.0, outage=hung),
+    )
+    assert told.startswith(
+        "pika's BlockingConnection waits for the publisher confirm with no timeout, so 46 requests"
+    )

@@ -16,9 +16,11 @@ longest, ~65-80 s), so in parallel the whole file takes about as long as RQ alon
 the timeouts are safety nets.
 """
 
+import os
 import smtplib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from fbt_bench.faults.observe import deliveries
 from fbt_bench.faults.run import run_cell
 from fbt_bench.measuring.environment import describe_runner
 from fbt_bench.schema import load_schema
+from fbt_devstack import netns
 from fbt_devstack.sink import Sink, smtp_sink
 from fbt_tasks.registry import configure, load_runner
 from fbt_tasks.settings import Settings
@@ -160,3 +163,34 @@ def test_new_faults_are_measured_to_the_end(new_fault_runs: dict[tuple[str, str]
         # (kombu's unrecorded unacked copy) and Dramatiq's (the Retries middleware's refused copy) are named in
         # their sentences; RQ lost one once in CI, its cause not yet pinned down.
         pytest.xfail(f"{runner} lost {full['lost']} while Redis was full: {full['mechanism']}")
+
+
+LINK_PARAMS = replace(NEW_FAULT_PARAMS, slow_n=40, partition_s=20.0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(netns.unavailable_reason() is not None, reason=str(netns.unavailable_reason()))
+def test_a_cut_or_a_slow_link_loses_nothing_dramatiq_accepted_and_leaves_no_namespace(tmp_path: Path):
+    """The network faults on the hosts topology, Dramatiq's safe config (the shortest redelivery bound): the
+    API answers while cut off (never hangs on Redis), nothing accepted is lost, and every namespace goes."""
+    cells = [
+        Cell("dramatiq", "safe", "partition", "workers"),
+        Cell("dramatiq", "safe", "partition", "api"),
+        Cell("dramatiq", "safe", "slow-link"),
+    ]
+    with ThreadPoolExecutor(max_workers=len(cells)) as pool:
+        futures = [pool.submit(run_cell, c, LINK_PARAMS, tmp_path / c.tag.replace("/", "-")) for c in cells]
+        workers, api, slow = (future.result().record for future in futures)
+    schema = load_schema()
+    fault_schema = {"$defs": schema["$defs"], "$ref": "#/$defs/fault"}
+    for record in (workers, api, slow):
+        Draft202012Validator(fault_schema).validate(record)
+        assert record["lost"] == 0 and record["expected"] > 0, record
+    assert workers["cut_s"] > load_runner("dramatiq").faults.redelivery_bound_s(workers["configuration"]), (
+        workers
+    )
+    assert api["outage"]["requests"] > 0 and api["outage"]["answers"]["hang"] == 0, api
+    assert api["outage"]["answers"]["503"] > 0, api  # refused while cut off: the client can retry
+    assert slow["throughput"]["clean_per_s"] > 0 and slow["throughput"]["slow_per_s"] > 0, slow
+    assert not [name for name in netns.our_namespaces() if name.startswith(f"{netns.PREFIX}{os.getpid()}")]

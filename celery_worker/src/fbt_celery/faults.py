@@ -209,8 +209,7 @@ class CeleryFaults:
         if fault == "partition":
             vt, sweep = described.get("visibility_timeout_s", 3600), described.get("unacked_sweep_s", 100)
             if described.get("broker_name") == "rabbitmq":
-                node = cut(result, "RabbitMQ")
-                return node if result.cut_off == "api" else f"{node_heartbeat(result)}; {node}"
+                return _cut_from_node(described, result)
             if result.cut_off == "api" or not described.get("acks_late"):
                 told = (
                     "Celery acks a message when a worker takes it (acks_late off) and retries nothing: a task "
@@ -363,3 +362,22 @@ def rabbitmq_mechanism(fault: FaultName, described: Mapping[str, Any], result: F
 
 
 FAULTS = CeleryFaults()
+
+
+def _cut_from_node(described: Mapping[str, Any], r: FaultOutcome) -> str:
+    """A partition between one host and the RabbitMQ node, as measured, with what explains a loss or a hold."""
+    node = cut(r, "RabbitMQ")
+    if r.cut_off == "api":
+        if r.lost and not described.get("confirm_publish"):
+            return (
+                "without publisher confirms apply_async returns once the message is in the socket's buffer, so "
+                f"what the API wrote into the cut connection went with it; {node}"
+            )
+        return node
+    told = f"{node_heartbeat(r)}; {node}"
+    if r.held:
+        told += (
+            "; they were still queued after the link was back: the worker had not resumed consuming, as "
+            "reported upstream after dropped packets (celery/celery#4758, open)"
+        )
+    return told

@@ -134,7 +134,18 @@ class DramatiqFaults:
         if fault == "partition":
             if described.get("broker_name") == "rabbitmq":
                 node = cut(result, "RabbitMQ")
-                return node if result.cut_off == "api" else f"{node_heartbeat(result)}; {node}"
+                if result.cut_off == "api":
+                    confirms = described.get("reliability", {}).get("confirm_delivery")
+                    waits = (
+                        "waits for the publisher confirm" if confirms else "writes into the blocked socket"
+                    )
+                    stuck = (
+                        f"pika's BlockingConnection {waits} with no timeout, so "
+                        if result.hung_while_out
+                        else ""
+                    )
+                    return stuck + node
+                return f"{node_heartbeat(result)}; {node}"
             if result.cut_off == "api":
                 return cut(result)
             timeout = described.get("reliability", {}).get("heartbeat_timeout_ms", 60_000) / 1000

@@ -187,15 +187,17 @@ class Eta:
             now = time.monotonic()
             expected_done = sum(self.expected[c] for c in self._took)
             scale = sum(self._took.values()) / expected_done if expected_done else 1.0
-            waiting = [scale * e for c, e in self.expected.items() if c not in self._started]
-            running = [
-                max(0.0, scale * self.expected[c] - (now - t))
-                for c, t in self._started.items()
+            left = {
+                c: max(0.0, scale * e - (now - self._started[c])) if c in self._started else scale * e
+                for c, e in self.expected.items()
                 if c not in self._took
-            ]
+            }
+            shared = [t for c, t in left.items() if c.fault not in ALONE_FAULTS]
             # Spread over the lanes, but never shorter than the longest cell still to finish: at the end a few
-            # long cells run alone and the lanes they leave idle do not shorten them.
-            return max((sum(waiting) + sum(running)) / self.lanes, max([*waiting, *running], default=0.0))
+            # long cells run alone and the lanes they leave idle do not shorten them. ALONE_FAULTS' cells run
+            # one at a time after the rest, so theirs add up.
+            lanes = max(sum(shared) / self.lanes, max(shared, default=0.0))
+            return lanes + sum(t for c, t in left.items() if c.fault in ALONE_FAULTS)
 
     def left(self) -> str:
         """ "~12 min left" (or "~40 s left"); "done" once nothing is left."""
