@@ -202,12 +202,7 @@ def faults(
     ] = None,
     n: Annotated[int | None, typer.Option(min=2, help="Emails per burst (default 60).")] = None,
     parallel: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Stacks run at once, and as many partition stacks beside them; most of a trial is waiting "
-            "(default 8).",
-        ),
+        int | None, typer.Option(min=1, help="Stacks run at once; most of a trial is waiting (default 8).")
     ] = None,
     trials: Annotated[int | None, typer.Option(min=1, help="Runs of each cell (default 3).")] = None,
     seed: Annotated[

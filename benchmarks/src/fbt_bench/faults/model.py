@@ -44,9 +44,6 @@ LINK_FAULTS: dict[FaultName, frozenset[str]] = {
 # Faults whose record is a rate (slow-link's drains): cells in parallel share two cores and would measure each
 # other, so these run one at a time once the rest are done.
 ALONE_FAULTS: frozenset[FaultName] = frozenset({"slow-link"})
-# Faults whose trials mostly wait with the workers idle (a cut of a minute or more): their cells get ``parallel``
-# lanes of their own beside the others, which keeps `make faults` near its budget; they count, they do not time.
-WAITING_FAULTS: frozenset[FaultName] = frozenset({"partition"})
 # The benchmark's slot layout, so a fault cell runs the runner as `make compare` measures it.
 BENCH_LAYOUT = PROFILES["default"]
 # The order cells appear in: the library's out-of-the-box behaviour first, then what the project ships.
@@ -105,8 +102,7 @@ class FaultParams:
     smtp_timeout_s: float | None = None
     # Cells at once. Parallel cells share 2 cores and disturb each other's timing; the fault pass reports
     # counts (lost, held, duplicated), which do not depend on it, and recovery times it marks as approximate.
-    # Most of a cell waits out a redelivery bound, so 8 at once still leave a 2-core machine part idle;
-    # WAITING_FAULTS' cells get as many lanes again beside them.
+    # Most of a cell waits out a redelivery bound, so 8 at once still leave a 2-core machine part idle.
     parallel: int = 8
     # None: the slots, the benchmark's equal budget (for BackgroundTasks, the threadpool is the task slots).
     api_threadpool: int | None = None

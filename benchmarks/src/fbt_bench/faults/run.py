@@ -16,16 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fbt_bench.faults.inject import POISON_WAIT_S
-from fbt_bench.faults.model import (
-    ALONE_FAULTS,
-    CONFIGS,
-    SHORT,
-    WAITING_FAULTS,
-    Cancelled,
-    Cell,
-    FaultParams,
-    matrix,
-)
+from fbt_bench.faults.model import ALONE_FAULTS, CONFIGS, SHORT, Cancelled, Cell, FaultParams, matrix
 from fbt_bench.faults.partition import cut_length_s, silence_bound_s
 from fbt_bench.faults.trials import identity, run_cell, run_trials
 from fbt_bench.measuring.environment import describe_runner
@@ -94,9 +85,8 @@ def run_faults(
     progress: ProgressSink | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``cells`` in groups that share a stack (``stack_groups``, run by ``run_trials``), ``params.parallel``
-    groups at a time (most of a trial is waiting on a library's timeout), and as many groups of the faults that
-    mostly wait with the workers idle (``WAITING_FAULTS``) beside them; the groups of a fault whose record is
-    a rate (``ALONE_FAULTS``) afterwards, one at a time.
+    groups at a time (most of a trial is waiting on a library's timeout); the groups of a fault whose record
+    is a rate (``ALONE_FAULTS``) afterwards, one at a time.
 
     The longest-expected groups start first so the lanes finish together. Each finished trial prints a line
     with the trials done, the total and an estimate of the time left (``Eta``); its record keeps its wall time
@@ -143,42 +133,24 @@ def run_faults(
         except Cancelled:
             return
 
-    lanes = max(1, params.parallel)
-    # Cells that mostly wait (a cut of a minute or more, the workers idle) get lanes of their own beside the
-    # others; the groups of ALONE_FAULTS then run one at a time once both are done.
-    pools = {
-        lane: ThreadPoolExecutor(max_workers=lanes, thread_name_prefix=f"fault-{lane}")
-        for lane in ("shared", "waiting")
-    }
+    pool = ThreadPoolExecutor(max_workers=max(1, params.parallel), thread_name_prefix="fault")
     try:
-        futures = [
-            pools[lane_of(group[0])].submit(guarded, group) for group in order if lane_of(group[0]) != "alone"
-        ]
+        futures = [pool.submit(guarded, group) for group in order if group[0].fault not in ALONE_FAULTS]
         for future in futures:
             future.result()
-        # A rate is measured only with nothing else running.
+        # A rate is measured only with nothing else running: these groups go one at a time, last.
         for group in order:
-            if lane_of(group[0]) == "alone":
-                pools["shared"].submit(guarded, group).result()
+            if group[0].fault in ALONE_FAULTS:
+                pool.submit(guarded, group).result()
     except KeyboardInterrupt as exc:
         cancel.set()
-        for pool in pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
         # The cells that finished keep their records: the caller writes a partial result, not nothing.
         raise Interrupted([results[cell] for cell in cells if cell in results]) from exc
     finally:
-        for pool in pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
         progress.close(bar)
     return [results[cell] for cell in cells if cell in results]
-
-
-def lane_of(cell: Cell) -> str:
-    """Where a cell runs: among the others ("shared"), in the lanes of cells that mostly wait ("waiting"), or
-    alone after both ("alone")."""
-    if cell.fault in ALONE_FAULTS:
-        return "alone"
-    return "waiting" if cell.fault in WAITING_FAULTS else "shared"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -220,17 +192,12 @@ class Eta:
                 for c, e in self.expected.items()
                 if c not in self._took
             }
-            # Spread over each pool's lanes, but never shorter than the longest cell still to finish: at the end
-            # a few long cells run alone and the lanes they leave idle do not shorten them. The two pools run
-            # side by side; ALONE_FAULTS' cells one at a time after both, so theirs add up.
-            by_lane: dict[str, list[float]] = {"shared": [], "waiting": [], "alone": []}
-            for cell, t in left.items():
-                by_lane[lane_of(cell)].append(t)
-            pooled = max(
-                max(sum(by_lane[lane]) / self.lanes, max(by_lane[lane], default=0.0))
-                for lane in ("shared", "waiting")
-            )
-            return pooled + sum(by_lane["alone"])
+            shared = [t for c, t in left.items() if c.fault not in ALONE_FAULTS]
+            # Spread over the lanes, but never shorter than the longest cell still to finish: at the end a few
+            # long cells run alone and the lanes they leave idle do not shorten them. ALONE_FAULTS' cells run
+            # one at a time after the rest, so theirs add up.
+            lanes = max(sum(shared) / self.lanes, max(shared, default=0.0))
+            return lanes + sum(t for c, t in left.items() if c.fault in ALONE_FAULTS)
 
     def left(self) -> str:
         """ "~12 min left" (or "~40 s left"); "done" once nothing is left."""
