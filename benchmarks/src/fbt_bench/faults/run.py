@@ -128,6 +128,8 @@ def run_faults(
             )
 
     def guarded(group: list[Cell]) -> None:
+        if cancel.is_set():
+            return  # picked up after Ctrl-C: no stack to start, nothing to measure
         try:
             one(group)
         except Cancelled:
