@@ -20,6 +20,7 @@ from fbt_bench.report import write_reports
 from fbt_bench.report.analysis import summarize
 from fbt_bench.report.findings import _faults
 from fbt_bench.report.tables import faults_layout, side_by_side
+from fbt_bench.results import name_brokers
 from fbt_celery.tasks import retry_options
 from fbt_devstack.delay_proxy import Impairment
 from fbt_dramatiq.actors import retry_when
@@ -579,3 +580,33 @@ def test_a_cut_from_the_rabbitmq_node_names_what_confirms_and_a_stuck_consumer_d
     assert told.startswith(
         "pika's BlockingConnection waits for the publisher confirm with no timeout, so 46 requests"
     )
+
+
+def test_a_defaults_loss_its_safe_config_avoided_is_a_warning_and_a_lone_broker_is_named():
+    """Celery on RabbitMQ out of the box lost what the API had accepted during a cut; with publisher confirms
+    nothing. The two configurations exist to show that difference, and a run on RabbitMQ alone still says
+    RabbitMQ: a bare "Celery" reads as Celery on Redis."""
+    results = example_results(faults=False)
+    lost = {
+        "fault": "partition",
+        "variant": "api",
+        "broker": "rabbitmq",
+        "mechanism": "without publisher confirms",
+    }
+    results["faults"] = [
+        _fault("celery", "defaults", 1, **lost, lost=29, expected=109),
+        _fault("celery", "defaults", 2, **lost, lost=75, expected=146),
+        _fault("celery", "safe", 1, **{**lost, "mechanism": "confirmed"}, expected=90),
+    ]
+    warnings = [f.text for f in _faults(summarize(results)) if f.kind == "warning"]
+    assert any(
+        "out of the box it lost 29–75 of 109–146 accepted over 2 trials; its safe configuration lost none of 90. "
+        "without publisher confirms." in t
+        for t in warnings
+    ), warnings
+    runners = {"celery/rabbitmq": {"display_name": "Celery"}}
+    name_brokers(runners, [("celery", "rabbitmq", "celery/rabbitmq")])
+    assert runners["celery/rabbitmq"]["display_name"] == "Celery on RabbitMQ"
+    alone = {"celery": {"display_name": "Celery"}}
+    name_brokers(alone, [("celery", "redis", "celery")])
+    assert alone["celery"]["display_name"] == "Celery"

@@ -186,12 +186,14 @@ def point_latest(directory: Path) -> None:
 
 
 def name_brokers(runners: dict[str, dict[str, Any]], systems: list[tuple[str, str, str]]) -> None:
-    """A runner measured on more than one broker: each of its entries (``systems``: runner, broker, key)
-    says which ("Celery on RabbitMQ")."""
+    """A runner measured on more than one broker, or on a broker other than its default: each of its entries
+    (``systems``: runner, broker, key) says which ("Celery on RabbitMQ"); a reader takes a bare "Celery" for
+    Celery on its default broker."""
     counts = Counter(runner for runner, _, _ in systems)
     for runner, broker, key in systems:
         facts = runners.get(key)
-        if counts[runner] > 1 and facts is not None and "display_name" in facts:
+        named = counts[runner] > 1 or broker != load_runner(runner).brokers[0]
+        if named and facts is not None and "display_name" in facts:
             facts["display_name"] = f"{facts['display_name']} on {BROKER_TITLES[broker]}"
 
 

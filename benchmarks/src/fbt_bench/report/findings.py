@@ -140,6 +140,7 @@ def _faults(summary: Summary) -> list[Finding]:
     in_api = [g for g in groups if summary.runs_in_api(system_of(g[0])) and any(f["lost"] for f in g)]
     unsafe = [g for g in groups if g not in in_api and _safe(g[0]) and any(f["lost"] for f in g)]
     out = [_loss_alert(summary, g) for g in in_api + unsafe]
+    out += _defaults_losses(summary, groups)
     out += [_hang_alert(summary, g) for g in groups if any(_answers(f).get("hang") for f in g)]
     out += _slow_link(summary, groups)
     for g in groups:
@@ -171,6 +172,31 @@ def _faults(summary: Summary) -> list[Finding]:
         out.append(
             Finding("result", f"When things break, {name}: " + "; ".join(parts) + ".", None, ("faults",))
         )
+    return out
+
+
+def _defaults_losses(summary: Summary, groups: list[list[dict[str, Any]]]) -> list[Finding]:
+    """Where a library out of the box lost accepted work that its safe configuration kept: the difference the
+    two configurations exist to show, so a warning beside the alerts rather than a line in a result."""
+
+    def cell(g: list[dict[str, Any]]) -> tuple[str, str, str]:
+        f = g[0]
+        return system_of(f), f["fault"], f.get("appendfsync", "") or f.get("variant", "")
+
+    safe = {cell(g): g for g in groups if g[0]["config"] == "safe"}
+    out = []
+    for g in groups:
+        kept = safe.get(cell(g))
+        if g[0]["config"] != "defaults" or kept is None or not any(f["lost"] for f in g):
+            continue
+        if any(f["lost"] for f in kept):
+            continue
+        text = (
+            f"{_cell(summary, g)}: out of the box it lost {span([f['lost'] for f in g])} of "
+            f"{span([f['expected'] for f in g])} accepted over {_trials(len(g))}; its safe configuration lost "
+            f"none of {span([f['expected'] for f in kept])}. {g[0]['mechanism'].rstrip('.')}."
+        )
+        out.append(Finding("warning", text, None, ("faults",)))
     return out
 
 
