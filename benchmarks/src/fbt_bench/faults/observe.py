@@ -52,10 +52,11 @@ BROKER_READ_ERRORS: tuple[type[BaseException], ...] = (Exception,)
 
 def deliveries(mailbox: Path) -> Counter[str]:
     """Copies received per job id (the Message-ID is ``<job id@fbt.localhost>``)."""
-    return Counter(_job_id(mail.message_id) for mail in read_mailbox(mailbox))
+    return Counter(job_id_of(mail.message_id) for mail in read_mailbox(mailbox))
 
 
-def _job_id(message_id: str) -> str:
+def job_id_of(message_id: str) -> str:
+    """The job id a Message-ID carries (``<job id@fbt.localhost>``)."""
     return message_id.strip("<>").split("@", 1)[0]
 
 
@@ -64,7 +65,7 @@ def duplicates(mailbox: Path, ids: set[str]) -> list[dict[str, Any]]:
     Message-ID (then a receiver that drops repeated Message-IDs keeps one)."""
     by_recipient: dict[str, list[str]] = {}
     for mail in read_mailbox(mailbox):
-        if _job_id(mail.message_id) in ids:
+        if job_id_of(mail.message_id) in ids:
             by_recipient.setdefault(",".join(mail.to), []).append(mail.message_id)
     return [
         {"recipient": to, "copies": len(found), "same_message_id": len(set(found)) == 1}

@@ -16,7 +16,7 @@ import asyncio
 import time
 from typing import Any
 
-from fbt_bench.faults.observe import MARGIN_S, QUIET_S, FaultContext, deliveries
+from fbt_bench.faults.observe import MARGIN_S, QUIET_S, FaultContext, deliveries, job_id_of
 from fbt_devstack.smtp_sink import read_mailbox
 
 # How long a drain may take before the trial moves on: what is missing then is counted by the watch.
@@ -35,7 +35,7 @@ def _drained(ctx: FaultContext, ids: list[str], began: float) -> tuple[int, floa
         if count == len(wanted) or time.monotonic() - last_change >= QUIET_S:
             break
         time.sleep(0.05)
-    mails = [m for m in read_mailbox(ctx.sink.mailbox) if m.message_id.strip("<>").split("@")[0] in wanted]
+    mails = [m for m in read_mailbox(ctx.sink.mailbox) if job_id_of(m.message_id) in wanted]
     if not mails:
         return 0, 0.0
     last = max(m.received_at for m in mails)
