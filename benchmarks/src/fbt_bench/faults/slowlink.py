@@ -14,6 +14,7 @@ accepted jobs of both drains are watched and counted as after any fault.
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from fbt_bench.faults.observe import MARGIN_S, QUIET_S, FaultContext, deliveries, job_id_of
@@ -21,6 +22,16 @@ from fbt_devstack.smtp_sink import read_mailbox
 
 # How long a drain may take before the trial moves on: what is missing then is counted by the watch.
 DRAIN_LIMIT_S = 120.0
+
+
+def impairment_words(impairment: Mapping[str, Any] | None) -> str | None:
+    """A slow-link record's ``impairment`` in words, for its notes and its runner's sentence."""
+    if not impairment:
+        return None
+    return (
+        f"{impairment['loss_pct']:g}% of chunks held {impairment['stall_ms']:g} ms, jitter up to "
+        f"{impairment['jitter_ms']:g} ms ({'emulated in a relay' if impairment['method'] == 'relay' else 'netem'})"
+    )
 
 
 def _drained(ctx: FaultContext, ids: list[str], began: float) -> tuple[int, float]:
@@ -56,7 +67,13 @@ async def slow_link(ctx: FaultContext) -> dict[str, Any]:
     p, stack = ctx.params, ctx.stack
     ctx.phase(f"draining {p.slow_n} emails on the clean link")
     clean = await _drain(ctx, "clean")
-    impairment = f"{p.slow_loss_pct:g}% of chunks +{p.slow_stall_ms:g} ms, jitter 0-{p.slow_jitter_ms:g} ms"
+    impaired = {
+        "method": "relay",
+        "loss_pct": p.slow_loss_pct,
+        "stall_ms": p.slow_stall_ms,
+        "jitter_ms": p.slow_jitter_ms,
+    }
+    impairment = impairment_words(impaired)
     ctx.phase(f"draining {p.slow_n} emails on the impaired link ({impairment})")
     fault_at = time.time()
     await asyncio.to_thread(stack.impair_broker_link, True)
@@ -72,7 +89,7 @@ async def slow_link(ctx: FaultContext) -> dict[str, Any]:
     ratio = slow[2] / clean[2] if clean[2] else None
     ctx.notes.append(
         f"drained {clean[2]:.1f}/s on the clean link ({clean[1]} of {clean[0]}), {slow[2]:.1f}/s impaired "
-        f"({slow[1]} of {slow[0]}; {impairment}, emulated in a relay)"
+        f"({slow[1]} of {slow[0]}; {impairment})"
     )
     return {
         **ctx.tally(fault_at, set(), probe_id, time.time() - fault_at),
@@ -82,10 +99,5 @@ async def slow_link(ctx: FaultContext) -> dict[str, Any]:
             "ratio": round(ratio, 3) if ratio is not None else None,
             "n": p.slow_n,
         },
-        "impairment": {
-            "method": "relay",
-            "loss_pct": p.slow_loss_pct,
-            "stall_ms": p.slow_stall_ms,
-            "jitter_ms": p.slow_jitter_ms,
-        },
+        "impairment": impaired,
     }

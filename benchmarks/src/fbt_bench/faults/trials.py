@@ -31,6 +31,7 @@ from fbt_bench.faults.model import (
     trial_params,
 )
 from fbt_bench.faults.observe import BROKER_READ_ERRORS, LEASE_PATTERN, FaultContext
+from fbt_bench.faults.slowlink import impairment_words
 from fbt_bench.measuring.environment import describe_runner
 from fbt_bench.progress import NullProgress, ProgressSink
 from fbt_devstack.delay_proxy import Impairment
@@ -74,19 +75,10 @@ def outcome_of(result: Mapping[str, Any]) -> FaultOutcome:
         cut_s=result.get("cut_s"),
         clean_per_s=(result.get("throughput") or {}).get("clean_per_s"),
         slow_per_s=(result.get("throughput") or {}).get("slow_per_s"),
-        impairment=_impairment_words(result.get("impairment")),
+        impairment=impairment_words(result.get("impairment")),
         runs=(int(runs["min"]), int(runs["max"]), int(runs["skipped"])) if runs else None,
         poison_where=poison.get("where"),
         worker_kept_working=poison.get("worker_kept_working"),
-    )
-
-
-def _impairment_words(impairment: Mapping[str, Any] | None) -> str | None:
-    if not impairment:
-        return None
-    return (
-        f"{impairment['loss_pct']:g}% of chunks held {impairment['stall_ms']:g} ms, jitter up to "
-        f"{impairment['jitter_ms']:g} ms ({'emulated in a relay' if impairment['method'] == 'relay' else 'netem'})"
     )
 
 
