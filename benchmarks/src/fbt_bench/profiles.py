@@ -110,6 +110,10 @@ class Profile:
     # Every broker runner's drain is repeated through its library's own minimal worker (the fidelity check,
     # fbt_tasks.reference), at the same N, layout and broker, in the same repeat.
     fidelity: bool = True
+    # The paired drain behind it (fbt_bench.scenarios.paired) queues, on each side, as many jobs as the
+    # runner drained alone in this many seconds: side by side each has half the machine, so both sides
+    # drain for about twice that, long enough that each side's start-up falls in the tenth left out.
+    fidelity_s: float = 6.0
     # The brokers measured when --brokers is not given (None: every broker this machine has).
     default_brokers: tuple[str, ...] | None = None
     # The hosts topology (fbt_devstack.netns): each runner measured once per round-trip time to the broker.
@@ -202,6 +206,7 @@ QUICK = Profile(
     decomposition_rate=120.0,
     decomposition_fraction=0.5,
     drain_n=300,
+    fidelity_s=2.0,
     steady_fractions=(0.5,),
     steady_completions=100,
     steady_warmup_s=0.2,

@@ -151,6 +151,10 @@ class LedgerFollower:
     def completed_count(self) -> int:
         return len(self._ok_counts)
 
+    def finish_times(self) -> list[float]:
+        """When each completed id first finished (epoch seconds, the task's own clock), in order."""
+        return sorted(event.finished_at for event in self._first_ok.values())
+
     def wait(
         self,
         expected: int,

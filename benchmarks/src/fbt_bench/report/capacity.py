@@ -32,7 +32,6 @@ SAME_RATE_TOLERANCE = 0.01
 max_rate_under_slo = extra_metric("max_rate_under_slo")
 drained_per_s = extra_metric("drained_per_s")
 # The fidelity check (fbt_tasks.reference): the library's own minimal worker on the same N, layout and broker.
-reference_per_s = extra_metric("reference_per_s")
 fidelity_ratio = extra_metric("fidelity")
 # CPU of every group from the workers' start until they reported ready, kept out of the drain's cost per task.
 startup_cpu_s = extra_metric("startup_cpu_s")

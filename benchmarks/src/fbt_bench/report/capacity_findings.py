@@ -124,7 +124,7 @@ def fidelity_findings(summary: Summary) -> list[Finding]:
     if not below and not borderline:
         text = (
             f"drain fidelity: every broker runner drains at {floor} or more of its library's own minimal worker, "
-            f"measured in the same repeats (runner ÷ library, median and range): {cited}."
+            f"{_how(summary)} (runner ÷ library, median and range): {cited}."
         )
         return [Finding("result", text, "drain", refs)]
     parts = []
@@ -141,11 +141,22 @@ def fidelity_findings(summary: Summary) -> list[Finding]:
         if s.median < FIDELITY_TARGET and (cause := known_cause(summary, g))
     ]
     text = (
-        f"drain fidelity: {'; '.join(parts)}, at the same N, layout and options, so those drain figures may carry "
-        f"the project's cost as well as the library's (runner ÷ library, median and range): {cited}."
+        f"drain fidelity: {'; '.join(parts)}, {_how(summary)}, so those drain figures may carry the project's "
+        f"cost as well as the library's (runner ÷ library, median and range): {cited}."
         + (f" Known cause: {'; '.join(causes)}." if causes else "")
     )
     return [Finding("warning", text, "drain", refs)]
+
+
+def _how(summary: Summary) -> str:
+    references = [
+        r["extra"].get("reference") or {}
+        for g in summary.in_scenario("drain", baselines=False)
+        for r in g.records
+    ]
+    if any(ref.get("method") == "paired" for ref in references):
+        return "drained side by side with it at the same N, layout and options"
+    return "measured in the same repeats at the same N, layout and options"
 
 
 def known_cause(summary: Summary, group: RepeatSet) -> str | None:

@@ -15,6 +15,7 @@ from fbt_bench.measuring.ledger_reader import LedgerTally
 from fbt_bench.measuring.sampler import ProcUsage
 from fbt_bench.scenarios.context import ScenarioContext, drain, warm_up
 from fbt_bench.scenarios.draining import Ready, draining
+from fbt_bench.scenarios.paired import MIN_IN_WINDOW, paired_drain, paired_n
 from fbt_bench.scenarios.probe_client import run_probe
 from fbt_bench.scenarios.record import Measured, cpu_us_per_task, make_record
 from fbt_bench.scenarios.reference import ReferenceDrain, fidelity, reference_drain
@@ -36,32 +37,45 @@ async def drain_scenario(ctx: ScenarioContext) -> list[dict[str, Any]]:
 
 
 async def _with_reference(ctx: ScenarioContext, n: int) -> dict[str, Any]:
-    """The runner's drain and, where it has one, its library's own minimal worker on the same N jobs.
+    """The runner's drain alone and, where it has a fidelity reference, the paired drain beside its
+    library's own minimal worker (``paired``), which gives ``extra.fidelity``.
 
-    The two alternate which goes first from repeat to repeat, so neither always meets a warmer machine. The
-    reference runs on the local topology only (its workers are started here, beside the broker).
+    Where the queue config adds job-status writes, the reference also drains alone with and without them,
+    so the configuration table shows what they cost the library. The reference runs on the local topology
+    only (its workers are started here, beside the broker).
     """
+    record = await _through_queue(ctx, n)
     reference = _reference(ctx)
     if reference is None:
-        return await _through_queue(ctx, n)
-    reference_first = ctx.repeat % 2 == 1
-    if reference_first:
-        measured, without = await _reference_drains(ctx, reference, n, restart=False)
-        record = await _through_queue(ctx, n)
-    else:
-        record = await _through_queue(ctx, n)
-        measured, without = await _reference_drains(ctx, reference, n, restart=True)
+        return record
+    pair = await paired_drain(ctx, reference, paired_n(record["throughput_per_s"], ctx.profile.fidelity_s))
     extra = record["extra"]
-    extra["reference"] = {**measured.as_record(), "ran_first": reference_first}
-    extra["reference_per_s"] = measured.drained_per_s
-    extra["fidelity"] = fidelity(float(extra["drained_per_s"]), measured.drained_per_s)
-    if without is not None:
-        extra["status_writes"] = status_writes_cost(measured, without)
-    for what, drained in (("fidelity reference", measured), ("reference without job-status writes", without)):
-        if drained is not None and (drained.completed != n or drained.duplicated):
-            record["warnings"].append(
-                f"{what}: {drained.completed} of {n} jobs completed, {drained.duplicated} twice"
-            )
+    extra["reference"] = pair.as_record()
+    extra["reference_per_s"] = pair.reference_per_s
+    extra["fidelity"] = pair.fidelity
+    if pair.fidelity is None:
+        record["warnings"].append(
+            f"paired drain: the two sides never drained at the same time for {MIN_IN_WINDOW} jobs each "
+            "after their start-up, so no fidelity ratio"
+        )
+    if (
+        (pair.completed, pair.project_completed) != (pair.n, pair.n)
+        or pair.duplicated
+        or pair.project_duplicated
+    ):
+        record["warnings"].append(
+            f"paired drain: the library's own worker completed {pair.completed} of {pair.n} ({pair.duplicated} "
+            f"twice), the runner's {pair.project_completed} of {pair.n} ({pair.project_duplicated} twice)"
+        )
+    if reference.without_status_writes is not None:
+        with_writes, without = await _status_write_drains(ctx, reference, n)
+        extra["status_writes"] = status_writes_cost(with_writes, without)
+        for what, drained in (("reference with", with_writes), ("reference without", without)):
+            if drained.completed != n or drained.duplicated:
+                record["warnings"].append(
+                    f"{what} the job-status writes: {drained.completed} of {n} jobs completed, "
+                    f"{drained.duplicated} twice"
+                )
     return record
 
 
@@ -91,10 +105,11 @@ def _reference(ctx: ScenarioContext) -> Reference | None:
     return load_runner(ctx.runner).reference(ctx.deployment.settings)
 
 
-async def _reference_drains(
-    ctx: ScenarioContext, reference: Reference, n: int, *, restart: bool
-) -> tuple[ReferenceDrain, ReferenceDrain | None]:
-    """The reference's drain, and where the queue config adds job-status writes, the same without them."""
+async def _status_write_drains(
+    ctx: ScenarioContext, reference: Reference, n: int
+) -> tuple[ReferenceDrain, ReferenceDrain]:
+    """The reference alone with the queue config's job-status writes and without them (its workers only)."""
+    assert reference.without_status_writes is not None
     label = f"{ctx.tag('drain')} reference"
     broker = [pid for group in ctx.deployment.groups() if group.name == "broker" for pid in group.roots]
     workdir = ctx.deployment.ledger_path.parent / "reference"
@@ -115,16 +130,13 @@ async def _reference_drains(
         )
 
     try:
-        measured = await one(None, "")
-        without = None
-        if reference.without_status_writes is not None:
-            without = await one(reference.without_status_writes, " without the job-status writes")
-        return measured, without
+        return await one(None, ""), await one(
+            reference.without_status_writes, " without the job-status writes"
+        )
     finally:
-        if restart:
-            await asyncio.to_thread(ctx.deployment.start_workers)
-            # The restarted workers' start-up must not land in the next scenario's window.
-            await warm_up(ctx)
+        await asyncio.to_thread(ctx.deployment.start_workers)
+        # The restarted workers' start-up must not land in the next scenario's window.
+        await warm_up(ctx)
 
 
 async def _through_queue(ctx: ScenarioContext, n: int) -> dict[str, Any]:

@@ -68,6 +68,24 @@ def enqueue(reference: Reference, env: dict[str, str], n: int) -> tuple[list[str
     return [str(i) for i in out["ids"]], float(out["cpu_us_per_enqueue"])
 
 
+def process_env(
+    reference: Reference, settings: Settings, workdir: Path, options: Mapping[str, JSONValue] | None = None
+) -> dict[str, str]:
+    """The environment of the reference's enqueue script and workers; their log lines go to ``workdir``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, **reference_env(settings, reference, workdir / "reference-log.txt", options)}
+
+
+def worker_names(reference: Reference) -> list[str]:
+    return [f"reference-{index}" for index in range(len(reference.workers))]
+
+
+def spawn_workers(group: ProcessGroup, reference: Reference, env: dict[str, str], workdir: Path) -> None:
+    """Start the reference's worker processes in ``group``, each logging to ``workdir``."""
+    for name, argv in zip(worker_names(reference), reference.workers, strict=True):
+        group.spawn(name, argv, env=env, log_path=workdir / f"{name}.log")
+
+
 def reference_drain(
     reference: Reference,
     settings: Settings,
@@ -81,13 +99,12 @@ def reference_drain(
 ) -> ReferenceDrain:
     """Drain ``n`` jobs through the library's own worker (the runner's workers must be stopped); ``options``
     replaces the reference's own (``Reference.without_status_writes``)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **reference_env(settings, reference, workdir / "reference-log.txt", options)}
+    env = process_env(reference, settings, workdir, options)
     follower = LedgerFollower.from_end(settings.ledger_file)
     ids, enqueue_us = enqueue(reference, env, n)
     follower.expect(ids)
     group = ProcessGroup()
-    names = [f"reference-{index}" for index in range(len(reference.workers))]
+    names = worker_names(reference)
 
     def groups() -> list[ProcSet]:
         return [
@@ -105,8 +122,7 @@ def reference_drain(
     try:
         with ResourceSampler(groups) as sampler:
             started = time.time()
-            for name, argv in zip(names, reference.workers, strict=True):
-                group.spawn(name, argv, env=env, log_path=workdir / f"{name}.log")
+            spawn_workers(group, reference, env, workdir)
             tally = follower.wait(
                 len(ids),
                 drain_timeout_s=drain_timeout_s,
