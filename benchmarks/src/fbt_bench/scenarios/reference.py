@@ -9,6 +9,7 @@ records project ÷ reference as ``extra.fidelity`` (``fbt_tasks.reference`` says
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Mapping
@@ -76,14 +77,23 @@ def process_env(
     return {**os.environ, **reference_env(settings, reference, workdir / "reference-log.txt", options)}
 
 
-def worker_names(reference: Reference) -> list[str]:
-    return [f"reference-{index}" for index in range(len(reference.workers))]
+WORKERS_NAME = "reference"
 
 
 def spawn_workers(group: ProcessGroup, reference: Reference, env: dict[str, str], workdir: Path) -> None:
-    """Start the reference's worker processes in ``group``, each logging to ``workdir``."""
-    for name, argv in zip(worker_names(reference), reference.workers, strict=True):
-        group.spawn(name, argv, env=env, log_path=workdir / f"{name}.log")
+    """Start the reference's worker processes in ``group`` as one tree in one session, logging to
+    ``workdir``.
+
+    One session, as the runner's workers are one (``fbt-worker-<runner>`` starts its processes as
+    children): with the kernel's autogroup scheduling, on by default, the cores are shared between
+    sessions, not processes, so eight workers in eight sessions would take more of a busy machine than the
+    runner's eight in one, and the two drains would not be held to the same terms.
+    """
+    argv = list(reference.workers[0])
+    if len(reference.workers) > 1:
+        jobs = " ".join(f"{shlex.join(worker)} &" for worker in reference.workers)
+        argv = ["/bin/sh", "-c", f"{jobs} wait"]
+    group.spawn(WORKERS_NAME, argv, env=env, log_path=workdir / f"{WORKERS_NAME}.log")
 
 
 def reference_drain(
@@ -104,11 +114,10 @@ def reference_drain(
     ids, enqueue_us = enqueue(reference, env, n)
     follower.expect(ids)
     group = ProcessGroup()
-    names = worker_names(reference)
 
     def groups() -> list[ProcSet]:
         return [
-            ProcSet("workers", [pid for name in names for pid in group.pids(name)]),
+            ProcSet("workers", group.pids(WORKERS_NAME)),
             ProcSet("broker", broker_pids),
         ]
 
@@ -133,8 +142,8 @@ def reference_drain(
             ended = time.monotonic()
         exited = group.exited()
         if exited and tally.completed < len(ids):
-            name = next(iter(exited))
-            raise ReferenceFailed(f"{name} exited {exited[name]}: {log_tail(workdir / f'{name}.log')}")
+            log = log_tail(workdir / f"{WORKERS_NAME}.log")
+            raise ReferenceFailed(f"the reference's workers exited {exited[WORKERS_NAME]}: {log}")
     finally:
         group.stop_all(timeout_s=STOP_TIMEOUT_S)
     window = draining(first[0], ended, resources, tally.completed) if first else None
