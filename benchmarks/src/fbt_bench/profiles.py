@@ -111,8 +111,8 @@ class Profile:
     # fbt_tasks.reference), at the same N, layout and broker, in the same repeat.
     fidelity: bool = True
     # The paired drain behind it (fbt_bench.scenarios.paired) queues, on each side, as many jobs as the
-    # runner drained alone in this many seconds: side by side each has half the machine, so both sides
-    # drain for about twice that, long enough that each side's start-up falls in the tenth left out.
+    # runner drained alone in this many seconds: side by side each has half the machine, so both drain for
+    # about twice that.
     fidelity_s: float = 6.0
     # The brokers measured when --brokers is not given (None: every broker this machine has).
     default_brokers: tuple[str, ...] | None = None

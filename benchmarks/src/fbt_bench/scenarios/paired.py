@@ -5,26 +5,33 @@ Why at the same time. A shared 2-core VM's own speed drifts by tens of percent f
 idle or not, so two drains run one after the other differ by as much as the code under test does, and a
 ratio of the two is mostly that drift. Drained together, both meet the same machine at every moment: the
 ratio of their completion rates over the window where both are draining is what the project's code costs
-the library, whatever the machine did meanwhile. Each side spends the same slot layout, so the scheduler
-gives each the same share of the cores and a side that needs more CPU per job completes fewer.
+the library, whatever the machine did meanwhile. Each side spends the same slot layout in one session (the
+kernel's autogroup scheduling shares the cores between sessions), so each gets the same share of the cores
+and a side that needs more CPU per job completes fewer.
 
-The window leaves each side's start-up and tail out: it runs from the later of the two sides' ``TRIM``
-quantile of completion times to the earlier of their ``1 - TRIM`` quantiles, and each side's rate is the
-completions it logged inside it. The runner's own drain figure (drained/s) is measured alone, as before;
-this measurement only yields the ratio.
+Both sides' workers are started and proven to consume, then paused while both sides' jobs are queued,
+then resumed at the same moment (``paired_drain`` says why). The window runs from the later of the two
+sides' ``TRIM`` quantiles of completion times to the earlier of their ``1 - TRIM`` quantiles, and each
+side's rate is the completions it logged inside it. The runner's own drain figure (drained/s) is measured
+alone, as before; this measurement only yields the ratio.
 """
 
 import asyncio
 import bisect
+import contextlib
+import signal
 import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import psutil
+
 from fbt_bench.measuring.ledger_reader import POLL_S, LedgerFollower
 from fbt_bench.scenarios.context import ScenarioContext
 from fbt_bench.scenarios.probe_client import run_probe
-from fbt_bench.scenarios.reference import STOP_TIMEOUT_S, enqueue, process_env, spawn_workers
+from fbt_bench.scenarios.reference import STOP_TIMEOUT_S, WORKERS_NAME, enqueue, process_env, spawn_workers
+from fbt_bench.topology import Deployment
 from fbt_devstack.processes import ProcessGroup
 from fbt_tasks.reference import Reference
 
@@ -86,6 +93,9 @@ class PairedDrain:
     duplicated: int
     project_completed: int
     project_duplicated: int
+    # Seconds from resuming both sides' workers to each side's first completion.
+    project_first_s: float | None
+    reference_first_s: float | None
     window_s: float | None
     project_in_window: int
     reference_in_window: int
@@ -108,10 +118,18 @@ class PairedDrain:
         return asdict(self)
 
 
-def paired(n: int, project: LedgerFollower, library: LedgerFollower, reference: Reference) -> PairedDrain:
-    """The record of a paired drain from its two followers (each expecting only its own side's ids)."""
+def paired(
+    n: int,
+    project: LedgerFollower,
+    library: LedgerFollower,
+    reference: Reference,
+    started_at: float | None = None,
+) -> PairedDrain:
+    """The record of a paired drain from its two followers (each expecting only its own side's ids);
+    ``started_at``: when both sides' workers were resumed on their full queues (epoch seconds)."""
     ours, theirs = project.tally(n), library.tally(n)
-    window = shared_window(project.finish_times(), library.finish_times())
+    ours_times, theirs_times = project.finish_times(), library.finish_times()
+    window = shared_window(ours_times, theirs_times)
 
     def rate(count: int) -> float | None:
         return round(count / window.seconds, 2) if window is not None else None
@@ -122,6 +140,8 @@ def paired(n: int, project: LedgerFollower, library: LedgerFollower, reference: 
         duplicated=theirs.duplicated,
         project_completed=ours.completed,
         project_duplicated=ours.duplicated,
+        project_first_s=_since(ours_times, started_at),
+        reference_first_s=_since(theirs_times, started_at),
         window_s=round(window.seconds, 3) if window is not None else None,
         project_in_window=window.project if window is not None else 0,
         reference_in_window=window.reference if window is not None else 0,
@@ -132,74 +152,113 @@ def paired(n: int, project: LedgerFollower, library: LedgerFollower, reference: 
     )
 
 
+def _since(times: list[float], moment: float | None) -> float | None:
+    return round(times[0] - moment, 3) if times and moment is not None else None
+
+
 async def paired_drain(ctx: ScenarioContext, reference: Reference, n: int) -> PairedDrain:
-    """Pre-fill N jobs through the runner's client and N through the library's own, start both sets of
-    workers at once, and wait until both sides are done (or time is up); the runner's workers stay up."""
+    """Start both sides' workers and prove each consumes (a job per slot); pause them (SIGSTOP); queue N
+    jobs on each side, the runner's through its client and the library's through its own; resume both
+    (SIGCONT) at the same moment, and wait until both sides are done (or time is up). The runner's
+    workers stay up.
+
+    Why the pause. Their start-ups differ (the library's minimal worker imports less, the runner's waits
+    for its readiness check) and so do their clients' enqueue speeds, by more than a fast library takes to
+    drain N jobs: started on full queues, or filled while consuming, one side would drain alone. Paused
+    workers hold their connections; the pause lasts only as long as the queueing.
+    """
     deployment, label = ctx.deployment, f"{ctx.tag('drain')} paired"
     settings = deployment.settings
     workdir = deployment.ledger_path.parent / "reference"
     env = process_env(reference, settings, workdir)
-    ctx.progress.phase(f"{label}: stopping the workers, pre-filling {n} jobs for each side")
+    ctx.progress.phase(f"{label}: starting both sides' workers ({reference.layout}), a job per slot each")
     deployment.stop_workers()
-    project, library = (
-        LedgerFollower.from_end(settings.ledger_file),
-        LedgerFollower.from_end(settings.ledger_file),
-    )
+    primed = (LedgerFollower.from_end(settings.ledger_file), LedgerFollower.from_end(settings.ledger_file))
+    sides = (LedgerFollower.from_end(settings.ledger_file), LedgerFollower.from_end(settings.ledger_file))
     group, cancel = ProcessGroup(), threading.Event()
+    paused: list[psutil.Process] = []
+    resumed_at: float | None = None
     try:
-        filled = await run_probe(deployment, ["enqueue", "--n", str(n), "--ids"])
-        project.expect(filled["ids"])
-        ids, _ = await asyncio.to_thread(enqueue, reference, env, n)
-        library.expect(ids)
-        ctx.progress.phase(f"{label}: the runner's workers beside the library's own ({reference.layout})")
-        # The library's minimal worker starts in a fraction of the time the runner's takes (less to
-        # import, no readiness check): it is started once the runner's first job is done, or it would
-        # drain alone meanwhile.
-        starting = asyncio.ensure_future(asyncio.to_thread(deployment.start_workers))
-        await asyncio.to_thread(_first_completion, project, starting, cancel)
+        await _fill(deployment, reference, env, settings.slots, primed)
         spawn_workers(group, reference, env, workdir)
-        await starting
-        await asyncio.to_thread(_wait_both, ctx, (project, library), n, group, cancel)
+        await asyncio.to_thread(deployment.start_workers)
+        await asyncio.to_thread(
+            _wait_all, ctx, primed, settings.slots, group, cancel, "both sides' first jobs"
+        )
+        ctx.progress.phase(f"{label}: both sides' workers paused, queueing {n} jobs on each side")
+        workers = [
+            pid for proc_set in deployment.groups() if proc_set.name == "workers" for pid in proc_set.roots
+        ]
+        paused = _signal_trees([*workers, *group.pids(WORKERS_NAME)], signal.SIGSTOP)
+        await _fill(deployment, reference, env, n, sides)
+        resumed_at = time.time()
+        _signal(paused, signal.SIGCONT)
+        await asyncio.to_thread(_wait_all, ctx, sides, n, group, cancel, "paired drained (both sides)")
     finally:
-        # On Ctrl-C the await is cancelled but not its thread: tell it to stop so teardown is not held up.
+        # Never leave a process stopped; on Ctrl-C the await is cancelled but not its thread: stop it too.
+        _signal(paused, signal.SIGCONT)
         cancel.set()
         group.stop_all(timeout_s=STOP_TIMEOUT_S)
         await asyncio.to_thread(deployment.start_workers)
-    return paired(n, project, library, reference)
+    return paired(n, sides[0], sides[1], reference, resumed_at)
 
 
-def _first_completion(
-    project: LedgerFollower, starting: "asyncio.Future[None]", cancel: threading.Event
+def _signal_trees(roots: list[int], sig: int) -> list[psutil.Process]:
+    """Send ``sig`` to every process of the trees under ``roots``, children first; the processes signalled."""
+    found: list[psutil.Process] = []
+    for root in roots:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = psutil.Process(root)
+            found += [*parent.children(recursive=True), parent]
+    _signal(found, sig)
+    return found
+
+
+def _signal(processes: list[psutil.Process], sig: int) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(sig)
+
+
+async def _fill(
+    deployment: Deployment,
+    reference: Reference,
+    env: dict[str, str],
+    n: int,
+    followers: tuple[LedgerFollower, ...],
 ) -> None:
-    """Poll until the runner's side has completed a job, its workers' start failed, or ``cancel`` is set."""
-    while not project.completed_count() and not cancel.is_set():
-        if starting.done() and starting.exception() is not None:
-            return
-        project.poll()
-        time.sleep(POLL_S / 10)
+    """Queue ``n`` jobs on each side at the same time; each side's follower then expects its own ids."""
+    ours, (theirs, _) = await asyncio.gather(
+        run_probe(deployment, ["enqueue", "--n", str(n), "--ids"]),
+        asyncio.to_thread(enqueue, reference, env, n),
+    )
+    followers[0].expect(ours["ids"])
+    followers[1].expect(theirs)
 
 
-def _wait_both(
+def _wait_all(
     ctx: ScenarioContext,
-    sides: tuple[LedgerFollower, LedgerFollower],
+    followers: tuple[LedgerFollower, ...],
     n: int,
     group: ProcessGroup,
     cancel: threading.Event,
+    what: str,
 ) -> None:
-    """Poll both sides' followers until each completed N, the drain timeout passes, nothing new arrives for
+    """Poll the followers until each completed ``n``, the drain timeout passes, nothing new arrives for
     the stall timeout, a reference worker exits (its side would never finish), or ``cancel`` is set."""
-    bar = ctx.progress.bar(f"{ctx.tag('drain')} paired drained (both sides)", 2 * n)
+    expected = n * len(followers)
+    bar = ctx.progress.bar(f"{ctx.tag('drain')} {what}", expected)
     deadline = time.monotonic() + ctx.profile.drain_timeout_s
     last_change = time.monotonic()
     stall_s = ctx.profile.stall_timeout_s
     try:
         while True:
-            if sum(side.poll() for side in sides):
+            if sum(follower.poll() for follower in followers):
                 last_change = time.monotonic()
-            done = sum(side.completed_count() for side in sides)
+            done = sum(follower.completed_count() for follower in followers)
             ctx.progress.update(bar, done)
             now = time.monotonic()
-            if done >= 2 * n or now >= deadline or group.exited() or cancel.is_set():
+            if done >= expected or now >= deadline or group.exited() or cancel.is_set():
                 return
             if stall_s is not None and now - last_change >= stall_s:
                 return
