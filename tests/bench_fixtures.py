@@ -507,6 +507,7 @@ def _drain(runner: str, repeat: int, rng: random.Random, *, noisy: bool) -> dict
         reference = round(ours / FIDELITY[runner] * _jitter(rng, 0.01), 1)
         record["extra"]["reference_per_s"] = reference
         record["extra"]["fidelity"] = round(ours / reference, 3)
+        record["extra"]["cpu_fidelity"] = round(FIDELITY[runner] * _jitter(rng, 0.01), 3)
         record["extra"]["reference"] = {
             "method": "paired",
             "n": DRAIN_N,

@@ -344,8 +344,10 @@ def test_a_project_share_within_the_api_spread_reads_below_noise():
 def test_drain_table_sets_each_runner_beside_its_library_and_flags_a_low_fidelity():
     table = drain_table(summarize(example_results()))
     cells = {row[0]: row[-1] for row in table.rows}
-    assert re.fullmatch(r"×0\.[56]\d*, below ×0\.9 \(0\.\d+–0\.\d+\)", cells["RQ"])
-    assert "below" not in cells["Celery"] and cells["Celery"].startswith("×")
+    assert re.fullmatch(
+        r"CPU ×0\.[56]\d* \(0\.\d+–0\.\d+\), below ×0\.9; rate ×0\.[56]\d* \(0\.\d+–0\.\d+\)", cells["RQ"]
+    )
+    assert "below" not in cells["Celery"] and cells["Celery"].startswith("CPU ×")
     assert "BackgroundTasks" not in cells and any("no queue to pre-fill" in note for note in table.notes)
     assert any(note.startswith("Fidelity: in each repeat") and "same time" in note for note in table.notes)
 
@@ -363,10 +365,7 @@ def test_the_configuration_table_shows_what_the_job_status_writes_cost():
 
 def test_a_runner_below_the_fidelity_floor_is_a_warning_naming_it():
     warnings = [t for t in _texts(example_results(), "warning") if t.startswith("drain fidelity:")]
-    assert (
-        len(warnings) == 1
-        and "RQ drained below ×0.9 of its library's own minimal worker in every" in warnings[0]
-    )
+    assert len(warnings) == 1 and "RQ below ×0.9 of its library's own minimal worker in every" in warnings[0]
     assert re.search(r"Celery ×0\.9\d* \(0\.9\d*–", warnings[0])
     assert "Known cause" not in warnings[0]
     doc = example_results()
@@ -374,9 +373,9 @@ def test_a_runner_below_the_fidelity_floor_is_a_warning_naming_it():
     cited = next(t for t in _texts(doc, "warning") if t.startswith("drain fidelity:"))
     assert cited.endswith("Known cause: RQ: each job forks a larger worker.")
     for record in _records(doc, "rq", "drain"):
-        record["extra"]["fidelity"] = 0.95
+        record["extra"]["fidelity"] = record["extra"]["cpu_fidelity"] = 0.95
     results = [t for t in _texts(doc, "result") if t.startswith("drain fidelity:")]
-    assert len(results) == 1 and "every broker runner drains at ×0.9 or more" in results[0]
+    assert len(results) == 1 and "every broker runner is at ×0.9 or more" in results[0]
 
 
 def test_old_documents_still_render_with_new_sections_not_measured(tmp_path):

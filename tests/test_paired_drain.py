@@ -6,7 +6,14 @@ The real drain, both sides' workers on a real broker, runs in test_bench_e2e.
 from pathlib import Path
 
 from fbt_bench.measuring.ledger_reader import LedgerFollower
-from fbt_bench.scenarios.paired import MIN_IN_WINDOW, paired, shared_window
+from fbt_bench.scenarios.paired import (
+    MIN_IN_WINDOW,
+    SharedWindow,
+    cpu_per_job,
+    cpu_at,
+    paired,
+    shared_window,
+)
 from fbt_tasks.ledger import CompletionEvent, record
 from fbt_tasks.reference import Reference
 
@@ -61,3 +68,13 @@ def test_the_record_counts_each_side_from_its_own_ids(tmp_path: Path) -> None:
     kept = pair.as_record()
     assert kept["method"] == "paired" and kept["options"] == {"a": 1}
     assert pair.project_per_s == round(pair.project_in_window / pair.window_s, 2)
+
+
+def testcpu_per_job_is_each_sides_cpu_inside_the_window_over_its_jobs_there() -> None:
+    # Cumulative CPU seconds sampled every second: the runner's side 0.5 s per second, the library's 0.4.
+    samples = [(100.0 + t, 0.5 * t, 0.4 * t) for t in range(11)]
+    assert cpu_at(samples, 102.5, 0) == 1.25 and cpu_at(samples, 99.0, 0) is None
+    window = SharedWindow(start=102.0, end=106.0, project=400, reference=500)
+    assert cpu_per_job(samples, window, 0) == 5000.0  # 2.0 s over 400 jobs
+    assert cpu_per_job(samples, window, 1) == 3200.0  # 1.6 s over 500 jobs
+    assert cpu_per_job(samples, None, 0) is None and cpu_per_job([], window, 1) is None

@@ -33,6 +33,8 @@ max_rate_under_slo = extra_metric("max_rate_under_slo")
 drained_per_s = extra_metric("drained_per_s")
 # The fidelity check (fbt_tasks.reference): the library's own minimal worker on the same N, layout and broker.
 fidelity_ratio = extra_metric("fidelity")
+# The same, side by side (fbt_bench.scenarios.paired): library ÷ runner CPU per job in the shared window.
+cpu_fidelity_ratio = extra_metric("cpu_fidelity")
 # CPU of every group from the workers' start until they reported ready, kept out of the drain's cost per task.
 startup_cpu_s = extra_metric("startup_cpu_s")
 # The issue's floor: the project may cost a library at most 10% of its own drain rate.

@@ -12,6 +12,7 @@ from fbt_bench.report.capacity import (
     at_fraction,
     below_noise,
     cost,
+    cpu_fidelity_ratio,
     decomposition,
     decomposition_ratio,
     drained_per_s,
@@ -113,7 +114,12 @@ def fidelity_findings(summary: Summary) -> list[Finding]:
     Below the floor means the median of the repeats; a runner whose range still reaches the floor is said to
     be within noise of it, not cleared and not condemned.
     """
-    entries = measured(summary.in_scenario("drain", baselines=False), fidelity_ratio)
+    groups = summary.in_scenario("drain", baselines=False)
+    by_cpu = any("cpu_fidelity" in r["extra"] for g in groups for r in g.records)
+    # Side by side, CPU per job is what the project costs the library whatever share of the cores each side
+    # got; completions per second also carry how the scheduler split the cores between the two sides.
+    entries = measured(groups, cpu_fidelity_ratio if by_cpu else fidelity_ratio)
+    ratio = "library ÷ runner, CPU per job" if by_cpu else "runner ÷ library"
     if not entries:
         return []
     below = [g.tag() for g, s in entries if s.high < FIDELITY_TARGET]
@@ -123,16 +129,14 @@ def fidelity_findings(summary: Summary) -> list[Finding]:
     floor = f"×{fmt(FIDELITY_TARGET)}"
     if not below and not borderline:
         text = (
-            f"drain fidelity: every broker runner drains at {floor} or more of its library's own minimal worker, "
-            f"{_how(summary)} (runner ÷ library, median and range): {cited}."
+            f"drain fidelity: every broker runner is at {floor} or more of its library's own minimal worker, "
+            f"{_how(summary)} ({ratio}, median and range): {cited}."
         )
         return [Finding("result", text, "drain", refs)]
     parts = []
     if below:
         whose = "its library's" if len(below) == 1 else "their libraries'"
-        parts.append(
-            f"{', '.join(below)} drained below {floor} of {whose} own minimal worker in every repeat"
-        )
+        parts.append(f"{', '.join(below)} below {floor} of {whose} own minimal worker in every repeat")
     if borderline:
         parts.append(f"{', '.join(borderline)} below {floor} in the median, with a range that reaches it")
     causes = [
@@ -142,7 +146,7 @@ def fidelity_findings(summary: Summary) -> list[Finding]:
     ]
     text = (
         f"drain fidelity: {'; '.join(parts)}, {_how(summary)}, so those drain figures may carry the project's "
-        f"cost as well as the library's (runner ÷ library, median and range): {cited}."
+        f"cost as well as the library's ({ratio}, median and range): {cited}."
         + (f" Known cause: {'; '.join(causes)}." if causes else "")
     )
     return [Finding("warning", text, "drain", refs)]

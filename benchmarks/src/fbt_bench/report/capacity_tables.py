@@ -16,6 +16,7 @@ from fbt_bench.report.capacity import (
     at_fraction,
     below_noise,
     cost,
+    cpu_fidelity_ratio,
     decomposition,
     decomposition_ratio,
     drained_per_s,
@@ -218,7 +219,7 @@ def drain_table(summary: Summary) -> Table:
         "min–max",
         "CV",
         "first → last s",
-        "fidelity: runner ÷ library's own worker (min–max)",
+        "fidelity against the library's own worker (min–max)",
     )
     return Table(
         table_id("drain"), "drain: how fast the workers empty a full queue", columns, tuple(rows), notes
@@ -226,12 +227,17 @@ def drain_table(summary: Summary) -> Table:
 
 
 def _reference_cell(group: RepeatSet) -> str:
-    ratio = group.spread(fidelity_ratio)
-    if ratio is None:
+    ratio, cpu = group.spread(fidelity_ratio), group.spread(cpu_fidelity_ratio)
+    if ratio is None and cpu is None:
         in_api = any(r["extra"].get("notes") for r in group.records)
         return "n/a: tasks run in the API, no library worker" if in_api else "not measured"
-    below = f", below ×{fmt(FIDELITY_TARGET)}" if ratio.median < FIDELITY_TARGET else ""
-    return f"{fmt_ratio(ratio.median)}{below} ({fmt_range(ratio)})"
+    judged = cpu if cpu is not None else ratio
+    assert judged is not None
+    below = f", below ×{fmt(FIDELITY_TARGET)}" if judged.median < FIDELITY_TARGET else ""
+    rate = f"{fmt_ratio(ratio.median)} ({fmt_range(ratio)})" if ratio is not None else "n/a"
+    if cpu is None:
+        return f"{rate}{below}"
+    return f"CPU {fmt_ratio(cpu.median)} ({fmt_range(cpu)}){below}; rate {rate}"
 
 
 def _fidelity_note(groups: Sequence[RepeatSet]) -> str:
@@ -247,8 +253,10 @@ def _fidelity_note(groups: Sequence[RepeatSet]) -> str:
             "Fidelity: in each repeat the runner's workers and the library's own minimal worker (its CLI, its "
             "client, a task doing the same two appends, no project code; the runner's layout, broker and "
             "queue-config options) drained N jobs each at the same time, so both met the same machine; "
-            "runner ÷ library is the ratio of their completions over the window both were draining in (each "
-            f"side's first and last tenth left out), {target}"
+            "over the window both were draining in (each side's first and last tenth left out), CPU = library's "
+            "workers' CPU per job ÷ the runner's (what the project costs the library, however the scheduler "
+            "split the cores between the two) and rate = runner's completions ÷ the library's; the CPU "
+            f"ratio's {target}"
         )
     return (
         "Fidelity: the same N jobs through the library's minimal worker (its CLI, its client, a task doing "

@@ -53,6 +53,7 @@ async def _with_reference(ctx: ScenarioContext, n: int) -> dict[str, Any]:
     extra["reference"] = pair.as_record()
     extra["reference_per_s"] = pair.reference_per_s
     extra["fidelity"] = pair.fidelity
+    extra["cpu_fidelity"] = pair.cpu_fidelity
     if pair.fidelity is None:
         record["warnings"].append(
             f"paired drain: the two sides never drained at the same time for {MIN_IN_WINDOW} jobs each "

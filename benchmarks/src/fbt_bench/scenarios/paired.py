@@ -19,15 +19,18 @@ alone, as before; this measurement only yields the ratio.
 import asyncio
 import bisect
 import contextlib
+import itertools
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import psutil
 
 from fbt_bench.measuring.ledger_reader import POLL_S, LedgerFollower
+from fbt_bench.measuring.sampler import ProcSet, ResourceSampler
 from fbt_bench.scenarios.context import ScenarioContext
 from fbt_bench.scenarios.probe_client import run_probe
 from fbt_bench.scenarios.reference import STOP_TIMEOUT_S, WORKERS_NAME, enqueue, process_env, spawn_workers
@@ -39,6 +42,10 @@ from fbt_tasks.reference import Reference
 TRIM = 0.1
 # Fewer completions than this on either side inside the window give no ratio worth printing.
 MIN_IN_WINDOW = 10
+# (epoch seconds, the runner's workers' cumulative CPU seconds, the library's workers' cumulative CPU seconds)
+CpuSample = tuple[float, float, float]
+
+
 # Never fewer jobs per side than this, however slow the runner drained alone.
 MIN_PAIRED_N = 50
 
@@ -103,9 +110,21 @@ class PairedDrain:
     # with each other, since each side had half the machine.
     project_per_s: float | None
     reference_per_s: float | None
+    # Each side's workers' CPU µs per job inside the window (their process trees, sampled while draining;
+    # the broker is shared and left out): unlike the rates, it does not depend on how the scheduler shared
+    # the cores between the two sides. None where the window or the samples are missing.
+    project_cpu_us_per_job: float | None
+    reference_cpu_us_per_job: float | None
     layout: str
     options: dict[str, Any]
     method: str = "paired"
+
+    @property
+    def cpu_fidelity(self) -> float | None:
+        """Library ÷ project CPU per job over the same window (below 1: the project costs the library more)."""
+        if not self.project_cpu_us_per_job or self.reference_cpu_us_per_job is None:
+            return None
+        return round(self.reference_cpu_us_per_job / self.project_cpu_us_per_job, 3)
 
     @property
     def fidelity(self) -> float | None:
@@ -124,6 +143,7 @@ def paired(
     library: LedgerFollower,
     reference: Reference,
     started_at: float | None = None,
+    cpu: Sequence[CpuSample] = (),
 ) -> PairedDrain:
     """The record of a paired drain from its two followers (each expecting only its own side's ids);
     ``started_at``: when both sides' workers were resumed on their full queues (epoch seconds)."""
@@ -147,9 +167,31 @@ def paired(
         reference_in_window=window.reference if window is not None else 0,
         project_per_s=rate(window.project) if window is not None else None,
         reference_per_s=rate(window.reference) if window is not None else None,
+        project_cpu_us_per_job=cpu_per_job(cpu, window, 0),
+        reference_cpu_us_per_job=cpu_per_job(cpu, window, 1),
         layout=reference.layout,
         options=dict(reference.options),
     )
+
+
+def cpu_at(samples: Sequence[CpuSample], moment: float, side: int) -> float | None:
+    """One side's cumulative CPU seconds at ``moment``, interpolated between the samples around it."""
+    for before, after in itertools.pairwise(samples):
+        if before[0] <= moment <= after[0]:
+            span = after[0] - before[0]
+            share = (moment - before[0]) / span if span > 0 else 0.0
+            return before[side + 1] + share * (after[side + 1] - before[side + 1])
+    return None
+
+
+def cpu_per_job(samples: Sequence[CpuSample], window: SharedWindow | None, side: int) -> float | None:
+    if window is None:
+        return None
+    start, end = cpu_at(samples, window.start, side), cpu_at(samples, window.end, side)
+    jobs = (window.project, window.reference)[side]
+    if start is None or end is None or not jobs:
+        return None
+    return round((end - start) * 1e6 / jobs, 1)
 
 
 def _since(times: list[float], moment: float | None) -> float | None:
@@ -177,6 +219,7 @@ async def paired_drain(ctx: ScenarioContext, reference: Reference, n: int) -> Pa
     sides = (LedgerFollower.from_end(settings.ledger_file), LedgerFollower.from_end(settings.ledger_file))
     group, cancel = ProcessGroup(), threading.Event()
     paused: list[psutil.Process] = []
+    cpu: list[CpuSample] = []
     resumed_at: float | None = None
     try:
         await _fill(deployment, reference, env, settings.slots, primed)
@@ -191,16 +234,33 @@ async def paired_drain(ctx: ScenarioContext, reference: Reference, n: int) -> Pa
         ]
         paused = _signal_trees([*workers, *group.pids(WORKERS_NAME)], signal.SIGSTOP)
         await _fill(deployment, reference, env, n, sides)
+        # Sampled at each poll of the wait below, not by the sampler's own thread (an interval it never
+        # reaches); started here for the baseline, before any job of the N runs.
+        sampler = ResourceSampler(
+            lambda: [ProcSet("project", workers), ProcSet("reference", group.pids(WORKERS_NAME))],
+            interval_s=ctx.profile.drain_timeout_s,
+        ).start()
         resumed_at = time.time()
         _signal(paused, signal.SIGCONT)
-        await asyncio.to_thread(_wait_all, ctx, sides, n, group, cancel, "paired drained (both sides)")
+
+        def sample() -> None:
+            usage = sampler.snapshot()
+            cpu.append((time.time(), usage["project"]["cpu_s"], usage["reference"]["cpu_s"]))
+
+        sample()
+        try:
+            await asyncio.to_thread(
+                _wait_all, ctx, sides, n, group, cancel, "paired drained (both sides)", sample
+            )
+        finally:
+            sampler.stop()
     finally:
         # Never leave a process stopped; on Ctrl-C the await is cancelled but not its thread: stop it too.
         _signal(paused, signal.SIGCONT)
         cancel.set()
         group.stop_all(timeout_s=STOP_TIMEOUT_S)
         await asyncio.to_thread(deployment.start_workers)
-    return paired(n, sides[0], sides[1], reference, resumed_at)
+    return paired(n, sides[0], sides[1], reference, resumed_at, cpu)
 
 
 def _signal_trees(roots: list[int], sig: int) -> list[psutil.Process]:
@@ -243,6 +303,7 @@ def _wait_all(
     group: ProcessGroup,
     cancel: threading.Event,
     what: str,
+    on_poll: Callable[[], None] | None = None,
 ) -> None:
     """Poll the followers until each completed ``n``, the drain timeout passes, nothing new arrives for
     the stall timeout, a reference worker exits (its side would never finish), or ``cancel`` is set."""
@@ -255,6 +316,8 @@ def _wait_all(
         while True:
             if sum(follower.poll() for follower in followers):
                 last_change = time.monotonic()
+            if on_poll is not None:
+                on_poll()
             done = sum(follower.completed_count() for follower in followers)
             ctx.progress.update(bar, done)
             now = time.monotonic()
