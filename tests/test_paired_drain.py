@@ -9,8 +9,8 @@ from fbt_bench.measuring.ledger_reader import LedgerFollower
 from fbt_bench.scenarios.paired import (
     MIN_IN_WINDOW,
     SharedWindow,
-    cpu_per_job,
     cpu_at,
+    cpu_per_job,
     paired,
     shared_window,
 )
