@@ -123,10 +123,10 @@ def test_every_broker_runner_drained_beside_its_library_and_the_decomposition_ad
         if record["scenario"] == "drain" and record["runner"] in RUNNERS and not in_api:
             reference = extra["reference"]
             assert reference["method"] == "paired", where
-            assert (reference["completed"], reference["duplicated"]) == (TINY.drain_n, 0), where
-            assert (reference["project_completed"], reference["project_duplicated"]) == (TINY.drain_n, 0), (
-                where
-            )
+            # As many jobs as the runner drained alone in the profile's fidelity_s, every one completed. A job
+            # run twice is counted, not asserted against: SAQ runs a few twice with no fault (tobymao/saq#277).
+            n = reference["n"]
+            assert (reference["completed"], reference["project_completed"]) == (n, n), where
             if extra["fidelity"] is not None:  # a tiny N may leave the two sides no shared window
                 ratio = reference["project_per_s"] / reference["reference_per_s"]
                 assert extra["fidelity"] == round(ratio, 3), where
