@@ -245,23 +245,23 @@ def _fidelity_note(groups: Sequence[RepeatSet]) -> str:
     references = [r["extra"].get("reference") or {} for g in groups for r in g.records]
     measured = [ref for ref in references if ref]
     target = (
-        f"median of the repeats; a median below ×{fmt(FIDELITY_TARGET)} says so: there the project costs the "
+        f"Medians of the repeats; a median below ×{fmt(FIDELITY_TARGET)} says so: there the project costs the "
         "library more than the 10% it may."
     )
     if measured and all(ref.get("method") == "paired" for ref in measured):
         return (
             "Fidelity: in each repeat the runner's workers and the library's own minimal worker (its CLI, its "
             "client, a task doing the same two appends, no project code; the runner's layout, broker and "
-            "queue-config options) drained N jobs each at the same time, so both met the same machine; "
-            "over the window both were draining in (each side's first and last tenth left out), CPU = library's "
-            "workers' CPU per job ÷ the runner's (what the project costs the library, however the scheduler "
-            "split the cores between the two) and rate = runner's completions ÷ the library's; the CPU "
-            f"ratio's {target}"
+            "queue-config options) drained as many jobs each as the runner drained alone in a few seconds, "
+            "at the same time, so both met the same machine. Over the window both were draining in (each "
+            "side's first and last tenth left out): CPU = the library's workers' CPU per job ÷ the runner's "
+            "(what the project costs the library, however the scheduler split the cores between the two; "
+            f"judged against the floor); rate = the runner's completions ÷ the library's. {target}"
         )
     return (
         "Fidelity: the same N jobs through the library's minimal worker (its CLI, its client, a task doing "
         "the same two appends, no project code), at the runner's layout, broker and queue-config options, "
-        f"in the same repeat, one drain after the other; runner ÷ that, {target}"
+        f"in the same repeat, one drain after the other; runner ÷ that. {target}"
     )
 
 
