@@ -33,7 +33,14 @@ from fbt_bench.measuring.ledger_reader import POLL_S, LedgerFollower
 from fbt_bench.measuring.sampler import ProcSet, ResourceSampler
 from fbt_bench.scenarios.context import ScenarioContext
 from fbt_bench.scenarios.probe_client import run_probe
-from fbt_bench.scenarios.reference import STOP_TIMEOUT_S, WORKERS_NAME, enqueue, process_env, spawn_workers
+from fbt_bench.scenarios.reference import (
+    STOP_TIMEOUT_S,
+    WORKERS_NAME,
+    enqueue,
+    fidelity,
+    process_env,
+    spawn_workers,
+)
 from fbt_bench.topology import Deployment
 from fbt_devstack.processes import ProcessGroup
 from fbt_tasks.reference import Reference
@@ -122,16 +129,16 @@ class PairedDrain:
     @property
     def cpu_fidelity(self) -> float | None:
         """Library ÷ project CPU per job over the same window (below 1: the project costs the library more)."""
-        if not self.project_cpu_us_per_job or self.reference_cpu_us_per_job is None:
+        if self.project_cpu_us_per_job is None or self.reference_cpu_us_per_job is None:
             return None
-        return round(self.reference_cpu_us_per_job / self.project_cpu_us_per_job, 3)
+        return fidelity(self.reference_cpu_us_per_job, self.project_cpu_us_per_job)
 
     @property
     def fidelity(self) -> float | None:
         """Project ÷ library over the same window; None without a window."""
-        if self.project_per_s is None or not self.reference_per_s:
+        if self.project_per_s is None or self.reference_per_s is None:
             return None
-        return round(self.project_per_s / self.reference_per_s, 3)
+        return fidelity(self.project_per_s, self.reference_per_s)
 
     def as_record(self) -> dict[str, Any]:
         return asdict(self)
